@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make rehearse` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: rehearse test bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+rehearse: $(STAMP)
+	$(BIN)/cutover-bot rehearse examples/payments-tokenization.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy packets handlers store bot
+	$(BIN)/python ../shared/tools/check_layers.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

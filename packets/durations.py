@@ -1,0 +1,41 @@
+"""Durations as people write them in plans and slash commands: `15m`, `1h30m`, `90s`, `2d`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_PART = re.compile(r"(\d+)([dhms])")
+_WHOLE = re.compile(r"^(?:\d+[dhms])+$")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+class DurationError(ValueError):
+    """A duration text that is not of the form `1h30m`."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `1h30m`-style text; a bare `0` is zero. Units: d, h, m, s, largest first or not."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if cleaned == "0":
+        return timedelta(0)
+    if not _WHOLE.match(cleaned):
+        raise DurationError(f"{text!r} is not a duration like 15m, 1h30m or 90s")
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(cleaned))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest `1h30m` form; negative values get a leading minus."""
+    total = int(value.total_seconds())
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    if total == 0:
+        return "0m"
+    parts: list[str] = []
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return sign + "".join(parts)

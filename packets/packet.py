@@ -1,0 +1,174 @@
+"""Command packet versions: the run's timeline as one numbered, hashed, immutable value.
+
+A packet is `proposed` when the resequencer produces it, `authoritative` once the release
+authority adopts it (version 1 is authoritative from the start), and `superseded` when a later
+version is adopted. Its hash covers everything but its state, so adopting a packet never changes
+its hash, and the same inputs always give the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from packets.plan import canonical_json
+
+
+class PacketState(StrEnum):
+    PROPOSED = "proposed"
+    AUTHORITATIVE = "authoritative"
+    SUPERSEDED = "superseded"
+    REJECTED = "rejected"
+
+
+class HoldSource(StrEnum):
+    PLAN = "plan"  # a hold checkpoint or a protected checkpoint
+    CONFLICT = "conflict"  # a protected checkpoint that no longer fits its window
+    GATE = "gate"  # a failed gate whose action is hold / rollback_cohort
+    ACTUATION = "actuation"  # the traffic control plane refused a shift
+    MANUAL = "manual"  # /cutover hold
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCheckpoint:
+    """One line of the timeline, with its owner resolved to the acting user at packet time."""
+
+    id: str
+    title: str
+    owner_role: str
+    owner_user: str
+    observer_roles: tuple[str, ...]
+    observer_users: tuple[str, ...]
+    start: datetime
+    end: datetime
+    protected: bool
+    after: tuple[str, ...] = ()
+    # The checkpoint's plan hold, or a conflict hold: it will not run until released.
+    held: bool = False
+    # Why this checkpoint cannot be scheduled validly (e.g. past its not_after), or None.
+    conflict: str | None = None
+    # Held checkpoints this one waits on, directly or through its dependencies.
+    waits_on: tuple[str, ...] = ()
+    # Progress facts folded in: "done", "late", "active", or "" when only planned.
+    status: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["start"] = self.start.isoformat()
+        data["end"] = self.end.isoformat()
+        data["observer_roles"] = list(self.observer_roles)
+        data["observer_users"] = list(self.observer_users)
+        data["after"] = list(self.after)
+        data["waits_on"] = list(self.waits_on)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PlannedCheckpoint:
+        return cls(
+            **{
+                **data,
+                "start": datetime.fromisoformat(data["start"]),
+                "end": datetime.fromisoformat(data["end"]),
+                "observer_roles": tuple(data["observer_roles"]),
+                "observer_users": tuple(data["observer_users"]),
+                "after": tuple(data.get("after", ())),
+                "waits_on": tuple(data.get("waits_on", ())),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PacketHold:
+    """An entry of the packet's hold register (planned holds and conflict holds)."""
+
+    id: str
+    checkpoint: str
+    reason: str
+    source: HoldSource
+    release_by: tuple[str, ...]
+    mode: str = "any"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "checkpoint": self.checkpoint,
+            "reason": self.reason,
+            "source": str(self.source),
+            "release_by": list(self.release_by),
+            "mode": self.mode,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PacketHold:
+        return cls(
+            id=data["id"],
+            checkpoint=data["checkpoint"],
+            reason=data["reason"],
+            source=HoldSource(data["source"]),
+            release_by=tuple(data["release_by"]),
+            mode=data.get("mode", "any"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    version: int
+    plan_revision: str
+    timeline: tuple[PlannedCheckpoint, ...]
+    holds: tuple[PacketHold, ...]
+    reason: str
+    supersedes: int | None = None
+    state: PacketState = PacketState.PROPOSED
+    _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({c.id: i for i, c in enumerate(self.timeline)})
+
+    @property
+    def conflicts(self) -> tuple[PlannedCheckpoint, ...]:
+        return tuple(c for c in self.timeline if c.conflict)
+
+    def checkpoint(self, checkpoint_id: str) -> PlannedCheckpoint:
+        return self.timeline[self._index[checkpoint_id]]
+
+    def position(self, checkpoint_id: str) -> int:
+        return self._index[checkpoint_id]
+
+    def has(self, checkpoint_id: str) -> bool:
+        return checkpoint_id in self._index
+
+    def content(self) -> dict[str, Any]:
+        """Everything the hash covers: all but the state."""
+        return {
+            "version": self.version,
+            "plan_revision": self.plan_revision,
+            "supersedes": self.supersedes,
+            "reason": self.reason,
+            "timeline": [c.as_json() for c in self.timeline],
+            "holds": [h.as_json() for h in self.holds],
+        }
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(canonical_json(self.content()).encode()).hexdigest()
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.content(), "state": str(self.state), "hash": self.hash}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Packet:
+        return cls(
+            version=data["version"],
+            plan_revision=data["plan_revision"],
+            supersedes=data.get("supersedes"),
+            reason=data["reason"],
+            timeline=tuple(PlannedCheckpoint.from_json(c) for c in data["timeline"]),
+            holds=tuple(PacketHold.from_json(h) for h in data["holds"]),
+            state=PacketState(data.get("state", "proposed")),
+        )
+
+    def with_state(self, state: PacketState) -> Packet:
+        return replace(self, state=state, _index={})

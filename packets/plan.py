@@ -1,0 +1,286 @@
+"""The approved change package: a YAML plan file, parsed into pydantic models.
+
+`load_plan(text, source=...)` is the one way in. It returns a `Plan` or raises `PlanInvalid`
+carrying every problem found, each as `FILE: field.path: what is wrong`. Reading the file is
+the caller's job; this module does no I/O.
+
+The plan's `revision` is the sha256 of its canonical JSON (sorted keys, no whitespace) so that
+reformatting the YAML never changes it and changing any value always does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
+
+from packets.durations import DurationError, format_duration, parse_duration
+
+Action = Literal["pause", "hold", "rollback_cohort", "global_rollback", "freeze"]
+ACTIONS: tuple[Action, ...] = ("pause", "hold", "rollback_cohort", "global_rollback", "freeze")
+
+
+def _to_duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 15m, not true/false")
+    if isinstance(value, int):
+        # A bare number in a plan is minutes: that is how people write `duration: 15`.
+        return timedelta(minutes=value)
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from exc
+    raise ValueError("expected a duration like 15m or 1h30m")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+
+
+def _require_offset(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp needs an offset, like 2026-11-24T21:00:00-05:00")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Window(_Model):
+    start: datetime
+    end: datetime
+
+    _offsets = field_validator("start", "end")(_require_offset)
+
+
+class CheckpointWindow(_Model):
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+
+    _offsets = field_validator("not_before", "not_after")(
+        lambda v: v if v is None else _require_offset(v)
+    )
+
+
+class Role(_Model):
+    primary: str = Field(min_length=1)
+    delegates: list[str] = Field(default_factory=list)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Everyone who may ever act for the role: the primary first, then the delegates."""
+        return (self.primary, *self.delegates)
+
+
+class Authority(_Model):
+    signoff: list[str] = Field(min_length=1)
+    adopt_packets: list[str] = Field(min_length=1)
+    change_delegates: list[str] = Field(default_factory=list)
+    start_and_rollback: list[str] = Field(min_length=1)
+    # Who may pause, resume, freeze and unfreeze by hand; defaults to start_and_rollback.
+    pause_and_freeze: list[str] | None = None
+
+    @property
+    def pausers(self) -> list[str]:
+        return self.pause_and_freeze if self.pause_and_freeze is not None else self.start_and_rollback
+
+
+class Telemetry(_Model):
+    provider: Literal["prometheus", "file", "simulated"]
+    url: str | None = None
+    path: str | None = None
+    timeout: Duration = timedelta(seconds=5)
+
+
+class GatePolicy(_Model):
+    interval: Duration = timedelta(minutes=1)
+    consecutive_passes: int = Field(default=3, ge=1, le=100)
+    no_data: Literal["fail", "pass", "ignore"] = "fail"
+
+
+class Gate(_Model):
+    query: str = Field(min_length=1)
+    pass_: str = Field(alias="pass", min_length=1)
+    on_fail: Action
+    description: str | None = None
+
+
+class Actuator(_Model):
+    kind: Literal["webhook", "log"]
+    url: str | None = None
+    timeout: Duration = timedelta(seconds=5)
+
+
+class Traffic(_Model):
+    percent: float = Field(ge=0, le=100)
+    cohort: str = Field(min_length=1)
+    # An explicit, planned step down (a planned drain); without it a lower percent is refused.
+    rollback: bool = False
+
+
+class HoldSpec(_Model):
+    release_by: list[str]
+    mode: Literal["any", "all"] = "any"
+    reason: str | None = None
+
+
+class Checkpoint(_Model):
+    id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    title: str = Field(min_length=1)
+    owner: str
+    observers: list[str] = Field(default_factory=list)
+    duration: Duration = timedelta(0)
+    after: list[str] = Field(default_factory=list)
+    window: CheckpointWindow | None = None
+    protected: bool = False
+    traffic: Traffic | None = None
+    gates: list[str] = Field(default_factory=list)
+    soak: Duration = timedelta(0)
+    hold: HoldSpec | None = None
+
+    @property
+    def planned_length(self) -> timedelta:
+        """How long the checkpoint takes on the timeline: its own work plus any soak."""
+        return self.duration + self.soak
+
+
+class CadenceStep(_Model):
+    every: Duration
+    until: Duration
+
+
+class HyperCare(_Model):
+    """Gate checks after the last traffic checkpoint, on a cadence that widens over time.
+
+    `until` is measured from the moment the last traffic checkpoint completed.
+    """
+
+    gates: list[str] = Field(default_factory=list)
+    cadence: list[CadenceStep] = Field(min_length=1)
+
+
+class RehearsalAction(_Model):
+    at: Duration
+    user: str
+    do: str
+
+
+class Rehearsal(_Model):
+    # gate name -> [[offset from window start, value or null for no-data], ...], a step function
+    telemetry: dict[str, list[tuple[Duration, float | None]]] = Field(default_factory=dict)
+    actions: list[RehearsalAction] = Field(default_factory=list)
+    expect: Literal["completed", "rolled_back"] = "completed"
+    # Gate value used when a gate has no timeline: a plausible passing value is the norm.
+    default: Literal["pass", "no-data"] = "pass"
+
+
+class Plan(_Model):
+    plan: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    title: str = Field(min_length=1)
+    change_record: str | None = None
+    channel: str = Field(min_length=1)
+    window: Window
+    material_shift: Duration = timedelta(minutes=5)
+    roles: dict[str, Role] = Field(min_length=1)
+    authority: Authority
+    telemetry: Telemetry = Telemetry(provider="simulated")
+    gate_policy: GatePolicy = GatePolicy()
+    gates: dict[str, Gate] = Field(default_factory=dict)
+    actuator: Actuator = Actuator(kind="log")
+    checkpoints: list[Checkpoint] = Field(min_length=1)
+    hypercare: HyperCare | None = None
+    rehearsal: Rehearsal | None = None
+
+    def canonical_json(self) -> str:
+        return canonical_json(self.model_dump(mode="json", by_alias=True))
+
+    @property
+    def revision(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        for checkpoint in self.checkpoints:
+            if checkpoint.id == checkpoint_id:
+                return checkpoint
+        raise KeyError(checkpoint_id)
+
+    def has_checkpoint(self, checkpoint_id: str) -> bool:
+        return any(c.id == checkpoint_id for c in self.checkpoints)
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept: the one form that is hashed anywhere."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Problem(_Model):
+    path: str
+    message: str
+    line: int | None = None
+
+    def render(self, source: str) -> str:
+        where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: {self.path or '(top)'}: {self.message}"
+
+
+class PlanInvalid(Exception):
+    """A plan refused whole; `problems` has every problem found, in file order."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.render(source) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.source) for p in self.problems]
+
+
+def load_plan(text: str, *, source: str = "<plan>") -> Plan:
+    """Parse and validate plan YAML text; raise `PlanInvalid` listing every problem."""
+    from packets.plan_checks import check_plan, line_of, parse_yaml
+
+    data, lines, problems = parse_yaml(text)
+    if problems:
+        raise PlanInvalid(source, problems)
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanInvalid(source, _pydantic_problems(exc, lines, line_of)) from None
+    problems = check_plan(plan, lines)
+    if problems:
+        raise PlanInvalid(source, problems)
+    return plan
+
+
+def _pydantic_problems(exc: ValidationError, lines: Any, line_of: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        path = ".".join(loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = "unknown field"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(Problem(path=path, message=message, line=line_of(lines, loc)))
+    return problems
