@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -61,7 +62,8 @@ def _require_offset(value: datetime) -> datetime:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No inf/nan anywhere: the revision hashes JSON, where they have no faithful form.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class Window(_Model):
@@ -254,33 +256,65 @@ class PlanInvalid(Exception):
 
 
 def load_plan(text: str, *, source: str = "<plan>") -> Plan:
-    """Parse and validate plan YAML text; raise `PlanInvalid` listing every problem."""
+    """Parse and validate plan YAML text; raise `PlanInvalid` listing every problem.
+
+    Never raises anything else, whatever the text: YAML errors, wrong types, unknown fields and
+    broken cross-references all come back as problems with a field path and a line.
+    """
     from packets.plan_checks import check_plan, line_of, parse_yaml
 
     data, lines, problems = parse_yaml(text)
-    if problems:
+    if data is None:
         raise PlanInvalid(source, problems)
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
-        raise PlanInvalid(source, _pydantic_problems(exc, lines, line_of)) from None
-    problems = check_plan(plan, lines)
+        raise PlanInvalid(source, _in_file_order(problems + _pydantic_problems(exc, lines, line_of))) from None
+    problems = _in_file_order(problems + check_plan(plan, lines))
     if problems:
         raise PlanInvalid(source, problems)
     return plan
 
 
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+# Python field names that the plan file spells differently.
+_FILE_NAMES = {"pass_": "pass"}
+# Segments pydantic adds to a location that are not fields (union members, validators).
+_SCHEMA_SEGMENT = re.compile(r"^(?:function-[a-z]+|nullable|union|tagged-union|chain|lax-or-strict)\[.*\]$")
+
+
 def _pydantic_problems(exc: ValidationError, lines: Any, line_of: Any) -> list[Problem]:
     problems: list[Problem] = []
     for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
+        loc: list[str] = []
+        key_error = False
+        for part in error["loc"]:
+            text = str(part)
+            if text == "[key]":
+                key_error = True
+            elif not (isinstance(part, str) and _SCHEMA_SEGMENT.match(text)):
+                loc.append(_FILE_NAMES.get(text, text))
         path = ".".join(loc)
         kind = error["type"]
-        if kind == "extra_forbidden":
+        if key_error:
+            message = "names here must be text"
+        elif kind == "extra_forbidden":
             message = "unknown field"
         elif kind == "missing":
             message = "required field is missing"
+        elif kind == "string_pattern_mismatch":
+            message = "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
         else:
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = _human(str(error["msg"]))
         problems.append(Problem(path=path, message=message, line=line_of(lines, loc)))
     return problems
+
+
+def _human(message: str) -> str:
+    """pydantic's wording, trimmed to what a plan author needs."""
+    message = message.removeprefix("Value error, ")
+    message = re.sub(r" or instance of \w+$", "", message)
+    return message.replace("Input should be ", "should be ", 1)

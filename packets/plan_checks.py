@@ -1,54 +1,147 @@
-"""Everything a plan must satisfy beyond its field types, with YAML line numbers for messages."""
+"""Everything a plan must satisfy beyond its field types, with YAML line numbers for messages.
+
+`parse_yaml` turns text into plain data plus a line index (field path -> line) and never lets a
+YAML error escape as a traceback. `check_plan` runs the cross-field rules on a plan that already
+has the right field types: references (roles, gates, checkpoints), the `after` graph, windows,
+traffic steps, holds, gate conditions and the adapters' required settings. Every rule reports a
+`Problem` with the dotted field path (`checkpoints.2.after.0`) and the line it came from, so a
+release engineer can fix the file without reading code.
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
 
-from packets.plan import Plan, Problem
+from packets.durations import format_duration
+from packets.plan import Checkpoint, Plan, Problem
 
-# Maps a field path (tuple of keys / list indexes as strings) to its 1-based line in the YAML.
-LineIndex = dict[tuple[str, ...], int]
+# A field path: mapping keys and list indexes, all as strings, e.g. ("checkpoints", "2", "after", "0").
+FieldPath = tuple[str, ...]
+# Maps a field path to its 1-based line in the YAML.
+LineIndex = dict[FieldPath, int]
+
+PASS_OPERATORS: tuple[str, ...] = (">=", ">", "<=", "<", "==")
+# The one form of a gate condition: OP NUMBER. packets.gates parses the same form at run time.
+_PASS = re.compile(r"^\s*(>=|<=|==|>|<)\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*$")
+# How many names a "(roles: ...)" hint lists before it stops being short.
+_HINT_NAMES = 8
+
+
+def parse_pass(text: str) -> tuple[str, float] | None:
+    """`">= 0.995"` to `(">=", 0.995)`; None when the text is not of the form OP NUMBER."""
+    match = _PASS.match(text)
+    if match is None:
+        return None
+    return match.group(1), float(match.group(2))
+
+
+# --- YAML -------------------------------------------------------------------------------------
+
+
+class _PlanLoader(yaml.SafeLoader):
+    """SafeLoader whose impossible dates are YAML errors with a line, not bare ValueErrors."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a real date and time ({exc})", node.start_mark
+            ) from None
+
+
+_PlanLoader.add_constructor("tag:yaml.org,2002:timestamp", _PlanLoader.construct_yaml_timestamp)
 
 
 def parse_yaml(text: str) -> tuple[Any, LineIndex, list[Problem]]:
-    """YAML text to plain data plus a line index; a syntax error is one problem, never a trace."""
+    """YAML text to plain data, a line index and problems; never raises for any text.
+
+    Data is None when the text cannot be a plan at all (syntax error, not a mapping). Duplicate
+    keys come back as problems alongside the data: YAML would silently keep the last one, and a
+    second `gates:` or a role defined twice must not quietly replace the first.
+    """
+    lines: LineIndex = {}
+    duplicates: list[Problem] = []
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = _load(text, lines, duplicates)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, {}, [Problem(path="", message=f"YAML syntax error: {problem}", line=line)]
+        return None, {}, [_yaml_problem(exc, text)]
+    except RecursionError:
+        return None, {}, [Problem(path="", message="YAML is nested too deeply to be a plan", line=None)]
+    except ValueError as exc:  # a tagged scalar PyYAML could not convert, e.g. `!!int x`
+        return None, {}, [Problem(path="", message=f"YAML value error: {exc}", line=None)]
     if not isinstance(data, dict):
         return None, {}, [Problem(path="", message="a plan is a YAML mapping of fields", line=1)]
-    lines: LineIndex = {}
-    _index(node, (), lines)
-    return data, lines, []
+    return data, lines, duplicates
 
 
-def _index(node: Any, path: tuple[str, ...], lines: LineIndex) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*path, str(key.value))
-            lines[child] = key.start_mark.line + 1
-            _index(value, child, lines) if False else _index_value(value, child, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index(item, (*path, str(i)), lines)
+def _load(text: str, lines: LineIndex, duplicates: list[Problem]) -> Any:
+    loader = _PlanLoader(text)  # the reader already refuses some characters here
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _index(node, (), lines, duplicates)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
-def _index_value(node: Any, path: tuple[str, ...], lines: LineIndex) -> None:
-    # Keep the key's line for the path itself; index children below it.
-    key_line = lines[path]
-    _index(node, path, lines)
-    lines[path] = key_line
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    message = f"YAML syntax error: {problem}"
+    source_lines = text.splitlines()
+    if line is not None and 0 < line <= len(source_lines) and re.search(r":\s*>", source_lines[line - 1]):
+        # `pass: >= 0.995` unquoted: `>` starts a YAML block scalar. The commonest plan typo.
+        message += ' (quote gate conditions: pass: ">= 0.995")'
+    return Problem(path="", message=message, line=line)
 
 
-def line_of(lines: LineIndex, loc: list[str]) -> int | None:
+def _index(node: yaml.Node, path: FieldPath, lines: LineIndex, duplicates: list[Problem]) -> None:
+    """Record the line of every field path; a key's path points at the key's own line."""
+    # Iterative, so a long but legal document cannot hit the recursion limit here.
+    pending: list[tuple[yaml.Node, FieldPath]] = [(node, path)]
+    seen: set[int] = set()
+    while pending:
+        current, at = pending.pop()
+        lines.setdefault(at, current.start_mark.line + 1)
+        if id(current) in seen:  # an alias: its lines belong to the anchor
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key, value in current.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+                child = (*at, name)
+                key_line = key.start_mark.line + 1
+                if isinstance(key, yaml.ScalarNode) and name != "<<":
+                    if name in first_line:
+                        duplicates.append(
+                            Problem(
+                                path=_dotted(child),
+                                message=f"duplicate key '{name}' (first on line {first_line[name]})",
+                                line=key_line,
+                            )
+                        )
+                    else:
+                        first_line[name] = key_line
+                lines.setdefault(child, key_line)
+                # Children of the value are indexed below the key; the key keeps its own line.
+                pending.append((value, child))
+        elif isinstance(current, yaml.SequenceNode):
+            for i, item in enumerate(current.value):
+                pending.append((item, (*at, str(i))))
+
+
+def line_of(lines: LineIndex, loc: Sequence[str]) -> int | None:
     """The line of the deepest known prefix of `loc`."""
     path = tuple(loc)
     while path:
@@ -58,6 +151,285 @@ def line_of(lines: LineIndex, loc: list[str]) -> int | None:
     return None
 
 
+def _dotted(path: Iterable[str]) -> str:
+    return ".".join(path)
+
+
+# --- cross-field rules --------------------------------------------------------------------------
+
+
+class _Report:
+    """Collects problems for one plan, looking up each field path's line once."""
+
+    def __init__(self, lines: LineIndex) -> None:
+        self._lines = lines
+        self.problems: list[Problem] = []
+
+    def add(self, path: Sequence[str | int], message: str) -> None:
+        parts = tuple(str(p) for p in path)
+        self.problems.append(Problem(path=_dotted(parts), message=message, line=line_of(self._lines, parts)))
+
+
 def check_plan(plan: Plan, lines: LineIndex) -> list[Problem]:
-    """Cross-field checks: roles, gates, dependencies, windows, traffic, holds."""
-    return []
+    """Cross-field checks: roles, gates, dependencies, windows, traffic, holds, adapters.
+
+    Returns every problem found, in file order (problems without a line last).
+    """
+    report = _Report(lines)
+    _check_roles(plan, report)
+    _check_checkpoint_ids(plan, report)
+    _check_after(plan, report)
+    _check_windows(plan, report)
+    _check_traffic(plan, report)
+    _check_gates(plan, report)
+    _check_adapters(plan, report)
+    _check_cadences(plan, report)
+    _check_rehearsal(plan, report)
+    return sorted(report.problems, key=lambda p: (p.line is None, p.line or 0))
+
+
+def _names(names: Iterable[str]) -> str:
+    shown = list(names)
+    if len(shown) > _HINT_NAMES:
+        return ", ".join(shown[:_HINT_NAMES]) + ", ..."
+    return ", ".join(shown)
+
+
+def _unknown(kind: str, name: str, known: Sequence[str]) -> str:
+    if not known:
+        return f"unknown {kind} '{name}' (no {kind}s are defined)"
+    message = f"unknown {kind} '{name}' ({kind}s: {_names(known)})"
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"{message}; did you mean '{close[0]}'?" if close else message
+
+
+def _check_references(
+    report: _Report, path: FieldPath, names: Sequence[str], known: Sequence[str], kind: str
+) -> None:
+    """Each name in a list must be defined, and listed once."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name not in known:
+            report.add((*path, str(i)), _unknown(kind, name, known))
+        elif name in seen:
+            report.add((*path, str(i)), f"{kind} '{name}' is listed twice")
+        seen.add(name)
+
+
+def _check_roles(plan: Plan, report: _Report) -> None:
+    roles = list(plan.roles)
+    for name, role in plan.roles.items():
+        seen: set[str] = set()
+        for i, user in enumerate(role.delegates):
+            if user == role.primary:
+                report.add(("roles", name, "delegates", i), f"delegate '{user}' is already the primary")
+            elif user in seen:
+                report.add(("roles", name, "delegates", i), f"delegate '{user}' is listed twice")
+            seen.add(user)
+    authority_lists = {
+        "signoff": plan.authority.signoff,
+        "adopt_packets": plan.authority.adopt_packets,
+        "change_delegates": plan.authority.change_delegates,
+        "start_and_rollback": plan.authority.start_and_rollback,
+        "pause_and_freeze": plan.authority.pause_and_freeze or [],
+    }
+    for field, names in authority_lists.items():
+        _check_references(report, ("authority", field), names, roles, "role")
+    for i, checkpoint in enumerate(plan.checkpoints):
+        at: FieldPath = ("checkpoints", str(i))
+        if checkpoint.owner not in plan.roles:
+            report.add((*at, "owner"), _unknown("role", checkpoint.owner, roles))
+        _check_references(report, (*at, "observers"), checkpoint.observers, roles, "role")
+        if checkpoint.hold is not None:
+            if not checkpoint.hold.release_by:
+                report.add((*at, "hold", "release_by"), "a hold needs at least one role that may release it")
+            _check_references(report, (*at, "hold", "release_by"), checkpoint.hold.release_by, roles, "role")
+
+
+def _check_checkpoint_ids(plan: Plan, report: _Report) -> None:
+    first: dict[str, int] = {}
+    for i, checkpoint in enumerate(plan.checkpoints):
+        if checkpoint.id in first:
+            report.add(
+                ("checkpoints", i, "id"),
+                f"duplicate checkpoint id '{checkpoint.id}' (first at checkpoints.{first[checkpoint.id]})",
+            )
+        else:
+            first[checkpoint.id] = i
+
+
+def _check_after(plan: Plan, report: _Report) -> None:
+    ids = [c.id for c in plan.checkpoints]
+    for i, checkpoint in enumerate(plan.checkpoints):
+        _check_references(report, ("checkpoints", str(i), "after"), checkpoint.after, ids, "checkpoint")
+    for cycle in find_cycles(plan.checkpoints):
+        position = ids.index(cycle[0])
+        edge = plan.checkpoints[position].after.index(cycle[1])
+        report.add(("checkpoints", position, "after", edge), "cycle in after: " + " -> ".join(cycle))
+
+
+def find_cycles(checkpoints: Sequence[Checkpoint]) -> list[tuple[str, ...]]:
+    """Cycles in the `after` graph, each named once as `a, b, c, a` (a waits on b, b on c, ...).
+
+    Each cycle starts at its checkpoint that comes first in the plan, so the name is stable.
+    At least one cycle is named for every strongly connected group; that is enough to fix it.
+    Unknown names and duplicate ids are reported elsewhere and ignored here (first id wins).
+    """
+    order: dict[str, int] = {}
+    edges: dict[str, list[str]] = {}
+    for i, checkpoint in enumerate(checkpoints):
+        if checkpoint.id not in order:
+            order[checkpoint.id] = i
+            edges[checkpoint.id] = list(dict.fromkeys(a for a in checkpoint.after))
+    for node, targets in edges.items():
+        edges[node] = [t for t in targets if t in order]
+
+    done: set[str] = set()
+    found: list[tuple[str, ...]] = []
+    seen_cycles: set[tuple[str, ...]] = set()
+    for root in edges:
+        if root in done:
+            continue
+        # Iterative depth-first search; `trail` is the current path, `on_trail` its members.
+        trail: list[str] = [root]
+        on_trail: set[str] = {root}
+        cursors: list[int] = [0]
+        while trail:
+            node = trail[-1]
+            targets = edges[node]
+            if cursors[-1] == len(targets):
+                trail.pop()
+                cursors.pop()
+                on_trail.discard(node)
+                done.add(node)
+                continue
+            target = targets[cursors[-1]]
+            cursors[-1] += 1
+            if target in on_trail:
+                loop = trail[trail.index(target) :]
+                start = min(range(len(loop)), key=lambda k: order[loop[k]])
+                rotated = (*loop[start:], *loop[:start])
+                if rotated not in seen_cycles:
+                    seen_cycles.add(rotated)
+                    found.append((*rotated, rotated[0]))
+            elif target not in done:
+                trail.append(target)
+                on_trail.add(target)
+                cursors.append(0)
+    return sorted(found, key=lambda cycle: order[cycle[0]])
+
+
+def _when(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _check_windows(plan: Plan, report: _Report) -> None:
+    start, end = plan.window.start, plan.window.end
+    if end <= start:
+        report.add(("window", "end"), f"window ends at {_when(end)}, not after it starts at {_when(start)}")
+    for i, checkpoint in enumerate(plan.checkpoints):
+        window = checkpoint.window
+        if window is None:
+            continue
+        at: FieldPath = ("checkpoints", str(i), "window")
+        if window.not_before is not None and window.not_after is not None:
+            if window.not_after < window.not_before:
+                report.add(
+                    (*at, "not_after"),
+                    f"not_after {_when(window.not_after)} is before not_before {_when(window.not_before)}",
+                )
+                continue
+            room = window.not_after - window.not_before
+            if room < checkpoint.planned_length:
+                # It could never be scheduled: the plan would open with a conflict.
+                report.add(
+                    at,
+                    f"window is {format_duration(room)} but the checkpoint needs "
+                    f"{format_duration(checkpoint.planned_length)} (duration + soak)",
+                )
+        if window.not_after is not None and window.not_after <= start:
+            report.add((*at, "not_after"), f"not_after {_when(window.not_after)} is before the window starts")
+        if window.not_before is not None and end > start and window.not_before >= end:
+            report.add((*at, "not_before"), f"not_before {_when(window.not_before)} is after the window ends")
+
+
+def _percent(value: float) -> str:
+    return f"{value:g}%"
+
+
+def _check_traffic(plan: Plan, report: _Report) -> None:
+    previous: tuple[str, float] | None = None
+    for i, checkpoint in enumerate(plan.checkpoints):
+        traffic = checkpoint.traffic
+        if traffic is None:
+            continue
+        if previous is not None and traffic.percent < previous[1] and not traffic.rollback:
+            report.add(
+                ("checkpoints", i, "traffic", "percent"),
+                f"traffic goes down from {_percent(previous[1])} ({previous[0]}) to {_percent(traffic.percent)};"
+                " mark a planned step down with traffic.rollback: true",
+            )
+        previous = (checkpoint.id, traffic.percent)
+
+
+def _check_gates(plan: Plan, report: _Report) -> None:
+    gates = list(plan.gates)
+    for name, gate in plan.gates.items():
+        if parse_pass(gate.pass_) is None:
+            report.add(
+                ("gates", name, "pass"),
+                f"cannot read '{gate.pass_}': write OP NUMBER like '>= 0.995' (OP: {', '.join(PASS_OPERATORS)})",
+            )
+    for i, checkpoint in enumerate(plan.checkpoints):
+        _check_references(report, ("checkpoints", str(i), "gates"), checkpoint.gates, gates, "gate")
+    if plan.hypercare is not None:
+        _check_references(report, ("hypercare", "gates"), plan.hypercare.gates, gates, "gate")
+
+
+def _check_adapters(plan: Plan, report: _Report) -> None:
+    telemetry = plan.telemetry
+    if telemetry.provider == "prometheus" and not telemetry.url:
+        report.add(("telemetry", "url"), "prometheus telemetry needs a url, like http://127.0.0.1:9090")
+    if telemetry.provider == "file" and not telemetry.path:
+        report.add(("telemetry", "path"), "file telemetry needs a path")
+    if plan.actuator.kind == "webhook" and not plan.actuator.url:
+        report.add(("actuator", "url"), "a webhook actuator needs a url")
+
+
+def _check_cadences(plan: Plan, report: _Report) -> None:
+    # A zero interval would schedule gate checks in a tight loop.
+    if plan.gate_policy.interval <= timedelta(0):
+        report.add(("gate_policy", "interval"), "interval must be longer than 0")
+    if plan.hypercare is None:
+        return
+    previous = timedelta(0)
+    for i, step in enumerate(plan.hypercare.cadence):
+        at = ("hypercare", "cadence", str(i))
+        if step.every <= timedelta(0):
+            report.add((*at, "every"), "every must be longer than 0")
+        if step.until <= previous:
+            report.add(
+                (*at, "until"),
+                f"until {format_duration(step.until)} must be later than the step before "
+                f"({format_duration(previous)})",
+            )
+        previous = max(previous, step.until)
+
+
+def _check_rehearsal(plan: Plan, report: _Report) -> None:
+    if plan.rehearsal is None:
+        return
+    gates = list(plan.gates)
+    for name, points in plan.rehearsal.telemetry.items():
+        at = ("rehearsal", "telemetry", name)
+        if name not in plan.gates:
+            report.add(at, _unknown("gate", name, gates))
+        latest: timedelta | None = None
+        for k, (offset, _value) in enumerate(points):
+            if latest is not None and offset < latest:
+                report.add(
+                    (*at, str(k), "0"),
+                    f"offset {format_duration(offset)} comes before {format_duration(latest)}; "
+                    "list values in time order",
+                )
+            latest = offset if latest is None else max(latest, offset)

@@ -1,0 +1,436 @@
+"""The outbox dispatcher: renders queued notifications and sends them to Slack, losing none.
+
+Handlers write one outbox row per message in their own transaction; this sends them. Per row:
+render the payload (bot/render.py), pick the Web API method from the kind's surface
+(chat.postMessage for channels and DMs — a DM is `channel=<user id>`, no conversations.open —,
+chat.update when the payload names a `target` message, chat.postEphemeral, views.publish), call it,
+and record the outcome:
+
+- sent: `mark_sent` with Slack's `ts` and channel (a later chat.update needs both);
+- HTTP 429: wait out `Retry-After` and try again. The wait is per Web API method (Slack's limits
+  are per method), so one rate-limited method does not stop the others; a wait longer than
+  `max_inline_wait` leaves the row pending until then instead of holding the drain;
+- HTTP 5xx, network errors, timeouts, Slack's own transient errors (`internal_error`, auth
+  problems an operator can fix ...): retry with exponential backoff and jitter; after the last
+  attempt of a round the row stays pending (`mark_retry` with a later `next_attempt_at`). Never
+  dropped: Slack being down loses nothing;
+- `invalid_blocks` / `msg_too_long` and friends: one more try with a compact rendering, then failed;
+- Slack's other definitive answers (`channel_not_found`, `not_in_channel`, `message_not_found`
+  ...): `mark_failed` with the error. Retrying would change nothing and would block the rows
+  queued behind it for the same recipient.
+
+Order: rows to the same recipient are sent one after another in claim order, and when one stays
+pending the ones behind it wait with it, so a DM never shows v4's changes before v3's. Different
+recipients go in parallel, at most `concurrency` requests in flight.
+
+Delivery is at least once: a request Slack processed but whose answer was lost is sent again.
+
+About slack_sdk's own retries: `AsyncWebClient` defaults to `async_default_handlers()`, which is a
+single `AsyncConnectionErrorRetryHandler` (one immediate retry when the connection drops) and no
+429 handling at all. `make_client` passes `retry_handlers=[]` so that every retry decision is made
+here, once, with the backoff and the per-method waits above; the dispatcher refuses a client that
+carries slack_sdk's `AsyncRateLimitErrorRetryHandler`, which would sleep inside a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import blocks as B
+from bot import messages as M
+from bot.ids import SURFACE, MessageKind, Surface
+from bot.render import RenderError, render, render_home
+
+log = logging.getLogger(__name__)
+
+SLACK_API_URL = "https://slack.com/api/"
+
+# Slack's answers that another attempt may change: its own hiccups, and configuration an
+# operator fixes (token, scopes) while the messages wait.
+TRANSIENT_ERRORS = frozenset(
+    {
+        "ratelimited",
+        "rate_limited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+        "invalid_auth",
+        "not_authed",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "missing_scope",
+        "no_permission",
+        "accesslimited",
+    }
+)
+# Answers about the message's size or shape: worth one try with a compact rendering.
+SHRINKABLE_ERRORS = frozenset(
+    {"invalid_blocks", "invalid_blocks_format", "msg_too_long", "msg_blocks_too_long"}
+)
+
+
+class OutboxRow(Protocol):
+    """One queued message as the store hands it out."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...  # a MessageKind value
+
+    @property
+    def recipient(self) -> str: ...  # channel id, or user id for DMs, ephemerals and App Home
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...  # plain data for the kind's template
+
+    @property
+    def attempts(self) -> int: ...  # times claimed or tried so far: only grows the backoff
+
+
+class OutboxPort(Protocol):
+    """The outbox as the dispatcher needs it (store/ implements it)."""
+
+    async def claim(self, *, now: datetime, limit: int) -> Sequence[OutboxRow]:
+        """Pending rows due at `now` (next_attempt_at <= now), oldest first, taken so that no
+        other dispatcher sends them meanwhile (`FOR UPDATE SKIP LOCKED` plus a lease; the store's
+        `Outbox.claim` takes the lease length, which the wiring binds).
+
+        Per recipient, only a prefix of its pending rows in id order: never a row while an
+        earlier one for the same recipient is still pending and not yet due."""
+        ...
+
+    async def mark_sent(self, row_id: int, /, *, ts: str | None, channel: str | None, at: datetime) -> object:
+        """Delivered: record Slack's ts and channel (what a later chat.update of it needs)."""
+        ...
+
+    async def mark_retry(self, row_id: int, /, *, next_attempt_at: datetime, error: str) -> object:
+        """Still pending, not to be claimed before `next_attempt_at`."""
+        ...
+
+    async def mark_failed(self, row_id: int, /, *, error: str) -> object:
+        """Never to be sent: Slack refused it for good."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts_per_round: int = 4
+    # Backoff between attempts inside a round: first_delay * 2^(n-1), capped, with equal jitter.
+    first_delay: float = 0.5
+    max_delay: float = 8.0
+    # Backoff between rounds (next_attempt_at), from the row's attempt count.
+    round_first_delay: float = 5.0
+    round_max_delay: float = 300.0
+    # A Retry-After longer than this leaves the row pending instead of sleeping in the drain.
+    max_inline_wait: float = 10.0
+    # 429s one row may wait out in one round before it is left pending.
+    rate_limit_waits: int = 5
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        return _equal_jitter(self.first_delay * 2 ** max(attempt - 1, 0), self.max_delay, rng)
+
+    def round_delay(self, attempts: int, rng: random.Random) -> float:
+        return _equal_jitter(self.round_first_delay * 2 ** max(attempts, 0), self.round_max_delay, rng)
+
+
+def _equal_jitter(delay: float, cap: float, rng: random.Random) -> float:
+    # Half fixed, half random: spreads retries of many rows without ever retrying at once.
+    capped = min(delay, cap)
+    return capped / 2 + rng.uniform(0, capped / 2)
+
+
+@dataclass(slots=True)
+class DrainReport:
+    sent: int = 0
+    retried: int = 0  # left pending after a round
+    failed: int = 0
+    deferred: int = 0  # left pending behind an earlier row for the same recipient
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    ts: str | None
+    channel: str | None
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    after: float  # seconds
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: str
+
+
+_Outcome = _Sent | _Retry | _Failed
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    args: dict[str, Any]
+
+
+def make_client(*, token: str, base_url: str = SLACK_API_URL, timeout: int = 15) -> AsyncWebClient:
+    """An AsyncWebClient with no retry handlers of its own (see the module docstring)."""
+    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        outbox: OutboxPort,
+        concurrency: int = 8,
+        batch_size: int = 50,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
+            raise ValueError("the dispatcher owns 429 retries: build the client with make_client()")
+        self._client = client
+        self._outbox = outbox
+        self._slots = asyncio.Semaphore(concurrency)
+        self._batch_size = batch_size
+        self._policy = policy or RetryPolicy()
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._monotonic = monotonic
+        # Per Web API method: the monotonic time before which Slack asked us not to call it.
+        self._not_before: dict[str, float] = {}
+        self._wake = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Something was committed to the outbox: send it now rather than at the next poll."""
+        self._wake.set()
+
+    async def drain(
+        self, *, now_fn: Callable[[], datetime] = _utcnow, until_empty: bool = True
+    ) -> DrainReport:
+        """Send what is due. `until_empty`: claim again until nothing due is left."""
+        report = DrainReport()
+        while True:
+            rows = await self._outbox.claim(now=now_fn(), limit=self._batch_size)
+            if not rows:
+                break
+            await self._send_batch(rows, now_fn, report)
+            if not until_empty:
+                break
+        return report
+
+    async def run_forever(
+        self, stop: asyncio.Event, *, now_fn: Callable[[], datetime] = _utcnow, poll_interval: float = 2.0
+    ) -> None:
+        """Drain, then sleep until nudged, stopped, or `poll_interval` passes (rows left pending
+        become due with time, not with a nudge)."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.drain(now_fn=now_fn, until_empty=True)
+            except Exception:
+                # The database or the network may be away for a while: the next tick tries again.
+                log.exception(M.LOG.drain_failed)
+            await _first_of((self._wake, stop), timeout=poll_interval)
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    async def _send_batch(
+        self, rows: Sequence[OutboxRow], now_fn: Callable[[], datetime], report: DrainReport
+    ) -> None:
+        lanes: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            lanes.setdefault(row.recipient, []).append(row)
+        results = await asyncio.gather(
+            *(self._run_lane(lane, now_fn, report) for lane in lanes.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _run_lane(
+        self, rows: list[OutboxRow], now_fn: Callable[[], datetime], report: DrainReport
+    ) -> None:
+        for index, row in enumerate(rows):
+            outcome = await self._deliver(row)
+            await self._record(row, outcome, now_fn, report)
+            if isinstance(outcome, _Retry):
+                next_attempt_at = now_fn() + timedelta(seconds=outcome.after)
+                for later in rows[index + 1 :]:
+                    await self._outbox.mark_retry(
+                        later.id,
+                        next_attempt_at=next_attempt_at,
+                        error=M.ERROR_WAITING_BEHIND.format(row=row.id),
+                    )
+                    report.deferred += 1
+                return
+
+    async def _record(
+        self, row: OutboxRow, outcome: _Outcome, now_fn: Callable[[], datetime], report: DrainReport
+    ) -> None:
+        if isinstance(outcome, _Sent):
+            await self._outbox.mark_sent(row.id, ts=outcome.ts, channel=outcome.channel, at=now_fn())
+            report.sent += 1
+            log.info(M.LOG.sent, row.id, row.kind, row.recipient, outcome.method)
+        elif isinstance(outcome, _Retry):
+            next_attempt_at = now_fn() + timedelta(seconds=outcome.after)
+            await self._outbox.mark_retry(row.id, next_attempt_at=next_attempt_at, error=outcome.error)
+            report.retried += 1
+            log.warning(M.LOG.retry, row.id, row.kind, next_attempt_at.isoformat(), outcome.error)
+        else:
+            await self._outbox.mark_failed(row.id, error=outcome.error)
+            report.failed += 1
+            log.error(M.LOG.failed, row.id, row.kind, outcome.error)
+
+    # -- one row -----------------------------------------------------------------------------
+
+    async def _deliver(self, row: OutboxRow) -> _Outcome:
+        policy = self._policy
+        compact = False
+        attempts = 0
+        rate_waits = 0
+        while True:
+            try:
+                request = _request_for(row, compact=compact)
+            except RenderError as exc:
+                return _Failed(M.ERROR_RENDER.format(error=exc))
+            wait = self._not_before.get(request.method, 0.0) - self._monotonic()
+            if wait > policy.max_inline_wait:
+                return _Retry(
+                    after=wait, error=M.ERROR_RATE_LIMITED.format(method=request.method, seconds=wait)
+                )
+            if wait > 0:
+                await self._sleep(wait)
+            try:
+                async with self._slots:
+                    response = await self._client.api_call(request.method, json=request.args)
+                return _sent(request, response.data if isinstance(response.data, dict) else {})
+            except SlackApiError as exc:
+                status, error, retry_after = _read_error(exc)
+                if status == 429:
+                    self._hold_method(request.method, retry_after)
+                    rate_waits += 1
+                    if rate_waits > policy.rate_limit_waits:
+                        return _Retry(
+                            after=retry_after,
+                            error=M.ERROR_RATE_LIMITED.format(method=request.method, seconds=retry_after),
+                        )
+                    continue
+                problem = (
+                    M.ERROR_SLACK.format(method=request.method, error=error)
+                    if error
+                    else M.ERROR_HTTP.format(status=status, method=request.method)
+                )
+                if error in SHRINKABLE_ERRORS and not compact:
+                    log.warning(M.LOG.compact_retry, row.id, row.kind, error)
+                    compact = True
+                    continue
+                if not (status >= 500 or status == 408 or error in TRANSIENT_ERRORS):
+                    return _Failed(problem)
+            except (aiohttp.ClientError, TimeoutError, OSError, SlackClientError) as exc:
+                problem = M.ERROR_NETWORK.format(method=request.method, error=type(exc).__name__)
+            attempts += 1
+            log.warning(M.LOG.transient, row.id, row.kind, attempts, problem)
+            if attempts >= policy.attempts_per_round:
+                return _Retry(after=policy.round_delay(row.attempts, self._rng), error=problem)
+            await self._sleep(policy.backoff(attempts, self._rng))
+
+    def _hold_method(self, method: str, retry_after: float) -> None:
+        log.warning(M.LOG.rate_limited, method, retry_after)
+        until = self._monotonic() + retry_after
+        self._not_before[method] = max(self._not_before.get(method, 0.0), until)
+
+
+def _request_for(row: OutboxRow, *, compact: bool) -> _Request:
+    """The Web API call for one row; RenderError when the row cannot be rendered."""
+    try:
+        kind = MessageKind(row.kind)
+    except ValueError as exc:
+        raise RenderError(M.ERROR_UNKNOWN_KIND.format(kind=row.kind)) from exc
+    payload = row.payload
+    surface = SURFACE[kind]
+    if surface is Surface.HOME:
+        view = render_home(payload, limits=B.COMPACT if compact else B.HOME)
+        return _Request("views.publish", {"user_id": row.recipient, "view": view})
+    message = render(kind, payload, limits=B.COMPACT if compact else B.MESSAGE)
+    content = {"text": message.text, "blocks": message.blocks}
+    target = payload.get("target")
+    if surface is Surface.UPDATE or target is not None:
+        if not (isinstance(target, Mapping) and target.get("channel") and target.get("ts")):
+            raise RenderError(M.ERROR_MISSING_TARGET.format(kind=kind))
+        return _Request("chat.update", {"channel": target["channel"], "ts": target["ts"], **content})
+    if surface is Surface.EPHEMERAL:
+        channel = payload.get("channel")
+        if not channel:
+            raise RenderError(M.ERROR_MISSING_CHANNEL.format(kind=kind))
+        return _Request("chat.postEphemeral", {"channel": channel, "user": row.recipient, **content})
+    # Channel messages and DMs alike: a user id as `channel` posts to the bot's DM with them.
+    return _Request(
+        "chat.postMessage",
+        {"channel": row.recipient, "unfurl_links": False, "unfurl_media": False, **content},
+    )
+
+
+def _sent(request: _Request, data: Mapping[str, Any]) -> _Sent:
+    if request.method == "chat.postEphemeral":
+        return _Sent(ts=data.get("message_ts"), channel=request.args["channel"], method=request.method)
+    if request.method == "views.publish":
+        return _Sent(ts=None, channel=None, method=request.method)
+    return _Sent(
+        ts=data.get("ts"), channel=data.get("channel") or request.args.get("channel"), method=request.method
+    )
+
+
+def _read_error(exc: SlackApiError) -> tuple[int, str | None, float]:
+    """(HTTP status, Slack's error code or None, Retry-After seconds) from whatever came back.
+
+    `exc.response` is usually an AsyncSlackResponse, but slack_sdk raises with the raw aiohttp
+    response when a body is not JSON, and `data` is text or empty when a proxy answered."""
+    response = exc.response
+    status = getattr(response, "status_code", None) or getattr(response, "status", 0) or 0
+    data = getattr(response, "data", None)
+    error = data.get("error") if isinstance(data, dict) else None
+    headers = getattr(response, "headers", None) or {}
+    retry_after = 1.0
+    for name, value in headers.items():
+        if str(name).lower() == "retry-after":
+            try:
+                retry_after = max(float(value), 0.0)
+            except (TypeError, ValueError):
+                retry_after = 1.0
+    return int(status), (str(error) if error else None), retry_after
+
+
+async def _first_of(events: Sequence[asyncio.Event], *, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

@@ -1,0 +1,163 @@
+"""Every Slack identifier the bot owns: action ids, the slash command, events, message kinds.
+
+Nothing else in bot/ spells these as string literals; app-manifest.yml is checked against this
+module by tests/test_manifest.py.
+
+A button carries, in its `value`, the version of what it was rendered for (`ButtonValue`), so a
+click on a stale packet or plan revision can be refused with the current version named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+SLASH_COMMAND = "/cutover"
+
+# Slack's limit on a button's `value`.
+BUTTON_VALUE_MAX = 2000
+
+
+class ActionId(StrEnum):
+    """The `action_id` of every button the bot renders; one listener each."""
+
+    SIGN_OFF = "sign_off"  # approve one exact plan revision for one sign-off role
+    ADOPT_PACKET = "adopt_packet"  # make a proposed packet version authoritative
+    REJECT_PACKET = "reject_packet"  # turn a proposed packet version down
+    ACKNOWLEDGE_PACKET = "acknowledge_packet"  # "I have read packet vN" (channel card or delta DM)
+    RELEASE_HOLD = "release_hold"  # release one hold, as whichever role the clicker acts for
+    CONFIRM_ROLLBACK = "confirm_rollback"  # second pair of eyes on a requested rollback
+
+
+class EventName(StrEnum):
+    """Events API subscriptions (bot events)."""
+
+    APP_HOME_OPENED = "app_home_opened"
+
+
+class Surface(StrEnum):
+    """Where a rendered message goes, which decides the Web API method the dispatcher calls."""
+
+    CHANNEL = "channel"  # chat.postMessage, recipient is a channel id
+    DM = "dm"  # chat.postMessage with channel=<user id>, no conversations.open round trip
+    UPDATE = "update"  # chat.update of a message posted earlier (payload carries `target`)
+    EPHEMERAL = "ephemeral"  # chat.postEphemeral, recipient is the user, payload carries `channel`
+    HOME = "home"  # views.publish of the App Home tab, recipient is the user
+
+
+class MessageKind(StrEnum):
+    """One template per kind (bot/templates/<kind>.j2); the outbox stores the kind with its payload.
+
+    The payload fields each template expects are listed in the template's header comment.
+    """
+
+    PLAN_SUMMARY = "plan_summary"  # channel: the plan opened, its revision, one Sign-off button per role
+    SIGNOFF_RECORDED = "signoff_recorded"  # channel line: who signed which revision as which role
+    PACKET_POSTED = "packet_posted"  # channel: the full packet card (proposed or authoritative)
+    PACKET_SUPERSEDED = "packet_superseded"  # update in place: "superseded by vN", no buttons
+    PACKET_PROPOSED_LINE = "packet_proposed_line"  # channel line: "v3 proposed: 4 checkpoints moved, 1 held"
+    DELTA_DM = "delta_dm"  # DM: only this person's changes, with Acknowledge
+    HOLD_OPENED = "hold_opened"  # channel: a hold, who may release it, with Release
+    HOLD_RELEASED = "hold_released"  # channel line: who released, as which role, on behalf of whom
+    GATE_ALERT = "gate_alert"  # channel: gate, value, threshold, the action taken
+    TRAFFIC_SHIFT = "traffic_shift"  # channel line: cohort moved to N% (or refused by the control plane)
+    RUN_STATE = "run_state"  # channel line: started, paused, frozen, rolled back, completed ...
+    ROLLBACK_REQUESTED = "rollback_requested"  # channel: a rollback awaiting confirmation, with Confirm
+    EVIDENCE = "evidence"  # channel: the evidence packet was exported, its ledger check
+    REFUSAL = "refusal_ephemeral"  # ephemeral: why an action was refused, and the current version
+    REPLY = "reply"  # ephemeral: a plain answer to a command (mrkdwn text)
+    STATUS = "status"  # ephemeral: the run at a glance
+    HELP = "help"  # ephemeral: every subcommand's usage line
+    USAGE = "usage"  # ephemeral: what was wrong with the typed command, and its usage line
+    HOME_VIEW = "home_view"  # App Home: what I own, must acknowledge, may release
+
+
+SURFACE: dict[MessageKind, Surface] = {
+    MessageKind.PLAN_SUMMARY: Surface.CHANNEL,
+    MessageKind.SIGNOFF_RECORDED: Surface.CHANNEL,
+    MessageKind.PACKET_POSTED: Surface.CHANNEL,
+    MessageKind.PACKET_SUPERSEDED: Surface.UPDATE,
+    MessageKind.PACKET_PROPOSED_LINE: Surface.CHANNEL,
+    MessageKind.DELTA_DM: Surface.DM,
+    MessageKind.HOLD_OPENED: Surface.CHANNEL,
+    MessageKind.HOLD_RELEASED: Surface.CHANNEL,
+    MessageKind.GATE_ALERT: Surface.CHANNEL,
+    MessageKind.TRAFFIC_SHIFT: Surface.CHANNEL,
+    MessageKind.RUN_STATE: Surface.CHANNEL,
+    MessageKind.ROLLBACK_REQUESTED: Surface.CHANNEL,
+    MessageKind.EVIDENCE: Surface.CHANNEL,
+    MessageKind.REFUSAL: Surface.EPHEMERAL,
+    MessageKind.REPLY: Surface.EPHEMERAL,
+    MessageKind.STATUS: Surface.EPHEMERAL,
+    MessageKind.HELP: Surface.EPHEMERAL,
+    MessageKind.USAGE: Surface.EPHEMERAL,
+    MessageKind.HOME_VIEW: Surface.HOME,
+}
+
+
+class ButtonValueError(ValueError):
+    """A button value that is not one the bot rendered (tampered, truncated, or from another app)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ButtonValue:
+    """What a button carries: the run, and the version it was rendered for.
+
+    Encoded as compact JSON with short keys, absent fields left out:
+    `{"run":"r1","v":3}` (adopt, reject, acknowledge), `{"rev":"ab12…","role":"security","run":"r1"}`
+    (sign-off), `{"hold":"h-7","run":"r1","v":3}` (release), `{"rb":"rb-1","run":"r1","v":3}` (rollback).
+    """
+
+    run: str
+    v: int | None = None  # packet version
+    rev: str | None = None  # plan revision
+    role: str | None = None  # sign-off role
+    hold: str | None = None  # hold id
+    rb: str | None = None  # rollback request id
+
+    def encode(self) -> str:
+        fields: dict[str, Any] = {
+            "run": self.run,
+            "v": self.v,
+            "rev": self.rev,
+            "role": self.role,
+            "hold": self.hold,
+            "rb": self.rb,
+        }
+        text = json.dumps(
+            {k: v for k, v in fields.items() if v is not None},
+            separators=(",", ":"),
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        if len(text) > BUTTON_VALUE_MAX:
+            raise ButtonValueError(f"button value is {len(text)} characters, Slack allows {BUTTON_VALUE_MAX}")
+        return text
+
+    @classmethod
+    def decode(cls, text: str) -> ButtonValue:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ButtonValueError("button value is not JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("run"), str):
+            raise ButtonValueError("button value names no run")
+        unknown = set(data) - {"run", "v", "rev", "role", "hold", "rb"}
+        if unknown:
+            raise ButtonValueError(f"button value has unknown fields: {sorted(unknown)}")
+        v = data.get("v")
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+            raise ButtonValueError("button value version is not a number")
+        for key in ("rev", "role", "hold", "rb"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ButtonValueError(f"button value {key} is not text")
+        return cls(
+            run=data["run"],
+            v=v,
+            rev=data.get("rev"),
+            role=data.get("role"),
+            hold=data.get("hold"),
+            rb=data.get("rb"),
+        )

@@ -1,0 +1,209 @@
+"""Bolt listeners: parse the Slack payload, call one use case, render the answer. Nothing else.
+
+Every listener acks first (inside Slack's 3 seconds) and does the work after. Every answer to
+the person who acted is ephemeral; what the room must see travels through the outbox. Button
+values say which run and which packet version or plan revision they were rendered for; the use
+case authorizes from the store, never from the button.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.app.async_app import AsyncApp
+
+from bot.command_text import Parsed, Usage, parse
+from bot.ids import SLASH_COMMAND, ActionId, EventName
+from bot.intents import PlanSource, run_text
+from bot.render import render_home
+from handlers import adoption, holds, runs, status
+from handlers.commands import Acknowledge, AdoptPacket, RejectPacket, ReleaseHold, Rollback, SignOff
+from handlers.deps import Deps
+from handlers.outcome import Outcome
+from packets.redact import redact
+
+log = logging.getLogger("cutover_bot.listeners")
+
+Respond = Callable[..., Awaitable[Any]]
+
+
+def _reply(outcome: Outcome) -> dict[str, Any]:
+    text = outcome.message
+    if not outcome.ok and outcome.current_version is not None and f"v{outcome.current_version}" not in text:
+        text = f"{text} (current packet: v{outcome.current_version})"
+    prefix = "" if outcome.ok else ":no_entry: "
+    return {"response_type": "ephemeral", "replace_original": False, "text": redact(prefix + text)}
+
+
+def _value(body: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("run"), str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
+    """Attach every listener to `app`. The manifest test checks this list against app-manifest.yml."""
+
+    @app.command(SLASH_COMMAND)
+    async def cutover(ack: Any, command: dict[str, Any], respond: Respond) -> None:
+        text = str(command.get("text", ""))
+        try:
+            parsed: Parsed = parse(text)
+        except Usage as usage:
+            await ack(response_type="ephemeral", text=redact(usage.line))
+            return
+        if parsed.name == "rollback":
+            await ack()
+            run = await status.run_in_channel(str(command.get("channel_id", "")), deps)
+            if run is None:
+                await respond(**_reply(Outcome.refused("No active cutover run in this channel.")))
+            else:
+                await respond(**_confirm_rollback(parsed, run))
+            return
+        await ack()
+        outcome = await run_text(
+            parsed,
+            user=str(command.get("user_id", "")),
+            channel=str(command.get("channel_id", "")),
+            deps=deps,
+            plans=plans,
+        )
+        await respond(**_reply(outcome))
+
+    async def _button(
+        ack: Any,
+        body: dict[str, Any],
+        respond: Respond,
+        call: Callable[[dict[str, Any], str], Awaitable[Outcome]],
+    ) -> None:
+        await ack()
+        value = _value(body)
+        user = str(body.get("user", {}).get("id", ""))
+        if value is None:
+            await respond(
+                response_type="ephemeral",
+                replace_original=False,
+                text="That button is from an older version of the bot; use /cutover packet.",
+            )
+            return
+        await respond(**_reply(await call(value, user)))
+
+    @app.action(ActionId.SIGN_OFF.value)
+    async def sign_off(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+        async def call(value: dict[str, Any], user: str) -> Outcome:
+            command = SignOff(
+                run=value["run"],
+                user=user,
+                revision=str(value.get("rev", "")),
+                role=value.get("role") if isinstance(value.get("role"), str) else None,
+            )
+            return await runs.sign_off(command, deps)
+
+        await _button(ack, body, respond, call)
+
+    @app.action(ActionId.ADOPT_PACKET.value)
+    async def adopt(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+        async def call(value: dict[str, Any], user: str) -> Outcome:
+            version = _int(value.get("v"))
+            if version is None:
+                return Outcome.refused("That button names no packet version.")
+            return await adoption.adopt_packet(
+                AdoptPacket(run=value["run"], user=user, version=version), deps
+            )
+
+        await _button(ack, body, respond, call)
+
+    @app.action(ActionId.REJECT_PACKET.value)
+    async def reject(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+        async def call(value: dict[str, Any], user: str) -> Outcome:
+            version = _int(value.get("v"))
+            if version is None:
+                return Outcome.refused("That button names no packet version.")
+            return await adoption.reject_packet(
+                RejectPacket(run=value["run"], user=user, version=version), deps
+            )
+
+        await _button(ack, body, respond, call)
+
+    @app.action(ActionId.ACKNOWLEDGE_PACKET.value)
+    async def acknowledge(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+        async def call(value: dict[str, Any], user: str) -> Outcome:
+            version = _int(value.get("v"))
+            if version is None:
+                return Outcome.refused("That button names no packet version.")
+            return await adoption.acknowledge(Acknowledge(run=value["run"], user=user, version=version), deps)
+
+        await _button(ack, body, respond, call)
+
+    @app.action(ActionId.RELEASE_HOLD.value)
+    async def release(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+        async def call(value: dict[str, Any], user: str) -> Outcome:
+            hold, version = value.get("hold"), _int(value.get("v"))
+            if not isinstance(hold, str) or version is None:
+                return Outcome.refused("That button names no hold and version.")
+            return await holds.release_hold(
+                ReleaseHold(run=value["run"], user=user, hold=hold, version=version), deps
+            )
+
+        await _button(ack, body, respond, call)
+
+    @app.action(ActionId.CONFIRM_ROLLBACK.value)
+    async def confirm_rollback(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+        async def call(value: dict[str, Any], user: str) -> Outcome:
+            scope = "all" if value.get("scope") == "all" else "cohort"
+            reason = str(value.get("reason", ""))[:500] or "rollback confirmed"
+            return await runs.rollback(
+                Rollback(run=value["run"], user=user, scope=scope, reason=reason), deps
+            )
+
+        await _button(ack, body, respond, call)
+
+    @app.event(EventName.APP_HOME_OPENED.value)
+    async def home(event: dict[str, Any], client: Any) -> None:
+        if event.get("tab") not in (None, "home"):
+            return
+        user = str(event.get("user", ""))
+        outcome = await status.status_for_user(user, deps)
+        await client.views_publish(user_id=user, view=render_home(outcome.data))
+
+
+def _confirm_rollback(parsed: Parsed, run: str) -> dict[str, Any]:
+    """A typed rollback is confirmed by a button, so a slip of the keyboard moves no traffic."""
+    scope = parsed.scope or "cohort"
+    what = "ALL traffic back to legacy" if scope == "all" else "the current cohort back one step"
+    value = json.dumps({"run": run, "scope": scope, "reason": parsed.reason[:500]})
+    return {
+        "response_type": "ephemeral",
+        "replace_original": False,
+        "text": redact(f"Roll back {what}? Reason: {parsed.reason}"),
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": redact(f"Roll back *{what}*?\nReason: {parsed.reason}")[:2900],
+                },
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "style": "danger",
+                        "action_id": ActionId.CONFIRM_ROLLBACK.value,
+                        "text": {"type": "plain_text", "text": "Confirm rollback"},
+                        "value": value[:2000],
+                    }
+                ],
+            },
+        ],
+    }

@@ -1,0 +1,38 @@
+"""What to watch on `/metrics` (see docs/operations.md)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "cutover_slack_requests_total", "Requests on /slack/events by outcome", ["outcome"], registry=REGISTRY
+)
+ACK_SECONDS = Histogram(
+    "cutover_slack_ack_seconds",
+    "Time from request to acknowledgement (Slack allows 3 s)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3),
+    registry=REGISTRY,
+)
+OUTBOX_SENT = Counter(
+    "cutover_outbox_sent_total", "Outbox messages delivered to Slack", ["kind"], registry=REGISTRY
+)
+OUTBOX_RETRIES = Counter(
+    "cutover_outbox_retries_total",
+    "Slack calls retried, by reason (429, 5xx, network)",
+    ["reason"],
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge("cutover_outbox_pending", "Outbox rows not yet delivered", registry=REGISTRY)
+GATE_CHECKS = Counter(
+    "cutover_gate_checks_total", "Gate evaluations by outcome", ["outcome"], registry=REGISTRY
+)
+GATE_TICK_ERRORS = Counter(
+    "cutover_gate_tick_errors_total",
+    "Scheduled gate ticks that failed (the run is retried next tick)",
+    registry=REGISTRY,
+)
+ACTIVE_RUNS = Gauge(
+    "cutover_active_runs", "Runs not yet completed, rolled back or aborted", registry=REGISTRY
+)

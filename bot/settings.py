@@ -1,0 +1,41 @@
+"""Configuration from the environment (pydantic-settings). Secrets never reach logs or Slack."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SLACK_API_DEFAULT = "https://slack.com/api/"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr = SecretStr("")
+    slack_signing_secret: SecretStr = SecretStr("")
+    slack_app_token: SecretStr = SecretStr("")
+    slack_api_url: str = SLACK_API_DEFAULT
+    database_url: str = "sqlite+aiosqlite:///cutover.db"
+    cutover_plans_dir: str = "plans"
+    port: int = Field(default=3000, ge=1, le=65535)
+    # Send the outbox at most this many messages at once; Slack's tier limits do the rest.
+    dispatch_concurrency: int = Field(default=8, ge=1, le=64)
+
+    def missing_for_http(self) -> list[str]:
+        """Names of required variables that are missing or empty for `serve` over HTTP."""
+        missing = []
+        if not self.slack_signing_secret.get_secret_value().strip():
+            missing.append("SLACK_SIGNING_SECRET")
+        if not self.slack_bot_token.get_secret_value().strip():
+            missing.append("SLACK_BOT_TOKEN")
+        return missing
+
+    def missing_for_socket_mode(self) -> list[str]:
+        missing = [] if self.slack_bot_token.get_secret_value().strip() else ["SLACK_BOT_TOKEN"]
+        if not self.slack_app_token.get_secret_value().strip():
+            missing.append("SLACK_APP_TOKEN")
+        return missing
+
+    @property
+    def api_url(self) -> str:
+        return self.slack_api_url if self.slack_api_url.endswith("/") else self.slack_api_url + "/"

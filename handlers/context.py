@@ -1,0 +1,113 @@
+"""Loading a run for a use case, and writing back what the domain decided, in one transaction.
+
+Every use case on a run goes through `RunSession`: it locks the run row (see store.uow), loads the
+plan, the authoritative packet, the roster of acting users and the engine state, and at the end
+writes the new state, the ledger entries and the outbox rows together. A refusal writes one
+ledger entry and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from packets.timeline import Facts
+from packets import stages as engine
+from packets.authority import Roster
+from packets.packet import Packet
+from packets.plan import Plan, load_plan
+from packets.redact import redact, redact_data
+
+
+@lru_cache(maxsize=256)
+def plan_from_text(text: str, source: str) -> Plan:
+    """Plans are immutable per revision; parse each text once per process."""
+    return load_plan(text, source=source)
+
+
+@dataclass
+class RunContext:
+    """Everything a use case needs about one run, loaded inside its transaction."""
+
+    tx: Any
+    row: Any
+    plan: Plan
+    packet: Packet
+    progress: engine.RunProgress
+    facts: Facts
+    acting: dict[str, str]
+    now: datetime
+    pending_ledger: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def run(self) -> str:
+        return str(self.row.run_id)
+
+    @property
+    def roster(self) -> Roster:
+        return Roster(self.plan.roles, self.acting)
+
+    @property
+    def version(self) -> int:
+        return self.packet.version
+
+
+async def load(tx: Any, run: str, now: datetime) -> RunContext | None:
+    row = await tx.runs.get(run)
+    if row is None:
+        return None
+    plan_row = await tx.plans.get(row.plan_revision)
+    plan = plan_from_text(plan_row.content, plan_row.source)
+    packet_row = await tx.packets.get(run, row.authoritative_version)
+    packet = Packet.from_json(packet_row.body)
+    stored = row.progress
+    return RunContext(
+        tx=tx,
+        row=row,
+        plan=plan,
+        packet=packet,
+        progress=engine.RunProgress.from_json(stored["engine"]),
+        facts=Facts.from_json(stored.get("facts", {})),
+        acting=dict(row.acting),
+        now=now,
+    )
+
+
+async def ledger(ctx: RunContext, *, actor: str, kind: str, payload: dict[str, Any]) -> None:
+    """Append to the run's chain; every free text is redacted before it is hashed."""
+    await ctx.tx.ledger.append(
+        run_id=ctx.run, actor=actor, kind=kind, payload=redact_data(payload), at=ctx.now
+    )
+
+
+async def refuse(ctx: RunContext, *, user: str, action: str, reason: str) -> None:
+    """A refused action leaves exactly one trace: a `refused` ledger entry."""
+    await ledger(ctx, actor=user, kind="refused", payload={"action": action, "reason": redact(reason),
+                                                           "current_version": ctx.version})
+
+
+async def enqueue(ctx: RunContext, *, kind: str, recipient: str, payload: dict[str, Any],
+                  dedupe_key: str | None = None) -> None:
+    body = redact_data({**payload, "run": ctx.run})
+    await ctx.tx.outbox.enqueue(run_id=ctx.run, kind=kind, recipient=recipient, payload=body,
+                                dedupe_key=dedupe_key, at=ctx.now)
+
+
+async def save(ctx: RunContext, *, progress: engine.RunProgress | None = None,
+               authoritative_version: int | None = None) -> None:
+    """Write the run row back (compare-and-set on its lock version)."""
+    if progress is not None:
+        ctx.progress = progress
+    stored = {"engine": ctx.progress.as_json(), "facts": ctx.facts.as_json()}
+    row = replace(
+        ctx.row,
+        progress=stored,
+        state=str(ctx.progress.state),
+        acting=dict(ctx.acting),
+        authoritative_version=authoritative_version or ctx.row.authoritative_version,
+        updated_at=ctx.now,
+    )
+    await ctx.tx.runs.save(row, expected_lock_version=ctx.row.lock_version)
+    ctx.row = replace(row, lock_version=ctx.row.lock_version + 1)

@@ -1,0 +1,172 @@
+"""Who may act for which role right now, and who may release a hold.
+
+Every role has a primary user and a list of approved delegates (the plan's `roles:`); exactly one
+of them is *acting* at a time. The `Roster` is that state as a value: the plan's roles plus the
+acting map the run has recorded (a role missing from the map is acted for by its primary). Only
+the acting user may act for a role, so a delegate who is not acting has no more rights than a
+stranger, and a primary who handed over has none until switched back.
+
+Refusals are ordinary outcomes, not bugs: `Refused.reason` is written for the person who clicked,
+and names the user, the role and who is acting instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from packets.packet import PacketHold
+from packets.plan import Role
+
+ReleaseMode = Literal["any", "all"]
+
+
+class Refused(Exception):
+    """Someone asked for something their roles do not allow; `reason` says why, for a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """The plan's roles and who is acting for each; a value, so a switch returns a new roster."""
+
+    roles: Mapping[str, Role]
+    acting: Mapping[str, str] = field(default_factory=dict)
+    # Resolved once: every role to its acting user, in plan order.
+    _acting_by_role: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        resolved: dict[str, str] = {}
+        for name, role in self.roles.items():
+            user = self.acting.get(name, role.primary)
+            if user not in role.members:
+                # Only switch() writes the acting map and it checks membership, so this is stored
+                # state that no longer matches the plan: fail loudly rather than let a stranger act.
+                raise ValueError(f"{user} is recorded as acting for {name} but is not an approved member")
+            resolved[name] = user
+        unknown = sorted(set(self.acting) - set(self.roles))
+        if unknown:
+            raise ValueError(f"acting map names roles the plan does not have: {', '.join(unknown)}")
+        # Copies, so a caller mutating its own dicts later cannot change this value; the acting map
+        # keeps only hand-overs, so "primary acting" has one spelling and equal rosters compare equal.
+        object.__setattr__(self, "roles", dict(self.roles))
+        handed_over = {r: u for r, u in resolved.items() if u != self.roles[r].primary}
+        object.__setattr__(self, "acting", handed_over)
+        object.__setattr__(self, "_acting_by_role", resolved)
+
+    def acting_user(self, role: str) -> str:
+        """The user acting for `role`; `Refused` if the plan has no such role."""
+        try:
+            return self._acting_by_role[role]
+        except KeyError:
+            raise Refused(f"there is no role named {role} in this plan") from None
+
+    def may_act(self, user: str, role: str) -> bool:
+        return self._acting_by_role.get(role) == user
+
+    def roles_of(self, user: str) -> tuple[str, ...]:
+        """Roles `user` acts for right now, in plan order."""
+        return tuple(role for role, acting in self._acting_by_role.items() if acting == user)
+
+    def acting_map(self) -> dict[str, str]:
+        """Every role to its acting user (primaries included), in plan order."""
+        return dict(self._acting_by_role)
+
+    def switch(self, *, by_user: str, role: str, to_user: str, change_roles: Sequence[str]) -> Roster:
+        """A new roster with `to_user` acting for `role`, or `Refused`.
+
+        `change_roles` is the plan's `authority.change_delegates`: `by_user` must act for one of
+        them. The target must be the role's primary or one of its approved delegates; nobody
+        outside the approved mapping can be made to act, whoever asks.
+        """
+        if role not in self.roles:
+            raise Refused(f"there is no role named {role} in this plan")
+        if not change_roles:
+            raise Refused("this plan names no role that may change delegates")
+        if not any(self.may_act(by_user, r) for r in change_roles):
+            raise Refused(f"{by_user} does not act for {_who_acts(self, change_roles)}")
+        members = self.roles[role].members
+        if to_user not in members:
+            approved = ", ".join(members)
+            raise Refused(f"{to_user} is not an approved delegate for {role} (approved: {approved})")
+        if self.acting_user(role) == to_user:
+            raise Refused(f"{to_user} is already acting for {role}; nothing to change")
+        return Roster(self.roles, {**self.acting, role: to_user})
+
+
+def _who_acts(roster: Roster, roles: Iterable[str]) -> str:
+    # "release-authority (acting: U0REL2) or security (acting: U0SEC1)"
+    acting = roster.acting_map()
+    return " or ".join(f"{r} (acting: {acting.get(r, 'nobody')})" for r in roles)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRule:
+    """Who releases a hold: the acting users of `release_by`, any one of them or all of them."""
+
+    release_by: tuple[str, ...]
+    mode: ReleaseMode = "any"
+
+    @classmethod
+    def for_hold(cls, hold: PacketHold) -> ReleaseRule:
+        mode: ReleaseMode = "all" if hold.mode == "all" else "any"
+        return cls(release_by=tuple(hold.release_by), mode=mode)
+
+
+# The name docs/architecture.md uses.
+HoldReleaseRule = ReleaseRule
+
+# One release already recorded against a hold: (user, role they released as).
+Release = tuple[str, str]
+
+
+def check_release(rule: ReleaseRule, roster: Roster, *, user: str, already: Sequence[Release]) -> str:
+    """The role `user` releases the hold as, or `Refused`.
+
+    The user must be acting, right now, for one of the release roles that has not released yet.
+    Releases already recorded stay valid even if their user has since handed the role over: they
+    were made by the acting user at the time.
+
+    Two-person integrity in mode `all`: each release role needs a *different person*. One person
+    acting for two of the release roles still counts once, so they may release as one of them and
+    the hold then waits for someone else to act for the other role (a delegate switch). Without
+    this, one person holding two hats could satisfy a two-person rule alone.
+    """
+    if not rule.release_by:
+        raise Refused("nobody may release this hold: it names no release role")
+    released_roles = {role: who for who, role in already}
+    if rule.mode == "any" and is_satisfied(rule, already):
+        who, role = next((w, r) for w, r in already if r in rule.release_by)
+        raise Refused(f"this hold is already released by {who} as {role}")
+    mine = [role for role in rule.release_by if roster.may_act(user, role)]
+    if not mine:
+        raise Refused(f"{user} does not act for {_who_acts(roster, rule.release_by)}")
+    if rule.mode == "all":
+        earlier = next((role for who, role in already if who == user), None)
+        if earlier is not None:
+            raise Refused(
+                f"{user} already released this hold as {earlier}; "
+                "it needs a different person for each of " + ", ".join(rule.release_by)
+            )
+    open_roles = [role for role in mine if role not in released_roles]
+    if not open_roles:
+        done = ", ".join(f"{role} by {released_roles[role]}" for role in mine)
+        raise Refused(f"already released: {done}")
+    return open_roles[0]
+
+
+def is_satisfied(rule: ReleaseRule, releases: Sequence[Release]) -> bool:
+    """Whether the recorded releases release the hold (distinct people per role in mode `all`)."""
+    if not rule.release_by:
+        return False
+    by_role: dict[str, str] = {}
+    for who, role in releases:
+        if role in rule.release_by:
+            by_role.setdefault(role, who)
+    if rule.mode == "any":
+        return bool(by_role)
+    return set(by_role) == set(rule.release_by) and len(set(by_role.values())) == len(by_role)

@@ -1,0 +1,223 @@
+"""Gates: a threshold on one telemetry reading, and what a failed gate does.
+
+A plan writes a gate's rule as text (`pass: ">= 0.995"`); `GateSpec.parse` reads it. `evaluate`
+turns one reading into a `GateResult` (pass, fail or no-data) that says why, in words a person in
+the war room can check against the dashboard. The outcome is always the truth about the reading;
+how a no-data reading *counts* is the plan's `gate_policy.no_data`, applied by `verdict`, so the
+evidence never says "pass" for a reading that did not exist.
+
+Consecutive-pass bookkeeping keeps, per gate, only the last `consecutive_passes` counted results:
+that window is both what decides completion and the evidence cited when the engine advances.
+
+The rollback matrix maps each gate to its `on_fail` action. When several gates fail in one batch
+only the most severe action is taken, in the order of `SEVERITY`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from packets.plan import Action, Plan
+
+NoDataPolicy = Literal["fail", "pass", "ignore"]
+
+# Least to most severe. Freeze outranks a cohort rollback because it forbids every traffic change,
+# the rollback included: it is what a plan uses when the fallback path itself is unhealthy, where
+# moving traffic back would make things worse. A global rollback ends the run, so it is last.
+SEVERITY: tuple[Action, ...] = ("pause", "hold", "rollback_cohort", "freeze", "global_rollback")
+
+_RULE = re.compile(r"^\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+class GateSpecError(ValueError):
+    """A pass rule that is not `<op> <number>` with op one of >=, >, <=, <, ==."""
+
+
+class Comparison(StrEnum):
+    AT_LEAST = ">="
+    ABOVE = ">"
+    AT_MOST = "<="
+    BELOW = "<"
+    EQUAL = "=="
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NO_DATA = "no-data"
+
+
+class Verdict(StrEnum):
+    """How the engine counts one outcome under the plan's no-data policy."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class GateSpec:
+    comparison: Comparison
+    threshold: float
+
+    @classmethod
+    def parse(cls, text: str) -> GateSpec:
+        match = _RULE.match(text)
+        if match is None:
+            raise GateSpecError(
+                f"{text!r} is not a gate rule like '>= 0.995' (one of >=, >, <=, <, == and a number)"
+            )
+        threshold = float(match.group(2))
+        if not math.isfinite(threshold):
+            raise GateSpecError(f"{text!r} needs a finite number")
+        return cls(Comparison(match.group(1)), threshold)
+
+    def admits(self, value: float) -> bool:
+        match self.comparison:
+            case Comparison.AT_LEAST:
+                return value >= self.threshold
+            case Comparison.ABOVE:
+                return value > self.threshold
+            case Comparison.AT_MOST:
+                return value <= self.threshold
+            case Comparison.BELOW:
+                return value < self.threshold
+            case Comparison.EQUAL:
+                return value == self.threshold
+
+    def __str__(self) -> str:
+        return f"{self.comparison} {self.threshold:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """One reading of one gate. `at` is when it was measured; the engine stamps it if missing."""
+
+    gate: str
+    outcome: Outcome
+    value: float | None = None
+    reason: str = ""
+    at: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "gate": self.gate,
+            "outcome": str(self.outcome),
+            "value": self.value,
+            "reason": self.reason,
+            "at": self.at.isoformat() if self.at is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateResult:
+        at = data.get("at")
+        value = data.get("value")
+        return cls(
+            gate=data["gate"],
+            outcome=Outcome(data["outcome"]),
+            value=float(value) if value is not None else None,
+            reason=data.get("reason", ""),
+            at=datetime.fromisoformat(at) if at else None,
+        )
+
+
+def evaluate(
+    value: float | None,
+    spec: GateSpec,
+    no_data: NoDataPolicy = "fail",
+    *,
+    gate: str,
+    at: datetime | None = None,
+    why_missing: str = "",
+) -> GateResult:
+    """One reading against one rule. A missing or non-finite value is no-data, never a pass."""
+    if value is None or not math.isfinite(value):
+        missing = why_missing or ("no value" if value is None else f"value {value} is not a number")
+        counted = {"fail": "counts as a failure", "pass": "counts as a pass", "ignore": "is ignored"}
+        reason = f"{missing}; no-data {counted[no_data]} under this plan's gate policy"
+        return GateResult(gate=gate, outcome=Outcome.NO_DATA, value=None, reason=reason, at=at)
+    if spec.admits(value):
+        return GateResult(gate=gate, outcome=Outcome.PASS, value=value, reason=f"{value:.6g} {spec}", at=at)
+    reason = f"{value:.6g} is not {spec}"
+    return GateResult(gate=gate, outcome=Outcome.FAIL, value=value, reason=reason, at=at)
+
+
+def verdict(outcome: Outcome, no_data: NoDataPolicy) -> Verdict:
+    if outcome is Outcome.PASS:
+        return Verdict.PASS
+    if outcome is Outcome.FAIL:
+        return Verdict.FAIL
+    return {"fail": Verdict.FAIL, "pass": Verdict.PASS, "ignore": Verdict.IGNORE}[no_data]
+
+
+# -- consecutive-pass bookkeeping ---------------------------------------------------------------
+
+
+def remember(
+    window: tuple[GateResult, ...], result: GateResult, *, keep: int, no_data: NoDataPolicy
+) -> tuple[GateResult, ...]:
+    """The window with `result` added and only the last `keep` kept; ignored no-data is dropped.
+
+    Dropping an ignored reading (rather than storing it) is what makes `ignore` mean "neither
+    breaks nor extends the streak".
+    """
+    if verdict(result.outcome, no_data) is Verdict.IGNORE:
+        return window
+    return (*window, result)[-keep:] if keep > 0 else ()
+
+
+def streak_passes(window: tuple[GateResult, ...], *, needed: int, no_data: NoDataPolicy) -> bool:
+    """Whether the last `needed` counted results of one gate all pass."""
+    if len(window) < needed:
+        return False
+    return all(verdict(r.outcome, no_data) is Verdict.PASS for r in window[-needed:])
+
+
+def last_failed(window: tuple[GateResult, ...], *, no_data: NoDataPolicy) -> bool:
+    return bool(window) and verdict(window[-1].outcome, no_data) is Verdict.FAIL
+
+
+# -- the rollback matrix ------------------------------------------------------------------------
+
+
+def severity(action: Action) -> int:
+    return SEVERITY.index(action)
+
+
+def most_severe(actions: Iterable[Action]) -> Action | None:
+    ranked = sorted(actions, key=severity)
+    return ranked[-1] if ranked else None
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackMatrix:
+    """Each gate's `on_fail` action, as the plan wrote it."""
+
+    actions: Mapping[str, Action]
+
+    @classmethod
+    def of(cls, plan: Plan) -> RollbackMatrix:
+        return cls({name: gate.on_fail for name, gate in plan.gates.items()})
+
+    def action_for(self, gate: str) -> Action:
+        # A result for a gate the plan does not define cannot be judged; treat it as the
+        # strictest stop that still leaves the decision to a person.
+        return self.actions.get(gate, "hold")
+
+    def decide(self, failing: Iterable[GateResult]) -> tuple[Action, GateResult] | None:
+        """The action to take for a batch of failing results, and the result that chose it.
+
+        Ties go to the first failing result in the batch, so the choice is deterministic.
+        """
+        chosen: tuple[Action, GateResult] | None = None
+        for result in failing:
+            action = self.action_for(result.gate)
+            if chosen is None or severity(action) > severity(chosen[0]):
+                chosen = (action, result)
+        return chosen

@@ -1,0 +1,361 @@
+"""The run's whole engine state as one value: `RunProgress`, with a plain-JSON round trip.
+
+The store keeps `RunProgress.as_json()` in a JSON column and hands `from_json` back to the engine
+on the next event, so everything here is plain data: no plan, no packet, no roster inside (those
+are passed to every step), times as ISO strings with their offsets.
+
+`traffic` is what the engine has *commanded* per cohort. A command waits in `pending` until the
+control plane confirms or refuses it; a refused rise puts the cohort back where it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from packets.gates import GateResult
+from packets.packet import HoldSource
+
+ReleaseMode = Literal["any", "all"]
+
+
+class RunState(StrEnum):
+    AWAITING_SIGNOFF = "awaiting_signoff"
+    READY = "ready"
+    RUNNING = "running"
+    PAUSED = "paused"
+    HELD = "held"
+    FROZEN = "frozen"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+TERMINAL: frozenset[RunState] = frozenset({RunState.ROLLED_BACK, RunState.COMPLETED, RunState.ABORTED})
+
+
+class CheckpointState(StrEnum):
+    PENDING = "pending"  # its turn has not come
+    READY = "ready"  # its turn: waiting for its not_before, or for a failing gate to recover
+    HELD = "held"  # waiting on a hold before it runs (plan, protected, conflict, rollback)
+    ACTIVE = "active"  # running without traffic: owner's work, or gates being checked
+    SOAKING = "soaking"  # traffic shifted; soaking while its gates are checked
+    DONE = "done"
+    FAILED = "failed"  # in flight when the run was rolled back or aborted
+    SKIPPED = "skipped"  # never ran: the run ended first
+
+
+IN_FLIGHT: frozenset[CheckpointState] = frozenset(
+    {CheckpointState.READY, CheckpointState.HELD, CheckpointState.ACTIVE, CheckpointState.SOAKING}
+)
+
+
+class HoldState(StrEnum):
+    OPEN = "open"
+    RELEASED = "released"
+    # Closed by the engine because the run ended (rollback, abort), not released by anyone.
+    WITHDRAWN = "withdrawn"
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signoff:
+    role: str
+    user: str
+    revision: str
+    at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {"role": self.role, "user": self.user, "revision": self.revision, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Signoff:
+        return cls(role=data["role"], user=data["user"], revision=data["revision"],
+                   at=datetime.fromisoformat(data["at"]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Release:
+    """One person's release of a hold, as one role; `acting_for` is the primary a delegate stood in for."""
+
+    user: str
+    role: str
+    at: datetime
+    acting_for: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"user": self.user, "role": self.role, "at": self.at.isoformat(), "acting_for": self.acting_for}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Release:
+        return cls(user=data["user"], role=data["role"], at=datetime.fromisoformat(data["at"]),
+                   acting_for=data.get("acting_for"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HoldRecord:
+    id: str
+    checkpoint: str | None
+    reason: str
+    source: HoldSource
+    release_by: tuple[str, ...]
+    mode: ReleaseMode
+    opened_at: datetime
+    opened_by: str
+    releases: tuple[Release, ...] = ()
+    # When it stopped holding: released by people, or withdrawn because the run ended.
+    released_at: datetime | None = None
+    state: HoldState = HoldState.OPEN
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is HoldState.OPEN
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "checkpoint": self.checkpoint,
+            "reason": self.reason,
+            "source": str(self.source),
+            "release_by": list(self.release_by),
+            "mode": self.mode,
+            "opened_at": self.opened_at.isoformat(),
+            "opened_by": self.opened_by,
+            "releases": [r.as_json() for r in self.releases],
+            "released_at": _time(self.released_at),
+            "state": str(self.state),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HoldRecord:
+        mode: ReleaseMode = "all" if data["mode"] == "all" else "any"
+        return cls(
+            id=data["id"],
+            checkpoint=data["checkpoint"],
+            reason=data["reason"],
+            source=HoldSource(data["source"]),
+            release_by=tuple(data["release_by"]),
+            mode=mode,
+            opened_at=datetime.fromisoformat(data["opened_at"]),
+            opened_by=data["opened_by"],
+            releases=tuple(Release.from_json(r) for r in data["releases"]),
+            released_at=_parse_time(data.get("released_at")),
+            state=HoldState(data["state"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointProgress:
+    state: CheckpointState = CheckpointState.PENDING
+    started_at: datetime | None = None
+    soak_until: datetime | None = None
+    done_at: datetime | None = None
+    # The people who completed it (owner's done, hold releasers), or ("engine",) when its gates did.
+    done_by: tuple[str, ...] = ()
+    # Per gate, the last `consecutive_passes` counted results of the current attempt.
+    evidence: dict[str, tuple[GateResult, ...]] = field(default_factory=dict)
+    # How many times its traffic was shifted (or its work started); a retry starts a fresh streak.
+    attempt: int = 0
+    # The cohort's percent before this checkpoint's latest shift: where rollback_cohort returns it.
+    previous_percent: float | None = None
+    shift_confirmed: bool = False
+    # Its holds before running were released once; they are not opened again for a retry.
+    cleared: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "started_at": _time(self.started_at),
+            "soak_until": _time(self.soak_until),
+            "done_at": _time(self.done_at),
+            "done_by": list(self.done_by),
+            "evidence": {gate: [r.as_json() for r in rs] for gate, rs in self.evidence.items()},
+            "attempt": self.attempt,
+            "previous_percent": self.previous_percent,
+            "shift_confirmed": self.shift_confirmed,
+            "cleared": self.cleared,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CheckpointProgress:
+        previous = data.get("previous_percent")
+        return cls(
+            state=CheckpointState(data["state"]),
+            started_at=_parse_time(data.get("started_at")),
+            soak_until=_parse_time(data.get("soak_until")),
+            done_at=_parse_time(data.get("done_at")),
+            done_by=tuple(data.get("done_by", ())),
+            evidence={g: tuple(GateResult.from_json(r) for r in rs) for g, rs in data["evidence"].items()},
+            attempt=data.get("attempt", 0),
+            previous_percent=float(previous) if previous is not None else None,
+            shift_confirmed=data.get("shift_confirmed", False),
+            cleared=data.get("cleared", False),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stop:
+    """A pause or a freeze: who (a user or `gate:<name>`), why, when."""
+
+    by: str
+    reason: str
+    at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {"by": self.by, "reason": self.reason, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Stop | None:
+        if data is None:
+            return None
+        return cls(by=data["by"], reason=data["reason"], at=datetime.fromisoformat(data["at"]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrafficChange:
+    """One commanded change of one cohort; `key` is the idempotency key of its ShiftTraffic."""
+
+    key: str
+    checkpoint: str | None
+    percent: float
+    previous_percent: float
+    at: datetime
+    cause: str  # advance | rollback_cohort | global_rollback
+    # None while the control plane has not answered; then confirmed or refused.
+    confirmed: bool | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "checkpoint": self.checkpoint,
+            "percent": self.percent,
+            "previous_percent": self.previous_percent,
+            "at": self.at.isoformat(),
+            "cause": self.cause,
+            "confirmed": self.confirmed,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TrafficChange:
+        return cls(
+            key=data["key"],
+            checkpoint=data["checkpoint"],
+            percent=float(data["percent"]),
+            previous_percent=float(data["previous_percent"]),
+            at=datetime.fromisoformat(data["at"]),
+            cause=data["cause"],
+            confirmed=data.get("confirmed"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunProgress:
+    run_id: str
+    plan_revision: str
+    packet_version: int
+    state: RunState
+    opened_at: datetime
+    signoffs: dict[str, Signoff] = field(default_factory=dict)
+    started_at: datetime | None = None
+    started_by: str | None = None
+    checkpoints: dict[str, CheckpointProgress] = field(default_factory=dict)
+    traffic: dict[str, float] = field(default_factory=dict)
+    # Per cohort, every commanded change in order; the last one is the command in force.
+    traffic_history: dict[str, tuple[TrafficChange, ...]] = field(default_factory=dict)
+    holds: dict[str, HoldRecord] = field(default_factory=dict)
+    paused: Stop | None = None
+    frozen: Stop | None = None
+    ended_at: datetime | None = None
+    end_reason: str = ""
+
+    # -- questions ------------------------------------------------------------------------------
+
+    def open_holds(self) -> tuple[HoldRecord, ...]:
+        return tuple(h for h in self.holds.values() if h.is_open)
+
+    def in_flight(self, order: Iterable[str]) -> str | None:
+        """The checkpoint in flight, first in `order` (the packet's timeline); at most one is."""
+        for checkpoint in order:
+            progress = self.checkpoints.get(checkpoint)
+            if progress is not None and progress.state in IN_FLIGHT:
+                return checkpoint
+        return None
+
+    def outstanding(self) -> dict[str, TrafficChange]:
+        """Per cohort, the command in force that the control plane has not confirmed.
+
+        A refused rise is not outstanding: the cohort went back to where it was. A refused step
+        down is: the engine still wants the cohort there, and a person must retry it.
+        """
+        waiting: dict[str, TrafficChange] = {}
+        for cohort, changes in self.traffic_history.items():
+            last = changes[-1] if changes else None
+            if last is not None and last.confirmed is not True and self.traffic.get(cohort) == last.percent:
+                waiting[cohort] = last
+        return waiting
+
+    def with_checkpoint(self, checkpoint: str, **changes: Any) -> RunProgress:
+        current = self.checkpoints.get(checkpoint, CheckpointProgress())
+        return replace(self, checkpoints={**self.checkpoints, checkpoint: replace(current, **changes)})
+
+    def with_hold(self, hold: HoldRecord) -> RunProgress:
+        return replace(self, holds={**self.holds, hold.id: hold})
+
+    # -- JSON -----------------------------------------------------------------------------------
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "plan_revision": self.plan_revision,
+            "packet_version": self.packet_version,
+            "state": str(self.state),
+            "opened_at": self.opened_at.isoformat(),
+            "signoffs": {role: s.as_json() for role, s in self.signoffs.items()},
+            "started_at": _time(self.started_at),
+            "started_by": self.started_by,
+            "checkpoints": {cid: c.as_json() for cid, c in self.checkpoints.items()},
+            "traffic": dict(self.traffic),
+            "traffic_history": {
+                cohort: [c.as_json() for c in changes] for cohort, changes in self.traffic_history.items()
+            },
+            "holds": {hid: h.as_json() for hid, h in self.holds.items()},
+            "paused": self.paused.as_json() if self.paused else None,
+            "frozen": self.frozen.as_json() if self.frozen else None,
+            "ended_at": _time(self.ended_at),
+            "end_reason": self.end_reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunProgress:
+        return cls(
+            run_id=data["run_id"],
+            plan_revision=data["plan_revision"],
+            packet_version=data["packet_version"],
+            state=RunState(data["state"]),
+            opened_at=datetime.fromisoformat(data["opened_at"]),
+            signoffs={role: Signoff.from_json(s) for role, s in data["signoffs"].items()},
+            started_at=_parse_time(data.get("started_at")),
+            started_by=data.get("started_by"),
+            checkpoints={cid: CheckpointProgress.from_json(c) for cid, c in data["checkpoints"].items()},
+            traffic={cohort: float(p) for cohort, p in data["traffic"].items()},
+            traffic_history={
+                cohort: tuple(TrafficChange.from_json(c) for c in changes)
+                for cohort, changes in data["traffic_history"].items()
+            },
+            holds={hid: HoldRecord.from_json(h) for hid, h in data["holds"].items()},
+            paused=Stop.from_json(data.get("paused")),
+            frozen=Stop.from_json(data.get("frozen")),
+            ended_at=_parse_time(data.get("ended_at")),
+            end_reason=data.get("end_reason", ""),
+        )

@@ -1,0 +1,235 @@
+"""Advancement: where the engine moves by itself, inside the plan's thresholds.
+
+After every event that could unblock the run, `advance` settles the run state and, only while
+the run is `running`, walks the authoritative packet's timeline: one checkpoint in flight at a
+time, in timeline order, each starting once its `after` dependencies are done. One at a time is a
+choice: a war room follows one line of the packet at a time, and "the current checkpoint" in the
+traffic rules needs to mean exactly one thing.
+
+A checkpoint in flight completes by itself only on evidence: its soak elapsed, its shift
+confirmed, and each of its gates' last `consecutive_passes` results passing. Without gates there
+is no threshold to be autonomous inside, so its owner says done.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from packets.effects import LedgerKind, NotifyKind, ScheduleGateChecks, StopGateChecks
+from packets.events import actor_of
+from packets.gates import last_failed, streak_passes
+from packets.plan import Traffic
+from packets.run_progress import TERMINAL, CheckpointState, RunState
+from packets.stage_draft import Draft
+from packets.stage_end import finish
+from packets.stage_holds import has_open_hold, needs_before_run, open_hold, releasers
+from packets.stage_traffic import ADVANCE, command
+
+_NOT_SETTLED: frozenset[RunState] = frozenset(
+    {*TERMINAL, RunState.AWAITING_SIGNOFF, RunState.READY, RunState.ROLLING_BACK}
+)
+
+
+def settle(d: Draft) -> None:
+    """The run state from what stops it, strongest first: freeze, then holds, then a pause.
+
+    Deriving it (rather than remembering where to return to) means a hold released while paused
+    leaves the run paused, and an unfreeze returns to whatever still stops it.
+    """
+    progress = d.progress
+    if progress.state in _NOT_SETTLED:
+        return
+    if progress.frozen is not None:
+        state = RunState.FROZEN
+    elif progress.open_holds():
+        state = RunState.HELD
+    elif progress.paused is not None:
+        state = RunState.PAUSED
+    else:
+        state = RunState.RUNNING
+    d.update(state=state)
+
+
+def advance(d: Draft) -> None:
+    settle(d)
+    # Each pass starts or completes a checkpoint, so twice the timeline bounds the walk.
+    for _ in range(2 * len(d.order) + 2):
+        if d.progress.state is not RunState.RUNNING:
+            return
+        checkpoint = d.in_flight()
+        if checkpoint is None:
+            checkpoint = _next(d)
+            if checkpoint is None:
+                if all(d.checkpoint(c).state is CheckpointState.DONE for c in d.order):
+                    d.emit(StopGateChecks(checkpoint=None))
+                    finish(d, RunState.COMPLETED, actor="engine", why="every checkpoint is done")
+                return
+            d.update_checkpoint(checkpoint, state=CheckpointState.READY)
+        if not _move(d, checkpoint):
+            return
+
+
+def _next(d: Draft) -> str | None:
+    """The first pending checkpoint in timeline order whose dependencies are all done."""
+    for checkpoint in d.order:
+        if d.checkpoint(checkpoint).state is not CheckpointState.PENDING:
+            continue
+        deps = [a for a in d.planned(checkpoint).after if a in d.progress.checkpoints]
+        if all(d.checkpoint(a).state is CheckpointState.DONE for a in deps):
+            return checkpoint
+    return None
+
+
+def _move(d: Draft, checkpoint: str) -> bool:
+    """Start or complete the checkpoint in flight; False when it has to wait."""
+    state = d.checkpoint(checkpoint).state
+    if state is CheckpointState.READY:
+        return _run(d, checkpoint)
+    if state is CheckpointState.HELD:
+        if has_open_hold(d, checkpoint):
+            return False
+        d.update_checkpoint(checkpoint, state=CheckpointState.READY, cleared=True)
+        return True
+    return _try_complete(d, checkpoint)
+
+
+def _run(d: Draft, checkpoint: str) -> bool:
+    spec = d.spec(checkpoint)
+    progress = d.checkpoint(checkpoint)
+    not_before = spec.window.not_before if spec.window is not None else None
+    if not_before is not None and d.at < not_before:
+        return False
+    if not progress.cleared:
+        needs = needs_before_run(d, checkpoint)
+        if needs:
+            d.update_checkpoint(checkpoint, state=CheckpointState.HELD)
+            for need in needs:
+                open_hold(d, need, checkpoint=checkpoint, opened_by="engine")
+            settle(d)
+            return False
+    if spec.traffic is not None:
+        return _shift(d, checkpoint, spec.traffic)
+    if spec.hold is not None and not spec.gates:
+        # A hold checkpoint is its hold: releasing it is completing it.
+        complete(d, checkpoint, by=releasers(d, checkpoint) or ("engine",))
+        return True
+    _start(d, checkpoint, soak=spec.soak)
+    return True
+
+
+def _gate_failing(d: Draft, checkpoint: str) -> list[str]:
+    evidence = d.checkpoint(checkpoint).evidence
+    return [g for g in d.spec(checkpoint).gates if last_failed(evidence.get(g, ()), no_data=d.no_data)]
+
+
+def _shift(d: Draft, checkpoint: str, traffic: Traffic) -> bool:
+    previous = d.progress.traffic.get(traffic.cohort, 0.0)
+    if traffic.percent > previous and _gate_failing(d, checkpoint):
+        # A retry after a rollback waits until its gates stop failing: traffic never rises on a
+        # failing gate. The next passing result advances it.
+        return False
+    command(
+        d,
+        cohort=traffic.cohort,
+        percent=traffic.percent,
+        checkpoint=checkpoint,
+        cause=ADVANCE,
+        actor=actor_of(d.event),
+        why=cause_of(d, checkpoint),
+    )
+    _start(d, checkpoint, soak=d.spec(checkpoint).soak, state=CheckpointState.SOAKING, previous_percent=previous)
+    return True
+
+
+def _start(
+    d: Draft,
+    checkpoint: str,
+    *,
+    soak: timedelta,
+    state: CheckpointState = CheckpointState.ACTIVE,
+    previous_percent: float | None = None,
+) -> None:
+    spec = d.spec(checkpoint)
+    progress = d.checkpoint(checkpoint)
+    d.update_checkpoint(
+        checkpoint,
+        state=state,
+        started_at=progress.started_at or d.at,
+        soak_until=d.at + soak,
+        attempt=progress.attempt + 1,
+        # A new attempt earns its own streak: evidence from before a rollback does not count.
+        evidence={},
+        previous_percent=previous_percent if previous_percent is not None else progress.previous_percent,
+        shift_confirmed=False,
+    )
+    if spec.gates:
+        d.emit(ScheduleGateChecks(checkpoint=checkpoint, gates=tuple(spec.gates)))
+    planned = d.planned(checkpoint)
+    data = {"checkpoint": checkpoint, "title": spec.title, "attempt": progress.attempt + 1,
+            "soak_until": (d.at + soak).isoformat()}
+    d.ledger(LedgerKind.CHECKPOINT_STARTED, actor=actor_of(d.event), payload=data)
+    d.notify(NotifyKind.CHECKPOINT_STARTED, roles=[planned.owner_role, *planned.observer_roles], data=data)
+
+
+def _try_complete(d: Draft, checkpoint: str) -> bool:
+    spec = d.spec(checkpoint)
+    progress = d.checkpoint(checkpoint)
+    if not spec.gates:
+        return False
+    if progress.soak_until is not None and d.at < progress.soak_until:
+        return False
+    if spec.traffic is not None and not progress.shift_confirmed:
+        return False
+    evidence = progress.evidence
+    if all(
+        streak_passes(evidence.get(g, ()), needed=d.needed_passes, no_data=d.no_data) for g in spec.gates
+    ):
+        complete(d, checkpoint, by=("engine",))
+        return True
+    return False
+
+
+def complete(d: Draft, checkpoint: str, *, by: tuple[str, ...]) -> None:
+    spec = d.spec(checkpoint)
+    progress = d.checkpoint(checkpoint)
+    d.update_checkpoint(checkpoint, state=CheckpointState.DONE, done_at=d.at, done_by=by)
+    evidence = [r.as_json() for g in spec.gates for r in progress.evidence.get(g, ())]
+    d.ledger(
+        LedgerKind.CHECKPOINT_COMPLETED,
+        actor=by[0] if len(by) == 1 else "engine",
+        payload={"checkpoint": checkpoint, "by": list(by), "gates": evidence, "attempt": progress.attempt},
+    )
+    if spec.gates:
+        d.emit(StopGateChecks(checkpoint=checkpoint))
+    planned = d.planned(checkpoint)
+    d.notify(
+        NotifyKind.CHECKPOINT_COMPLETED,
+        roles=[planned.owner_role, *planned.observer_roles],
+        data={"checkpoint": checkpoint, "title": spec.title, "by": ", ".join(by)},
+    )
+
+
+def cause_of(d: Draft, checkpoint: str) -> dict[str, Any]:
+    """Why a checkpoint may move traffic now: the event, and who or which results cleared the way.
+
+    `after` lists each dependency with who completed it and the gate results it completed on;
+    `released_by` the people who released its holds; `started_by` who started the run.
+    """
+    after = []
+    for dep in d.planned(checkpoint).after:
+        if dep not in d.progress.checkpoints:
+            continue
+        dep_progress = d.checkpoint(dep)
+        gates = [r.as_json() for g in d.spec(dep).gates for r in dep_progress.evidence.get(g, ())]
+        after.append({"checkpoint": dep, "done_by": list(dep_progress.done_by), "gates": gates})
+    cause: dict[str, Any] = {
+        "event": d.event.kind,
+        "after": after,
+        "released_by": list(releasers(d, checkpoint)),
+        "started_by": d.progress.started_by,
+    }
+    actor = actor_of(d.event)
+    if actor != "engine":
+        cause["user"] = actor
+    return cause

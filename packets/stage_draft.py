@@ -1,0 +1,118 @@
+"""One step of the stage engine in the making: the progress so far and the effects so far.
+
+`stages.step` makes a `Draft` for the event, the row's function and its helpers change it, and
+`step` freezes it into a `Transition`. The draft is the only mutable thing in the engine and it
+never outlives one call, so the engine stays a pure function of its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from packets.effects import Effect, Ledger, Notify, Plain
+from packets.events import Event
+from packets.gates import NoDataPolicy
+from packets.packet import Packet, PlannedCheckpoint
+from packets.plan import Checkpoint, Plan
+from packets.redact import redact, redact_data
+from packets.run_progress import CheckpointProgress, RunProgress
+from packets.stage_errors import Refusal
+
+
+class Acting(Protocol):
+    """Who acts for which role right now; `packets.authority.Roster` is one."""
+
+    def acting_user(self, role: str) -> str: ...
+
+    def may_act(self, user: str, role: str) -> bool: ...
+
+
+def clean(text: str) -> str:
+    return redact(text)
+
+
+@dataclass
+class Draft:
+    progress: RunProgress
+    event: Event
+    plan: Plan
+    packet: Packet
+    roster: Acting
+    effects: list[Effect] = field(default_factory=list)
+
+    # -- what the step works with -------------------------------------------------------------
+
+    @property
+    def at(self) -> datetime:
+        return self.event.at
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """The authoritative packet's timeline order: the order the engine follows."""
+        return tuple(c.id for c in self.packet.timeline)
+
+    @property
+    def no_data(self) -> NoDataPolicy:
+        return self.plan.gate_policy.no_data
+
+    @property
+    def needed_passes(self) -> int:
+        return self.plan.gate_policy.consecutive_passes
+
+    def spec(self, checkpoint: str) -> Checkpoint:
+        return self.plan.checkpoint(checkpoint)
+
+    def planned(self, checkpoint: str) -> PlannedCheckpoint:
+        return self.packet.checkpoint(checkpoint)
+
+    def checkpoint(self, checkpoint: str) -> CheckpointProgress:
+        return self.progress.checkpoints[checkpoint]
+
+    def in_flight(self) -> str | None:
+        return self.progress.in_flight(self.order)
+
+    # -- changing it --------------------------------------------------------------------------
+
+    def update(self, **changes: Any) -> None:
+        self.progress = replace(self.progress, **changes)
+
+    def update_checkpoint(self, checkpoint: str, **changes: Any) -> None:
+        self.progress = self.progress.with_checkpoint(checkpoint, **changes)
+
+    def emit(self, *effects: Effect) -> None:
+        self.effects.extend(effects)
+
+    def ledger(self, kind: str, *, actor: str, payload: Mapping[str, Any]) -> None:
+        # Redacted here as well as at the event boundary: a payload may quote plan text.
+        self.emit(Ledger(kind=kind, actor=actor, payload=redact_data(dict(payload))))
+
+    def notify(
+        self, kind: str, *, roles: Iterable[str], data: Mapping[str, Plain], users: Iterable[str] = ()
+    ) -> None:
+        role_list = tuple(dict.fromkeys(roles))
+        recipients = tuple(dict.fromkeys([*self.acting(role_list), *users]))
+        self.emit(Notify(kind=kind, roles=role_list, users=recipients, data=redact_data(dict(data))))
+
+    # -- who acts -----------------------------------------------------------------------------
+
+    def acting(self, roles: Iterable[str]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.roster.acting_user(role) for role in roles))
+
+    def who_acts(self, roles: Iterable[str], *, joiner: str = " or ") -> str:
+        # "release-authority (acting: U0REL1) or release-eng (acting: U0ENG2)"
+        return joiner.join(f"{role} (acting: {self.roster.acting_user(role)})" for role in roles)
+
+    def require(self, user: str, roles: Iterable[str], doing: str) -> str:
+        """The first of `roles` that `user` acts for now, or a `Refusal` naming who does."""
+        role_list = list(roles)
+        for role in role_list:
+            if self.roster.may_act(user, role):
+                return role
+        raise Refusal(f"{user} may not {doing}: that takes {self.who_acts(role_list)}")
+
+    def primary_of(self, role: str) -> str | None:
+        found = self.plan.roles.get(role)
+        return found.primary if found is not None else None

@@ -1,0 +1,42 @@
+"""How a run stops for good: completed, rolled back or aborted."""
+
+from __future__ import annotations
+
+from packets.effects import LedgerKind, NotifyKind, StopGateChecks
+from packets.run_progress import IN_FLIGHT, CheckpointState, RunState
+from packets.stage_draft import Draft
+from packets.stage_holds import withdraw_all
+
+_ENDINGS: dict[RunState, tuple[LedgerKind, NotifyKind]] = {
+    RunState.COMPLETED: (LedgerKind.RUN_COMPLETED, NotifyKind.COMPLETED),
+    RunState.ROLLED_BACK: (LedgerKind.RUN_ROLLED_BACK, NotifyKind.ROLLED_BACK),
+    RunState.ABORTED: (LedgerKind.RUN_ABORTED, NotifyKind.ABORTED),
+}
+
+
+def wind_down(d: Draft, *, actor: str, why: str) -> None:
+    """Checkpoints in flight failed, the rest never ran; holds withdrawn; gate checks stopped."""
+    for checkpoint, progress in d.progress.checkpoints.items():
+        if progress.state in IN_FLIGHT:
+            d.update_checkpoint(checkpoint, state=CheckpointState.FAILED)
+        elif progress.state is CheckpointState.PENDING:
+            d.update_checkpoint(checkpoint, state=CheckpointState.SKIPPED)
+    withdraw_all(d, actor=actor, why=why)
+    if d.progress.started_at is not None:
+        d.emit(StopGateChecks(checkpoint=None))
+
+
+def finish(d: Draft, state: RunState, *, actor: str, why: str) -> None:
+    ledger_kind, notify_kind = _ENDINGS[state]
+    d.update(state=state, ended_at=d.at, end_reason=why)
+    done = sum(1 for c in d.progress.checkpoints.values() if c.state is CheckpointState.DONE)
+    d.ledger(
+        ledger_kind,
+        actor=actor,
+        payload={"why": why, "checkpoints_done": done, "traffic": dict(d.progress.traffic)},
+    )
+    d.notify(
+        notify_kind,
+        roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
+        data={"why": why, "checkpoints_done": done},
+    )

@@ -1,0 +1,93 @@
+"""Gate results inside the stage engine: evidence for the checkpoint in flight, and the rollback
+matrix when a gate fails.
+
+Results count only for the checkpoint in flight and only for its own gates. Results for any other
+checkpoint are late or misrouted scheduler output: they change nothing and are put on record.
+A failing batch takes the most severe of its gates' actions (see `gates.SEVERITY`). While frozen,
+failures are recorded and told but take no action: a freeze forbids every traffic change, and the
+people who froze the run decide what comes next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from packets.effects import LedgerKind, NotifyKind
+from packets.events import GateResults
+from packets.gates import GateResult, RollbackMatrix, Verdict, remember, verdict
+from packets.packet import HoldSource
+from packets.plan import Action
+from packets.run_progress import Stop
+from packets.stage_draft import Draft, clean
+from packets.stage_holds import HoldNeed, has_open_hold, open_hold
+from packets.stage_traffic import global_rollback, hold_after_rollback, rollback_cohort
+
+
+def take(d: Draft, event: GateResults) -> None:
+    checkpoint = d.in_flight()
+    if checkpoint != event.checkpoint:
+        d.ledger(
+            LedgerKind.GATE_RESULTS_IGNORED,
+            actor="engine",
+            payload={"checkpoint": clean(event.checkpoint), "in_flight": checkpoint,
+                     "results": [r.as_json() for r in event.results]},
+        )
+        return
+    gates = d.spec(checkpoint).gates
+    results = [_stamped(d, r) for r in event.results if r.gate in gates]
+    evidence = dict(d.checkpoint(checkpoint).evidence)
+    for result in results:
+        evidence[result.gate] = remember(
+            evidence.get(result.gate, ()), result, keep=d.needed_passes, no_data=d.no_data
+        )
+    d.update_checkpoint(checkpoint, evidence=evidence)
+    failing = [r for r in results if verdict(r.outcome, d.no_data) is Verdict.FAIL]
+    decision = RollbackMatrix.of(d.plan).decide(failing)
+    if decision is None:
+        return
+    action, chosen = decision
+    actor = f"gate:{chosen.gate}"
+    frozen = d.progress.frozen is not None
+    d.ledger(
+        LedgerKind.GATE_FAILED,
+        actor=actor,
+        payload={"checkpoint": checkpoint, "action": action, "taken": not frozen,
+                 "results": [r.as_json() for r in results]},
+    )
+    d.notify(
+        NotifyKind.GATE_FAILED,
+        roles=[d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback],
+        data={"checkpoint": checkpoint, "gate": chosen.gate, "value": chosen.value,
+              "outcome": str(chosen.outcome), "reason": chosen.reason, "action": action,
+              "taken": not frozen},
+    )
+    if not frozen:
+        _act(d, action, checkpoint, failing, actor)
+
+
+def _stamped(d: Draft, result: GateResult) -> GateResult:
+    return replace(result, reason=clean(result.reason), at=result.at or d.at)
+
+
+def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], actor: str) -> None:
+    why = {"event": d.event.kind, "gates": [r.as_json() for r in failing]}
+    first = failing[0]
+    reason = clean(f"gate {first.gate} {first.outcome} at {checkpoint}: {first.reason}")
+    if action == "pause":
+        if d.progress.paused is None:
+            d.update(paused=Stop(by=actor, reason=reason, at=d.at))
+            d.ledger(LedgerKind.RUN_PAUSED, actor=actor, payload={"reason": reason, "cause": why})
+            d.notify(NotifyKind.PAUSED, roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
+    elif action == "hold":
+        if not has_open_hold(d, checkpoint, HoldSource.GATE):
+            need = HoldNeed(reason, HoldSource.GATE, tuple(d.plan.authority.start_and_rollback))
+            open_hold(d, need, checkpoint=checkpoint, opened_by=actor)
+    elif action == "rollback_cohort":
+        rollback_cohort(d, actor=actor, why=why)
+        hold_after_rollback(d, checkpoint, reason=reason, source=HoldSource.GATE, actor=actor)
+    elif action == "freeze":
+        d.update(frozen=Stop(by=actor, reason=reason, at=d.at))
+        d.ledger(LedgerKind.RUN_FROZEN, actor=actor, payload={"reason": reason, "cause": why})
+        d.notify(NotifyKind.FROZEN, roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
+    else:
+        global_rollback(d, actor=actor, why=why, reason=reason)

@@ -1,0 +1,215 @@
+"""Holds inside the stage engine: which holds a checkpoint needs before it runs, opening one,
+releasing one (any/all, two-person rule), and withdrawing every open hold when a run ends.
+
+Release semantics match `packets.authority.check_release`: only the user acting for a release
+role right now may release as that role; in mode `all` each role needs a different person, so one
+person holding two hats cannot satisfy a two-person rule alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from packets.effects import CloseHold, LedgerKind, NotifyKind, OpenHold
+from packets.packet import HoldSource
+from packets.run_progress import CheckpointState, HoldRecord, HoldState, Release, ReleaseMode
+from packets.stage_draft import Draft, clean
+from packets.stage_errors import IllegalTransition, Refusal
+
+
+@dataclass(frozen=True, slots=True)
+class HoldNeed:
+    """A hold the engine must open, before it is a record."""
+
+    reason: str
+    source: HoldSource
+    release_by: tuple[str, ...]
+    mode: ReleaseMode = "any"
+
+
+def _mode(text: str) -> ReleaseMode:
+    return "all" if text == "all" else "any"
+
+
+def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
+    """The holds a checkpoint waits on before it runs, from the packet's register and the plan.
+
+    The packet's entries come first (they are authoritative); the plan's own hold, the protected
+    flag and conflicts add a hold only when the register has none of that source, so a hold is
+    never opened twice for the same reason.
+    """
+    spec = d.spec(checkpoint)
+    planned = d.planned(checkpoint)
+    default_roles = tuple(d.plan.authority.start_and_rollback)
+    needs = [
+        HoldNeed(clean(h.reason), h.source, tuple(h.release_by), _mode(h.mode))
+        for h in d.packet.holds
+        if h.checkpoint == checkpoint
+    ]
+    sources = {n.source for n in needs}
+    if HoldSource.PLAN not in sources:
+        if spec.hold is not None:
+            reason = spec.hold.reason or f"{spec.title}: released by a person"
+            needs.append(HoldNeed(clean(reason), HoldSource.PLAN, tuple(spec.hold.release_by), spec.hold.mode))
+        elif spec.protected or planned.protected:
+            # A protected checkpoint is always a hold, even when every gate is green.
+            reason = f"{spec.title} is protected: a person releases it"
+            needs.append(HoldNeed(clean(reason), HoldSource.PLAN, default_roles))
+        elif planned.held and not planned.conflict:
+            needs.append(HoldNeed(clean(f"{spec.title} is held in the packet"), HoldSource.PLAN, default_roles))
+    if HoldSource.CONFLICT not in sources:
+        not_after = spec.window.not_after if spec.window is not None else None
+        if planned.conflict:
+            needs.append(HoldNeed(clean(planned.conflict), HoldSource.CONFLICT, default_roles))
+        elif not_after is not None and d.at > not_after:
+            # Never run a checkpoint past its window silently: a person decides.
+            reason = f"{spec.title} would start after its not_after {not_after.isoformat()}"
+            needs.append(HoldNeed(clean(reason), HoldSource.CONFLICT, default_roles))
+    return needs
+
+
+def open_hold(d: Draft, need: HoldNeed, *, checkpoint: str | None, opened_by: str) -> HoldRecord:
+    number = len(d.progress.holds) + 1
+    record = HoldRecord(
+        # Slashes, not colons: `rotate-api-key:plan:1` reads to redact as a secret key and value.
+        id=f"{checkpoint or 'run'}/{need.source}/{number}",
+        checkpoint=checkpoint,
+        # Reasons are composed from ids and redacted fragments; the whole is redacted once more.
+        reason=clean(need.reason),
+        source=need.source,
+        release_by=need.release_by,
+        mode=need.mode,
+        opened_at=d.at,
+        opened_by=opened_by,
+    )
+    d.progress = d.progress.with_hold(record)
+    d.emit(OpenHold(hold=record))
+    d.ledger(
+        LedgerKind.HOLD_OPENED,
+        actor=opened_by,
+        payload={
+            "hold": record.id,
+            "checkpoint": checkpoint,
+            "reason": record.reason,
+            "source": str(record.source),
+            "release_by": list(record.release_by),
+            "mode": record.mode,
+        },
+    )
+    d.notify(
+        NotifyKind.HOLD_OPENED,
+        roles=record.release_by,
+        data={
+            "hold": record.id,
+            "checkpoint": checkpoint,
+            "reason": record.reason,
+            "source": str(record.source),
+            "mode": record.mode,
+        },
+    )
+    return record
+
+
+def has_open_hold(d: Draft, checkpoint: str | None, *sources: HoldSource) -> bool:
+    return any(
+        h.checkpoint == checkpoint and (not sources or h.source in sources) for h in d.progress.open_holds()
+    )
+
+
+def release(d: Draft, hold_id: str, user: str) -> None:
+    hold = d.progress.holds.get(hold_id)
+    if hold is None:
+        raise IllegalTransition(d.event, d.progress.state, f"there is no hold {hold_id}")
+    if not hold.is_open:
+        by = ", ".join(f"{r.user} as {r.role}" for r in hold.releases) or "the engine"
+        raise IllegalTransition(d.event, d.progress.state, f"hold {hold_id} is already {hold.state} ({by})")
+    role = _release_role(d, hold, user)
+    primary = d.primary_of(role)
+    entry = Release(user=user, role=role, at=d.at, acting_for=primary if primary != user else None)
+    releases = (*hold.releases, entry)
+    released_roles = {r.role for r in releases}
+    complete = hold.mode == "any" or released_roles >= set(hold.release_by)
+    payload = {
+        "hold": hold.id,
+        "checkpoint": hold.checkpoint,
+        "source": str(hold.source),
+        "reason": hold.reason,
+        "mode": hold.mode,
+        "user": user,
+        "role": role,
+        "acting_for": entry.acting_for,
+        "releases": [r.as_json() for r in releases],
+    }
+    if not complete:
+        remaining = [r for r in hold.release_by if r not in released_roles]
+        d.progress = d.progress.with_hold(replace(hold, releases=releases))
+        d.ledger(LedgerKind.HOLD_RELEASE_RECORDED, actor=user, payload={**payload, "remaining": remaining})
+        d.notify(
+            NotifyKind.HOLD_RELEASE_RECORDED,
+            roles=remaining,
+            data={"hold": hold.id, "checkpoint": hold.checkpoint, "released_by": user, "role": role},
+        )
+        return
+    closed = replace(hold, releases=releases, released_at=d.at, state=HoldState.RELEASED)
+    d.progress = d.progress.with_hold(closed)
+    d.emit(CloseHold(hold_id=hold.id, by=tuple(r.user for r in releases), roles=tuple(r.role for r in releases)))
+    d.ledger(LedgerKind.HOLD_RELEASED, actor=user, payload=payload)
+    d.notify(
+        NotifyKind.HOLD_RELEASED,
+        roles=hold.release_by,
+        data={"hold": hold.id, "checkpoint": hold.checkpoint, "released_by": user, "role": role},
+    )
+    _unblock(d, hold.checkpoint)
+
+
+def _release_role(d: Draft, hold: HoldRecord, user: str) -> str:
+    mine = [role for role in hold.release_by if d.roster.may_act(user, role)]
+    if not mine:
+        if hold.mode == "all":
+            needed = d.who_acts(hold.release_by, joiner=" and ") + ", a different person for each"
+        else:
+            needed = d.who_acts(hold.release_by)
+        raise Refusal(f"{user} may not release hold {hold.id}: it takes {needed}")
+    earlier = next((r for r in hold.releases if r.user == user), None)
+    if earlier is not None:
+        raise Refusal(
+            f"{user} already released hold {hold.id} as {earlier.role}; "
+            f"it needs a different person for each of {', '.join(hold.release_by)}"
+        )
+    done = {r.role: r.user for r in hold.releases}
+    open_roles = [role for role in mine if role not in done]
+    if not open_roles:
+        already = ", ".join(f"{role} by {done[role]}" for role in mine)
+        raise Refusal(f"hold {hold.id} is already released for {already}")
+    return open_roles[0]
+
+
+def _unblock(d: Draft, checkpoint: str | None) -> None:
+    """A held checkpoint with no hold left on it is ready again; its holds are not reopened."""
+    if checkpoint is None or checkpoint not in d.progress.checkpoints:
+        return
+    if d.checkpoint(checkpoint).state is CheckpointState.HELD and not has_open_hold(d, checkpoint):
+        d.update_checkpoint(checkpoint, state=CheckpointState.READY, cleared=True)
+
+
+def releasers(d: Draft, checkpoint: str) -> tuple[str, ...]:
+    """Everyone who released a hold on `checkpoint`, in release order."""
+    users = [
+        r.user
+        for h in d.progress.holds.values()
+        if h.checkpoint == checkpoint and h.state is HoldState.RELEASED
+        for r in h.releases
+    ]
+    return tuple(dict.fromkeys(users))
+
+
+def withdraw_all(d: Draft, *, actor: str, why: str) -> None:
+    """The run ended: every open hold stops holding, recorded as withdrawn, never as released."""
+    for hold in d.progress.open_holds():
+        d.progress = d.progress.with_hold(replace(hold, state=HoldState.WITHDRAWN, released_at=d.at))
+        d.emit(CloseHold(hold_id=hold.id, by=(actor,), roles=(), withdrawn=True))
+        d.ledger(
+            LedgerKind.HOLD_WITHDRAWN,
+            actor=actor,
+            payload={"hold": hold.id, "checkpoint": hold.checkpoint, "reason": hold.reason, "why": why},
+        )

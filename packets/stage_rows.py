@@ -1,0 +1,272 @@
+"""What each row of the transition table does. `stages.TABLE` says which row applies when; each
+function here checks who may do it, changes the draft, and lets `advance` move on if it can.
+"""
+
+from __future__ import annotations
+
+from packets.effects import LedgerKind, NotifyKind
+from packets.events import (
+    Abort,
+    ActuationFailed,
+    ActuationSucceeded,
+    CheckpointDone,
+    Event,
+    Freeze,
+    GateResults,
+    HoldOpened,
+    HoldReleased,
+    PacketAdopted,
+    Pause,
+    Resume,
+    RollbackRequested,
+    SignoffGiven,
+    Start,
+    Unfreeze,
+)
+from packets.packet import HoldSource
+from packets.run_progress import CheckpointProgress, CheckpointState, RunState, Signoff, Stop
+from packets.stage_advance import advance, complete, settle
+from packets.stage_draft import Draft
+from packets.stage_end import finish, wind_down
+from packets.stage_errors import IllegalTransition, Refusal
+from packets.stage_gates import take
+from packets.stage_holds import HoldNeed, open_hold, release
+from packets.stage_traffic import (
+    confirm,
+    failed_rollback,
+    global_rollback,
+    hold_after_rollback,
+    refuse,
+    retry,
+    rollback_cohort,
+)
+
+
+def _illegal(d: Draft, detail: str) -> IllegalTransition:
+    return IllegalTransition(d.event, d.progress.state, detail)
+
+
+def missing_signoffs(d: Draft) -> list[str]:
+    return [
+        role
+        for role in d.plan.authority.signoff
+        if (s := d.progress.signoffs.get(role)) is None or s.revision != d.progress.plan_revision
+    ]
+
+
+# -- before the run ------------------------------------------------------------------------------
+
+
+def signoff(d: Draft, event: SignoffGiven) -> None:
+    roles = d.plan.authority.signoff
+    if event.role not in roles:
+        raise Refusal(f"{event.role} does not sign off this plan; sign-off is by {', '.join(roles)}")
+    if not d.roster.may_act(event.user, event.role):
+        raise Refusal(
+            f"{event.user} may not sign off as {event.role}: {d.roster.acting_user(event.role)} acts for it"
+        )
+    if event.revision != d.progress.plan_revision:
+        raise Refusal(
+            f"that sign-off is for plan revision {event.revision[:12]}, but this run was opened with "
+            f"{d.progress.plan_revision[:12]}; a changed plan inherits no sign-off"
+        )
+    earlier = d.progress.signoffs.get(event.role)
+    if earlier is not None:
+        raise Refusal(f"{event.role} already signed off, by {earlier.user} at {earlier.at.isoformat()}")
+    other = next((s for s in d.progress.signoffs.values() if s.user == event.user), None)
+    if other is not None:
+        # Each sign-off role is a separate approval: one person wearing two hats approves once.
+        raise Refusal(f"{event.user} already signed off as {other.role}; {event.role} needs another person")
+    record = Signoff(role=event.role, user=event.user, revision=event.revision, at=event.at)
+    d.update(signoffs={**d.progress.signoffs, event.role: record})
+    d.ledger(LedgerKind.SIGNOFF, actor=event.user, payload={"role": event.role, "revision": event.revision})
+    waiting = missing_signoffs(d)
+    d.notify(
+        NotifyKind.SIGNOFF_RECORDED,
+        roles=[*roles, *d.plan.authority.start_and_rollback],
+        data={"role": event.role, "user": event.user, "waiting_for": ", ".join(waiting)},
+    )
+    if not waiting:
+        d.update(state=RunState.READY)
+        d.ledger(LedgerKind.RUN_READY, actor="engine", payload={"signoffs": sorted(d.progress.signoffs)})
+        d.notify(NotifyKind.RUN_READY, roles=d.plan.authority.start_and_rollback, data={})
+
+
+def start(d: Draft, event: Start) -> None:
+    role = d.require(event.user, d.plan.authority.start_and_rollback, "start the run")
+    if missing_signoffs(d):
+        raise _illegal(d, f"waiting for sign-off from {d.who_acts(missing_signoffs(d), joiner=' and ')}")
+    d.update(state=RunState.RUNNING, started_at=event.at, started_by=event.user)
+    d.ledger(LedgerKind.RUN_STARTED, actor=event.user, payload={"role": role,
+                                                                "packet_version": d.progress.packet_version})
+    d.notify(NotifyKind.RUN_STARTED, roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
+             data={"by": event.user, "packet_version": d.progress.packet_version})
+    advance(d)
+
+
+# -- the clock, telemetry, the control plane ------------------------------------------------------
+
+
+def tick(d: Draft, event: Event) -> None:
+    advance(d)
+
+
+def nothing(d: Draft, event: Event) -> None:
+    """A stopped or finished run waits for people; the clock alone changes nothing."""
+
+
+def gate_results(d: Draft, event: GateResults) -> None:
+    take(d, event)
+    if d.progress.state is not RunState.ROLLING_BACK:
+        advance(d)
+
+
+def actuation_succeeded(d: Draft, event: ActuationSucceeded) -> None:
+    confirm(d, event)
+    advance(d)
+
+
+def actuation_failed(d: Draft, event: ActuationFailed) -> None:
+    refuse(d, event)
+    settle(d)
+
+
+# -- people --------------------------------------------------------------------------------------
+
+
+def checkpoint_done(d: Draft, event: CheckpointDone) -> None:
+    checkpoint = event.checkpoint
+    if not d.packet.has(checkpoint):
+        raise _illegal(d, f"packet v{d.packet.version} has no checkpoint {checkpoint}")
+    owner = d.planned(checkpoint).owner_role
+    d.require(event.user, [owner], f"mark {checkpoint} done")
+    progress = d.checkpoint(checkpoint)
+    if d.in_flight() != checkpoint or progress.state not in (CheckpointState.ACTIVE, CheckpointState.SOAKING):
+        raise _illegal(d, f"{checkpoint} is {progress.state}, not running")
+    spec = d.spec(checkpoint)
+    if spec.gates:
+        raise _illegal(d, f"{checkpoint} completes when its gates pass ({', '.join(spec.gates)})")
+    if progress.soak_until is not None and event.at < progress.soak_until:
+        raise _illegal(d, f"{checkpoint} soaks until {progress.soak_until.isoformat()}")
+    if spec.traffic is not None and not progress.shift_confirmed:
+        raise _illegal(d, f"the traffic shift of {checkpoint} is not confirmed by the control plane yet")
+    complete(d, checkpoint, by=(event.user,))
+    advance(d)
+
+
+def hold_opened(d: Draft, event: HoldOpened) -> None:
+    if not any(d.roster.may_act(event.user, role) for role in d.plan.roles):
+        raise Refusal(f"{event.user} acts for no role in this plan, so may not hold the run")
+    release_by = event.release_by or tuple(d.plan.authority.start_and_rollback)
+    unknown = [r for r in release_by if r not in d.plan.roles]
+    if unknown:
+        raise Refusal(f"there is no role named {', '.join(unknown)} in this plan")
+    checkpoint = event.checkpoint or d.in_flight()
+    if checkpoint is not None and not d.packet.has(checkpoint):
+        raise _illegal(d, f"packet v{d.packet.version} has no checkpoint {checkpoint}")
+    reason = event.reason or f"held by {event.user}"
+    open_hold(d, HoldNeed(reason, HoldSource.MANUAL, tuple(release_by)), checkpoint=checkpoint,
+              opened_by=event.user)
+    settle(d)
+
+
+def hold_released(d: Draft, event: HoldReleased) -> None:
+    release(d, event.hold_id, event.user)
+    advance(d)
+
+
+def packet_adopted(d: Draft, event: PacketAdopted) -> None:
+    d.require(event.user, d.plan.authority.adopt_packets, f"adopt packet v{event.version}")
+    in_flight = d.progress.in_flight(d.progress.checkpoints)
+    if in_flight is not None and not d.packet.has(in_flight):
+        raise _illegal(d, f"packet v{event.version} drops {in_flight}, which is in flight")
+    previous = d.progress.packet_version
+    # Progress is per checkpoint id, so evidence gathered while soaking carries over unchanged.
+    added = {c: CheckpointProgress() for c in d.order if c not in d.progress.checkpoints}
+    d.update(packet_version=event.version, checkpoints={**d.progress.checkpoints, **added})
+    d.ledger(LedgerKind.PACKET_FOLLOWED, actor=event.user,
+             payload={"version": event.version, "previous": previous, "in_flight": in_flight})
+    d.notify(NotifyKind.PACKET_FOLLOWED, roles=d.plan.authority.start_and_rollback,
+             data={"version": event.version, "previous": previous, "by": event.user})
+    if d.progress.state not in (RunState.AWAITING_SIGNOFF, RunState.READY):
+        advance(d)
+
+
+def pause(d: Draft, event: Pause) -> None:
+    d.require(event.user, d.plan.authority.pausers, "pause the run")
+    if d.progress.paused is not None:
+        raise _illegal(d, f"already paused by {d.progress.paused.by}")
+    d.update(paused=Stop(by=event.user, reason=event.reason, at=event.at))
+    d.ledger(LedgerKind.RUN_PAUSED, actor=event.user, payload={"reason": event.reason})
+    d.notify(NotifyKind.PAUSED, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason})
+    settle(d)
+
+
+def resume(d: Draft, event: Resume) -> None:
+    d.require(event.user, d.plan.authority.pausers, "resume the run")
+    paused = d.progress.paused
+    if paused is None:
+        raise _illegal(d, "the run is not paused")
+    d.update(paused=None)
+    d.ledger(LedgerKind.RUN_RESUMED, actor=event.user, payload={"paused_by": paused.by, "reason": paused.reason})
+    d.notify(NotifyKind.RESUMED, roles=d.plan.authority.pausers, data={"by": event.user})
+    advance(d)
+
+
+def freeze(d: Draft, event: Freeze) -> None:
+    d.require(event.user, d.plan.authority.pausers, "freeze the run")
+    d.update(frozen=Stop(by=event.user, reason=event.reason, at=event.at))
+    d.ledger(LedgerKind.RUN_FROZEN, actor=event.user, payload={"reason": event.reason})
+    d.notify(NotifyKind.FROZEN, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason})
+    settle(d)
+
+
+def unfreeze(d: Draft, event: Unfreeze) -> None:
+    d.require(event.user, d.plan.authority.pausers, "unfreeze the run")
+    frozen = d.progress.frozen
+    if frozen is None:
+        raise _illegal(d, "the run is not frozen")
+    d.update(frozen=None)
+    d.ledger(LedgerKind.RUN_UNFROZEN, actor=event.user, payload={"frozen_by": frozen.by, "reason": frozen.reason})
+    d.notify(NotifyKind.UNFROZEN, roles=d.plan.authority.pausers, data={"by": event.user})
+    advance(d)
+
+
+def rollback(d: Draft, event: RollbackRequested) -> None:
+    d.require(event.user, d.plan.authority.start_and_rollback, "roll back")
+    why = {"event": event.kind, "user": event.user, "reason": event.reason}
+    if event.scope == "all":
+        global_rollback(d, actor=event.user, why=why, reason=event.reason or f"rollback by {event.user}")
+        return
+    checkpoint = d.in_flight()
+    traffic = d.spec(checkpoint).traffic if checkpoint is not None else None
+    if checkpoint is None or traffic is None:
+        raise _illegal(d, f"no cohort is in flight{f' at {checkpoint}' if checkpoint else ''}; "
+                          "hold the run or roll back all")
+    if failed_rollback(d, traffic.cohort):
+        retry(d, traffic.cohort, actor=event.user, why=why)
+    elif not rollback_cohort(d, actor=event.user, why=why):
+        raise _illegal(d, f"{traffic.cohort} is already at its percent before {checkpoint}")
+    reason = f"{traffic.cohort} rolled back by {event.user}: {event.reason}"
+    hold_after_rollback(d, checkpoint, reason=reason, source=HoldSource.MANUAL, actor=event.user)
+    settle(d)
+
+
+def retry_rollback(d: Draft, event: RollbackRequested) -> None:
+    d.require(event.user, d.plan.authority.start_and_rollback, "retry the rollback")
+    if event.scope != "all":
+        raise _illegal(d, "the whole run is rolling back; retry with scope all")
+    why = {"event": event.kind, "user": event.user, "reason": event.reason}
+    for cohort in sorted(d.progress.outstanding()):
+        retry(d, cohort, actor=event.user, why=why)
+
+
+def abort(d: Draft, event: Abort) -> None:
+    d.require(event.user, d.plan.authority.start_and_rollback, "abort the run")
+    on = sorted(c for c, p in d.progress.traffic.items() if p > 0)
+    if on or d.progress.outstanding():
+        where = ", ".join(f"{c} at {d.progress.traffic[c]:g}%" for c in on) or "a command awaiting the control plane"
+        raise _illegal(d, f"traffic is on the new path ({where}); roll back instead")
+    reason = event.reason or f"aborted by {event.user}"
+    wind_down(d, actor=event.user, why=reason)
+    finish(d, RunState.ABORTED, actor=event.user, why=reason)

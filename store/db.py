@@ -1,0 +1,130 @@
+"""The database: engines for SQLite (embedded default) and PostgreSQL, and schema migrations.
+
+`make_engine(url)` is the one place engines are built. For SQLite it takes transaction control
+away from the sqlite3 driver (which would otherwise skip BEGIN before SELECTs and DDL) and has
+SQLAlchemy emit `BEGIN IMMEDIATE` itself, so a write transaction holds SQLite's write lock from its
+first statement instead of failing half-way with "database is locked"; WAL lets readers continue
+meanwhile. See SQLAlchemy's "Transactions with SQLite and the sqlite3 driver".
+
+`upgrade(url)` applies the Alembic migrations shipped inside this package; it is idempotent, so
+the bot can call it at every start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///cutover.db"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# How long a SQLite connection waits for another process's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Execution option naming the BEGIN a SQLite transaction starts with (DEFERRED for readers).
+SQLITE_BEGIN = "cutover_sqlite_begin"
+_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE"})
+
+
+def database_url(explicit: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
+    """The URL to use: the explicit one, else DATABASE_URL, else a SQLite file in the cwd."""
+    env = os.environ if environ is None else environ
+    return explicit or env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def display_url(url: str | URL) -> str:
+    """The URL with any password masked, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str | URL, **engine_kwargs: Any) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, **engine_kwargs)
+        _take_over_sqlite_transactions(engine)
+        return engine
+    engine_kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(parsed, **engine_kwargs)
+
+
+def _take_over_sqlite_transactions(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Stop the driver from issuing its own BEGIN; `_on_begin` below issues ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        if mode not in _BEGIN_MODES:
+            raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def alembic_config() -> Config:
+    """An Alembic config built in code, pointing at the migrations inside the installed package."""
+    config = Config()
+    # ConfigParser interpolates %; a path containing one must not be mangled.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found under {MIGRATIONS_DIR}")
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema revision the database is at, or None for an empty database."""
+    async with engine.connect() as connection:
+        revision = await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+        await connection.rollback()
+    return revision
+
+
+async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` through `engine`, in one transaction."""
+
+    def run(sync_connection: Connection) -> None:
+        config = alembic_config()
+        # env.py uses this connection instead of opening its own (Alembic's connection sharing).
+        config.attributes["connection"] = sync_connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Apply the migrations to the database at `url`; a database already at head is left as is."""
+    engine = make_engine(url)
+    try:
+        await upgrade_engine(engine, revision)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,240 @@
+"""Holds: stops only a human with a named role can release, as a queryable projection.
+
+Releasing is a compare-and-set (`UPDATE ... WHERE state = 'open' AND packet_version = :v`): of any
+number of simultaneous clicks exactly one wins, and the row then says who released it, as which
+role, and when. A `mode: all` hold collects one approval per role first (`approve`, unique per
+role); the handler releases it once every role has approved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.runs import TERMINAL_STATES
+from store.sql import insert_unless_exists
+from store.tables import hold_approvals, holds, runs
+
+
+class HoldState(StrEnum):
+    OPEN = "open"
+    RELEASED = "released"
+    # Withdrawn without a release: e.g. a conflict hold that a newer packet no longer has.
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    run_id: str
+    hold_id: str
+    checkpoint: str | None
+    source: str
+    reason: str
+    release_by: tuple[str, ...]
+    mode: str
+    state: str
+    packet_version: int | None
+    opened_at: datetime
+    opened_by: str | None
+    released_at: datetime | None
+    released_by: str | None
+    released_as: str | None
+    release_note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldApproval:
+    run_id: str
+    hold_id: str
+    role: str
+    user: str
+    at: datetime
+
+
+def _row(mapping: Any) -> HoldRow:
+    return HoldRow(
+        run_id=mapping["run_id"],
+        hold_id=mapping["hold_id"],
+        checkpoint=mapping["checkpoint"],
+        source=mapping["source"],
+        reason=mapping["reason"],
+        release_by=tuple(mapping["release_by"]),
+        mode=mapping["mode"],
+        state=mapping["state"],
+        packet_version=mapping["packet_version"],
+        opened_at=mapping["opened_at"],
+        opened_by=mapping["opened_by"],
+        released_at=mapping["released_at"],
+        released_by=mapping["released_by"],
+        released_as=mapping["released_as"],
+        release_note=mapping["release_note"],
+    )
+
+
+class Holds:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def open(
+        self,
+        *,
+        run_id: str,
+        hold_id: str,
+        source: str,
+        reason: str,
+        release_by: tuple[str, ...] | list[str],
+        at: datetime,
+        checkpoint: str | None = None,
+        mode: str = "any",
+        packet_version: int | None = None,
+        opened_by: str | None = None,
+    ) -> bool:
+        """Open a hold; False when a hold with this id already exists on the run (in any state)."""
+        values = {
+            "run_id": run_id,
+            "hold_id": hold_id,
+            "checkpoint": checkpoint,
+            "source": source,
+            "reason": reason,
+            "release_by": list(release_by),
+            "mode": mode,
+            "state": HoldState.OPEN.value,
+            "packet_version": packet_version,
+            "opened_at": at,
+            "opened_by": opened_by,
+        }
+        return await insert_unless_exists(self._connection, holds, values)
+
+    async def get(self, run_id: str, hold_id: str) -> HoldRow | None:
+        statement = select(holds).where(holds.c.run_id == run_id, holds.c.hold_id == hold_id)
+        mapping = (await self._connection.execute(statement)).mappings().first()
+        return None if mapping is None else _row(mapping)
+
+    async def for_run(self, run_id: str, *, state: HoldState | str | None = None) -> list[HoldRow]:
+        """The run's holds in the order they were opened, optionally only those in `state`."""
+        statement = select(holds).where(holds.c.run_id == run_id)
+        if state is not None:
+            statement = statement.where(holds.c.state == str(state))
+        statement = statement.order_by(holds.c.opened_at, holds.c.hold_id)
+        return [_row(m) for m in (await self._connection.execute(statement)).mappings()]
+
+    async def open_on_active_runs(self) -> list[HoldRow]:
+        """Every open hold of every active run (what someone might be able to release)."""
+        statement = (
+            select(holds)
+            .join(runs, runs.c.run_id == holds.c.run_id)
+            .where(holds.c.state == HoldState.OPEN.value, runs.c.state.not_in(TERMINAL_STATES))
+            .order_by(holds.c.run_id, holds.c.opened_at, holds.c.hold_id)
+        )
+        return [_row(m) for m in (await self._connection.execute(statement)).mappings()]
+
+    async def approve(self, *, run_id: str, hold_id: str, role: str, user: str, at: datetime) -> bool:
+        """Record one role's approval of a `mode: all` hold; False when that role already approved."""
+        values = {"run_id": run_id, "hold_id": hold_id, "role": role, "user_id": user, "at": at}
+        return await insert_unless_exists(self._connection, hold_approvals, values)
+
+    async def approvals(self, run_id: str, hold_id: str) -> list[HoldApproval]:
+        statement = (
+            select(hold_approvals)
+            .where(hold_approvals.c.run_id == run_id, hold_approvals.c.hold_id == hold_id)
+            .order_by(hold_approvals.c.at, hold_approvals.c.role)
+        )
+        return [
+            HoldApproval(
+                run_id=m["run_id"], hold_id=m["hold_id"], role=m["role"], user=m["user_id"], at=m["at"]
+            )
+            for m in (await self._connection.execute(statement)).mappings()
+        ]
+
+    async def release_cas(
+        self,
+        *,
+        run_id: str,
+        hold_id: str,
+        packet_version: int | None,
+        released_by: str,
+        released_as: str,
+        at: datetime,
+        note: str | None = None,
+        expected_state: HoldState | str = HoldState.OPEN,
+    ) -> bool:
+        """Release the hold if it is still in `expected_state` under `packet_version`.
+
+        True for exactly one caller; every other gets False and can read the winner with `get`.
+        """
+        return await self._finish(
+            run_id=run_id,
+            hold_id=hold_id,
+            packet_version=packet_version,
+            expected_state=str(expected_state),
+            values={
+                "state": HoldState.RELEASED.value,
+                "released_at": at,
+                "released_by": released_by,
+                "released_as": released_as,
+                "release_note": note,
+            },
+        )
+
+    async def cancel_cas(
+        self,
+        *,
+        run_id: str,
+        hold_id: str,
+        packet_version: int | None,
+        by: str,
+        at: datetime,
+        note: str | None = None,
+        expected_state: HoldState | str = HoldState.OPEN,
+    ) -> bool:
+        """Withdraw the hold without releasing it; same compare-and-set as `release_cas`."""
+        return await self._finish(
+            run_id=run_id,
+            hold_id=hold_id,
+            packet_version=packet_version,
+            expected_state=str(expected_state),
+            values={
+                "state": HoldState.CANCELLED.value,
+                "released_at": at,
+                "released_by": by,
+                "release_note": note,
+            },
+        )
+
+    async def carry_forward(self, *, run_id: str, to_version: int) -> int:
+        """Move the run's open holds under packet `to_version` (after an adoption); returns how many."""
+        statement = (
+            update(holds)
+            .where(holds.c.run_id == run_id, holds.c.state == HoldState.OPEN.value)
+            .values(packet_version=to_version)
+            .returning(holds.c.hold_id)
+        )
+        return len((await self._connection.execute(statement)).all())
+
+    async def _finish(
+        self,
+        *,
+        run_id: str,
+        hold_id: str,
+        packet_version: int | None,
+        expected_state: str,
+        values: dict[str, Any],
+    ) -> bool:
+        statement = (
+            update(holds)
+            .where(
+                holds.c.run_id == run_id,
+                holds.c.hold_id == hold_id,
+                holds.c.state == expected_state,
+                # IS NOT DISTINCT FROM: a hold opened outside any packet matches None.
+                holds.c.packet_version.is_not_distinct_from(packet_version),
+            )
+            .values(**values)
+            .returning(holds.c.hold_id)
+        )
+        return (await self._connection.execute(statement)).first() is not None

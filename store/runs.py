@@ -1,0 +1,169 @@
+"""Runs: one execution of one plan revision in one war-room channel.
+
+`progress` is the stage engine's `RunProgress.as_json()`, kept opaque here; `state` mirrors the
+engine's state so that queries ("active runs in this channel") need not parse it. Every write goes
+through `save`, a compare-and-set on `lock_version`: a writer that read an older row gets
+`StaleWrite` instead of silently overwriting someone else's change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.errors import RunExists, RunNotFound, StaleWrite
+from store.sql import insert_unless_exists
+from store.tables import runs
+
+# Engine states after which a run takes no more actions.
+TERMINAL_STATES = frozenset({"completed", "rolled_back", "aborted"})
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    run_id: str
+    plan_id: str
+    plan_revision: str
+    channel: str
+    state: str
+    progress: dict[str, Any]
+    acting: dict[str, str]
+    authoritative_version: int | None
+    created_at: datetime
+    updated_at: datetime
+    lock_version: int
+
+    @property
+    def active(self) -> bool:
+        return self.state not in TERMINAL_STATES
+
+
+def _row(mapping: Any) -> RunRow:
+    return RunRow(
+        run_id=mapping["run_id"],
+        plan_id=mapping["plan_id"],
+        plan_revision=mapping["plan_revision"],
+        channel=mapping["channel"],
+        state=mapping["state"],
+        progress=dict(mapping["progress"]),
+        acting=dict(mapping["acting"]),
+        authoritative_version=mapping["authoritative_version"],
+        created_at=mapping["created_at"],
+        updated_at=mapping["updated_at"],
+        lock_version=mapping["lock_version"],
+    )
+
+
+class Runs:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def create(
+        self,
+        *,
+        run_id: str,
+        plan_id: str,
+        plan_revision: str,
+        channel: str,
+        state: str,
+        progress: dict[str, Any],
+        acting: dict[str, str],
+        at: datetime,
+        authoritative_version: int | None = None,
+    ) -> RunRow:
+        """Insert a new run at lock_version 0; `RunExists` if the id is taken."""
+        values = {
+            "run_id": run_id,
+            "plan_id": plan_id,
+            "plan_revision": plan_revision,
+            "channel": channel,
+            "state": state,
+            "progress": progress,
+            "acting": acting,
+            "authoritative_version": authoritative_version,
+            "created_at": at,
+            "updated_at": at,
+            "lock_version": 0,
+        }
+        if not await insert_unless_exists(self._connection, runs, values):
+            raise RunExists(run_id)
+        return await self.require(run_id)
+
+    async def get(self, run_id: str) -> RunRow | None:
+        result = await self._connection.execute(select(runs).where(runs.c.run_id == run_id))
+        mapping = result.mappings().first()
+        return None if mapping is None else _row(mapping)
+
+    async def require(self, run_id: str) -> RunRow:
+        row = await self.get(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        return row
+
+    async def lock(self, run_id: str) -> RunRow:
+        """Read the run and hold its row lock until the transaction ends (PostgreSQL).
+
+        SQLite has no row locks; there the unit of work already holds the database's only write
+        lock, which is stronger.
+        """
+        statement = select(runs).where(runs.c.run_id == run_id).with_for_update()
+        result = await self._connection.execute(statement)
+        mapping = result.mappings().first()
+        if mapping is None:
+            raise RunNotFound(run_id)
+        return _row(mapping)
+
+    async def active(self) -> list[RunRow]:
+        """Runs not yet completed, rolled back or aborted, oldest first."""
+        statement = (
+            select(runs)
+            .where(runs.c.state.not_in(TERMINAL_STATES))
+            .order_by(runs.c.created_at, runs.c.run_id)
+        )
+        result = await self._connection.execute(statement)
+        return [_row(m) for m in result.mappings()]
+
+    async def active_in_channel(self, channel: str) -> RunRow | None:
+        """The newest active run in `channel`, if any."""
+        statement = (
+            select(runs)
+            .where(runs.c.channel == channel, runs.c.state.not_in(TERMINAL_STATES))
+            .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
+            .limit(1)
+        )
+        result = await self._connection.execute(statement)
+        mapping = result.mappings().first()
+        return None if mapping is None else _row(mapping)
+
+    async def save(
+        self, row: RunRow, *, expected_lock_version: int | None = None, at: datetime | None = None
+    ) -> RunRow:
+        """Write the run's mutable fields if nobody saved since `expected_lock_version`.
+
+        `expected_lock_version` defaults to the version `row` was read at, `at` (the new
+        `updated_at`) to `row.updated_at`. Returns the row as stored, lock_version advanced by one;
+        raises `StaleWrite` when the compare fails.
+        """
+        expected = row.lock_version if expected_lock_version is None else expected_lock_version
+        statement = (
+            update(runs)
+            .where(runs.c.run_id == row.run_id, runs.c.lock_version == expected)
+            .values(
+                state=row.state,
+                progress=row.progress,
+                acting=row.acting,
+                authoritative_version=row.authoritative_version,
+                updated_at=row.updated_at if at is None else at,
+                lock_version=runs.c.lock_version + 1,
+            )
+            .returning(*runs.c)
+        )
+        result = await self._connection.execute(statement)
+        mapping = result.mappings().first()
+        if mapping is None:
+            raise StaleWrite(row.run_id, expected)
+        return _row(mapping)

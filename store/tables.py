@@ -1,0 +1,249 @@
+"""Every table, as SQLAlchemy Core: the shape the repositories read and write.
+
+The migrations under store/migrations build exactly this schema (a test compares the two), so a
+change here needs a new migration. Rows leave the store as frozen dataclasses, never as SQLAlchemy
+rows or ORM objects.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from store.columns import Id, Json, UTCDateTime
+
+# Named constraints keep migrations reproducible on both databases.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+USER = 64  # Slack user and channel ids are short; a little room for enterprise ids
+NAME = 200  # plan, checkpoint, gate, hold and role names
+HASH = 64  # sha256 hex
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("revision", String(HASH), primary_key=True),
+    Column("plan_id", String(NAME), nullable=False, index=True),
+    Column("content", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+signoffs = Table(
+    "signoffs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("revision", String(HASH), ForeignKey("plans.revision"), nullable=False),
+    Column("role", String(NAME), nullable=False),
+    Column("user_id", String(USER), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("revision", "role", "user_id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(NAME), primary_key=True),
+    Column("plan_id", String(NAME), nullable=False),
+    Column("plan_revision", String(HASH), ForeignKey("plans.revision"), nullable=False),
+    Column("channel", String(USER), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("progress", Json, nullable=False),
+    Column("acting", Json, nullable=False),
+    Column("authoritative_version", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("lock_version", Integer, nullable=False, server_default=text("0")),
+    Index(None, "channel", "state"),
+    Index(None, "state"),
+)
+
+packets = Table(
+    "packets",
+    metadata,
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("hash", String(HASH), nullable=False),
+    Column("body", Json, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("supersedes", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("state_changed_at", UTCDateTime, nullable=False),
+    Column("slack_channel", String(USER), nullable=True),
+    Column("slack_ts", String(USER), nullable=True),
+    PrimaryKeyConstraint("run_id", "version"),
+    Index(None, "run_id", "state"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
+    Column("checkpoint", String(NAME), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("owner_role", String(NAME), nullable=True),
+    Column("owner_user", String(USER), nullable=True),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("detail", Json, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("run_id", "checkpoint"),
+    Index(None, "owner_user"),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
+    Column("hold_id", String(NAME), nullable=False),
+    Column("checkpoint", String(NAME), nullable=True),
+    Column("source", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("release_by", Json, nullable=False),
+    Column("mode", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("packet_version", Integer, nullable=True),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("opened_by", String(USER), nullable=True),
+    Column("released_at", UTCDateTime, nullable=True),
+    Column("released_by", String(USER), nullable=True),
+    Column("released_as", String(NAME), nullable=True),
+    Column("release_note", Text, nullable=True),
+    PrimaryKeyConstraint("run_id", "hold_id"),
+    Index(None, "state"),
+)
+
+hold_approvals = Table(
+    "hold_approvals",
+    metadata,
+    Column("run_id", String(NAME), nullable=False),
+    Column("hold_id", String(NAME), nullable=False),
+    Column("role", String(NAME), nullable=False),
+    Column("user_id", String(USER), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("run_id", "hold_id", "role"),
+    ForeignKeyConstraint(["run_id", "hold_id"], ["holds.run_id", "holds.hold_id"]),
+)
+
+gate_results = Table(
+    "gate_results",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
+    Column("checkpoint", String(NAME), nullable=False),
+    Column("gate", String(NAME), nullable=False),
+    Column("slot", BigInteger, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("packet_version", Integer, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("run_id", "checkpoint", "gate", "slot"),
+)
+
+acks = Table(
+    "acks",
+    metadata,
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("user_id", String(USER), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("run_id", "version", "user_id"),
+    Index(None, "user_id"),
+)
+
+acting_changes = Table(
+    "acting_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
+    Column("role", String(NAME), nullable=False),
+    Column("from_user", String(USER), nullable=True),
+    Column("to_user", String(USER), nullable=False),
+    Column("by_user", String(USER), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "run_id"),
+)
+
+# No foreign key to runs: a chain is keyed by a run id, but the ledger must outlive any repair of
+# the runs table, and verifying it must never depend on other tables being intact.
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("run_id", String(NAME), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(USER), nullable=False),
+    Column("kind", String(64), nullable=False),
+    # The canonical JSON text that was hashed, byte for byte.
+    Column("payload", Text, nullable=False),
+    Column("prev_hash", String(HASH), nullable=False),
+    Column("hash", String(HASH), nullable=False),
+    PrimaryKeyConstraint("run_id", "seq"),
+)
+
+# The last seq and hash of each chain: the row appends lock to stay in order, and what lets
+# `ledger verify` notice rows cut off the end of a chain.
+ledger_heads = Table(
+    "ledger_heads",
+    metadata,
+    Column("run_id", String(NAME), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(HASH), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=True),
+    Column("kind", String(64), nullable=False),
+    Column("recipient", String(USER), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("slack_ts", String(USER), nullable=True),
+    Column("slack_channel", String(USER), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("dedupe_key", String(NAME), nullable=True),
+    UniqueConstraint("run_id", "dedupe_key"),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "recipient", "id"),
+)
+
+# NULLs never collide in a unique constraint, so run-less rows need their own partial index.
+Index(
+    "uq_outbox_dedupe_key_without_run",
+    outbox.c.dedupe_key,
+    unique=True,
+    sqlite_where=outbox.c.run_id.is_(None),
+    postgresql_where=outbox.c.run_id.is_(None),
+)

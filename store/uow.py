@@ -1,0 +1,148 @@
+"""The unit of work: one database transaction per use case.
+
+    async with uow.transaction(run_id=run_id) as tx:
+        run = await tx.runs.require(run_id)
+        ...                                   # state, tx.ledger.append(...), tx.outbox.enqueue(...)
+
+Everything done through `tx` commits together when the block exits cleanly, and nothing of it
+survives an exception. With `run_id` the run is locked for the whole transaction, so use cases on
+one run never interleave:
+
+- PostgreSQL: `SELECT ... FOR UPDATE` on the run row; other runs proceed in parallel.
+- SQLite: one writer at a time. A process-wide asyncio lock per database file queues this
+  process's writers without busy-waiting, and `BEGIN IMMEDIATE` (see store.db) takes SQLite's write
+  lock at once, which also keeps out writers in other processes. Every write transaction is
+  serialised this way, with or without `run_id`: SQLite has only the one write lock anyway.
+
+`read_only=True` gives a transaction for queries that takes no lock at all (PostgreSQL makes it
+READ ONLY; SQLite reads a WAL snapshot with `query_only` on): status views and `ledger verify` run
+beside a busy bot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from store.acks import Acks
+from store.acting import ActingChanges
+from store.checkpoints import Checkpoints
+from store.db import SQLITE_BEGIN
+from store.gate_results import GateResults
+from store.holds import Holds
+from store.ledger import Ledger
+from store.outbox import Outbox
+from store.packets import Packets
+from store.plans import Plans
+from store.runs import Runs
+from store.signoffs import Signoffs
+
+
+class Transaction:
+    """The repositories of one open transaction. Valid only inside its `async with` block."""
+
+    def __init__(self, connection: AsyncConnection, *, run_id: str | None) -> None:
+        self.run_id = run_id
+        self.plans = Plans(connection)
+        self.signoffs = Signoffs(connection)
+        self.runs = Runs(connection)
+        self.packets = Packets(connection)
+        self.checkpoints = Checkpoints(connection)
+        self.holds = Holds(connection)
+        self.gate_results = GateResults(connection)
+        self.acks = Acks(connection)
+        self.acting = ActingChanges(connection)
+        self.ledger = Ledger(connection)
+        self.outbox = Outbox(connection)
+
+
+# asyncio locks belong to one event loop; a second loop (a CLI run in a thread) gets its own and
+# falls back on SQLite's file lock, which BEGIN IMMEDIATE takes anyway.
+_writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer_lock(database: str) -> asyncio.Lock:
+    locks = _writer_locks.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(database, asyncio.Lock())
+
+
+def _sqlite_database_key(url: URL, engine: AsyncEngine) -> tuple[str, bool]:
+    """A key naming the database file, and whether the database lives in one shared connection."""
+    database = url.database or ""
+    if database in ("", ":memory:") or url.query.get("mode") == "memory":
+        # Every checkout shares one connection (StaticPool): even readers must take turns.
+        return f"memory:{id(engine)}", True
+    if database.startswith("file:"):
+        return database, False
+    return str(Path(database).resolve()), False
+
+
+class UnitOfWork:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._database_key, self._shared_connection = (
+            _sqlite_database_key(engine.url, engine) if self._sqlite else ("", False)
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self._engine.dialect.name
+
+    @asynccontextmanager
+    async def transaction(
+        self, run_id: str | None = None, *, read_only: bool = False
+    ) -> AsyncIterator[Transaction]:
+        """Open one transaction; with `run_id`, lock that run (`RunNotFound` if it does not exist)."""
+        if read_only and run_id is not None:
+            raise ValueError("a read-only transaction takes no run lock; drop run_id or read_only")
+        if self._sqlite and (not read_only or self._shared_connection):
+            async with _writer_lock(self._database_key), self._open(run_id, read_only=read_only) as tx:
+                yield tx
+        else:
+            async with self._open(run_id, read_only=read_only) as tx:
+                yield tx
+
+    @asynccontextmanager
+    async def _open(self, run_id: str | None, *, read_only: bool) -> AsyncIterator[Transaction]:
+        async with self._engine.connect() as connection:
+            if read_only and self._sqlite:
+                await connection.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+            elif read_only:
+                await connection.execution_options(postgresql_readonly=True)
+            try:
+                async with connection.begin():
+                    if read_only and self._sqlite:
+                        await connection.exec_driver_sql("PRAGMA query_only = ON")
+                    if run_id is not None:
+                        await Runs(connection).lock(run_id)
+                    yield Transaction(connection, run_id=run_id)
+            finally:
+                if read_only and self._sqlite:
+                    await _end_query_only(connection)
+
+    async def dispose(self) -> None:
+        await self._engine.dispose()
+
+
+async def _end_query_only(connection: AsyncConnection) -> None:
+    # query_only outlives the transaction; the pooled connection must not keep it.
+    try:
+        await connection.exec_driver_sql("PRAGMA query_only = OFF")
+        await connection.rollback()
+    except Exception:
+        # A connection that cannot be reset is thrown away rather than handed out again.
+        await connection.invalidate()
