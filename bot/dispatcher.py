@@ -328,6 +328,8 @@ class Dispatcher:
                 await self._sleep(wait)
             try:
                 async with self._slots:
+                    if self._not_before.get(request.method, 0.0) > self._monotonic():
+                        continue  # a 429 came back while this request queued for a slot
                     response = await self._client.api_call(request.method, json=request.args)
                 return _sent(request, response.data if isinstance(response.data, dict) else {})
             except SlackApiError as exc:

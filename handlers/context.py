@@ -8,7 +8,7 @@ ledger entry and nothing else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -39,7 +39,6 @@ class RunContext:
     facts: Facts
     acting: dict[str, str]
     now: datetime
-    pending_ledger: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def run(self) -> str:
@@ -95,11 +94,8 @@ async def enqueue(ctx: RunContext, *, kind: str, recipient: str, payload: dict[s
                                 dedupe_key=dedupe_key, at=ctx.now)
 
 
-async def save(ctx: RunContext, *, progress: engine.RunProgress | None = None,
-               authoritative_version: int | None = None) -> None:
+async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> None:
     """Write the run row back (compare-and-set on its lock version)."""
-    if progress is not None:
-        ctx.progress = progress
     stored = {"engine": ctx.progress.as_json(), "facts": ctx.facts.as_json()}
     row = replace(
         ctx.row,
@@ -107,7 +103,5 @@ async def save(ctx: RunContext, *, progress: engine.RunProgress | None = None,
         state=str(ctx.progress.state),
         acting=dict(ctx.acting),
         authoritative_version=authoritative_version or ctx.row.authoritative_version,
-        updated_at=ctx.now,
     )
-    await ctx.tx.runs.save(row, expected_lock_version=ctx.row.lock_version)
-    ctx.row = replace(row, lock_version=ctx.row.lock_version + 1)
+    ctx.row = await ctx.tx.runs.save(row, expected_lock_version=ctx.row.lock_version, at=ctx.now)

@@ -269,7 +269,8 @@ def load_plan(text: str, *, source: str = "<plan>") -> Plan:
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
-        raise PlanInvalid(source, _in_file_order(problems + _pydantic_problems(exc, lines, line_of))) from None
+        found = problems + _pydantic_problems(exc, lines, line_of)
+        raise PlanInvalid(source, _in_file_order(found)) from None
     problems = _in_file_order(problems + check_plan(plan, lines))
     if problems:
         raise PlanInvalid(source, problems)

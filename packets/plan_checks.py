@@ -96,6 +96,8 @@ def _load(text: str, lines: LineIndex, duplicates: list[Problem]) -> Any:
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character: it knows only its offset
+        line = text.count("\n", 0, exc.position) + 1
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     message = f"YAML syntax error: {problem}"
     source_lines = text.splitlines()
@@ -142,13 +144,13 @@ def _index(node: yaml.Node, path: FieldPath, lines: LineIndex, duplicates: list[
 
 
 def line_of(lines: LineIndex, loc: Sequence[str]) -> int | None:
-    """The line of the deepest known prefix of `loc`."""
+    """The line of the deepest known prefix of `loc`; a missing top-level field gets the first line."""
     path = tuple(loc)
     while path:
         if path in lines:
             return lines[path]
         path = path[:-1]
-    return None
+    return lines.get(())
 
 
 def _dotted(path: Iterable[str]) -> str:
@@ -366,8 +368,8 @@ def _check_traffic(plan: Plan, report: _Report) -> None:
         if previous is not None and traffic.percent < previous[1] and not traffic.rollback:
             report.add(
                 ("checkpoints", i, "traffic", "percent"),
-                f"traffic goes down from {_percent(previous[1])} ({previous[0]}) to {_percent(traffic.percent)};"
-                " mark a planned step down with traffic.rollback: true",
+                f"traffic goes down from {_percent(previous[1])} ({previous[0]}) "
+                f"to {_percent(traffic.percent)}; mark a planned step down with traffic.rollback: true",
             )
         previous = (checkpoint.id, traffic.percent)
 
@@ -378,7 +380,8 @@ def _check_gates(plan: Plan, report: _Report) -> None:
         if parse_pass(gate.pass_) is None:
             report.add(
                 ("gates", name, "pass"),
-                f"cannot read '{gate.pass_}': write OP NUMBER like '>= 0.995' (OP: {', '.join(PASS_OPERATORS)})",
+                f"cannot read '{gate.pass_}': write OP NUMBER like '>= 0.995' "
+                f"(OP: {', '.join(PASS_OPERATORS)})",
             )
     for i, checkpoint in enumerate(plan.checkpoints):
         _check_references(report, ("checkpoints", str(i), "gates"), checkpoint.gates, gates, "gate")

@@ -179,9 +179,8 @@ def _card_window(chain: str, groups: list[tuple[int, int]], first: int) -> int |
         a, b = groups[last]
         group = chain[a:b]
         # A lone run is a card on its own; joined groups must look like card groups (3-6 digits).
-        if last > first or len(group) < 13:
-            if not 3 <= len(group) <= 6:
-                break
+        if (last > first or len(group) < 13) and not 3 <= len(group) <= 6:
+            break
         digits += group
         if len(digits) > 19:
             break

@@ -81,8 +81,12 @@ class Signoff:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Signoff:
-        return cls(role=data["role"], user=data["user"], revision=data["revision"],
-                   at=datetime.fromisoformat(data["at"]))
+        return cls(
+            role=data["role"],
+            user=data["user"],
+            revision=data["revision"],
+            at=datetime.fromisoformat(data["at"]),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,12 +99,21 @@ class Release:
     acting_for: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"user": self.user, "role": self.role, "at": self.at.isoformat(), "acting_for": self.acting_for}
+        return {
+            "user": self.user,
+            "role": self.role,
+            "at": self.at.isoformat(),
+            "acting_for": self.acting_for,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Release:
-        return cls(user=data["user"], role=data["role"], at=datetime.fromisoformat(data["at"]),
-                   acting_for=data.get("acting_for"))
+        return cls(
+            user=data["user"],
+            role=data["role"],
+            at=datetime.fromisoformat(data["at"]),
+            acting_for=data.get("acting_for"),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from packets.effects import LedgerKind, NotifyKind, ScheduleGateChecks, StopGateChecks
+from packets.effects import LedgerKind, NotifyKind, Plain, ScheduleGateChecks, StopGateChecks
 from packets.events import actor_of
 from packets.gates import last_failed, streak_passes
 from packets.plan import Traffic
@@ -138,7 +138,9 @@ def _shift(d: Draft, checkpoint: str, traffic: Traffic) -> bool:
         actor=actor_of(d.event),
         why=cause_of(d, checkpoint),
     )
-    _start(d, checkpoint, soak=d.spec(checkpoint).soak, state=CheckpointState.SOAKING, previous_percent=previous)
+    _start(
+        d, checkpoint, soak=d.spec(checkpoint).soak, state=CheckpointState.SOAKING, previous_percent=previous
+    )
     return True
 
 
@@ -166,8 +168,12 @@ def _start(
     if spec.gates:
         d.emit(ScheduleGateChecks(checkpoint=checkpoint, gates=tuple(spec.gates)))
     planned = d.planned(checkpoint)
-    data = {"checkpoint": checkpoint, "title": spec.title, "attempt": progress.attempt + 1,
-            "soak_until": (d.at + soak).isoformat()}
+    data: dict[str, Plain] = {
+        "checkpoint": checkpoint,
+        "title": spec.title,
+        "attempt": progress.attempt + 1,
+        "soak_until": (d.at + soak).isoformat(),
+    }
     d.ledger(LedgerKind.CHECKPOINT_STARTED, actor=actor_of(d.event), payload=data)
     d.notify(NotifyKind.CHECKPOINT_STARTED, roles=[planned.owner_role, *planned.observer_roles], data=data)
 
@@ -182,9 +188,7 @@ def _try_complete(d: Draft, checkpoint: str) -> bool:
     if spec.traffic is not None and not progress.shift_confirmed:
         return False
     evidence = progress.evidence
-    if all(
-        streak_passes(evidence.get(g, ()), needed=d.needed_passes, no_data=d.no_data) for g in spec.gates
-    ):
+    if all(streak_passes(evidence.get(g, ()), needed=d.needed_passes, no_data=d.no_data) for g in spec.gates):
         complete(d, checkpoint, by=("engine",))
         return True
     return False

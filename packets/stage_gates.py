@@ -29,8 +29,11 @@ def take(d: Draft, event: GateResults) -> None:
         d.ledger(
             LedgerKind.GATE_RESULTS_IGNORED,
             actor="engine",
-            payload={"checkpoint": clean(event.checkpoint), "in_flight": checkpoint,
-                     "results": [r.as_json() for r in event.results]},
+            payload={
+                "checkpoint": clean(event.checkpoint),
+                "in_flight": checkpoint,
+                "results": [r.as_json() for r in event.results],
+            },
         )
         return
     gates = d.spec(checkpoint).gates
@@ -51,15 +54,25 @@ def take(d: Draft, event: GateResults) -> None:
     d.ledger(
         LedgerKind.GATE_FAILED,
         actor=actor,
-        payload={"checkpoint": checkpoint, "action": action, "taken": not frozen,
-                 "results": [r.as_json() for r in results]},
+        payload={
+            "checkpoint": checkpoint,
+            "action": action,
+            "taken": not frozen,
+            "results": [r.as_json() for r in results],
+        },
     )
     d.notify(
         NotifyKind.GATE_FAILED,
         roles=[d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback],
-        data={"checkpoint": checkpoint, "gate": chosen.gate, "value": chosen.value,
-              "outcome": str(chosen.outcome), "reason": chosen.reason, "action": action,
-              "taken": not frozen},
+        data={
+            "checkpoint": checkpoint,
+            "gate": chosen.gate,
+            "value": chosen.value,
+            "outcome": str(chosen.outcome),
+            "reason": chosen.reason,
+            "action": action,
+            "taken": not frozen,
+        },
     )
     if not frozen:
         _act(d, action, checkpoint, failing, actor)
@@ -72,7 +85,7 @@ def _stamped(d: Draft, result: GateResult) -> GateResult:
 def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], actor: str) -> None:
     why = {"event": d.event.kind, "gates": [r.as_json() for r in failing]}
     first = failing[0]
-    reason = clean(f"gate {first.gate} {first.outcome} at {checkpoint}: {first.reason}")
+    reason = clean(f"gate {first.gate} {first.outcome} at {checkpoint} ({first.reason})")
     if action == "pause":
         if d.progress.paused is None:
             d.update(paused=Stop(by=actor, reason=reason, at=d.at))

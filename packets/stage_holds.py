@@ -40,31 +40,38 @@ def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
     """
     spec = d.spec(checkpoint)
     planned = d.planned(checkpoint)
-    default_roles = tuple(d.plan.authority.start_and_rollback)
+    # Like packets.timeline: plan-level holds without their own release roles are the release
+    # authority's (adopt_packets), the people who own the timeline.
+    default_roles = tuple(d.plan.authority.adopt_packets)
     needs = [
         HoldNeed(clean(h.reason), h.source, tuple(h.release_by), _mode(h.mode))
         for h in d.packet.holds
         if h.checkpoint == checkpoint
     ]
     sources = {n.source for n in needs}
+    not_after = spec.window.not_after if spec.window is not None else None
     if HoldSource.PLAN not in sources:
         if spec.hold is not None:
-            reason = spec.hold.reason or f"{spec.title}: released by a person"
-            needs.append(HoldNeed(clean(reason), HoldSource.PLAN, tuple(spec.hold.release_by), spec.hold.mode))
+            reason = spec.hold.reason or f"{spec.title} is released by a person"
+            needs.append(
+                HoldNeed(clean(reason), HoldSource.PLAN, tuple(spec.hold.release_by), spec.hold.mode)
+            )
         elif spec.protected or planned.protected:
-            # A protected checkpoint is always a hold, even when every gate is green.
-            reason = f"{spec.title} is protected: a person releases it"
+            # A protected checkpoint is always a hold, even when every gate is green; and it never
+            # runs past its window silently.
+            late = (
+                f", and would start after its not_after {not_after.isoformat()}"
+                if (not_after is not None and d.at > not_after)
+                else ""
+            )
+            reason = f"{spec.title} is protected{late}; a person releases it"
             needs.append(HoldNeed(clean(reason), HoldSource.PLAN, default_roles))
         elif planned.held and not planned.conflict:
-            needs.append(HoldNeed(clean(f"{spec.title} is held in the packet"), HoldSource.PLAN, default_roles))
-    if HoldSource.CONFLICT not in sources:
-        not_after = spec.window.not_after if spec.window is not None else None
-        if planned.conflict:
-            needs.append(HoldNeed(clean(planned.conflict), HoldSource.CONFLICT, default_roles))
-        elif not_after is not None and d.at > not_after:
-            # Never run a checkpoint past its window silently: a person decides.
-            reason = f"{spec.title} would start after its not_after {not_after.isoformat()}"
-            needs.append(HoldNeed(clean(reason), HoldSource.CONFLICT, default_roles))
+            reason = f"{spec.title} is held in packet v{d.packet.version}"
+            needs.append(HoldNeed(clean(reason), HoldSource.PLAN, default_roles))
+    if HoldSource.CONFLICT not in sources and planned.held and planned.conflict:
+        # A conflict without a hold is a note (packets.timeline moves unprotected checkpoints).
+        needs.append(HoldNeed(clean(planned.conflict), HoldSource.CONFLICT, default_roles))
     return needs
 
 
@@ -152,7 +159,9 @@ def release(d: Draft, hold_id: str, user: str) -> None:
         return
     closed = replace(hold, releases=releases, released_at=d.at, state=HoldState.RELEASED)
     d.progress = d.progress.with_hold(closed)
-    d.emit(CloseHold(hold_id=hold.id, by=tuple(r.user for r in releases), roles=tuple(r.role for r in releases)))
+    d.emit(
+        CloseHold(hold_id=hold.id, by=tuple(r.user for r in releases), roles=tuple(r.role for r in releases))
+    )
     d.ledger(LedgerKind.HOLD_RELEASED, actor=user, payload=payload)
     d.notify(
         NotifyKind.HOLD_RELEASED,

@@ -97,10 +97,16 @@ def start(d: Draft, event: Start) -> None:
     if missing_signoffs(d):
         raise _illegal(d, f"waiting for sign-off from {d.who_acts(missing_signoffs(d), joiner=' and ')}")
     d.update(state=RunState.RUNNING, started_at=event.at, started_by=event.user)
-    d.ledger(LedgerKind.RUN_STARTED, actor=event.user, payload={"role": role,
-                                                                "packet_version": d.progress.packet_version})
-    d.notify(NotifyKind.RUN_STARTED, roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
-             data={"by": event.user, "packet_version": d.progress.packet_version})
+    d.ledger(
+        LedgerKind.RUN_STARTED,
+        actor=event.user,
+        payload={"role": role, "packet_version": d.progress.packet_version},
+    )
+    d.notify(
+        NotifyKind.RUN_STARTED,
+        roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
+        data={"by": event.user, "packet_version": d.progress.packet_version},
+    )
     advance(d)
 
 
@@ -165,8 +171,9 @@ def hold_opened(d: Draft, event: HoldOpened) -> None:
     if checkpoint is not None and not d.packet.has(checkpoint):
         raise _illegal(d, f"packet v{d.packet.version} has no checkpoint {checkpoint}")
     reason = event.reason or f"held by {event.user}"
-    open_hold(d, HoldNeed(reason, HoldSource.MANUAL, tuple(release_by)), checkpoint=checkpoint,
-              opened_by=event.user)
+    open_hold(
+        d, HoldNeed(reason, HoldSource.MANUAL, tuple(release_by)), checkpoint=checkpoint, opened_by=event.user
+    )
     settle(d)
 
 
@@ -184,10 +191,16 @@ def packet_adopted(d: Draft, event: PacketAdopted) -> None:
     # Progress is per checkpoint id, so evidence gathered while soaking carries over unchanged.
     added = {c: CheckpointProgress() for c in d.order if c not in d.progress.checkpoints}
     d.update(packet_version=event.version, checkpoints={**d.progress.checkpoints, **added})
-    d.ledger(LedgerKind.PACKET_FOLLOWED, actor=event.user,
-             payload={"version": event.version, "previous": previous, "in_flight": in_flight})
-    d.notify(NotifyKind.PACKET_FOLLOWED, roles=d.plan.authority.start_and_rollback,
-             data={"version": event.version, "previous": previous, "by": event.user})
+    d.ledger(
+        LedgerKind.PACKET_FOLLOWED,
+        actor=event.user,
+        payload={"version": event.version, "previous": previous, "in_flight": in_flight},
+    )
+    d.notify(
+        NotifyKind.PACKET_FOLLOWED,
+        roles=d.plan.authority.start_and_rollback,
+        data={"version": event.version, "previous": previous, "by": event.user},
+    )
     if d.progress.state not in (RunState.AWAITING_SIGNOFF, RunState.READY):
         advance(d)
 
@@ -198,7 +211,9 @@ def pause(d: Draft, event: Pause) -> None:
         raise _illegal(d, f"already paused by {d.progress.paused.by}")
     d.update(paused=Stop(by=event.user, reason=event.reason, at=event.at))
     d.ledger(LedgerKind.RUN_PAUSED, actor=event.user, payload={"reason": event.reason})
-    d.notify(NotifyKind.PAUSED, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason})
+    d.notify(
+        NotifyKind.PAUSED, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason}
+    )
     settle(d)
 
 
@@ -208,7 +223,9 @@ def resume(d: Draft, event: Resume) -> None:
     if paused is None:
         raise _illegal(d, "the run is not paused")
     d.update(paused=None)
-    d.ledger(LedgerKind.RUN_RESUMED, actor=event.user, payload={"paused_by": paused.by, "reason": paused.reason})
+    d.ledger(
+        LedgerKind.RUN_RESUMED, actor=event.user, payload={"paused_by": paused.by, "reason": paused.reason}
+    )
     d.notify(NotifyKind.RESUMED, roles=d.plan.authority.pausers, data={"by": event.user})
     advance(d)
 
@@ -217,7 +234,9 @@ def freeze(d: Draft, event: Freeze) -> None:
     d.require(event.user, d.plan.authority.pausers, "freeze the run")
     d.update(frozen=Stop(by=event.user, reason=event.reason, at=event.at))
     d.ledger(LedgerKind.RUN_FROZEN, actor=event.user, payload={"reason": event.reason})
-    d.notify(NotifyKind.FROZEN, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason})
+    d.notify(
+        NotifyKind.FROZEN, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason}
+    )
     settle(d)
 
 
@@ -227,7 +246,9 @@ def unfreeze(d: Draft, event: Unfreeze) -> None:
     if frozen is None:
         raise _illegal(d, "the run is not frozen")
     d.update(frozen=None)
-    d.ledger(LedgerKind.RUN_UNFROZEN, actor=event.user, payload={"frozen_by": frozen.by, "reason": frozen.reason})
+    d.ledger(
+        LedgerKind.RUN_UNFROZEN, actor=event.user, payload={"frozen_by": frozen.by, "reason": frozen.reason}
+    )
     d.notify(NotifyKind.UNFROZEN, roles=d.plan.authority.pausers, data={"by": event.user})
     advance(d)
 
@@ -241,13 +262,16 @@ def rollback(d: Draft, event: RollbackRequested) -> None:
     checkpoint = d.in_flight()
     traffic = d.spec(checkpoint).traffic if checkpoint is not None else None
     if checkpoint is None or traffic is None:
-        raise _illegal(d, f"no cohort is in flight{f' at {checkpoint}' if checkpoint else ''}; "
-                          "hold the run or roll back all")
+        raise _illegal(
+            d,
+            f"no cohort is in flight{f' at {checkpoint}' if checkpoint else ''}; "
+            "hold the run or roll back all",
+        )
     if failed_rollback(d, traffic.cohort):
         retry(d, traffic.cohort, actor=event.user, why=why)
     elif not rollback_cohort(d, actor=event.user, why=why):
         raise _illegal(d, f"{traffic.cohort} is already at its percent before {checkpoint}")
-    reason = f"{traffic.cohort} rolled back by {event.user}: {event.reason}"
+    reason = f"{traffic.cohort} rolled back by {event.user} ({event.reason})"
     hold_after_rollback(d, checkpoint, reason=reason, source=HoldSource.MANUAL, actor=event.user)
     settle(d)
 
@@ -265,7 +289,10 @@ def abort(d: Draft, event: Abort) -> None:
     d.require(event.user, d.plan.authority.start_and_rollback, "abort the run")
     on = sorted(c for c, p in d.progress.traffic.items() if p > 0)
     if on or d.progress.outstanding():
-        where = ", ".join(f"{c} at {d.progress.traffic[c]:g}%" for c in on) or "a command awaiting the control plane"
+        where = (
+            ", ".join(f"{c} at {d.progress.traffic[c]:g}%" for c in on)
+            or "a command awaiting the control plane"
+        )
         raise _illegal(d, f"traffic is on the new path ({where}); roll back instead")
     reason = event.reason or f"aborted by {event.user}"
     wind_down(d, actor=event.user, why=reason)

@@ -27,7 +27,14 @@ GLOBAL_ROLLBACK = "global_rollback"
 
 
 def command(
-    d: Draft, *, cohort: str, percent: float, checkpoint: str | None, cause: str, actor: str, why: dict[str, Any]
+    d: Draft,
+    *,
+    cohort: str,
+    percent: float,
+    checkpoint: str | None,
+    cause: str,
+    actor: str,
+    why: dict[str, Any],
 ) -> TrafficChange:
     """Shift one cohort: the ShiftTraffic effect and the ledger entry saying who or what caused it."""
     previous = d.progress.traffic.get(cohort, 0.0)
@@ -45,7 +52,9 @@ def command(
         traffic_history={**d.progress.traffic_history, cohort: (*history, change)},
     )
     _emit_shift(d, change, cohort)
-    d.ledger(LedgerKind.TRAFFIC_SHIFTED, actor=actor, payload={**_shift_payload(d, change, cohort), "cause": why})
+    d.ledger(
+        LedgerKind.TRAFFIC_SHIFTED, actor=actor, payload={**_shift_payload(d, change, cohort), "cause": why}
+    )
     return change
 
 
@@ -81,7 +90,9 @@ def retry(d: Draft, cohort: str, *, actor: str, why: dict[str, Any]) -> None:
     again = replace(history[-1], confirmed=None)
     d.update(traffic_history={**d.progress.traffic_history, cohort: (*history[:-1], again)})
     _emit_shift(d, again, cohort)
-    d.ledger(LedgerKind.ROLLBACK_RETRIED, actor=actor, payload={**_shift_payload(d, again, cohort), "cause": why})
+    d.ledger(
+        LedgerKind.ROLLBACK_RETRIED, actor=actor, payload={**_shift_payload(d, again, cohort), "cause": why}
+    )
 
 
 def _answered(d: Draft, cohort: str, percent: float) -> TrafficChange | None:
@@ -107,8 +118,12 @@ def _ignored(d: Draft, cohort: str, percent: float, answer: str) -> None:
     d.ledger(
         LedgerKind.ACTUATION_REPORT_IGNORED,
         actor="engine",
-        payload={"cohort": cohort, "percent": percent, "answer": answer,
-                 "in_force": d.progress.traffic.get(cohort)},
+        payload={
+            "cohort": cohort,
+            "percent": percent,
+            "answer": answer,
+            "in_force": d.progress.traffic.get(cohort),
+        },
     )
 
 
@@ -118,13 +133,8 @@ def confirm(d: Draft, event: ActuationSucceeded) -> None:
         return
     change = _set_answer(d, event.cohort, True)
     checkpoint = change.checkpoint
-    if (
-        change.cause == ADVANCE
-        and checkpoint is not None
-        and d.progress.checkpoints.get(checkpoint) is not None
-        and d.checkpoint(checkpoint).state is CheckpointState.SOAKING
-    ):
-        d.update_checkpoint(checkpoint, shift_confirmed=True)
+    if change.cause == ADVANCE and _soaking(d, checkpoint):
+        d.update_checkpoint(str(checkpoint), shift_confirmed=True)
     d.ledger(LedgerKind.TRAFFIC_CONFIRMED, actor="engine", payload=_shift_payload(d, change, event.cohort))
     if d.progress.state is RunState.ROLLING_BACK and not d.progress.outstanding():
         finish(d, RunState.ROLLED_BACK, actor="engine", why="every cohort is back on the legacy path")
@@ -140,24 +150,36 @@ def refuse(d: Draft, event: ActuationFailed) -> None:
     if change.cause == ADVANCE and not rolling_back:
         # The control plane left the cohort where it was; the checkpoint waits on a person.
         d.update(traffic={**d.progress.traffic, event.cohort: change.previous_percent})
-    payload = {**_shift_payload(d, change, event.cohort), "detail": event.detail,
-               "now_commanded": d.progress.traffic[event.cohort]}
+    payload = {
+        **_shift_payload(d, change, event.cohort),
+        "detail": event.detail,
+        "now_commanded": d.progress.traffic[event.cohort],
+    }
     d.ledger(LedgerKind.ACTUATION_FAILED, actor="engine", payload=payload)
     d.notify(
         NotifyKind.ACTUATION_FAILED,
         roles=d.plan.authority.start_and_rollback,
-        data={"cohort": event.cohort, "percent": change.percent, "checkpoint": checkpoint,
-              "detail": event.detail, "cause": change.cause},
+        data={
+            "cohort": event.cohort,
+            "percent": change.percent,
+            "checkpoint": checkpoint,
+            "detail": event.detail,
+            "cause": change.cause,
+        },
     )
     if rolling_back:
         # Still wanted at 0%: a person retries with another rollback request.
         return
-    if change.cause == ADVANCE and checkpoint is not None and checkpoint in d.progress.checkpoints:
-        if d.checkpoint(checkpoint).state in (CheckpointState.SOAKING, CheckpointState.ACTIVE):
-            d.update_checkpoint(checkpoint, state=CheckpointState.HELD, shift_confirmed=False)
+    if change.cause == ADVANCE and _soaking(d, checkpoint):
+        d.update_checkpoint(str(checkpoint), state=CheckpointState.HELD, shift_confirmed=False)
     reason = f"the traffic control plane refused {event.cohort} at {change.percent:g}%: {event.detail}"
     need = HoldNeed(reason, HoldSource.ACTUATION, tuple(d.plan.authority.start_and_rollback))
     open_hold(d, need, checkpoint=checkpoint, opened_by="engine")
+
+
+def _soaking(d: Draft, checkpoint: str | None) -> bool:
+    progress = d.progress.checkpoints.get(checkpoint) if checkpoint is not None else None
+    return progress is not None and progress.state is CheckpointState.SOAKING
 
 
 def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any]) -> bool:
@@ -175,12 +197,26 @@ def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any]) -> bool:
         return False
     if d.progress.traffic.get(traffic.cohort, 0.0) == progress.previous_percent:
         return False
-    command(d, cohort=traffic.cohort, percent=progress.previous_percent, checkpoint=checkpoint,
-            cause=ROLLBACK_COHORT, actor=actor, why=why)
+    command(
+        d,
+        cohort=traffic.cohort,
+        percent=progress.previous_percent,
+        checkpoint=checkpoint,
+        cause=ROLLBACK_COHORT,
+        actor=actor,
+        why=why,
+    )
     d.update_checkpoint(checkpoint, state=CheckpointState.HELD, shift_confirmed=False)
-    d.ledger(LedgerKind.ROLLBACK_COHORT, actor=actor,
-             payload={"checkpoint": checkpoint, "cohort": traffic.cohort,
-                      "percent": progress.previous_percent, "cause": why})
+    d.ledger(
+        LedgerKind.ROLLBACK_COHORT,
+        actor=actor,
+        payload={
+            "checkpoint": checkpoint,
+            "cohort": traffic.cohort,
+            "percent": progress.previous_percent,
+            "cause": why,
+        },
+    )
     d.notify(
         NotifyKind.COHORT_ROLLED_BACK,
         roles=[d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback],
@@ -195,7 +231,9 @@ def failed_rollback(d: Draft, cohort: str) -> bool:
     return waiting is not None and waiting.cause != ADVANCE
 
 
-def hold_after_rollback(d: Draft, checkpoint: str | None, *, reason: str, source: HoldSource, actor: str) -> None:
+def hold_after_rollback(
+    d: Draft, checkpoint: str | None, *, reason: str, source: HoldSource, actor: str
+) -> None:
     if has_open_hold(d, checkpoint, HoldSource.GATE, HoldSource.MANUAL):
         return
     need = HoldNeed(reason, source, tuple(d.plan.authority.start_and_rollback))
@@ -208,8 +246,15 @@ def global_rollback(d: Draft, *, actor: str, why: dict[str, Any], reason: str) -
     d.ledger(LedgerKind.GLOBAL_ROLLBACK, actor=actor, payload={"checkpoint": checkpoint, "cause": why})
     for cohort in sorted(d.progress.traffic):
         if d.progress.traffic[cohort] > 0:
-            command(d, cohort=cohort, percent=0.0, checkpoint=checkpoint, cause=GLOBAL_ROLLBACK,
-                    actor=actor, why=why)
+            command(
+                d,
+                cohort=cohort,
+                percent=0.0,
+                checkpoint=checkpoint,
+                cause=GLOBAL_ROLLBACK,
+                actor=actor,
+                why=why,
+            )
     wind_down(d, actor=actor, why=reason)
     d.update(state=RunState.ROLLING_BACK)
     d.notify(

@@ -17,11 +17,23 @@ ledger and notification payloads once more on the way out.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from packets.effects import Effect
+from packets import stage_rows as rows
+from packets.effects import (
+    CloseHold,
+    Effect,
+    Ledger,
+    LedgerKind,
+    Notify,
+    NotifyKind,
+    OpenHold,
+    ScheduleGateChecks,
+    ShiftTraffic,
+    StopGateChecks,
+)
 from packets.events import (
     EVENT_TYPES,
     Abort,
@@ -42,22 +54,67 @@ from packets.events import (
     Tick,
     Unfreeze,
 )
+from packets.gates import GateResult, Outcome
 from packets.packet import Packet, PacketState
 from packets.plan import Plan
-from packets.run_progress import CheckpointProgress, RunProgress, RunState
+from packets.run_progress import (
+    CheckpointProgress,
+    CheckpointState,
+    HoldRecord,
+    HoldState,
+    Release,
+    RunProgress,
+    RunState,
+)
 from packets.stage_draft import Acting, Draft, clean
 from packets.stage_errors import EngineError, IllegalTransition, Refusal
-from packets import stage_rows as rows
 
 __all__ = [
     "TABLE",
+    "Abort",
     "Acting",
+    "ActuationFailed",
+    "ActuationSucceeded",
+    "CheckpointDone",
+    "CheckpointProgress",
+    "CheckpointState",
+    "CloseHold",
+    "Effect",
     "EngineError",
+    "Event",
+    "Freeze",
+    "GateResult",
+    "GateResults",
+    "HoldOpened",
+    "HoldRecord",
+    "HoldReleased",
+    "HoldState",
     "IllegalTransition",
+    "Ledger",
+    "LedgerKind",
+    "Notify",
+    "NotifyKind",
+    "OpenHold",
+    "Outcome",
+    "PacketAdopted",
+    "Pause",
     "Refusal",
+    "Release",
+    "Resume",
+    "RollbackRequested",
     "Row",
+    "RunProgress",
+    "RunState",
+    "ScheduleGateChecks",
+    "ShiftTraffic",
+    "SignoffGiven",
+    "Start",
+    "StopGateChecks",
+    "Tick",
     "Transition",
+    "Unfreeze",
     "new_run",
+    "row_for",
     "step",
 ]
 
@@ -219,14 +276,18 @@ def step(progress: RunProgress, event: Event, *, plan: Plan, packet: Packet, ros
 
 def _check_inputs(progress: RunProgress, event: Event, *, plan: Plan, packet: Packet) -> None:
     if plan.revision != progress.plan_revision:
-        raise Refusal(f"this run follows plan revision {progress.plan_revision[:12]}, not {plan.revision[:12]}")
+        raise Refusal(
+            f"this run follows plan revision {progress.plan_revision[:12]}, not {plan.revision[:12]}"
+        )
     if packet.plan_revision != progress.plan_revision:
         raise Refusal(f"packet v{packet.version} belongs to another plan revision")
     if isinstance(event, PacketAdopted):
         if packet.version != event.version:
             raise Refusal(f"the adoption names v{event.version} but came with packet v{packet.version}")
         if event.version <= progress.packet_version:
-            raise Refusal(f"v{event.version} is not newer than v{progress.packet_version}, which the run follows")
+            raise Refusal(
+                f"v{event.version} is not newer than v{progress.packet_version}, which the run follows"
+            )
         if packet.state in (PacketState.REJECTED, PacketState.SUPERSEDED):
             raise Refusal(f"v{packet.version} is {packet.state} and cannot be adopted")
     elif packet.version != progress.packet_version:
@@ -243,8 +304,11 @@ def _redacted(event: Event) -> Event:
     """The event with every free text redacted, so no secret reaches state, ledger or messages."""
     if isinstance(event, GateResults):
         return replace(event, results=tuple(replace(r, reason=clean(r.reason)) for r in event.results))
-    texts = {f.name: clean(getattr(event, f.name)) for f in fields(event) if f.name in ("reason", "detail")}
-    return replace(event, **texts) if texts else event
+    if isinstance(event, Pause | Freeze | HoldOpened | RollbackRequested | Abort):
+        return replace(event, reason=clean(event.reason))
+    if isinstance(event, ActuationFailed):
+        return replace(event, detail=clean(event.detail))
+    return event
 
 
 def _why_not(progress: RunProgress, event: Event, plan: Plan, roster: Acting) -> str:
@@ -266,4 +330,3 @@ def _why_not(progress: RunProgress, event: Event, plan: Plan, roster: Acting) ->
         return "the run has ended"
     takes = sorted({t.kind for t in EVENT_TYPES if (state, t) in _INDEX})
     return "it takes " + ", ".join(takes)
-

@@ -59,6 +59,11 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
+    def answer(self) -> dict[str, Any]:
+        """The JSON answer, or {} when the stand-in answered with an error page."""
+        return self.response or {}
+
+    @property
     def ok(self) -> bool:
         return self.status == 200 and bool(self.response and self.response.get("ok"))
 
@@ -346,7 +351,7 @@ class SlackStandin:
         if error:
             return {"ok": False, "error": error}
         # A post to a user id lands in the bot's DM with them, answered with the DM's id.
-        where = "D" + channel[1:] if str(channel).startswith(_USER_PREFIXES) else str(channel)
+        where = "D" + str(channel)[1:] if str(channel).startswith(_USER_PREFIXES) else str(channel)
         message = self._store(where, self._next_ts(), body)
         return {"ok": True, "channel": where, "ts": message.ts, "message": _message_json(message)}
 

@@ -263,8 +263,13 @@ def test_the_ga_examples_differ_only_where_the_breach_needs_them_to() -> None:
 def test_the_resequencing_example_narrows_the_replication_window_past_its_work() -> None:
     plan = example("command-window-resequencing.yaml")
     protected = {c.id for c in plan.checkpoints if c.protected}
-    assert protected >= {"rollback-validation", "db-replication", "security-approval",
-                         "traffic-shift-readiness", "exec-comms"}
+    assert protected >= {
+        "rollback-validation",
+        "db-replication",
+        "security-approval",
+        "traffic-shift-readiness",
+        "exec-comms",
+    }
     assert plan.checkpoint("security-approval").owner == "security"
     assert plan.roles["security"].delegates == ["U0SEC2"]
     assert plan.rehearsal is not None

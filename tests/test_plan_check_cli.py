@@ -44,7 +44,7 @@ def test_each_bad_plan_exits_2_naming_file_line_and_field(
 def test_a_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.yaml"
     status, out, err = check(missing, capsys)
-    assert status == 2
+    assert (status, out) == (2, "")
     assert err.splitlines() == [f"{missing}: cannot read: No such file or directory"]
 
 
@@ -55,7 +55,9 @@ def test_a_directory_is_not_readable_as_a_plan(tmp_path: Path, capsys: pytest.Ca
     assert len(err.splitlines()) == 1
 
 
-def test_a_file_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_that_is_not_utf8_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     plan = tmp_path / "latin1.yaml"
     plan.write_bytes("title: café".encode("latin-1"))
     status, _, err = check(plan, capsys)
@@ -63,7 +65,9 @@ def test_a_file_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path, capsys: 
     assert err.startswith(f"{plan}: cannot read: not UTF-8 text")
 
 
-def test_a_yaml_syntax_error_is_reported_with_its_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_yaml_syntax_error_is_reported_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     plan = tmp_path / "syntax.yaml"
     plan.write_text("plan: x\ntitle: [oops\n", encoding="utf-8")
     status, _, err = check(plan, capsys)
@@ -91,7 +95,9 @@ def test_a_valid_plan_prints_its_id_title_revision_and_timeline(
     assert widen[6] == "plan: release-authority"
 
 
-def test_a_checkpoint_after_midnight_shows_its_date(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_checkpoint_after_midnight_shows_its_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = small_plan()
     data["checkpoints"][3]["soak"] = "4h"
     plan = tmp_path / "late.yaml"
@@ -129,20 +135,35 @@ def test_the_installed_command_refuses_a_bad_plan_without_a_traceback(tmp_path: 
     plan = tmp_path / "bad.yaml"
     plan.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     done = subprocess.run(
-        [*_cli(), "plan", "check", str(plan)], capture_output=True, text=True, cwd=REPO, timeout=60, check=False
+        [*_cli(), "plan", "check", str(plan)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()
-    assert any(re.match(rf"^{re.escape(str(plan))}:\d+: checkpoints\.0\.owner: unknown role 'secrity'", x) for x in lines)
-    assert any(re.match(rf"^{re.escape(str(plan))}:\d+: checkpoints\.1\.after\.0: unknown checkpoint", x) for x in lines)
+    assert any(
+        re.match(rf"^{re.escape(str(plan))}:\d+: checkpoints\.0\.owner: unknown role 'secrity'", x)
+        for x in lines
+    )
+    assert any(
+        re.match(rf"^{re.escape(str(plan))}:\d+: checkpoints\.1\.after\.0: unknown checkpoint", x)
+        for x in lines
+    )
 
 
 def test_the_installed_command_accepts_the_payments_example() -> None:
     done = subprocess.run(
         [*_cli(), "plan", "check", "examples/payments-tokenization.yaml"],
-        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert "retire-legacy" in done.stdout

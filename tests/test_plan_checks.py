@@ -41,7 +41,9 @@ def small_plan() -> PlanData:
             "start_and_rollback": ["release-authority", "release-eng"],
         },
         "telemetry": {"provider": "prometheus", "url": "http://127.0.0.1:9090"},
-        "gates": {"auth-success": {"query": "auth_ok_ratio", "pass": ">= 0.995", "on_fail": "rollback_cohort"}},
+        "gates": {
+            "auth-success": {"query": "auth_ok_ratio", "pass": ">= 0.995", "on_fail": "rollback_cohort"}
+        },
         "actuator": {"kind": "webhook", "url": "http://127.0.0.1:8081/traffic"},
         "checkpoints": [
             {
@@ -51,7 +53,10 @@ def small_plan() -> PlanData:
                 "observers": ["security"],
                 "duration": "15m",
                 "protected": True,
-                "window": {"not_before": "2026-11-24T21:00:00-05:00", "not_after": "2026-11-24T22:00:00-05:00"},
+                "window": {
+                    "not_before": "2026-11-24T21:00:00-05:00",
+                    "not_after": "2026-11-24T22:00:00-05:00",
+                },
             },
             {
                 "id": "canary",
@@ -120,83 +125,266 @@ def _delete(*keys: str | int) -> Callable[[PlanData], None]:
 
 
 BAD_PLANS: list[Bad] = [
-    Bad("duplicate checkpoint id", _set("checkpoints", 2, "id", value="canary"),
-        "checkpoints.2.id", "duplicate checkpoint id 'canary' (first at checkpoints.1)", "id: canary"),
-    Bad("after names an unknown checkpoint", _set("checkpoints", 1, "after", value=["prepp"]),
-        "checkpoints.1.after.0", "unknown checkpoint 'prepp'", "prepp"),
-    Bad("a cycle in after", _set("checkpoints", 0, "after", value=["full"]),
-        "checkpoints.0.after.0", "cycle in after: prep -> full -> widen -> canary -> prep", "- full"),
-    Bad("a checkpoint that waits on itself", _set("checkpoints", 1, "after", value=["canary"]),
-        "checkpoints.1.after.0", "cycle in after: canary -> canary", "- canary"),
-    Bad("unknown owner role", _set("checkpoints", 0, "owner", value="secrity"),
-        "checkpoints.0.owner", "unknown role 'secrity' (roles: release-authority, release-eng, security)",
-        "owner: secrity"),
-    Bad("unknown observer role", _set("checkpoints", 0, "observers", value=["payments-risk"]),
-        "checkpoints.0.observers.0", "unknown role 'payments-risk'", "payments-risk"),
-    Bad("unknown hold release role", _set("checkpoints", 2, "hold", "release_by", value=["release-authorty"]),
-        "checkpoints.2.hold.release_by.0", "unknown role 'release-authorty'", "release-authorty"),
-    Bad("unknown signoff role", _set("authority", "signoff", value=["release-authority", "risk"]),
-        "authority.signoff.1", "unknown role 'risk'", "- risk"),
-    Bad("unknown adopt_packets role", _set("authority", "adopt_packets", value=["cto"]),
-        "authority.adopt_packets.0", "unknown role 'cto'", "- cto"),
-    Bad("unknown change_delegates role", _set("authority", "change_delegates", value=["hr"]),
-        "authority.change_delegates.0", "unknown role 'hr'", "- hr"),
-    Bad("unknown start_and_rollback role", _set("authority", "start_and_rollback", value=["ops"]),
-        "authority.start_and_rollback.0", "unknown role 'ops'", "- ops"),
-    Bad("unknown pause_and_freeze role", _set("authority", "pause_and_freeze", value=["sre"]),
-        "authority.pause_and_freeze.0", "unknown role 'sre'", "- sre"),
-    Bad("unknown hypercare gate", _set("hypercare", "gates", value=["latency"]),
-        "hypercare.gates.0", "unknown gate 'latency' (gates: auth-success)", "- latency"),
-    Bad("unknown checkpoint gate", _set("checkpoints", 1, "gates", value=["auth-sucess"]),
-        "checkpoints.1.gates.0", "unknown gate 'auth-sucess' (gates: auth-success); did you mean 'auth-success'?",
-        "auth-sucess"),
-    Bad("delegate equal to the primary", _set("roles", "release-authority", "delegates", value=["U0REL2", "U0REL1"]),
-        "roles.release-authority.delegates.1", "delegate 'U0REL1' is already the primary", "- U0REL1"),
-    Bad("delegate listed twice", _set("roles", "security", "delegates", value=["U0SEC2", "U0SEC2"]),
-        "roles.security.delegates.1", "delegate 'U0SEC2' is listed twice", "- U0SEC2"),
-    Bad("window end before start", _set("window", "end", value="2026-11-24T20:00:00-05:00"),
-        "window.end", "not after it starts", "end:"),
-    Bad("window end equal to start", _set("window", "end", value="2026-11-24T21:00:00-05:00"),
-        "window.end", "not after it starts", "end:"),
-    Bad("not_after before not_before", _set("checkpoints", 0, "window", "not_after", value="2026-11-24T20:30:00-05:00"),
-        "checkpoints.0.window.not_after", "is before not_before", "not_after:"),
-    Bad("traffic goes down", _set("checkpoints", 3, "traffic", "percent", value=2),
-        "checkpoints.3.traffic.percent", "traffic goes down from 5% (canary) to 2%", "percent: 2"),
-    Bad("a hold with no release roles", _set("checkpoints", 2, "hold", "release_by", value=[]),
-        "checkpoints.2.hold.release_by", "a hold needs at least one role", "release_by"),
-    Bad("gate pass in words", _set("gates", "auth-success", "pass", value="at least 0.995"),
-        "gates.auth-success.pass", "cannot read 'at least 0.995'", "pass:"),
-    Bad("gate pass with a reversed operator", _set("gates", "auth-success", "pass", value="=> 0.995"),
-        "gates.auth-success.pass", "cannot read '=> 0.995'", "pass:"),
-    Bad("gate pass without a number", _set("gates", "auth-success", "pass", value=">= high"),
-        "gates.auth-success.pass", "OP NUMBER", "pass:"),
-    Bad("rehearsal telemetry for an unknown gate", _set("rehearsal", "telemetry", value={"latency": [["0m", 1]]}),
-        "rehearsal.telemetry.latency", "unknown gate 'latency'", "latency:"),
-    Bad("prometheus without url", _set("telemetry", value={"provider": "prometheus"}),
-        "telemetry.url", "prometheus telemetry needs a url", "telemetry:"),
-    Bad("file telemetry without path", _set("telemetry", value={"provider": "file"}),
-        "telemetry.path", "file telemetry needs a path", "telemetry:"),
-    Bad("webhook actuator without url", _set("actuator", value={"kind": "webhook"}),
-        "actuator.url", "a webhook actuator needs a url", "actuator:"),
+    Bad(
+        "duplicate checkpoint id",
+        _set("checkpoints", 2, "id", value="canary"),
+        "checkpoints.2.id",
+        "duplicate checkpoint id 'canary' (first at checkpoints.1)",
+        "id: canary",
+    ),
+    Bad(
+        "after names an unknown checkpoint",
+        _set("checkpoints", 1, "after", value=["prepp"]),
+        "checkpoints.1.after.0",
+        "unknown checkpoint 'prepp'",
+        "prepp",
+    ),
+    Bad(
+        "a cycle in after",
+        _set("checkpoints", 0, "after", value=["full"]),
+        "checkpoints.0.after.0",
+        "cycle in after: prep -> full -> widen -> canary -> prep",
+        "- full",
+    ),
+    Bad(
+        "a checkpoint that waits on itself",
+        _set("checkpoints", 1, "after", value=["canary"]),
+        "checkpoints.1.after.0",
+        "cycle in after: canary -> canary",
+        "- canary",
+    ),
+    Bad(
+        "unknown owner role",
+        _set("checkpoints", 0, "owner", value="secrity"),
+        "checkpoints.0.owner",
+        "unknown role 'secrity' (roles: release-authority, release-eng, security)",
+        "owner: secrity",
+    ),
+    Bad(
+        "unknown observer role",
+        _set("checkpoints", 0, "observers", value=["payments-risk"]),
+        "checkpoints.0.observers.0",
+        "unknown role 'payments-risk'",
+        "payments-risk",
+    ),
+    Bad(
+        "unknown hold release role",
+        _set("checkpoints", 2, "hold", "release_by", value=["release-authorty"]),
+        "checkpoints.2.hold.release_by.0",
+        "unknown role 'release-authorty'",
+        "release-authorty",
+    ),
+    Bad(
+        "unknown signoff role",
+        _set("authority", "signoff", value=["release-authority", "risk"]),
+        "authority.signoff.1",
+        "unknown role 'risk'",
+        "- risk",
+    ),
+    Bad(
+        "unknown adopt_packets role",
+        _set("authority", "adopt_packets", value=["cto"]),
+        "authority.adopt_packets.0",
+        "unknown role 'cto'",
+        "- cto",
+    ),
+    Bad(
+        "unknown change_delegates role",
+        _set("authority", "change_delegates", value=["hr"]),
+        "authority.change_delegates.0",
+        "unknown role 'hr'",
+        "- hr",
+    ),
+    Bad(
+        "unknown start_and_rollback role",
+        _set("authority", "start_and_rollback", value=["ops"]),
+        "authority.start_and_rollback.0",
+        "unknown role 'ops'",
+        "- ops",
+    ),
+    Bad(
+        "unknown pause_and_freeze role",
+        _set("authority", "pause_and_freeze", value=["sre"]),
+        "authority.pause_and_freeze.0",
+        "unknown role 'sre'",
+        "- sre",
+    ),
+    Bad(
+        "unknown hypercare gate",
+        _set("hypercare", "gates", value=["latency"]),
+        "hypercare.gates.0",
+        "unknown gate 'latency' (gates: auth-success)",
+        "- latency",
+    ),
+    Bad(
+        "unknown checkpoint gate",
+        _set("checkpoints", 1, "gates", value=["auth-sucess"]),
+        "checkpoints.1.gates.0",
+        "unknown gate 'auth-sucess' (gates: auth-success); did you mean 'auth-success'?",
+        "auth-sucess",
+    ),
+    Bad(
+        "delegate equal to the primary",
+        _set("roles", "release-authority", "delegates", value=["U0REL2", "U0REL1"]),
+        "roles.release-authority.delegates.1",
+        "delegate 'U0REL1' is already the primary",
+        "- U0REL1",
+    ),
+    Bad(
+        "delegate listed twice",
+        _set("roles", "security", "delegates", value=["U0SEC2", "U0SEC2"]),
+        "roles.security.delegates.1",
+        "delegate 'U0SEC2' is listed twice",
+        "- U0SEC2",
+    ),
+    Bad(
+        "window end before start",
+        _set("window", "end", value="2026-11-24T20:00:00-05:00"),
+        "window.end",
+        "not after it starts",
+        "end:",
+    ),
+    Bad(
+        "window end equal to start",
+        _set("window", "end", value="2026-11-24T21:00:00-05:00"),
+        "window.end",
+        "not after it starts",
+        "end:",
+    ),
+    Bad(
+        "not_after before not_before",
+        _set("checkpoints", 0, "window", "not_after", value="2026-11-24T20:30:00-05:00"),
+        "checkpoints.0.window.not_after",
+        "is before not_before",
+        "not_after:",
+    ),
+    Bad(
+        "traffic goes down",
+        _set("checkpoints", 3, "traffic", "percent", value=2),
+        "checkpoints.3.traffic.percent",
+        "traffic goes down from 5% (canary) to 2%",
+        "percent: 2",
+    ),
+    Bad(
+        "a hold with no release roles",
+        _set("checkpoints", 2, "hold", "release_by", value=[]),
+        "checkpoints.2.hold.release_by",
+        "a hold needs at least one role",
+        "release_by",
+    ),
+    Bad(
+        "gate pass in words",
+        _set("gates", "auth-success", "pass", value="at least 0.995"),
+        "gates.auth-success.pass",
+        "cannot read 'at least 0.995'",
+        "pass:",
+    ),
+    Bad(
+        "gate pass with a reversed operator",
+        _set("gates", "auth-success", "pass", value="=> 0.995"),
+        "gates.auth-success.pass",
+        "cannot read '=> 0.995'",
+        "pass:",
+    ),
+    Bad(
+        "gate pass without a number",
+        _set("gates", "auth-success", "pass", value=">= high"),
+        "gates.auth-success.pass",
+        "OP NUMBER",
+        "pass:",
+    ),
+    Bad(
+        "rehearsal telemetry for an unknown gate",
+        _set("rehearsal", "telemetry", value={"latency": [["0m", 1]]}),
+        "rehearsal.telemetry.latency",
+        "unknown gate 'latency'",
+        "latency:",
+    ),
+    Bad(
+        "prometheus without url",
+        _set("telemetry", value={"provider": "prometheus"}),
+        "telemetry.url",
+        "prometheus telemetry needs a url",
+        "telemetry:",
+    ),
+    Bad(
+        "file telemetry without path",
+        _set("telemetry", value={"provider": "file"}),
+        "telemetry.path",
+        "file telemetry needs a path",
+        "telemetry:",
+    ),
+    Bad(
+        "webhook actuator without url",
+        _set("actuator", value={"kind": "webhook"}),
+        "actuator.url",
+        "a webhook actuator needs a url",
+        "actuator:",
+    ),
     # Field types, caught by the pydantic models and reported in the same dotted form.
-    Bad("an unknown field", _set("checkpoints", 0, "colour", value="red"),
-        "checkpoints.0.colour", "unknown field", "colour: red"),
-    Bad("a missing field", _delete("checkpoints", 0, "owner"),
-        "checkpoints.0.owner", "required field is missing", "id: prep"),
-    Bad("a missing gate pass, named as in the file", _delete("gates", "auth-success", "pass"),
-        "gates.auth-success.pass", "required field is missing", "auth-success:"),
-    Bad("a gate pass of the wrong type", _set("gates", "auth-success", "pass", value=[0.995]),
-        "gates.auth-success.pass", "should be a valid string", "pass:"),
-    Bad("a percent that is not a number", _set("checkpoints", 1, "traffic", "percent", value="lots"),
-        "checkpoints.1.traffic.percent", "should be a valid number", "percent: lots"),
-    Bad("a duration in words", _set("checkpoints", 0, "duration", value="fifteen"),
-        "checkpoints.0.duration", "'fifteen' is not a duration", "duration: fifteen"),
-    Bad("a time without an offset", _set("window", "start", value="2026-11-24T21:00:00"),
-        "window.start", "timestamp needs an offset", "start:"),
-    Bad("an unknown gate action", _set("gates", "auth-success", "on_fail", value="panic"),
-        "gates.auth-success.on_fail", "should be 'pause', 'hold'", "on_fail: panic"),
-    Bad("a rehearsal value that is not a number", _set("rehearsal", "telemetry", "auth-success", value=[["0m", "x"]]),
-        "rehearsal.telemetry.auth-success.0.1", "should be a valid number", "- x"),
+    Bad(
+        "an unknown field",
+        _set("checkpoints", 0, "colour", value="red"),
+        "checkpoints.0.colour",
+        "unknown field",
+        "colour: red",
+    ),
+    Bad(
+        "a missing field",
+        _delete("checkpoints", 0, "owner"),
+        "checkpoints.0.owner",
+        "required field is missing",
+        "id: prep",
+    ),
+    Bad(
+        "a missing gate pass, named as in the file",
+        _delete("gates", "auth-success", "pass"),
+        "gates.auth-success.pass",
+        "required field is missing",
+        "auth-success:",
+    ),
+    Bad(
+        "a gate pass of the wrong type",
+        _set("gates", "auth-success", "pass", value=[0.995]),
+        "gates.auth-success.pass",
+        "should be a valid string",
+        "pass:",
+    ),
+    Bad(
+        "a percent that is not a number",
+        _set("checkpoints", 1, "traffic", "percent", value="lots"),
+        "checkpoints.1.traffic.percent",
+        "should be a valid number",
+        "percent: lots",
+    ),
+    Bad(
+        "a duration in words",
+        _set("checkpoints", 0, "duration", value="fifteen"),
+        "checkpoints.0.duration",
+        "'fifteen' is not a duration",
+        "duration: fifteen",
+    ),
+    Bad(
+        "a time without an offset",
+        _set("window", "start", value="2026-11-24T21:00:00"),
+        "window.start",
+        "timestamp needs an offset",
+        "start:",
+    ),
+    Bad(
+        "an unknown gate action",
+        _set("gates", "auth-success", "on_fail", value="panic"),
+        "gates.auth-success.on_fail",
+        "should be 'pause', 'hold'",
+        "on_fail: panic",
+    ),
+    Bad(
+        "a rehearsal value that is not a number",
+        _set("rehearsal", "telemetry", "auth-success", value=[["0m", "x"]]),
+        "rehearsal.telemetry.auth-success.0.1",
+        "should be a valid number",
+        "- x",
+    ),
 ]
 
 
@@ -283,7 +471,10 @@ def test_a_role_listed_twice_in_one_list_is_named() -> None:
     data = small_plan()
     data["authority"]["signoff"] = ["release-authority", "release-authority"]
     (problem,) = problems_of(dump(data))
-    assert (problem.path, problem.message) == ("authority.signoff.1", "role 'release-authority' is listed twice")
+    assert (problem.path, problem.message) == (
+        "authority.signoff.1",
+        "role 'release-authority' is listed twice",
+    )
 
 
 def test_a_checkpoint_window_too_short_for_the_work_is_refused() -> None:
@@ -340,6 +531,19 @@ def test_a_yaml_syntax_error_is_one_problem_with_a_line() -> None:
     assert problem.line is not None
 
 
+def test_a_control_character_is_a_problem_on_its_line() -> None:
+    (problem,) = problems_of("plan: x\ntitle: a\x07b\n")
+    assert problem.line == 2
+    assert "special characters are not allowed" in problem.message
+
+
+def test_a_missing_top_level_field_still_has_a_line() -> None:
+    data = small_plan()
+    del data["channel"]
+    (problem,) = problems_of(dump(data))
+    assert (problem.path, problem.message, problem.line) == ("channel", "required field is missing", 1)
+
+
 def test_an_unquoted_gate_condition_gets_a_hint_to_quote_it() -> None:
     text = dump(small_plan()).replace("pass: '>= 0.995'", "pass: >= 0.995")
     (problem,) = problems_of(text)
@@ -354,8 +558,10 @@ def test_an_impossible_date_is_a_problem_with_a_line_not_a_crash() -> None:
 
 
 def test_a_duplicate_yaml_key_is_refused_not_silently_overwritten() -> None:
-    text = dump(small_plan()).replace("  release-eng:\n    primary: U0ENG1\n",
-                                      "  release-eng:\n    primary: U0ENG1\n  release-eng:\n    primary: U0ENG9\n")
+    text = dump(small_plan()).replace(
+        "  release-eng:\n    primary: U0ENG1\n",
+        "  release-eng:\n    primary: U0ENG1\n  release-eng:\n    primary: U0ENG9\n",
+    )
     problems = problems_of(text)
     assert [p.path for p in problems] == ["roles.release-eng"]
     assert problems[0].message.startswith("duplicate key 'release-eng' (first on line ")
@@ -385,7 +591,8 @@ def test_the_line_index_points_at_keys_and_list_items() -> None:
     assert lines[("a", "c")] == 3
     assert lines[("a", "c", "1")] == 5
     assert line_of(lines, ["a", "c", "1", "deeper"]) == 5
-    assert line_of(lines, ["zzz"]) is None
+    assert line_of(lines, ["zzz"]) == 1  # a missing top-level field points at the document
+    assert line_of({}, ["zzz"]) is None
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -393,14 +600,22 @@ def test_the_line_index_points_at_keys_and_list_items() -> None:
 
 @pytest.mark.parametrize(
     ("text", "parsed"),
-    [(">= 0.995", (">=", 0.995)), ("<=0.25", ("<=", 0.25)), ("< 5", ("<", 5.0)), (" == 1 ", ("==", 1.0)),
-     ("> -1e-3", (">", -0.001)), (">= .5", (">=", 0.5))],
+    [
+        (">= 0.995", (">=", 0.995)),
+        ("<=0.25", ("<=", 0.25)),
+        ("< 5", ("<", 5.0)),
+        (" == 1 ", ("==", 1.0)),
+        ("> -1e-3", (">", -0.001)),
+        (">= .5", (">=", 0.5)),
+    ],
 )
 def test_a_gate_condition_is_an_operator_and_a_number(text: str, parsed: tuple[str, float]) -> None:
     assert parse_pass(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["", ">=", "0.5", "=> 1", "!= 1", ">= nan", ">= inf", ">= 1 2", "≥ 1", ">= 0x10"])
+@pytest.mark.parametrize(
+    "text", ["", ">=", "0.5", "=> 1", "!= 1", ">= nan", ">= inf", ">= 1 2", "≥ 1", ">= 0x10"]
+)
 def test_anything_else_is_not_a_gate_condition(text: str) -> None:
     assert parse_pass(text) is None
 
@@ -418,7 +633,9 @@ def test_cycles_are_named_once_from_their_first_checkpoint_in_the_plan() -> None
 
 # --- never anything but PlanInvalid -----------------------------------------------------------
 
-_YAML_ALPHABET = st.sampled_from(list(":-[]{},#&*!|>'\"%@`?~ \n\t") + list("abcpt019.") + ["\n  ", "- ", ": "])
+_YAML_ALPHABET = st.sampled_from(
+    list(":-[]{},#&*!|>'\"%@`?~ \n\t") + list("abcpt019.") + ["\n  ", "- ", ": "]
+)
 _GARBAGE = st.one_of(
     st.text(max_size=300),
     st.lists(_YAML_ALPHABET, max_size=120).map("".join),
@@ -442,10 +659,18 @@ def test_random_text_is_never_anything_but_plan_invalid(text: str) -> None:
 
 
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(allow_nan=False),
-    st.text(max_size=20), st.sampled_from(["15m", "0", ">= 1", "release-eng", "prep", "2026-11-24T21:00:00-05:00"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.sampled_from(["15m", "0", ">= 1", "release-eng", "prep", "2026-11-24T21:00:00-05:00"]),
 )
-_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -464,7 +689,9 @@ _ALL_PATHS = _paths(small_plan())
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(_ALL_PATHS), _VALUES), min_size=1, max_size=3))
-def test_any_value_anywhere_in_a_plan_gives_a_plan_or_plan_invalid(edits: list[tuple[tuple[Any, ...], Any]]) -> None:
+def test_any_value_anywhere_in_a_plan_gives_a_plan_or_plan_invalid(
+    edits: list[tuple[tuple[Any, ...], Any]],
+) -> None:
     data = small_plan()
     for path, value in edits:
         target: Any = data

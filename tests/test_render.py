@@ -39,8 +39,14 @@ def checkpoint(i: int, **overrides: Any) -> dict[str, Any]:
     return {**data, **overrides}
 
 
-def packet(*, version: int = 3, state: str = "proposed", checkpoints: int = 4, reason: str = "late report",
-           holds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def packet(
+    *,
+    version: int = 3,
+    state: str = "proposed",
+    checkpoints: int = 4,
+    reason: str = "late report",
+    holds: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "version": version,
         "plan_revision": REV,
@@ -53,10 +59,22 @@ def packet(*, version: int = 3, state: str = "proposed", checkpoints: int = 4, r
         "holds": holds
         if holds is not None
         else [
-            {"id": "h-widen", "checkpoint": "widen", "reason": "plan hold", "source": "plan",
-             "release_by": ["release-authority"], "mode": "any"},
-            {"id": "h-retire", "checkpoint": "retire-legacy", "reason": "plan hold", "source": "plan",
-             "release_by": ["release-authority", "payments-risk"], "mode": "all"},
+            {
+                "id": "h-widen",
+                "checkpoint": "widen",
+                "reason": "plan hold",
+                "source": "plan",
+                "release_by": ["release-authority"],
+                "mode": "any",
+            },
+            {
+                "id": "h-retire",
+                "checkpoint": "retire-legacy",
+                "reason": "plan hold",
+                "source": "plan",
+                "release_by": ["release-authority", "payments-risk"],
+                "mode": "all",
+            },
         ],
         "state": state,
         "hash": "ab" * 32,
@@ -65,68 +83,184 @@ def packet(*, version: int = 3, state: str = "proposed", checkpoints: int = 4, r
 
 SAMPLES: dict[MessageKind, dict[str, Any]] = {
     MessageKind.PLAN_SUMMARY: {
-        "run": RUN, "plan": "payments-tokenization-cutover", "title": "Card-token lookups move",
-        "revision": REV, "change_record": "CHG-20418", "checkpoints": 4,
+        "run": RUN,
+        "plan": "payments-tokenization-cutover",
+        "title": "Card-token lookups move",
+        "revision": REV,
+        "change_record": "CHG-20418",
+        "checkpoints": 4,
         "window": {"start": "2026-11-24T21:00:00-05:00", "end": "2026-11-25T01:00:00-05:00"},
-        "signoffs": [{"role": "release-authority", "acting": "U0REL1", "signed_by": None},
-                     {"role": "payments-risk", "acting": "U0RISK1", "signed_by": "U0RISK1"}],
-    },
-    MessageKind.SIGNOFF_RECORDED: {"run": RUN, "revision": REV, "role": "payments-risk", "by": "U0RISK1",
-                                   "remaining": ["release-authority"]},
-    MessageKind.PACKET_POSTED: {"run": RUN, "packet": packet(), "summary": "4 checkpoints moved, 1 held"},
-    MessageKind.PACKET_SUPERSEDED: {"run": RUN, "version": 2, "superseded_by": 3, "reason": "late report",
-                                    "target": {"channel": "C0WARROOM", "ts": "1700000000.000100"}},
-    MessageKind.PACKET_PROPOSED_LINE: {"run": RUN, "version": 3, "counts": {"moved": 4, "held": 1},
-                                       "reason": "still draining", "by": "U0ENG1"},
-    MessageKind.DELTA_DM: {
-        "run": RUN, "version": 3, "from_version": 2, "channel": "C0WARROOM", "reason": "late report",
-        "changes": [
-            {"checkpoint": "canary-a", "title": "Shift merchant cohort A", "what": "moved",
-             "old": "2026-11-24T21:15:00-05:00", "new": "2026-11-24T21:55:00-05:00", "detail": None},
-            {"checkpoint": "widen", "title": "Widen", "what": "owner_changed", "old": "U0REL1", "new": "U0REL2",
-             "detail": None},
-            {"checkpoint": "key-replication", "title": "Key replication", "what": "conflict", "old": None,
-             "new": None, "detail": "no longer fits before 22:00"},
+        "signoffs": [
+            {"role": "release-authority", "acting": "U0REL1", "signed_by": None},
+            {"role": "payments-risk", "acting": "U0RISK1", "signed_by": "U0RISK1"},
         ],
     },
-    MessageKind.HOLD_OPENED: {"run": RUN, "version": 3, "by": "U0ENG1",
-                              "hold": {"id": "h-9", "checkpoint": "canary-a", "reason": "latency spike",
-                                       "source": "manual", "release_by": ["release-authority"], "mode": "any"}},
-    MessageKind.HOLD_RELEASED: {"run": RUN, "hold": {"id": "h-retire", "checkpoint": "retire-legacy"},
-                                "by": "U0REL2", "as_role": "release-authority", "on_behalf_of": "U0REL1",
-                                "remaining": ["payments-risk"]},
-    MessageKind.GATE_ALERT: {"run": RUN, "checkpoint": "canary-a", "gate": "lookup-latency-p95", "value": 0.31,
-                             "threshold": "<= 0.25", "outcome": "fail", "action": "hold",
-                             "at": "2026-11-24T21:35:00-05:00"},
-    MessageKind.TRAFFIC_SHIFT: {"run": RUN, "checkpoint": "canary-a", "cohort": "merchant-a", "percent": 1,
-                                "previous_percent": 0},
-    MessageKind.RUN_STATE: {"run": RUN, "state": "paused", "previous": "running", "by": "U0ENG1",
-                            "reason": "waiting on the vault team"},
-    MessageKind.ROLLBACK_REQUESTED: {"run": RUN, "rollback": "rb-1", "version": 3, "scope": "cohort",
-                                     "cohort": "merchant-a", "reason": "auth errors", "by": "U0ENG1",
-                                     "confirm_by": ["release-authority"]},
-    MessageKind.EVIDENCE: {"run": RUN, "state": "completed", "ledger_ok": True, "ledger_head": "cd" * 32,
-                           "counts": {"packets": 3, "signoffs": 2, "holds": 2, "gates": 40, "rollbacks": 0},
-                           "location": "evidence/r-payments-1.json"},
+    MessageKind.SIGNOFF_RECORDED: {
+        "run": RUN,
+        "revision": REV,
+        "role": "payments-risk",
+        "by": "U0RISK1",
+        "remaining": ["release-authority"],
+    },
+    MessageKind.PACKET_POSTED: {"run": RUN, "packet": packet(), "summary": "4 checkpoints moved, 1 held"},
+    MessageKind.PACKET_SUPERSEDED: {
+        "run": RUN,
+        "version": 2,
+        "superseded_by": 3,
+        "reason": "late report",
+        "target": {"channel": "C0WARROOM", "ts": "1700000000.000100"},
+    },
+    MessageKind.PACKET_PROPOSED_LINE: {
+        "run": RUN,
+        "version": 3,
+        "counts": {"moved": 4, "held": 1},
+        "reason": "still draining",
+        "by": "U0ENG1",
+    },
+    MessageKind.DELTA_DM: {
+        "run": RUN,
+        "version": 3,
+        "from_version": 2,
+        "channel": "C0WARROOM",
+        "reason": "late report",
+        "changes": [
+            {
+                "checkpoint": "canary-a",
+                "title": "Shift merchant cohort A",
+                "what": "moved",
+                "old": "2026-11-24T21:15:00-05:00",
+                "new": "2026-11-24T21:55:00-05:00",
+                "detail": None,
+            },
+            {
+                "checkpoint": "widen",
+                "title": "Widen",
+                "what": "owner_changed",
+                "old": "U0REL1",
+                "new": "U0REL2",
+                "detail": None,
+            },
+            {
+                "checkpoint": "key-replication",
+                "title": "Key replication",
+                "what": "conflict",
+                "old": None,
+                "new": None,
+                "detail": "no longer fits before 22:00",
+            },
+        ],
+    },
+    MessageKind.HOLD_OPENED: {
+        "run": RUN,
+        "version": 3,
+        "by": "U0ENG1",
+        "hold": {
+            "id": "h-9",
+            "checkpoint": "canary-a",
+            "reason": "latency spike",
+            "source": "manual",
+            "release_by": ["release-authority"],
+            "mode": "any",
+        },
+    },
+    MessageKind.HOLD_RELEASED: {
+        "run": RUN,
+        "hold": {"id": "h-retire", "checkpoint": "retire-legacy"},
+        "by": "U0REL2",
+        "as_role": "release-authority",
+        "on_behalf_of": "U0REL1",
+        "remaining": ["payments-risk"],
+    },
+    MessageKind.GATE_ALERT: {
+        "run": RUN,
+        "checkpoint": "canary-a",
+        "gate": "lookup-latency-p95",
+        "value": 0.31,
+        "threshold": "<= 0.25",
+        "outcome": "fail",
+        "action": "hold",
+        "at": "2026-11-24T21:35:00-05:00",
+    },
+    MessageKind.TRAFFIC_SHIFT: {
+        "run": RUN,
+        "checkpoint": "canary-a",
+        "cohort": "merchant-a",
+        "percent": 1,
+        "previous_percent": 0,
+    },
+    MessageKind.RUN_STATE: {
+        "run": RUN,
+        "state": "paused",
+        "previous": "running",
+        "by": "U0ENG1",
+        "reason": "waiting on the vault team",
+    },
+    MessageKind.ROLLBACK_REQUESTED: {
+        "run": RUN,
+        "rollback": "rb-1",
+        "version": 3,
+        "scope": "cohort",
+        "cohort": "merchant-a",
+        "reason": "auth errors",
+        "by": "U0ENG1",
+        "confirm_by": ["release-authority"],
+    },
+    MessageKind.EVIDENCE: {
+        "run": RUN,
+        "state": "completed",
+        "ledger_ok": True,
+        "ledger_head": "cd" * 32,
+        "counts": {"packets": 3, "signoffs": 2, "holds": 2, "gates": 40, "rollbacks": 0},
+        "location": "evidence/r-payments-1.json",
+    },
     MessageKind.REFUSAL: {"reason": "v2 is superseded", "current_version": 3, "channel": "C0WARROOM"},
     MessageKind.REPLY: {"text": "Marked *key-replication* done.", "channel": "C0WARROOM"},
-    MessageKind.STATUS: {"run": RUN, "state": "running", "version": 3,
-                         "next": {"title": "Shift merchant cohort A", "start": "2026-11-24T21:55:00-05:00",
-                                  "owner_user": "U0ENG1"},
-                         "open_holds": [{"id": "h-widen", "checkpoint": "widen", "release_by": ["release-authority"]}],
-                         "gates": [{"gate": "auth-success", "outcome": "pass", "value": 0.998}]},
-    MessageKind.HELP: {"usage": ["/cutover help", "/cutover status", "/cutover late CHECKPOINT UNTIL [reason]"]},
-    MessageKind.USAGE: {"problem": "UNTIL must be HH:MM or +30m. Usage: /cutover late CHECKPOINT UNTIL [reason]"},
+    MessageKind.STATUS: {
+        "run": RUN,
+        "state": "running",
+        "version": 3,
+        "next": {
+            "title": "Shift merchant cohort A",
+            "start": "2026-11-24T21:55:00-05:00",
+            "owner_user": "U0ENG1",
+        },
+        "open_holds": [{"id": "h-widen", "checkpoint": "widen", "release_by": ["release-authority"]}],
+        "gates": [{"gate": "auth-success", "outcome": "pass", "value": 0.998}],
+    },
+    MessageKind.HELP: {
+        "usage": ["/cutover help", "/cutover status", "/cutover late CHECKPOINT UNTIL [reason]"]
+    },
+    MessageKind.USAGE: {
+        "problem": "UNTIL must be HH:MM or +30m. Usage: /cutover late CHECKPOINT UNTIL [reason]"
+    },
 }
 
 HOME = {
     "user": "U0REL1",
-    "runs": [{"run": RUN, "title": "Card-token lookups move", "channel": "C0WARROOM", "version": 3,
-              "state": "authoritative"}],
-    "owned": [{"run": RUN, "checkpoint": "widen", "title": "Widen", "start": "2026-11-24T22:30:00-05:00",
-               "end": "2026-11-24T22:45:00-05:00", "status": "", "held": True}],
+    "runs": [
+        {
+            "run": RUN,
+            "title": "Card-token lookups move",
+            "channel": "C0WARROOM",
+            "version": 3,
+            "state": "authoritative",
+        }
+    ],
+    "owned": [
+        {
+            "run": RUN,
+            "checkpoint": "widen",
+            "title": "Widen",
+            "start": "2026-11-24T22:30:00-05:00",
+            "end": "2026-11-24T22:45:00-05:00",
+            "status": "",
+            "held": True,
+        }
+    ],
     "to_ack": [{"run": RUN, "version": 3, "reason": "late report"}],
-    "to_release": [{"run": RUN, "hold": "h-widen", "checkpoint": "widen", "reason": "plan hold", "version": 3}],
+    "to_release": [
+        {"run": RUN, "hold": "h-widen", "checkpoint": "widen", "reason": "plan hold", "version": 3}
+    ],
 }
 
 
@@ -232,7 +366,9 @@ def test_the_proposed_line_counts_what_moved_and_what_is_held() -> None:
 def test_a_proposal_with_one_change_uses_the_singular() -> None:
     data = {**SAMPLES[MessageKind.PACKET_PROPOSED_LINE], "counts": {"moved": 1, "conflict": 2}}
 
-    assert render(MessageKind.PACKET_PROPOSED_LINE, data).text == "v3 proposed: 1 checkpoint moved, 2 conflicts"
+    assert (
+        render(MessageKind.PACKET_PROPOSED_LINE, data).text == "v3 proposed: 1 checkpoint moved, 2 conflicts"
+    )
 
 
 def test_a_two_hundred_checkpoint_packet_is_shortened_with_a_note_not_refused() -> None:
@@ -261,8 +397,17 @@ def test_a_compact_rendering_keeps_fewer_checkpoints_within_tighter_limits() -> 
 
 
 def test_a_packet_with_many_holds_shortens_its_hold_register_too() -> None:
-    holds = [{"id": f"h-{i}", "checkpoint": f"cp-{i}", "reason": "x" * 200, "source": "gate",
-              "release_by": ["release-authority"], "mode": "any"} for i in range(80)]
+    holds = [
+        {
+            "id": f"h-{i}",
+            "checkpoint": f"cp-{i}",
+            "reason": "x" * 200,
+            "source": "gate",
+            "release_by": ["release-authority"],
+            "mode": "any",
+        }
+        for i in range(80)
+    ]
     data = {"run": RUN, "packet": packet(state="authoritative", holds=holds)}
 
     message = render(MessageKind.PACKET_POSTED, data)
@@ -308,8 +453,11 @@ def test_an_overlong_reason_is_clipped_inside_its_section() -> None:
 
 
 def test_an_overlong_role_keeps_its_sign_off_button_within_slack_limits() -> None:
-    data = {**SAMPLES[MessageKind.PLAN_SUMMARY], "plan": "p" * 400,
-            "signoffs": [{"role": "r" * 120, "acting": "U0REL1", "signed_by": None}]}
+    data = {
+        **SAMPLES[MessageKind.PLAN_SUMMARY],
+        "plan": "p" * 400,
+        "signoffs": [{"role": "r" * 120, "acting": "U0REL1", "signed_by": None}],
+    }
 
     message = render(MessageKind.PLAN_SUMMARY, data)
 
@@ -321,7 +469,9 @@ def test_an_overlong_role_keeps_its_sign_off_button_within_slack_limits() -> Non
 
 
 def test_a_section_too_long_for_slack_is_cut_at_a_line_with_a_note() -> None:
-    blocks = B.enforce_limits([{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(["y" * 99] * 50)}}])
+    blocks = B.enforce_limits(
+        [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(["y" * 99] * 50)}}]
+    )
 
     text = blocks[0]["text"]["text"]
     assert len(text) <= 3000
@@ -349,7 +499,7 @@ def test_a_plan_summary_has_a_sign_off_button_only_for_roles_not_yet_signed() ->
 
     (sign_off,) = buttons(message.blocks)
     assert ButtonValue.decode(sign_off["value"]) == ButtonValue(run=RUN, rev=REV, role="release-authority")
-    assert "Sign off as release-authority" == sign_off["text"]["text"]
+    assert sign_off["text"]["text"] == "Sign off as release-authority"
 
 
 def test_a_hold_release_names_the_role_and_on_whose_behalf() -> None:
@@ -369,7 +519,12 @@ def test_a_gate_alert_shows_value_threshold_and_action() -> None:
 
 
 def test_a_gate_without_data_says_so() -> None:
-    data = {**SAMPLES[MessageKind.GATE_ALERT], "value": None, "outcome": "no_data", "reason": "prometheus down"}
+    data = {
+        **SAMPLES[MessageKind.GATE_ALERT],
+        "value": None,
+        "outcome": "no_data",
+        "reason": "prometheus down",
+    }
 
     text = all_text(render(MessageKind.GATE_ALERT, data).blocks)
 
@@ -416,7 +571,9 @@ def test_a_button_value_over_slacks_limit_is_refused_when_rendering() -> None:
         ButtonValue(run="r" * 2000, v=1).encode()
 
 
-@pytest.mark.parametrize("text", ["not json", "[]", '{"v": 3}', '{"run": "r", "v": "3"}', '{"run": "r", "x": 1}'])
+@pytest.mark.parametrize(
+    "text", ["not json", "[]", '{"v": 3}', '{"run": "r", "v": "3"}', '{"run": "r", "x": 1}']
+)
 def test_a_button_value_not_rendered_by_the_bot_is_refused(text: str) -> None:
     with pytest.raises(ButtonValueError):
         ButtonValue.decode(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,7 +31,9 @@ async def slack() -> AsyncIterator[SlackStandin]:
 
 
 def client_for(slack: SlackStandin, *, token: str | None = None, timeout: int = 5) -> AsyncWebClient:
-    return AsyncWebClient(token=token or slack.token, base_url=slack.base_url, timeout=timeout, retry_handlers=[])
+    return AsyncWebClient(
+        token=token or slack.token, base_url=slack.base_url, timeout=timeout, retry_handlers=[]
+    )
 
 
 async def error_of(call: Any) -> SlackApiError:
@@ -68,10 +70,14 @@ async def test_a_post_to_a_user_id_lands_in_the_bots_dm_with_them(slack: SlackSt
 
 
 async def test_a_missing_token_is_not_authed_and_an_unknown_one_invalid_auth(slack: SlackStandin) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(slack.base_url + "chat.postMessage", json={"channel": "C1", "text": "x"}) as res:
-            missing = await res.json()
-    unknown = await error_of(client_for(slack, token="xoxb-not-ours").chat_postMessage(channel="C1", text="x"))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(slack.base_url + "chat.postMessage", json={"channel": "C1", "text": "x"}) as res,
+    ):
+        missing = await res.json()
+    unknown = await error_of(
+        client_for(slack, token="xoxb-not-ours").chat_postMessage(channel="C1", text="x")
+    )
 
     assert missing == {"ok": False, "error": "not_authed"}
     assert unknown.response["error"] == "invalid_auth"
@@ -79,7 +85,9 @@ async def test_a_missing_token_is_not_authed_and_an_unknown_one_invalid_auth(sla
     assert slack.posted_to("C1") == []
 
 
-async def test_a_post_without_a_channel_or_to_a_rejected_one_is_refused_like_slack(slack: SlackStandin) -> None:
+async def test_a_post_without_a_channel_or_to_a_rejected_one_is_refused_like_slack(
+    slack: SlackStandin,
+) -> None:
     slack.reject_channel("C0GONE", "not_in_channel")
     client = client_for(slack)
 
@@ -112,7 +120,9 @@ async def test_a_standin_with_known_channels_refuses_others() -> None:
 async def test_content_over_slacks_limits_is_refused(
     slack: SlackStandin, arguments: dict[str, Any], error: str
 ) -> None:
-    refused = await error_of(client_for(slack).api_call("chat.postMessage", json={"channel": "C1", **arguments}))
+    refused = await error_of(
+        client_for(slack).api_call("chat.postMessage", json={"channel": "C1", **arguments})
+    )
 
     assert refused.response.status_code == 200
     assert refused.response["error"] == error
@@ -139,7 +149,9 @@ async def test_ephemeral_posts_answer_a_message_ts_and_views_are_kept_per_user(s
     assert slack.views("U0ENG1") == [{"type": "home", "blocks": [SECTION]}]
 
 
-async def test_auth_test_users_info_and_conversations_open_answer_and_others_are_ok(slack: SlackStandin) -> None:
+async def test_auth_test_users_info_and_conversations_open_answer_and_others_are_ok(
+    slack: SlackStandin,
+) -> None:
     client = client_for(slack)
 
     auth = await client.auth_test()
@@ -153,12 +165,16 @@ async def test_auth_test_users_info_and_conversations_open_answer_and_others_are
     assert other["ok"]
 
 
-async def test_a_form_encoded_call_is_parsed_with_its_json_fields_and_token_parameter(slack: SlackStandin) -> None:
+async def test_a_form_encoded_call_is_parsed_with_its_json_fields_and_token_parameter(
+    slack: SlackStandin,
+) -> None:
     form = {"token": slack.token, "channel": "C1", "text": "x", "blocks": json.dumps([SECTION])}
 
-    async with aiohttp.ClientSession() as session:
-        async with session.post(slack.base_url + "chat.postMessage", data=form) as res:
-            answer = await res.json()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(slack.base_url + "chat.postMessage", data=form) as res,
+    ):
+        answer = await res.json()
 
     assert answer["ok"]
     (call,) = slack.calls("chat.postMessage")
@@ -168,7 +184,9 @@ async def test_a_form_encoded_call_is_parsed_with_its_json_fields_and_token_para
 # -- programmed faults -----------------------------------------------------------------------
 
 
-async def test_beyond_the_rate_it_answers_429_with_retry_after_and_records_the_refusal(slack: SlackStandin) -> None:
+async def test_beyond_the_rate_it_answers_429_with_retry_after_and_records_the_refusal(
+    slack: SlackStandin,
+) -> None:
     slack.rate_limit("chat.postMessage", per_second=2)
     client = client_for(slack)
 
@@ -264,9 +282,11 @@ async def test_a_slow_standin_makes_a_short_client_timeout_expire(slack: SlackSt
 async def test_posts_to_a_response_url_are_recorded(slack: SlackStandin) -> None:
     url = slack.response_url("cmd-1")
 
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, json={"response_type": "ephemeral", "text": "done"}) as res:
-            assert res.status == 200
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json={"response_type": "ephemeral", "text": "done"}) as res,
+    ):
+        assert res.status == 200
 
     assert slack.responses("cmd-1") == [{"response_type": "ephemeral", "text": "done"}]
 
@@ -300,8 +320,20 @@ def test_the_signature_is_hmac_sha256_over_v0_timestamp_and_body() -> None:
 def test_a_slash_command_body_has_slacks_fields() -> None:
     body = parse_qs(signing.slash_command_body(text="late canary-a +40m", response_url="http://x/response/1"))
 
-    assert set(body) >= {"token", "team_id", "team_domain", "channel_id", "channel_name", "user_id", "user_name",
-                         "command", "text", "api_app_id", "response_url", "trigger_id"}
+    assert set(body) >= {
+        "token",
+        "team_id",
+        "team_domain",
+        "channel_id",
+        "channel_name",
+        "user_id",
+        "user_name",
+        "command",
+        "text",
+        "api_app_id",
+        "response_url",
+        "trigger_id",
+    }
     assert body["command"] == ["/cutover"] and body["text"] == ["late canary-a +40m"]
 
 
@@ -312,7 +344,8 @@ async def bolt(slack: SlackStandin) -> AsyncApp:
 
 
 async def dispatch(app: AsyncApp, request: signing.SignedRequest) -> Any:
-    return await app.async_dispatch(AsyncBoltRequest(body=request.body, headers=request.headers))
+    headers: dict[str, str | Sequence[str]] = {**request.headers}
+    return await app.async_dispatch(AsyncBoltRequest(body=request.body, headers=headers))
 
 
 async def test_bolt_accepts_a_signed_slash_command_and_its_respond_reaches_the_response_url(
@@ -327,7 +360,9 @@ async def test_bolt_accepts_a_signed_slash_command_and_its_respond_reaches_the_r
         await respond(text=f"you said {command['text']}")
 
     url = slack.response_url("cmd-7")
-    response = await dispatch(bolt, signing.signed_slash_command(secret=SECRET, text="status", response_url=url))
+    response = await dispatch(
+        bolt, signing.signed_slash_command(secret=SECRET, text="status", response_url=url)
+    )
 
     assert response.status == 200
     assert seen[0]["user_id"] == "U0ENG1" and seen[0]["channel_id"] == "C0WARROOM"
@@ -346,8 +381,13 @@ async def test_bolt_routes_a_signed_button_click_by_action_id_with_its_value(
         await ack()
         clicks.append({"action": action, "user": body["user"]["id"], "ts": body["container"]["message_ts"]})
 
-    request = signing.signed_block_actions(secret=SECRET, action_id="adopt_packet", value='{"run":"r1","v":3}',
-                                           user_id="U0REL1", message_ts="1700000000.000300")
+    request = signing.signed_block_actions(
+        secret=SECRET,
+        action_id="adopt_packet",
+        value='{"run":"r1","v":3}',
+        user_id="U0REL1",
+        message_ts="1700000000.000300",
+    )
     response = await dispatch(bolt, request)
 
     assert response.status == 200

@@ -14,6 +14,10 @@ from store.uow import UnitOfWork
 
 MakeRun = Callable[..., Awaitable[str]]
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 class Boom(Exception):
@@ -120,9 +124,8 @@ async def test_a_read_only_transaction_cannot_take_a_run_lock(uow: UnitOfWork) -
             pass
 
 
+@POSTGRES_ONLY
 async def test_two_runs_lock_independently_on_postgresql(uow: UnitOfWork, make_run: MakeRun) -> None:
-    if uow.dialect != "postgresql":
-        pytest.skip("SQLite has one writer at a time by design")
     first, second = await make_run("r-a"), await make_run("r-b")
     first_locked = asyncio.Event()
     second_done = asyncio.Event()
@@ -141,9 +144,8 @@ async def test_two_runs_lock_independently_on_postgresql(uow: UnitOfWork, make_r
     await asyncio.gather(hold_first(), use_second())
 
 
+@SQLITE_ONLY
 async def test_two_units_of_work_on_one_sqlite_file_share_its_writer_lock(database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the process-wide writer lock is SQLite's")
     first, second = UnitOfWork(make_engine(database_url)), UnitOfWork(make_engine(database_url))
     try:
 

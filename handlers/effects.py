@@ -1,0 +1,145 @@
+"""Carrying out what the stage engine decided, inside the use case's transaction.
+
+Traffic shifts go to the actuator while the run is locked, so two shifts of one run are never in
+flight at once; the actuator's answer is stepped back into the engine (succeeded or failed) and
+its own effects carried out in turn. Ledger effects become ledger entries, notifications become
+outbox rows, hold effects update the holds table. All of it commits with the new run state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from handlers.context import RunContext, enqueue, ledger
+from handlers.deps import Deps
+from handlers.notices import Notice, hold_payload, state_line
+from handlers.ports import Shift
+from packets import effects as fx
+from packets import events as ev
+from packets import stages
+from packets.stage_errors import EngineError
+
+log = logging.getLogger("cutover_bot.handlers")
+
+# A transition that keeps asking for shifts is a bug; stop rather than loop.
+_MAX_EFFECTS = 500
+
+
+async def apply(ctx: RunContext, event: ev.Event, deps: Deps) -> stages.Transition:
+    """Step the engine with `event` and carry out every effect. Raises EngineError on refusal."""
+    transition = stages.step(ctx.progress, event, plan=ctx.plan, packet=ctx.packet, roster=ctx.roster)
+    return await carry_out(ctx, transition, deps)
+
+
+async def carry_out(ctx: RunContext, transition: stages.Transition, deps: Deps) -> stages.Transition:
+    progress = transition.progress
+    effects: list[fx.Effect] = list(transition.effects)
+    index = 0
+    while index < len(effects):
+        if index > _MAX_EFFECTS:
+            raise RuntimeError("the engine kept producing effects")
+        effect = effects[index]
+        index += 1
+        if isinstance(effect, fx.ShiftTraffic):
+            follow = await _actuate(ctx, effect, deps)
+            try:
+                more = stages.step(progress, follow, plan=ctx.plan, packet=ctx.packet, roster=ctx.roster)
+            except EngineError as exc:  # a late answer the engine no longer wants: keep it on record
+                log.info("actuation answer not applicable: %s", exc)
+                continue
+            progress = more.progress
+            effects.extend(more.effects)
+    ctx.progress = progress
+    for effect in effects:
+        await _record(ctx, effect)
+    return stages.Transition(progress=progress, effects=tuple(effects))
+
+
+async def _actuate(ctx: RunContext, effect: fx.ShiftTraffic, deps: Deps) -> ev.Event:
+    shift = Shift(
+        run=ctx.run,
+        checkpoint=effect.checkpoint or "",
+        cohort=effect.cohort,
+        percent=effect.percent,
+        packet_version=effect.packet_version,
+        idempotency_key=effect.key,
+    )
+    result = await deps.actuator_for(ctx.plan).shift(shift)
+    payload = {
+        "checkpoint": effect.checkpoint,
+        "cohort": effect.cohort,
+        "percent": effect.percent,
+        "previous_percent": effect.previous_percent,
+        "ok": result.ok,
+        "detail": result.detail,
+    }
+    await enqueue(ctx, kind=Notice.TRAFFIC_SHIFT, recipient=ctx.plan.channel, payload=payload)
+    if result.ok:
+        return ev.ActuationSucceeded(at=ctx.now, checkpoint=effect.checkpoint, cohort=effect.cohort,
+                                     percent=effect.percent)
+    return ev.ActuationFailed(at=ctx.now, checkpoint=effect.checkpoint, cohort=effect.cohort,
+                              percent=effect.percent, detail=result.detail or "refused")
+
+
+async def _record(ctx: RunContext, effect: fx.Effect) -> None:
+    if isinstance(effect, fx.Ledger):
+        await ledger(ctx, actor=effect.actor, kind=effect.kind, payload=effect.payload)
+    elif isinstance(effect, fx.OpenHold):
+        hold = effect.hold
+        await ctx.tx.holds.open(
+            run_id=ctx.run, hold_id=hold.id, source=str(hold.source), reason=hold.reason,
+            release_by=tuple(hold.release_by), at=hold.opened_at, checkpoint=hold.checkpoint,
+            mode=hold.mode, packet_version=ctx.version, opened_by=hold.opened_by,
+        )
+        payload: dict[str, Any] = {"version": ctx.version, "hold": hold_payload(hold)}
+        if hold.opened_by.startswith(("U", "W")):
+            payload["by"] = hold.opened_by
+        await enqueue(ctx, kind=Notice.HOLD_OPENED, recipient=ctx.plan.channel, payload=payload)
+    elif isinstance(effect, fx.CloseHold):
+        await _close_hold(ctx, effect)
+    elif isinstance(effect, fx.Notify):
+        await _notify(ctx, effect)
+
+
+async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
+    if effect.withdrawn:
+        await ctx.tx.holds.cancel_cas(run_id=ctx.run, hold_id=effect.hold_id, packet_version=None,
+                                      by="engine", at=ctx.now, note="withdrawn: the run ended")
+        return
+    await ctx.tx.holds.release_cas(
+        run_id=ctx.run, hold_id=effect.hold_id, packet_version=None,
+        released_by=",".join(effect.by), released_as=",".join(effect.roles), at=ctx.now,
+    )
+
+
+async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
+    data = dict(effect.data)
+    if effect.kind == fx.NotifyKind.GATE_FAILED:
+        await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload=data)
+        return
+    if effect.kind in (fx.NotifyKind.HOLD_RELEASED, fx.NotifyKind.HOLD_RELEASE_RECORDED):
+        hold = ctx.progress.holds.get(str(data.get("hold") or data.get("hold_id") or ""))
+        payload: dict[str, Any] = {
+            "hold": {"id": hold.id if hold else data.get("hold"), "checkpoint": hold.checkpoint if hold else None},
+            "by": data.get("by") or data.get("user"),
+            "as_role": data.get("role") or data.get("as_role"),
+            "on_behalf_of": data.get("acting_for") or data.get("on_behalf_of"),
+            "remaining": _remaining(hold) if hold else [],
+        }
+        await enqueue(ctx, kind=Notice.HOLD_RELEASED, recipient=ctx.plan.channel, payload=payload)
+        return
+    if effect.kind == fx.NotifyKind.SIGNOFF_RECORDED:
+        return  # the sign-off use case posts its own line with the roles still to sign
+    if effect.kind == fx.NotifyKind.HOLD_OPENED:
+        return  # posted from the OpenHold effect, which carries the whole hold
+    line = state_line(effect)
+    if line is not None:
+        await enqueue(ctx, kind=Notice.RUN_STATE, recipient=ctx.plan.channel, payload=line)
+
+
+def _remaining(hold: Any) -> list[str]:
+    if not hold.is_open:
+        return []
+    done = {r.role for r in hold.releases}
+    return [role for role in hold.release_by if role not in done]

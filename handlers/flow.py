@@ -1,0 +1,64 @@
+"""The shape every use case on a run shares: lock, load, decide, write, commit, then tell.
+
+`on_run` opens the run's transaction and hands a loaded `RunContext` to the use case's body. A
+`Refuse` raised by the body (or an `EngineError` from the stage engine) becomes one `refused`
+ledger entry and an `Outcome` with the reason and the current packet version; nothing else the
+body wrote survives, because the refusal is written in a fresh transaction after a rollback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from handlers.context import RunContext, load, refuse
+from handlers.deps import Deps
+from handlers.outcome import Outcome
+from packets.authority import Refused
+from packets.redact import redact
+from packets.stage_errors import EngineError
+from store.errors import RunNotFound
+
+
+class Refuse(Exception):
+    """Raised by a use case body: the action is refused for `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Body = Callable[[RunContext], Awaitable[Outcome]]
+
+
+async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) -> Outcome:
+    now = deps.clock.now()
+    reason: str | None = None
+    try:
+        async with deps.uow.transaction(run_id=run) as tx:
+            ctx = await load(tx, run, now)
+            if ctx is None:
+                raise RunNotFound(run)
+            try:
+                outcome = await body(ctx)
+            except (Refuse, Refused, EngineError) as exc:
+                reason = redact(str(getattr(exc, "reason", None) or exc))
+                raise _RollBack from exc
+    except RunNotFound:
+        return Outcome.refused(f"There is no run '{redact(run)}'.")
+    except _RollBack:
+        return await _record_refusal(run, user=user, action=action, reason=reason or "refused", deps=deps)
+    deps.on_change(run)
+    return outcome
+
+
+class _RollBack(Exception):
+    """Unwinds the body's transaction so a refusal changes nothing but the ledger."""
+
+
+async def _record_refusal(run: str, *, user: str, action: str, reason: str, deps: Deps) -> Outcome:
+    async with deps.uow.transaction(run_id=run) as tx:
+        ctx = await load(tx, run, deps.clock.now())
+        assert ctx is not None
+        await refuse(ctx, user=user, action=action, reason=reason)
+        version = ctx.version
+    return Outcome.refused(reason, run=run, current_version=version)

@@ -1,0 +1,69 @@
+"""Use cases for holds: anyone acting for a plan role may stop the line; only release roles lift it."""
+
+from __future__ import annotations
+
+from handlers.commands import OpenHold, ReleaseHold
+from handlers.context import RunContext, save
+from handlers.deps import Deps
+from handlers.effects import apply
+from handlers.flow import Refuse, on_run
+from handlers.outcome import Outcome
+from packets import events as ev
+from packets.redact import redact
+from packets.run_progress import HoldRecord
+
+
+async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:
+    reason = redact(cmd.reason.strip())
+
+    async def body(ctx: RunContext) -> Outcome:
+        if not reason:
+            raise Refuse("A hold needs a reason.")
+        if not ctx.roster.roles_of(cmd.user):
+            raise Refuse(f"{cmd.user} does not act for any role in this plan, so cannot open a hold.")
+        before = set(ctx.progress.holds)
+        await apply(ctx, ev.HoldOpened(at=ctx.now, user=cmd.user, reason=reason), deps)
+        await save(ctx)
+        opened = [h for h in ctx.progress.holds if h not in before]
+        hold = opened[0] if opened else "?"
+        return Outcome.done(f"Hold {hold} opened: {reason}", run=ctx.run, current_version=ctx.version, hold=hold)
+
+    return await on_run(cmd.run, user=cmd.user, action="open hold", deps=deps, body=body)
+
+
+def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
+    """A hold by id, or the most recent hold on a checkpoint (open ones first)."""
+    if ref in ctx.progress.holds:
+        return ctx.progress.holds[ref]
+    on_checkpoint = [h for h in ctx.progress.holds.values() if h.checkpoint == ref]
+    if not on_checkpoint:
+        open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
+        raise Refuse(f"There is no hold '{ref}' (open holds: {open_ids}).")
+    on_checkpoint.sort(key=lambda h: (h.is_open, h.opened_at))
+    return on_checkpoint[-1]
+
+
+async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
+    async def body(ctx: RunContext) -> Outcome:
+        if cmd.version is not None and cmd.version != ctx.version:
+            raise Refuse(f"That button was for packet v{cmd.version}; v{ctx.version} is current. "
+                         "Use the Release button on the current packet.")
+        hold = find_hold(ctx, cmd.hold)
+        if not hold.is_open:
+            last = hold.releases[-1] if hold.releases else None
+            who = f"by {last.user} as {last.role}" if last else "by the engine"
+            when = hold.released_at.isoformat(timespec="minutes") if hold.released_at else "earlier"
+            raise Refuse(f"Hold {hold.id} was already released {who} at {when}.")
+        await apply(ctx, ev.HoldReleased(at=ctx.now, hold_id=hold.id, user=cmd.user), deps)
+        await save(ctx)
+        after = ctx.progress.holds[hold.id]
+        mine = next((r for r in reversed(after.releases) if r.user == cmd.user), None)
+        role = mine.role if mine else "?"
+        if after.is_open:
+            remaining = [r for r in after.release_by if r not in {x.role for x in after.releases}]
+            return Outcome.done(f"Released {hold.id} as {role}; still needs {', '.join(remaining)}.",
+                                run=ctx.run, current_version=ctx.version, hold=hold.id, role=role)
+        return Outcome.done(f"Released {hold.id} as {role}; the run is {ctx.progress.state}.",
+                            run=ctx.run, current_version=ctx.version, hold=hold.id, role=role)
+
+    return await on_run(cmd.run, user=cmd.user, action=f"release {cmd.hold}", deps=deps, body=body)

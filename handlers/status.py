@@ -1,0 +1,122 @@
+"""Read-only use cases: where a run is, what a person owns, may release and must acknowledge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from handlers.context import RunContext, load
+from handlers.deps import Deps
+from handlers.outcome import Outcome
+from packets.run_progress import IN_FLIGHT
+
+
+async def _peek(run: str, deps: Deps) -> RunContext | None:
+    async with deps.uow.transaction(read_only=True) as tx:
+        return await load(tx, run, deps.clock.now())
+
+
+async def run_in_channel(channel: str, deps: Deps) -> str | None:
+    async with deps.uow.transaction(read_only=True) as tx:
+        row = await tx.runs.active_in_channel(channel)
+    return row.run_id if row is not None else None
+
+
+async def run_revision(run: str, deps: Deps) -> str:
+    ctx = await _peek(run, deps)
+    return ctx.plan.revision if ctx else ""
+
+
+async def window_start(run: str, deps: Deps) -> datetime:
+    ctx = await _peek(run, deps)
+    assert ctx is not None
+    return ctx.plan.window.start
+
+
+def _clock(ctx: RunContext, value: datetime) -> str:
+    return value.astimezone(ctx.plan.window.start.tzinfo).strftime("%H:%M")
+
+
+async def run_status(run: str, deps: Deps) -> Outcome:
+    ctx = await _peek(run, deps)
+    if ctx is None:
+        return Outcome.refused(f"There is no run '{run}'.")
+    progress = ctx.progress
+    order = [c.id for c in ctx.packet.timeline]
+    current = progress.in_flight(order)
+    lines = [f"*{ctx.plan.title}* — run `{run}` is *{progress.state}*, following packet v{ctx.version}."]
+    if current:
+        line = ctx.packet.checkpoint(current)
+        state = progress.checkpoints[current].state
+        lines.append(f"Now: {line.title} ({state}), owner <@{line.owner_user}>, planned "
+                     f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)}.")
+    traffic = ", ".join(f"{cohort} {pct:g}%" for cohort, pct in sorted(progress.traffic.items()))
+    if traffic:
+        lines.append(f"Traffic: {traffic}.")
+    for hold in progress.open_holds():
+        lines.append(f"Hold `{hold.id}`: {hold.reason} — release by {', '.join(hold.release_by)} ({hold.mode}).")
+    done = sum(1 for c in progress.checkpoints.values() if c.state == "done")
+    lines.append(f"{done} of {len(order)} checkpoints done.")
+    return Outcome.done("\n".join(lines), run=run, current_version=ctx.version, state=str(progress.state))
+
+
+async def packet_view(run: str, deps: Deps) -> Outcome:
+    ctx = await _peek(run, deps)
+    if ctx is None:
+        return Outcome.refused(f"There is no run '{run}'.")
+    lines = [f"*Packet v{ctx.version}* ({ctx.packet.state}) — {ctx.packet.reason}"]
+    for line in ctx.packet.timeline:
+        flags = [f for f, on in (("protected", line.protected), ("held", line.held)) if on]
+        if line.conflict:
+            flags.append(f"conflict: {line.conflict}")
+        state = ctx.progress.checkpoints.get(line.id)
+        lines.append(f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)} {line.title} <@{line.owner_user}>"
+                     f" [{state.state if state else 'pending'}]" + (f" ({'; '.join(flags)})" if flags else ""))
+    return Outcome.done("\n".join(lines), run=run, current_version=ctx.version, packet=ctx.packet.as_json())
+
+
+async def ledger_tail(run: str, count: int, deps: Deps) -> Outcome:
+    async with deps.uow.transaction(read_only=True) as tx:
+        entries = await tx.ledger.tail(run, count)
+    lines = [f"`#{e.seq}` {e.at.isoformat(timespec='seconds')} {e.actor} *{e.kind}*" for e in entries]
+    return Outcome.done("\n".join(lines) or "The ledger is empty.", run=run)
+
+
+async def status_for_user(user: str, deps: Deps) -> Outcome:
+    """What `user` owns, must acknowledge and may release, across active runs (App Home)."""
+    async with deps.uow.transaction(read_only=True) as tx:
+        rows = await tx.runs.active()
+        contexts = [c for c in [await load(tx, r.run_id, deps.clock.now()) for r in rows] if c is not None]
+        acked = {(c.run, c.version): await tx.acks.get(c.run, c.version, user) for c in contexts}
+    runs: list[dict[str, Any]] = []
+    owned: list[dict[str, Any]] = []
+    to_ack: list[dict[str, Any]] = []
+    to_release: list[dict[str, Any]] = []
+    for ctx in contexts:
+        roster = ctx.roster
+        roles = roster.roles_of(user)
+        involved = bool(roles) or any(user in r.members for r in ctx.plan.roles.values())
+        if not involved:
+            continue
+        runs.append({"run": ctx.run, "title": ctx.plan.title, "channel": ctx.plan.channel,
+                     "version": ctx.version, "state": str(ctx.progress.state)})
+        for line in ctx.packet.timeline:
+            state = ctx.progress.checkpoints.get(line.id)
+            if line.owner_role in roles and state is not None and state.state not in ("done", "skipped", "failed"):
+                owned.append({"run": ctx.run, "checkpoint": line.id, "title": line.title,
+                              "start": line.start.isoformat(), "end": line.end.isoformat(),
+                              "status": str(state.state), "held": state.state == "held"})
+        if roles and acked[(ctx.run, ctx.version)] is None:
+            to_ack.append({"run": ctx.run, "version": ctx.version, "reason": ctx.packet.reason})
+        for hold in ctx.progress.open_holds():
+            done_roles = {r.role for r in hold.releases}
+            if any(role in hold.release_by and role not in done_roles for role in roles):
+                to_release.append({"run": ctx.run, "hold": hold.id, "checkpoint": hold.checkpoint,
+                                   "reason": hold.reason, "version": ctx.version})
+    data = {"user": user, "runs": runs, "owned": owned, "to_ack": to_ack, "to_release": to_release}
+    summary = (f"{len(owned)} checkpoints you own, {len(to_ack)} packets to acknowledge, "
+               f"{len(to_release)} holds you may release, across {len(runs)} active runs.")
+    return Outcome.done(summary, **data)
+
+
+__all__ = ["IN_FLIGHT", "ledger_tail", "packet_view", "run_in_channel", "run_status", "status_for_user"]
