@@ -22,7 +22,7 @@ from packets.plan import Plan
 from packets.timeline import Facts, build_packet
 
 SIZES = (2000, 4000)
-RUNS = 30
+RUNS = 40
 # A fixed number of held checkpoints, as in real plans (a handful of gates, not one in fifty).
 # `waits_on` lists every held checkpoint upstream, so its size is N x holds by definition; holds
 # growing with N would measure that output growing, not the resequencer.
@@ -82,7 +82,7 @@ def random_plan(size: int, *, protected: int = PROTECTED, holds: int = HOLDS, se
 
 
 def build_once(plan: Plan, facts: Facts, revision: str) -> float:
-    """Seconds for one resequence; like timeit, the collector is not left to strike mid-run."""
+    """Seconds for one resequence, from a collected heap so no run pays for another's garbage."""
     gc.collect()
     began = time.perf_counter()
     build_packet(

@@ -3,8 +3,9 @@
 Handlers write one outbox row per message in their own transaction; this sends them. Per row:
 render the payload (bot/render.py), pick the Web API method from the kind's surface
 (chat.postMessage for channels and DMs — a DM is `channel=<user id>`, no conversations.open —,
-chat.update when the payload names a `target` message, chat.postEphemeral, views.publish), call it,
-and record the outcome:
+chat.update when the payload names a `target` message — or, for kinds that always update
+(packet_superseded), the message `find_target` finds —, chat.postEphemeral, views.publish), call
+it, and record the outcome:
 
 - sent: `mark_sent` with Slack's `ts` and channel (a later chat.update needs both);
 - HTTP 429: wait out `Retry-After` and try again. The wait is per Web API method (Slack's limits
@@ -190,6 +191,12 @@ class _Request:
     args: dict[str, Any]
 
 
+# Where the message a chat.update row replaces was posted: {"channel": ..., "ts": ...} or None.
+# For rows whose payload carries no `target` because the message's ts was not known when the
+# row was queued (packet_superseded: v2 may still have been in the outbox).
+FindTarget = Callable[[OutboxRow], Awaitable[Mapping[str, Any] | None]]
+
+
 def make_client(*, token: str, base_url: str = SLACK_API_URL, timeout: int = 15) -> AsyncWebClient:
     """An AsyncWebClient with no retry handlers of its own (see the module docstring)."""
     return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
@@ -211,6 +218,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        find_target: FindTarget | None = None,
     ) -> None:
         if any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             raise ValueError("the dispatcher owns 429 retries: build the client with make_client()")
@@ -222,6 +230,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._monotonic = monotonic
+        self._find_target = find_target
         # Per Web API method: the monotonic time before which Slack asked us not to call it.
         self._not_before: dict[str, float] = {}
         self._wake = asyncio.Event()
@@ -314,9 +323,13 @@ class Dispatcher:
         compact = False
         attempts = 0
         rate_waits = 0
+        target = row.payload.get("target")
+        if target is None and self._find_target is not None and _surface(row) is Surface.UPDATE:
+            # Looked up only now: rows to one recipient go in order, so the message is posted by now.
+            target = await self._find_target(row)
         while True:
             try:
-                request = _request_for(row, compact=compact)
+                request = _request_for(row, compact=compact, target=target)
             except RenderError as exc:
                 return _Failed(M.ERROR_RENDER.format(error=exc))
             wait = self._not_before.get(request.method, 0.0) - self._monotonic()
@@ -352,7 +365,10 @@ class Dispatcher:
                     log.warning(M.LOG.compact_retry, row.id, row.kind, error)
                     compact = True
                     continue
-                if not (status >= 500 or status == 408 or error in TRANSIENT_ERRORS):
+                # A proxy's page (no Slack error code) on a 2xx, a 5xx or a 408 may pass; an
+                # answer from Slack itself is final unless it is one of the transient ones.
+                transient = status >= 500 or status == 408 or (error is None and status < 400)
+                if not (transient or error in TRANSIENT_ERRORS):
                     return _Failed(problem)
             except (aiohttp.ClientError, TimeoutError, OSError, SlackClientError) as exc:
                 problem = M.ERROR_NETWORK.format(method=request.method, error=type(exc).__name__)
@@ -368,7 +384,14 @@ class Dispatcher:
         self._not_before[method] = max(self._not_before.get(method, 0.0), until)
 
 
-def _request_for(row: OutboxRow, *, compact: bool) -> _Request:
+def _surface(row: OutboxRow) -> Surface | None:
+    try:
+        return SURFACE[MessageKind(row.kind)]
+    except ValueError:
+        return None
+
+
+def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
     """The Web API call for one row; RenderError when the row cannot be rendered."""
     try:
         kind = MessageKind(row.kind)
@@ -381,7 +404,6 @@ def _request_for(row: OutboxRow, *, compact: bool) -> _Request:
         return _Request("views.publish", {"user_id": row.recipient, "view": view})
     message = render(kind, payload, limits=B.COMPACT if compact else B.MESSAGE)
     content = {"text": message.text, "blocks": message.blocks}
-    target = payload.get("target")
     if surface is Surface.UPDATE or target is not None:
         if not (isinstance(target, Mapping) and target.get("channel") and target.get("ts")):
             raise RenderError(M.ERROR_MISSING_TARGET.format(kind=kind))

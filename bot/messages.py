@@ -122,9 +122,9 @@ DELTA_HEADER: Final = "Your changes in packet v{v}"
 DELTA_INTRO: Final = "Packet *v{v}* replaces v{old} in <#{channel}>. Only the changes that concern you:"
 DELTA_REASON: Final = "Why: {reason}"
 DELTA_LINE: Final[dict[str, str]] = {
-    "moved": "*{title}* moved `{old}` → `{new}`",
+    "moved": "*{title}* moved `{old}` → `{new}`{detail}",
     "reordered": "*{title}* reordered{detail}",
-    "owner_changed": "*{title}* owner {old} → {new}",
+    "owner_changed": "*{title}* owner {old} → {new}{detail}",
     "hold_added": "*{title}* is held{detail}",
     "hold_released": "*{title}* hold released{detail}",
     "conflict": "*{title}* conflict{detail}",

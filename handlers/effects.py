@@ -103,12 +103,16 @@ async def _record(ctx: RunContext, effect: fx.Effect) -> None:
 
 
 async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
+    # The compare-and-set matches the packet version the row was opened under (the engine has
+    # already decided, under the run lock, that this hold closes now).
+    row = await ctx.tx.holds.get(ctx.run, effect.hold_id)
+    version = row.packet_version if row is not None else None
     if effect.withdrawn:
-        await ctx.tx.holds.cancel_cas(run_id=ctx.run, hold_id=effect.hold_id, packet_version=None,
+        await ctx.tx.holds.cancel_cas(run_id=ctx.run, hold_id=effect.hold_id, packet_version=version,
                                       by="engine", at=ctx.now, note="withdrawn: the run ended")
         return
     await ctx.tx.holds.release_cas(
-        run_id=ctx.run, hold_id=effect.hold_id, packet_version=None,
+        run_id=ctx.run, hold_id=effect.hold_id, packet_version=version,
         released_by=",".join(effect.by), released_as=",".join(effect.roles), at=ctx.now,
     )
 
@@ -116,18 +120,24 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
 async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
     data = dict(effect.data)
     if effect.kind == fx.NotifyKind.GATE_FAILED:
-        await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload=data)
+        if _still_failing(ctx, str(data.get("checkpoint")), str(data.get("gate"))):
+            return  # the room heard when it started failing; each repeat is in the ledger
+        gate = ctx.plan.gates.get(str(data.get("gate")))
+        outcome = str(data.get("outcome"))
+        await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload={
+            **data, "threshold": gate.pass_ if gate else "", "at": ctx.now.isoformat(),
+            "outcome": "no_data" if outcome == "no-data" else outcome})
         return
     if effect.kind in (fx.NotifyKind.HOLD_RELEASED, fx.NotifyKind.HOLD_RELEASE_RECORDED):
-        hold = ctx.progress.holds.get(str(data.get("hold") or data.get("hold_id") or ""))
-        payload: dict[str, Any] = {
-            "hold": {"id": hold.id if hold else data.get("hold"), "checkpoint": hold.checkpoint if hold else None},
-            "by": data.get("by") or data.get("user"),
-            "as_role": data.get("role") or data.get("as_role"),
-            "on_behalf_of": data.get("acting_for") or data.get("on_behalf_of"),
+        hold = ctx.progress.holds.get(str(data.get("hold")))
+        release = next((r for r in reversed(hold.releases) if r.user == data.get("released_by")), None) if hold else None
+        await enqueue(ctx, kind=Notice.HOLD_RELEASED, recipient=ctx.plan.channel, payload={
+            "hold": {"id": data.get("hold"), "checkpoint": data.get("checkpoint")},
+            "by": data.get("released_by"),
+            "as_role": data.get("role"),
+            "on_behalf_of": release.acting_for if release else None,
             "remaining": _remaining(hold) if hold else [],
-        }
-        await enqueue(ctx, kind=Notice.HOLD_RELEASED, recipient=ctx.plan.channel, payload=payload)
+        })
         return
     if effect.kind == fx.NotifyKind.SIGNOFF_RECORDED:
         return  # the sign-off use case posts its own line with the roles still to sign
@@ -136,6 +146,13 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
     line = state_line(effect)
     if line is not None:
         await enqueue(ctx, kind=Notice.RUN_STATE, recipient=ctx.plan.channel, payload=line)
+
+
+def _still_failing(ctx: RunContext, checkpoint: str, gate: str) -> bool:
+    """Whether the gate's reading before this one had failed too (so this is not news)."""
+    progress = ctx.progress.checkpoints.get(checkpoint)
+    history = progress.evidence.get(gate, ()) if progress else ()
+    return len(history) >= 2 and str(history[-2].outcome) != "pass"
 
 
 def _remaining(hold: Any) -> list[str]:

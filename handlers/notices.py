@@ -109,8 +109,16 @@ def _iso(value: Any) -> str | None:
 
 
 def _shift_text(change: Change) -> str:
-    minutes = int(change.moved_by.total_seconds() // 60)
-    return f"{'+' if minutes >= 0 else ''}{minutes} min"
+    def signed(minutes: int) -> str:
+        return f"{'+' if minutes >= 0 else ''}{minutes} min"
+
+    start = int(change.moved_by.total_seconds() // 60)
+    end = int(change.end_moved_by.total_seconds() // 60)
+    if start == end:
+        return f"moved {signed(start)}"
+    if start == 0:
+        return f"now ends {signed(end)}"
+    return f"starts {signed(start)}, ends {signed(end)}"
 
 
 def delta_counts(delta: Delta) -> dict[str, int]:

@@ -36,8 +36,13 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
     progress = stages.new_run(run_id=run, plan=plan, packet=packet, at=now)
     try:
         async with deps.uow.transaction() as tx:
-            if await tx.runs.active_in_channel(plan.channel) is not None:
-                return Outcome.refused("A run is already active in this channel; finish or abort it first.")
+            active = await tx.runs.active_in_channel(plan.channel)
+            if active is not None:
+                # Refusals are ledgered: this one on the chain of the run that is in the way.
+                reason = f"Run {active.run_id} is already active in this channel; finish or abort it first."
+                await tx.ledger.append(run_id=active.run_id, actor=cmd.user, kind="refused", at=now, payload={
+                    "action": "open run", "reason": reason, "current_version": active.authoritative_version})
+                return Outcome.refused(reason, run=active.run_id, current_version=active.authoritative_version)
             await tx.plans.add(revision=plan.revision, plan_id=plan.plan, content=cmd.plan_text, at=now,
                                source=cmd.source)
             await tx.runs.create(

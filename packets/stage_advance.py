@@ -217,11 +217,17 @@ def complete(d: Draft, checkpoint: str, *, by: tuple[str, ...]) -> None:
 def cause_of(d: Draft, checkpoint: str) -> dict[str, Any]:
     """Why a checkpoint may move traffic now: the event, and who or which results cleared the way.
 
-    `after` lists each dependency with who completed it and the gate results it completed on;
+    `after` lists each dependency (and the checkpoint before it in the timeline) with who
+    completed it and the gate results it completed on;
     `released_by` the people who released its holds; `started_by` who started the run.
     """
+    # The dependencies, and the checkpoint just before it in the timeline: one checkpoint is in
+    # flight at a time, so that one completing is what let this one start.
+    order = d.order
+    position = order.index(checkpoint)
+    before = order[position - 1 : position] if position > 0 else ()
     after = []
-    for dep in d.planned(checkpoint).after:
+    for dep in dict.fromkeys((*d.planned(checkpoint).after, *before)):
         if dep not in d.progress.checkpoints:
             continue
         dep_progress = d.checkpoint(dep)

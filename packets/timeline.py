@@ -6,7 +6,8 @@ and acting map always give the same packet, byte for byte (same `Packet.hash`).
 How a checkpoint is placed:
 
 - Checkpoints are visited in topological order of `after`, ties broken by plan list order
-  (Kahn's algorithm over a heap of plan indexes: O((N + E) log N), no scans of the whole list).
+  (Kahn's algorithm over a heap of plan indexes: O((N + E) log N), no scans of the whole list;
+  a plan whose dependencies all point up the list is already in that order and skips the heap).
 - start = the latest of: the plan window's start, the checkpoint's `not_before`, and the end of
   every dependency. A `started` fact replaces that computed start: it happened.
 - end = start + duration + soak. A `late` fact ("will finish at T") makes end = max(T, that):
@@ -14,6 +15,8 @@ How a checkpoint is placed:
 - A `done` checkpoint ends at its done time (and starts at its started time, else its computed
   start, never after it ended). Done checkpoints hold nothing and wait on nothing.
 - `Facts.windows` replaces a checkpoint's plan window (narrowed or moved by the war room).
+- `status` is "done", "late", "active" (started) or "" (only planned), in that precedence.
+- Every time in the packet is in the plan window's UTC offset, whatever offset a fact came in.
 
 What happens when a checkpoint cannot finish by its `not_after`:
 
@@ -21,15 +24,19 @@ What happens when a checkpoint cannot finish by its `not_after`:
   `held=True`, and a CONFLICT hold (released by `authority.adopt_packets`) in the register. Its
   planned times show the slot it was meant to take, clamped inside its window (end = not_after),
   while its dependents are scheduled after its real earliest end, so their `after` still holds
-  whichever way the release authority decides. They name it in `waits_on`.
+  whichever way the release authority decides. They name it in `waits_on`. A checkpoint that
+  already started keeps its real start and is held all the same: the hold stops its dependents
+  until the overrun is accepted.
 - not protected: it is moved, with a conflict note and no hold.
 - waived (`Facts.waived`, a conflict the release authority accepted): scheduled at the computed
   time with no conflict and no conflict hold. Accepting a CONFLICT hold is how it is released.
 
 Holds from the plan: a hold checkpoint (`hold:`) and a protected checkpoint are held with a PLAN
 hold until released (`Facts.released`) or started. A protected checkpoint without a `hold:` is
-released by `authority.adopt_packets`. `waits_on` names every held checkpoint upstream, directly
-or through dependencies, in plan order.
+released by `authority.adopt_packets`. Hold ids are stable across versions: `plan:<checkpoint>`
+and `conflict:<checkpoint>`. `waits_on` names every held checkpoint upstream, directly or
+through dependencies, in plan order; a started or done checkpoint waits on nothing and passes
+on nothing from upstream.
 
 The timeline lists checkpoints by real start time, ties by topological rank, so it is always a
 topological order, and a checkpoint that overtakes another shows up as reordered in a delta.

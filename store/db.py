@@ -32,6 +32,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # How long a SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+# Any fixed number: replicas starting together queue on this lock instead of racing to CREATE TABLE.
+MIGRATION_LOCK_KEY = 0x6375746F766572  # "cutover"
+
 # Execution option naming the BEGIN a SQLite transaction starts with (DEFERRED for readers).
 SQLITE_BEGIN = "cutover_sqlite_begin"
 _BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE"})
@@ -109,7 +112,11 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
-    """Apply migrations up to `revision` through `engine`, in one transaction."""
+    """Apply migrations up to `revision` through `engine`, in one transaction.
+
+    Safe when several replicas start at once: on PostgreSQL they take turns on an advisory lock,
+    on SQLite on the write lock (BEGIN IMMEDIATE); whoever comes second finds the schema at head.
+    """
 
     def run(sync_connection: Connection) -> None:
         config = alembic_config()
@@ -118,6 +125,8 @@ async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         await connection.run_sync(run)
 
 

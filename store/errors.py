@@ -26,3 +26,14 @@ class StaleWrite(StoreError):
         self.run_id = run_id
         self.expected_lock_version = expected_lock_version
         super().__init__(f"run {run_id!r} is no longer at lock_version {expected_lock_version}")
+
+
+class NestedTransaction(StoreError):
+    """A transaction was opened inside another that holds the lock it needs: it would wait forever."""
+
+    def __init__(self, lock: str) -> None:
+        self.lock = lock
+        super().__init__(
+            f"a transaction already holding {lock} is open in this task; "
+            "do this work inside it, or after it ends"
+        )

@@ -107,10 +107,11 @@ class Runs:
     async def lock(self, run_id: str) -> RunRow:
         """Read the run and hold its row lock until the transaction ends (PostgreSQL).
 
-        SQLite has no row locks; there the unit of work already holds the database's only write
-        lock, which is stronger.
+        `FOR NO KEY UPDATE`: it queues every other use case on the run, but not inserts that only
+        reference the run (their foreign-key check takes a KEY SHARE lock, which it allows). SQLite
+        has no row locks; there the unit of work already holds the database's one write lock.
         """
-        statement = select(runs).where(runs.c.run_id == run_id).with_for_update()
+        statement = select(runs).where(runs.c.run_id == run_id).with_for_update(key_share=True)
         result = await self._connection.execute(statement)
         mapping = result.mappings().first()
         if mapping is None:

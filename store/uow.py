@@ -14,6 +14,10 @@ one run never interleave:
   lock at once, which also keeps out writers in other processes. Every write transaction is
   serialised this way, with or without `run_id`: SQLite has only the one write lock anyway.
 
+Opening a transaction inside another one of the same task that holds the lock it needs (any
+write transaction on SQLite, the same run on PostgreSQL) raises `NestedTransaction` rather than
+waiting on itself forever.
+
 `read_only=True` gives a transaction for queries that takes no lock at all (PostgreSQL makes it
 READ ONLY; SQLite reads a WAL snapshot with `query_only` on): status views and `ledger verify` run
 beside a busy bot.
@@ -25,6 +29,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from sqlalchemy.engine import URL
@@ -33,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from store.acks import Acks
 from store.acting import ActingChanges
 from store.checkpoints import Checkpoints
-from store.db import SQLITE_BEGIN
+from store.db import SQLITE_BEGIN, display_url
+from store.errors import NestedTransaction
 from store.gate_results import GateResults
 from store.holds import Holds
 from store.ledger import Ledger
@@ -67,6 +73,26 @@ class Transaction:
 _writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+# Locks the current task holds through open transactions. Opening a second transaction that needs
+# one of them would wait on ourselves forever; it raises NestedTransaction instead.
+_held_locks: ContextVar[frozenset[str]] = ContextVar("cutover_store_held_locks", default=frozenset())
+
+
+@asynccontextmanager
+async def _holding(lock: str | None) -> AsyncIterator[None]:
+    if lock is None:
+        yield
+        return
+    held = _held_locks.get()
+    if lock in held:
+        raise NestedTransaction(lock)
+    token = _held_locks.set(held | {lock})
+    try:
+        yield
+    finally:
+        _held_locks.reset(token)
 
 
 def _writer_lock(database: str) -> asyncio.Lock:
@@ -110,14 +136,16 @@ class UnitOfWork:
         if read_only and run_id is not None:
             raise ValueError("a read-only transaction takes no run lock; drop run_id or read_only")
         if self._sqlite and (not read_only or self._shared_connection):
-            async with _writer_lock(self._database_key), self._open(run_id, read_only=read_only) as tx:
+            lock = f"the SQLite write lock of {self._database_key}"
+            async with _holding(lock), _writer_lock(self._database_key), self._open(run_id, read_only) as tx:
                 yield tx
-        else:
-            async with self._open(run_id, read_only=read_only) as tx:
-                yield tx
+            return
+        lock = None if run_id is None else f"the lock of run {run_id!r} in {display_url(self._engine.url)}"
+        async with _holding(lock), self._open(run_id, read_only) as tx:
+            yield tx
 
     @asynccontextmanager
-    async def _open(self, run_id: str | None, *, read_only: bool) -> AsyncIterator[Transaction]:
+    async def _open(self, run_id: str | None, read_only: bool) -> AsyncIterator[Transaction]:
         async with self._engine.connect() as connection:
             if read_only and self._sqlite:
                 await connection.execution_options(**{SQLITE_BEGIN: "DEFERRED"})

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import shutil
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from datetime import UTC, datetime
@@ -126,7 +126,9 @@ async def _emptied(url: str) -> None:
         await engine.dispose()
 
 
-async def _fresh_database(request: pytest.FixtureRequest, tmp_path: Path, *, migrated: bool) -> AsyncIterator[str]:
+async def _fresh_database(
+    request: pytest.FixtureRequest, tmp_path: Path, *, migrated: bool
+) -> AsyncIterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "cutover.db"
         if migrated:

@@ -210,6 +210,30 @@ async def test_a_superseded_packet_is_updated_in_place_with_the_stored_ts(
     assert not [b for b in message.blocks if b["type"] == "actions" or "accessory" in b]
 
 
+async def test_a_superseded_packet_queued_before_v2_was_sent_finds_v2s_message_at_send_time(
+    slack: SlackStandin, outbox: FakeOutbox, clock: Clock
+) -> None:
+    async def find_target(row: Any) -> Mapping[str, Any] | None:
+        posted = [
+            r
+            for r in outbox.rows
+            if r.kind == MessageKind.PACKET_POSTED
+            and r.payload["packet"]["version"] == row.payload["version"]
+        ]
+        return {"channel": posted[0].channel, "ts": posted[0].ts} if posted and posted[0].ts else None
+
+    client = make_client(token=slack.token, base_url=slack.base_url)
+    dispatcher = Dispatcher(client=client, outbox=outbox, policy=FAST, find_target=find_target)
+    v2 = outbox.add(MessageKind.PACKET_POSTED, "C0WARROOM", {"run": "r1", "packet": packet(version=2)})
+    outbox.add(MessageKind.PACKET_SUPERSEDED, "C0WARROOM", {"run": "r1", "version": 2, "superseded_by": 3})
+
+    await dispatcher.drain(now_fn=clock.now)
+
+    (update,) = slack.calls("chat.update")
+    assert update.body["ts"] == v2.ts
+    assert set(outbox.states().values()) == {"sent"}
+
+
 async def test_a_superseded_packet_without_a_target_fails_rather_than_posting_a_new_message(
     slack: SlackStandin, outbox: FakeOutbox, clock: Clock
 ) -> None:

@@ -157,8 +157,8 @@ def test_actions_rank_pause_hold_rollback_cohort_freeze_global_rollback() -> Non
 @given(st.lists(st.sampled_from(SEVERITY), min_size=1))
 def test_the_most_severe_action_is_never_outranked_by_another_in_the_batch(actions: list[Action]) -> None:
     chosen = most_severe(actions)
-    assert chosen in actions
-    assert all(SEVERITY.index(a) <= SEVERITY.index(chosen) for a in actions)  # type: ignore[arg-type]
+    assert chosen is not None and chosen in actions
+    assert all(SEVERITY.index(a) <= SEVERITY.index(chosen) for a in actions)
 
 
 def test_the_matrix_takes_each_gates_action_from_the_plan() -> None:

@@ -33,7 +33,9 @@ async def test_the_first_entry_links_to_genesis_and_hashes_its_canonical_form(
     eastern = timezone(timedelta(hours=-5))
     async with uow.transaction(run_id=run_id) as tx:
         entry = await tx.ledger.append(
-            run_id=run_id, actor="U0ENG1", kind="late_reported",
+            run_id=run_id,
+            actor="U0ENG1",
+            kind="late_reported",
             payload={"checkpoint": "key-replication", "by": "+40m", "note": "draining — still"},
             at=datetime(2026, 11, 24, 21, 40, tzinfo=eastern),
         )
@@ -57,8 +59,9 @@ async def test_each_run_has_its_own_chain_numbered_from_one(uow: UnitOfWork, mak
     for n in range(3):
         for run_id in (first, second):
             async with uow.transaction(run_id=run_id) as tx:
-                await tx.ledger.append(run_id=run_id, actor="bot", kind=f"k{n}", payload={"n": n},
-                                       at=T0 + timedelta(seconds=n))
+                await tx.ledger.append(
+                    run_id=run_id, actor="bot", kind=f"k{n}", payload={"n": n}, at=T0 + timedelta(seconds=n)
+                )
     async with uow.transaction(read_only=True) as tx:
         entries = await tx.ledger.entries(first)
         assert [e.seq for e in entries] == [1, 2, 3]
@@ -73,8 +76,13 @@ async def test_entries_read_back_as_appended(uow: UnitOfWork, make_run: MakeRun)
     run_id = await make_run()
     async with uow.transaction(run_id=run_id) as tx:
         appended = [
-            await tx.ledger.append(run_id=run_id, actor="U1", kind="k", payload={"n": n, "pair": (n, n)},
-                                   at=T0 + timedelta(seconds=n))
+            await tx.ledger.append(
+                run_id=run_id,
+                actor="U1",
+                kind="k",
+                payload={"n": n, "pair": (n, n)},
+                at=T0 + timedelta(seconds=n),
+            )
             for n in range(5)
         ]
     async with uow.transaction(read_only=True) as tx:
@@ -101,7 +109,9 @@ async def test_concurrent_appends_to_one_chain_never_fork_it(uow: UnitOfWork, ma
         assert (await tx.ledger.verify(run_id)).ok
 
 
-async def test_the_database_refuses_to_update_or_delete_a_ledger_row(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_the_database_refuses_to_update_or_delete_a_ledger_row(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     async with uow.transaction(run_id=run_id) as tx:
         await tx.ledger.append(run_id=run_id, actor="U1", kind="k", payload={}, at=T0)
@@ -123,9 +133,24 @@ def test_no_code_path_updates_or_deletes_a_ledger_row() -> None:
 
 
 def stored(seq: int, prev_hash: str, *, payload: str = "{}", run_id: str = "r-1") -> StoredEntry:
-    entry = {"seq": seq, "at": T0.isoformat(), "run": run_id, "actor": "U1", "kind": "k", "payload": json.loads(payload)}
-    return StoredEntry(run_id=run_id, seq=seq, at=T0, actor="U1", kind="k", payload_text=payload,
-                       prev_hash=prev_hash, hash=expected_hash(prev_hash, entry))
+    entry = {
+        "seq": seq,
+        "at": T0.isoformat(),
+        "run": run_id,
+        "actor": "U1",
+        "kind": "k",
+        "payload": json.loads(payload),
+    }
+    return StoredEntry(
+        run_id=run_id,
+        seq=seq,
+        at=T0,
+        actor="U1",
+        kind="k",
+        payload_text=payload,
+        prev_hash=prev_hash,
+        hash=expected_hash(prev_hash, entry),
+    )
 
 
 def chain(length: int) -> list[StoredEntry]:
@@ -147,7 +172,9 @@ def test_a_chain_whose_head_says_more_than_it_holds_is_missing_its_tail() -> Non
 
 def test_a_payload_reformatted_without_changing_its_meaning_still_fails() -> None:
     rows = chain(2)
-    reformatted = StoredEntry(**{**{f: getattr(rows[1], f) for f in StoredEntry.__slots__}, "payload_text": "{ }"})
+    reformatted = StoredEntry(
+        **{**{f: getattr(rows[1], f) for f in StoredEntry.__slots__}, "payload_text": "{ }"}
+    )
     verdict = check_chain("r-1", [rows[0], reformatted], ChainHead(seq=2, hash=rows[1].hash))
     assert (verdict.broken_at, verdict.problem) == (2, "payload is not the text that was hashed")
 

@@ -32,9 +32,13 @@ async def fill(uow: UnitOfWork, make_run: MakeRun) -> None:
         await make_run(run_id)
         for n in range(LENGTH):
             async with uow.transaction(run_id=run_id) as tx:
-                await tx.ledger.append(run_id=run_id, actor="U0REL1", kind="hold_released",
-                                       payload={"hold": f"h{n}", "as": "release-authority"},
-                                       at=T0 + timedelta(minutes=n))
+                await tx.ledger.append(
+                    run_id=run_id,
+                    actor="U0REL1",
+                    kind="hold_released",
+                    payload={"hold": f"h{n}", "as": "release-authority"},
+                    at=T0 + timedelta(minutes=n),
+                )
 
 
 async def tamper(uow: UnitOfWork, change: Tamper) -> None:
@@ -55,14 +59,18 @@ async def verify(*args: str) -> int:
 
 
 async def row(connection: AsyncConnection, seq: int) -> dict[str, object]:
-    result = await connection.execute(text("SELECT * FROM ledger WHERE run_id = :r AND seq = :s"), {"r": RUN, "s": seq})
+    result = await connection.execute(
+        text("SELECT * FROM ledger WHERE run_id = :r AND seq = :s"), {"r": RUN, "s": seq}
+    )
     return dict(result.mappings().one())
 
 
 async def edit_payload(connection: AsyncConnection) -> None:
     await connection.execute(
-        text("""UPDATE ledger SET payload = '{"as":"release-authority","hold":"h-forged"}' """
-             "WHERE run_id = :r AND seq = 3"),
+        text(
+            """UPDATE ledger SET payload = '{"as":"release-authority","hold":"h-forged"}' """
+            "WHERE run_id = :r AND seq = 3"
+        ),
         {"r": RUN},
     )
 
@@ -72,23 +80,34 @@ async def delete_row(connection: AsyncConnection) -> None:
 
 
 async def delete_last_row(connection: AsyncConnection) -> None:
-    await connection.execute(text("DELETE FROM ledger WHERE run_id = :r AND seq = :s"), {"r": RUN, "s": LENGTH})
+    await connection.execute(
+        text("DELETE FROM ledger WHERE run_id = :r AND seq = :s"), {"r": RUN, "s": LENGTH}
+    )
 
 
 async def swap_rows(connection: AsyncConnection) -> None:
     # In three steps: the primary key must hold after each statement.
     for old, new in ((3, -1), (4, 3), (-1, 4)):
         await connection.execute(
-            text("UPDATE ledger SET seq = :new WHERE run_id = :r AND seq = :old"), {"r": RUN, "old": old, "new": new}
+            text("UPDATE ledger SET seq = :new WHERE run_id = :r AND seq = :old"),
+            {"r": RUN, "old": old, "new": new},
         )
 
 
-async def _append_forged(connection: AsyncConnection, *, prev_hash: str, recompute: bool, move_head: bool) -> None:
+async def _append_forged(
+    connection: AsyncConnection, *, prev_hash: str, recompute: bool, move_head: bool
+) -> None:
     seq = LENGTH + 1
     payload = '{"as":"release-authority","hold":"widen"}'
     at = T0 + timedelta(hours=1)
-    entry = {"seq": seq, "at": at.isoformat(), "run": RUN, "actor": "U0REL1", "kind": "hold_released",
-             "payload": json.loads(payload)}
+    entry = {
+        "seq": seq,
+        "at": at.isoformat(),
+        "run": RUN,
+        "actor": "U0REL1",
+        "kind": "hold_released",
+        "payload": json.loads(payload),
+    }
     canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256((prev_hash + canonical).encode()).hexdigest() if recompute else "f" * 64
     insert = text(
@@ -99,13 +118,17 @@ async def _append_forged(connection: AsyncConnection, *, prev_hash: str, recompu
         insert, {"r": RUN, "seq": seq, "at": at, "payload": payload, "prev": prev_hash, "hash": digest}
     )
     if move_head:
-        await connection.execute(text("UPDATE ledger_heads SET seq = :seq, hash = :hash WHERE run_id = :r"),
-                                 {"r": RUN, "seq": seq, "hash": digest})
+        await connection.execute(
+            text("UPDATE ledger_heads SET seq = :seq, hash = :hash WHERE run_id = :r"),
+            {"r": RUN, "seq": seq, "hash": digest},
+        )
 
 
 async def forge_with_a_wrong_link(connection: AsyncConnection) -> None:
     # The forger recomputes the hash correctly, but over a link to an older entry.
-    await _append_forged(connection, prev_hash=str((await row(connection, 2))["hash"]), recompute=True, move_head=True)
+    await _append_forged(
+        connection, prev_hash=str((await row(connection, 2))["hash"]), recompute=True, move_head=True
+    )
 
 
 async def forge_with_a_bad_hash(connection: AsyncConnection) -> None:
@@ -125,7 +148,9 @@ TAMPERING = [
     pytest.param(swap_rows, 3, "does not link", id="swapped-rows"),
     pytest.param(forge_with_a_wrong_link, LENGTH + 1, "does not link", id="forged-row-wrong-link"),
     pytest.param(forge_with_a_bad_hash, LENGTH + 1, "hash does not match", id="forged-row-bad-hash"),
-    pytest.param(forge_perfectly_but_leave_the_head, LENGTH + 1, "past the recorded head", id="forged-row-past-head"),
+    pytest.param(
+        forge_perfectly_but_leave_the_head, LENGTH + 1, "past the recorded head", id="forged-row-past-head"
+    ),
 ]
 
 
@@ -141,8 +166,13 @@ async def test_an_intact_ledger_verifies_and_exits_zero(
 
 @pytest.mark.parametrize(("change", "seq", "problem"), TAMPERING)
 async def test_tampering_is_detected_at_the_first_sequence_number_that_does_not_verify(
-    uow: UnitOfWork, make_run: MakeRun, database_url: str, capsys: pytest.CaptureFixture[str],
-    change: Tamper, seq: int, problem: str,
+    uow: UnitOfWork,
+    make_run: MakeRun,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    change: Tamper,
+    seq: int,
+    problem: str,
 ) -> None:
     await fill(uow, make_run)
     await tamper(uow, change)
@@ -176,7 +206,10 @@ async def test_verifying_a_run_with_no_ledger_fails(
 
 
 async def test_verify_reads_database_url_from_the_environment(
-    uow: UnitOfWork, make_run: MakeRun, database_url: str, monkeypatch: pytest.MonkeyPatch,
+    uow: UnitOfWork,
+    make_run: MakeRun,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     await fill(uow, make_run)
@@ -185,7 +218,9 @@ async def test_verify_reads_database_url_from_the_environment(
     assert f"run {RUN}: {LENGTH} entries verified" in capsys.readouterr().out
 
 
-async def test_an_empty_ledger_verifies(uow: UnitOfWork, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_an_empty_ledger_verifies(
+    uow: UnitOfWork, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert await verify("--database-url", database_url) == 0
     assert "no ledger entries yet" in capsys.readouterr().out
 

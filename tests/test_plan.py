@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from datetime import timedelta
@@ -225,9 +226,16 @@ def test_the_payments_example_tells_the_war_room_story() -> None:
     assert plan.rehearsal is not None
     script = [(a.user, a.do) for a in plan.rehearsal.actions]
     assert ("U0REL1", "delegate release-authority @U0REL2") in script
-    assert ("U0ENG1", "release canary-a") in script
+    assert ("U0RISK1", "release canary-a") in script  # payments-risk may not release gate holds
     assert ("U0REL2", "release canary-a") in script
     assert plan.rehearsal.expect == "completed"
+
+
+def test_the_payments_timeline_is_one_line_so_planned_times_are_real_times() -> None:
+    # The engine runs one checkpoint at a time: parallel branches would make planned ends lie.
+    plan = example("payments-tokenization.yaml")
+    for before, after in itertools.pairwise(plan.checkpoints):
+        assert after.after == [before.id]
 
 
 def test_the_payments_latency_breach_falls_inside_canary_a_soak() -> None:
@@ -235,10 +243,17 @@ def test_the_payments_latency_breach_falls_inside_canary_a_soak() -> None:
     assert plan.rehearsal is not None
     latency = plan.rehearsal.telemetry["lookup-latency-p95"]
     breach = [t for t, v in latency if v is not None and v > 0.25]
-    assert breach == [timedelta(minutes=50)]
-    # key-replication released at 2m and reported late until 30m: canary-a soaks 45m-65m.
-    # Even if the late report were ignored (done at 17m), it would soak 32m-52m.
-    assert timedelta(minutes=32) <= breach[0] < timedelta(minutes=52)
+    recovered = [t for t, v in latency if t > breach[0] and v is not None and v <= 0.25]
+    assert breach == [timedelta(minutes=60)]
+    # key-replication released at 2m and late until 30m: shadow-read-parity, rollback-health,
+    # then canary-a soaks 55m-75m. Were the late report ignored (done at 17m), 42m-62m. Either
+    # way the breach (60m-75m) fails a check inside the soak.
+    for soak_start in (timedelta(minutes=55), timedelta(minutes=42)):
+        soak_end = soak_start + plan.checkpoint("canary-a").soak
+        assert max(soak_start, breach[0]) < min(soak_end, recovered[0])
+    releases = {(a.user, a.at) for a in plan.rehearsal.actions if a.do == "release canary-a"}
+    assert releases == {("U0RISK1", timedelta(minutes=65)), ("U0REL2", timedelta(minutes=80))}
+    assert timedelta(minutes=80) > recovered[0]
 
 
 def test_the_ga_examples_differ_only_where_the_breach_needs_them_to() -> None:
@@ -271,6 +286,8 @@ def test_the_resequencing_example_narrows_the_replication_window_past_its_work()
         "exec-comms",
     }
     assert plan.checkpoint("security-approval").owner == "security"
+    for before, after in itertools.pairwise(plan.checkpoints):
+        assert after.after == [before.id]
     assert plan.roles["security"].delegates == ["U0SEC2"]
     assert plan.rehearsal is not None
     script = [a.do for a in plan.rehearsal.actions]

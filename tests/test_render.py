@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
@@ -577,3 +579,17 @@ def test_a_button_value_over_slacks_limit_is_refused_when_rendering() -> None:
 def test_a_button_value_not_rendered_by_the_bot_is_refused(text: str) -> None:
     with pytest.raises(ButtonValueError):
         ButtonValue.decode(text)
+
+
+# -- any text a person may type --------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(reason=st.text(max_size=400), title=st.text(min_size=1, max_size=200))
+def test_any_reason_or_title_renders_to_blocks_slack_accepts(reason: str, title: str) -> None:
+    data = {"run": RUN, "packet": {**packet(reason=reason), "timeline": [checkpoint(0, title=title)]}}
+
+    message = render(MessageKind.PACKET_POSTED, data)
+
+    assert_valid(message.blocks)
+    assert "<!" not in all_text(message)  # no mention of @channel/@here can be typed in

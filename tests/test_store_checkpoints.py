@@ -10,13 +10,29 @@ MakeRun = Callable[..., Awaitable[str]]
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
-async def test_a_checkpoint_projection_is_inserted_then_overwritten(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_checkpoint_projection_is_inserted_then_overwritten(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
-    planned = CheckpointRow(run_id=run_id, checkpoint="canary-a", state="planned", updated_at=T0,
-                            owner_role="release-eng", owner_user="U0ENG1")
-    done = CheckpointRow(run_id=run_id, checkpoint="canary-a", state="done", updated_at=T0 + timedelta(minutes=30),
-                         owner_role="release-eng", owner_user="U0ENG2", started_at=T0,
-                         completed_at=T0 + timedelta(minutes=30), detail={"passes": 3})
+    planned = CheckpointRow(
+        run_id=run_id,
+        checkpoint="canary-a",
+        state="planned",
+        updated_at=T0,
+        owner_role="release-eng",
+        owner_user="U0ENG1",
+    )
+    done = CheckpointRow(
+        run_id=run_id,
+        checkpoint="canary-a",
+        state="done",
+        updated_at=T0 + timedelta(minutes=30),
+        owner_role="release-eng",
+        owner_user="U0ENG2",
+        started_at=T0,
+        completed_at=T0 + timedelta(minutes=30),
+        detail={"passes": 3},
+    )
     async with uow.transaction(run_id=run_id) as tx:
         await tx.checkpoints.put(planned)
         assert await tx.checkpoints.get(run_id, "canary-a") == planned
@@ -32,8 +48,9 @@ async def test_what_a_user_owns_is_listed_across_active_runs_only(uow: UnitOfWor
         for run_id in (live, finished):
             for checkpoint, owner in (("b-widen", "U0REL1"), ("a-canary", "U0ENG1"), ("c-retire", "U0REL1")):
                 await tx.checkpoints.put(
-                    CheckpointRow(run_id=run_id, checkpoint=checkpoint, state="planned", updated_at=T0,
-                                  owner_user=owner)
+                    CheckpointRow(
+                        run_id=run_id, checkpoint=checkpoint, state="planned", updated_at=T0, owner_user=owner
+                    )
                 )
         owned = await tx.checkpoints.owned_by("U0REL1")
         every = await tx.checkpoints.for_run(live)

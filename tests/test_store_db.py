@@ -37,7 +37,9 @@ async def test_an_empty_database_has_no_revision_until_upgraded(empty_database_u
         await engine.dispose()
 
 
-async def test_upgrading_twice_changes_nothing_and_keeps_the_data(database_url: str, make_run: MakeRun) -> None:
+async def test_upgrading_twice_changes_nothing_and_keeps_the_data(
+    database_url: str, make_run: MakeRun
+) -> None:
     await make_run("r-kept")
     await upgrade(database_url)
     engine = make_engine(database_url)
@@ -74,7 +76,9 @@ async def test_sqlite_connections_use_wal_a_busy_timeout_and_foreign_keys(tmp_pa
         await engine.dispose()
 
 
-async def test_a_sqlite_write_transaction_holds_the_write_lock_from_its_first_statement(tmp_path: Path) -> None:
+async def test_a_sqlite_write_transaction_holds_the_write_lock_from_its_first_statement(
+    tmp_path: Path,
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
     await upgrade(url)
     holder_engine, other_engine = make_engine(url), make_engine(url)
@@ -92,7 +96,9 @@ async def test_a_sqlite_write_transaction_holds_the_write_lock_from_its_first_st
         await other_engine.dispose()
 
 
-async def test_times_come_back_timezone_aware_in_utc_on_both_databases(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_times_come_back_timezone_aware_in_utc_on_both_databases(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     eastern = timezone(timedelta(hours=-5))
     local = datetime(2026, 11, 24, 21, 0, 0, 123456, tzinfo=eastern)
     await make_run("r-tz", at=local)
@@ -110,8 +116,13 @@ async def test_a_naive_time_is_refused(uow: UnitOfWork) -> None:
 
 
 def test_the_database_url_is_the_flag_else_the_environment_else_a_local_sqlite_file() -> None:
-    assert database_url("sqlite+aiosqlite:///a.db", environ={"DATABASE_URL": "x"}) == "sqlite+aiosqlite:///a.db"
-    assert database_url(None, environ={"DATABASE_URL": "postgresql+asyncpg://h/db"}) == "postgresql+asyncpg://h/db"
+    assert (
+        database_url("sqlite+aiosqlite:///a.db", environ={"DATABASE_URL": "x"}) == "sqlite+aiosqlite:///a.db"
+    )
+    assert (
+        database_url(None, environ={"DATABASE_URL": "postgresql+asyncpg://h/db"})
+        == "postgresql+asyncpg://h/db"
+    )
     assert database_url(None, environ={}) == DEFAULT_DATABASE_URL == "sqlite+aiosqlite:///cutover.db"
 
 

@@ -10,16 +10,32 @@ MakeRun = Callable[..., Awaitable[str]]
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
-async def record(uow: UnitOfWork, run_id: str, *, gate: str = "auth-success", slot: int = 1,
-                 outcome: str = "pass", value: float | None = 0.998) -> bool:
+async def record(
+    uow: UnitOfWork,
+    run_id: str,
+    *,
+    gate: str = "auth-success",
+    slot: int = 1,
+    outcome: str = "pass",
+    value: float | None = 0.998,
+) -> bool:
     async with uow.transaction() as tx:
         return await tx.gate_results.record(
-            run_id=run_id, checkpoint="canary-a", gate=gate, slot=slot, outcome=outcome, value=value,
-            reason="", at=T0 + timedelta(minutes=slot), packet_version=2,
+            run_id=run_id,
+            checkpoint="canary-a",
+            gate=gate,
+            slot=slot,
+            outcome=outcome,
+            value=value,
+            reason="",
+            at=T0 + timedelta(minutes=slot),
+            packet_version=2,
         )
 
 
-async def test_a_slot_is_recorded_once_and_the_second_recorder_is_told(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_slot_is_recorded_once_and_the_second_recorder_is_told(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     assert await record(uow, run_id, slot=1)
     assert not await record(uow, run_id, slot=1, outcome="fail", value=0.5)
@@ -27,10 +43,15 @@ async def test_a_slot_is_recorded_once_and_the_second_recorder_is_told(uow: Unit
     assert await record(uow, run_id, slot=1, gate="lookup-latency-p95", value=None, outcome="no-data")
     async with uow.transaction() as tx:
         rows = await tx.gate_results.for_checkpoint(run_id, "canary-a", gate="auth-success")
-    assert [(r.slot, r.outcome, r.value, r.packet_version) for r in rows] == [(1, "pass", 0.998, 2), (2, "pass", 0.998, 2)]
+    assert [(r.slot, r.outcome, r.value, r.packet_version) for r in rows] == [
+        (1, "pass", 0.998, 2),
+        (2, "pass", 0.998, 2),
+    ]
 
 
-async def test_replicas_ticking_the_same_slot_at_once_act_on_it_exactly_once(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_replicas_ticking_the_same_slot_at_once_act_on_it_exactly_once(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     results = await asyncio.gather(*(record(uow, run_id, slot=7) for _ in range(10)))
     assert results.count(True) == 1

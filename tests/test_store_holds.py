@@ -13,12 +13,26 @@ MakeRun = Callable[..., Awaitable[str]]
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
-async def open_hold(uow: UnitOfWork, run_id: str, hold_id: str = "hold-widen", *, version: int | None = 2,
-                    at: datetime = T0, mode: str = "any") -> bool:
+async def open_hold(
+    uow: UnitOfWork,
+    run_id: str,
+    hold_id: str = "hold-widen",
+    *,
+    version: int | None = 2,
+    at: datetime = T0,
+    mode: str = "any",
+) -> bool:
     async with uow.transaction(run_id=run_id) as tx:
         return await tx.holds.open(
-            run_id=run_id, hold_id=hold_id, checkpoint="widen", source="plan", reason="widen beyond cohort A",
-            release_by=("release-authority", "payments-risk"), at=at, mode=mode, packet_version=version,
+            run_id=run_id,
+            hold_id=hold_id,
+            checkpoint="widen",
+            source="plan",
+            reason="widen beyond cohort A",
+            release_by=("release-authority", "payments-risk"),
+            at=at,
+            mode=mode,
+            packet_version=version,
             opened_by="U0REL1",
         )
 
@@ -29,7 +43,13 @@ async def test_an_opened_hold_reads_back_open(uow: UnitOfWork, make_run: MakeRun
     async with uow.transaction() as tx:
         hold = await tx.holds.get(run_id, "hold-widen")
     assert hold is not None
-    assert (hold.state, hold.checkpoint, hold.source, hold.mode, hold.packet_version) == ("open", "widen", "plan", "any", 2)
+    assert (hold.state, hold.checkpoint, hold.source, hold.mode, hold.packet_version) == (
+        "open",
+        "widen",
+        "plan",
+        "any",
+        2,
+    )
     assert hold.release_by == ("release-authority", "payments-risk")
     assert (hold.opened_at, hold.opened_by, hold.released_by, hold.released_at) == (T0, "U0REL1", None, None)
 
@@ -40,42 +60,63 @@ async def test_opening_a_hold_id_twice_is_refused(uow: UnitOfWork, make_run: Mak
     assert not await open_hold(uow, run_id)
 
 
-async def test_a_release_records_who_released_as_which_role_and_when(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_release_records_who_released_as_which_role_and_when(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     await open_hold(uow, run_id)
     at = T0 + timedelta(minutes=4)
     async with uow.transaction(run_id=run_id) as tx:
         assert await tx.holds.release_cas(
-            run_id=run_id, hold_id="hold-widen", packet_version=2, released_by="U0REL2",
-            released_as="release-authority", at=at, note="metrics clean",
+            run_id=run_id,
+            hold_id="hold-widen",
+            packet_version=2,
+            released_by="U0REL2",
+            released_as="release-authority",
+            at=at,
+            note="metrics clean",
         )
         hold = await tx.holds.get(run_id, "hold-widen")
     assert hold is not None
     assert (hold.state, hold.released_by, hold.released_as, hold.released_at, hold.release_note) == (
-        "released", "U0REL2", "release-authority", at, "metrics clean",
+        "released",
+        "U0REL2",
+        "release-authority",
+        at,
+        "metrics clean",
     )
 
 
-async def test_a_release_rendered_for_another_packet_version_is_refused(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_release_rendered_for_another_packet_version_is_refused(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     await open_hold(uow, run_id, version=2)
     async with uow.transaction(run_id=run_id) as tx:
         assert not await tx.holds.release_cas(
-            run_id=run_id, hold_id="hold-widen", packet_version=1, released_by="U0REL1",
-            released_as="release-authority", at=T0,
+            run_id=run_id,
+            hold_id="hold-widen",
+            packet_version=1,
+            released_by="U0REL1",
+            released_as="release-authority",
+            at=T0,
         )
         hold = await tx.holds.get(run_id, "hold-widen")
     assert hold is not None and hold.state == HoldState.OPEN
 
 
-async def test_a_hold_opened_outside_any_packet_is_released_with_no_version(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_hold_opened_outside_any_packet_is_released_with_no_version(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     await open_hold(uow, run_id, "manual-1", version=None)
     async with uow.transaction(run_id=run_id) as tx:
-        assert not await tx.holds.release_cas(run_id=run_id, hold_id="manual-1", packet_version=3,
-                                              released_by="U1", released_as="r", at=T0)
-        assert await tx.holds.release_cas(run_id=run_id, hold_id="manual-1", packet_version=None,
-                                          released_by="U1", released_as="r", at=T0)
+        assert not await tx.holds.release_cas(
+            run_id=run_id, hold_id="manual-1", packet_version=3, released_by="U1", released_as="r", at=T0
+        )
+        assert await tx.holds.release_cas(
+            run_id=run_id, hold_id="manual-1", packet_version=None, released_by="U1", released_as="r", at=T0
+        )
 
 
 async def test_fifty_simultaneous_releases_of_one_hold_have_exactly_one_winner(
@@ -87,8 +128,12 @@ async def test_fifty_simultaneous_releases_of_one_hold_have_exactly_one_winner(
     async def click(n: int) -> bool:
         async with uow.transaction(run_id=run_id) as tx:
             return await tx.holds.release_cas(
-                run_id=run_id, hold_id="hold-widen", packet_version=2, released_by=f"U{n:02d}",
-                released_as="release-authority", at=T0 + timedelta(seconds=n),
+                run_id=run_id,
+                hold_id="hold-widen",
+                packet_version=2,
+                released_by=f"U{n:02d}",
+                released_as="release-authority",
+                at=T0 + timedelta(seconds=n),
             )
 
     results = await asyncio.gather(*(click(n) for n in range(50)))
@@ -98,10 +143,16 @@ async def test_fifty_simultaneous_releases_of_one_hold_have_exactly_one_winner(
     async with uow.transaction() as tx:
         hold = await tx.holds.get(run_id, "hold-widen")
     assert hold is not None
-    assert (hold.state, hold.released_by, hold.released_at) == ("released", f"U{winner:02d}", T0 + timedelta(seconds=winner))
+    assert (hold.state, hold.released_by, hold.released_at) == (
+        "released",
+        f"U{winner:02d}",
+        T0 + timedelta(seconds=winner),
+    )
 
 
-async def test_the_compare_and_set_alone_keeps_fifty_releases_to_one_winner(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_the_compare_and_set_alone_keeps_fifty_releases_to_one_winner(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     # No run lock here: only `UPDATE ... WHERE state = 'open'` stands between the clicks.
     run_id = await make_run()
     await open_hold(uow, run_id)
@@ -110,8 +161,12 @@ async def test_the_compare_and_set_alone_keeps_fifty_releases_to_one_winner(uow:
         async with uow.transaction() as tx:
             await asyncio.sleep(0)
             return await tx.holds.release_cas(
-                run_id=run_id, hold_id="hold-widen", packet_version=2, released_by=f"U{n:02d}",
-                released_as="release-authority", at=T0,
+                run_id=run_id,
+                hold_id="hold-widen",
+                packet_version=2,
+                released_by=f"U{n:02d}",
+                released_as="release-authority",
+                at=T0,
             )
 
     results = await asyncio.gather(*(click(n) for n in range(50)))
@@ -122,13 +177,22 @@ async def test_a_cancelled_hold_cannot_be_released(uow: UnitOfWork, make_run: Ma
     run_id = await make_run()
     await open_hold(uow, run_id)
     async with uow.transaction(run_id=run_id) as tx:
-        assert await tx.holds.cancel_cas(run_id=run_id, hold_id="hold-widen", packet_version=2, by="bot", at=T0,
-                                         note="no longer in packet v3")
-        assert not await tx.holds.release_cas(run_id=run_id, hold_id="hold-widen", packet_version=2,
-                                              released_by="U1", released_as="r", at=T0)
+        assert await tx.holds.cancel_cas(
+            run_id=run_id,
+            hold_id="hold-widen",
+            packet_version=2,
+            by="bot",
+            at=T0,
+            note="no longer in packet v3",
+        )
+        assert not await tx.holds.release_cas(
+            run_id=run_id, hold_id="hold-widen", packet_version=2, released_by="U1", released_as="r", at=T0
+        )
         hold = await tx.holds.get(run_id, "hold-widen")
     assert hold is not None and (hold.state, hold.released_by, hold.release_note) == (
-        "cancelled", "bot", "no longer in packet v3",
+        "cancelled",
+        "bot",
+        "no longer in packet v3",
     )
 
 
@@ -136,13 +200,24 @@ async def test_each_role_approves_a_mode_all_hold_once(uow: UnitOfWork, make_run
     run_id = await make_run()
     await open_hold(uow, run_id, mode="all")
     async with uow.transaction(run_id=run_id) as tx:
-        assert await tx.holds.approve(run_id=run_id, hold_id="hold-widen", role="payments-risk", user="U0RISK1", at=T0)
-        assert not await tx.holds.approve(run_id=run_id, hold_id="hold-widen", role="payments-risk", user="U9",
-                                          at=T0)
-        assert await tx.holds.approve(run_id=run_id, hold_id="hold-widen", role="release-authority", user="U0REL1",
-                                      at=T0 + timedelta(seconds=1))
+        assert await tx.holds.approve(
+            run_id=run_id, hold_id="hold-widen", role="payments-risk", user="U0RISK1", at=T0
+        )
+        assert not await tx.holds.approve(
+            run_id=run_id, hold_id="hold-widen", role="payments-risk", user="U9", at=T0
+        )
+        assert await tx.holds.approve(
+            run_id=run_id,
+            hold_id="hold-widen",
+            role="release-authority",
+            user="U0REL1",
+            at=T0 + timedelta(seconds=1),
+        )
         approvals = await tx.holds.approvals(run_id, "hold-widen")
-    assert [(a.role, a.user) for a in approvals] == [("payments-risk", "U0RISK1"), ("release-authority", "U0REL1")]
+    assert [(a.role, a.user) for a in approvals] == [
+        ("payments-risk", "U0RISK1"),
+        ("release-authority", "U0REL1"),
+    ]
 
 
 async def test_adopting_a_packet_carries_only_open_holds_forward(uow: UnitOfWork, make_run: MakeRun) -> None:
@@ -150,8 +225,9 @@ async def test_adopting_a_packet_carries_only_open_holds_forward(uow: UnitOfWork
     await open_hold(uow, run_id, "a", version=2)
     await open_hold(uow, run_id, "b", version=2, at=T0 + timedelta(seconds=1))
     async with uow.transaction(run_id=run_id) as tx:
-        await tx.holds.release_cas(run_id=run_id, hold_id="a", packet_version=2, released_by="U1",
-                                   released_as="r", at=T0)
+        await tx.holds.release_cas(
+            run_id=run_id, hold_id="a", packet_version=2, released_by="U1", released_as="r", at=T0
+        )
         assert await tx.holds.carry_forward(run_id=run_id, to_version=3) == 1
         holds = {h.hold_id: h for h in await tx.holds.for_run(run_id)}
         still_open = await tx.holds.for_run(run_id, state=HoldState.OPEN)
@@ -164,11 +240,15 @@ async def test_open_holds_are_listed_across_active_runs_only(uow: UnitOfWork, ma
     await open_hold(uow, live)
     await open_hold(uow, finished)
     async with uow.transaction() as tx:
-        assert [(h.run_id, h.hold_id) for h in await tx.holds.open_on_active_runs()] == [("r-live", "hold-widen")]
+        assert [(h.run_id, h.hold_id) for h in await tx.holds.open_on_active_runs()] == [
+            ("r-live", "hold-widen")
+        ]
 
 
-async def test_an_approval_of_a_hold_that_does_not_exist_is_refused(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_an_approval_of_a_hold_that_does_not_exist_is_refused(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
-    with pytest.raises(Exception, match="(?i)foreign key"):
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
         async with uow.transaction(run_id=run_id) as tx:
             await tx.holds.approve(run_id=run_id, hold_id="nope", role="r", user="U1", at=T0)

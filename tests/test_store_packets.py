@@ -61,7 +61,13 @@ async def test_a_stored_packet_reads_back_with_the_same_hash(uow: UnitOfWork, ma
     async with uow.transaction() as tx:
         row = await tx.packets.get(run_id, 1)
     assert row is not None
-    assert (row.version, row.state, row.reason, row.supersedes, row.created_at) == (1, "proposed", "version 1", None, T0)
+    assert (row.version, row.state, row.reason, row.supersedes, row.created_at) == (
+        1,
+        "proposed",
+        "version 1",
+        None,
+        T0,
+    )
     assert row.hash == original.hash
     assert Packet.from_json(row.document()).hash == original.hash
     assert Packet.from_json(row.document()) == original
@@ -73,8 +79,14 @@ async def test_a_version_is_never_overwritten(uow: UnitOfWork, make_run: MakeRun
     other = packet(2)
     async with uow.transaction(run_id=run_id) as tx:
         assert not await tx.packets.add(
-            run_id=run_id, version=1, state="proposed", hash=other.hash, body=other.as_json(),
-            reason="again", supersedes=None, at=T0,
+            run_id=run_id,
+            version=1,
+            state="proposed",
+            hash=other.hash,
+            body=other.as_json(),
+            reason="again",
+            supersedes=None,
+            at=T0,
         )
         row = await tx.packets.get(run_id, 1)
     assert row is not None and (row.hash, row.reason) == (packet(1).hash, "version 1")
@@ -86,12 +98,20 @@ async def test_adopting_moves_states_by_compare_and_set(uow: UnitOfWork, make_ru
     await add(uow, run_id, packet(2, supersedes=1))
     later = T0 + timedelta(minutes=3)
     async with uow.transaction(run_id=run_id) as tx:
-        assert await tx.packets.set_state_cas(run_id, 1, from_state="proposed", to_state="authoritative", at=T0)
-        assert await tx.packets.set_state_cas(run_id, 2, from_state="proposed", to_state="authoritative", at=later)
-        assert await tx.packets.set_state_cas(run_id, 1, from_state="authoritative", to_state="superseded", at=later)
+        assert await tx.packets.set_state_cas(
+            run_id, 1, from_state="proposed", to_state="authoritative", at=T0
+        )
+        assert await tx.packets.set_state_cas(
+            run_id, 2, from_state="proposed", to_state="authoritative", at=later
+        )
+        assert await tx.packets.set_state_cas(
+            run_id, 1, from_state="authoritative", to_state="superseded", at=later
+        )
     async with uow.transaction(run_id=run_id) as tx:
         # A second click on "Adopt v2" finds it no longer proposed.
-        assert not await tx.packets.set_state_cas(run_id, 2, from_state="proposed", to_state="authoritative", at=later)
+        assert not await tx.packets.set_state_cas(
+            run_id, 2, from_state="proposed", to_state="authoritative", at=later
+        )
         current = await tx.packets.authoritative(run_id)
         first = await tx.packets.get(run_id, 1)
     assert current is not None and current.version == 2 and current.state_changed_at == later
@@ -115,7 +135,9 @@ async def test_versions_are_listed_in_order_and_by_state(uow: UnitOfWork, make_r
         assert await tx.packets.get(run_id, 9) is None
 
 
-async def test_the_slack_message_of_a_posted_version_is_remembered(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_the_slack_message_of_a_posted_version_is_remembered(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     await add(uow, run_id, packet(1))
     async with uow.transaction(run_id=run_id) as tx:

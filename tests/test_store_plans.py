@@ -13,7 +13,9 @@ REV1, REV2 = "1" * 64, "2" * 64
 
 async def test_a_stored_plan_revision_reads_back_with_its_text_and_source(uow: UnitOfWork) -> None:
     async with uow.transaction() as tx:
-        assert await tx.plans.add(revision=REV1, plan_id="payments", content="plan: payments\n", at=T0, source="p.yaml")
+        assert await tx.plans.add(
+            revision=REV1, plan_id="payments", content="plan: payments\n", at=T0, source="p.yaml"
+        )
     async with uow.transaction() as tx:
         plan = await tx.plans.get(REV1)
     assert plan is not None

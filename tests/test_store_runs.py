@@ -13,13 +13,24 @@ MakeRun = Callable[..., Awaitable[str]]
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
 
-async def test_a_created_run_reads_back_with_its_progress_and_acting_users(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_created_run_reads_back_with_its_progress_and_acting_users(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run("r-payments-7", channel="C0ROOM")
     async with uow.transaction() as tx:
         run = await tx.runs.get(run_id)
     assert run is not None
-    assert (run.run_id, run.plan_id, run.plan_revision, run.channel) == ("r-payments-7", "payments", "a" * 64, "C0ROOM")
-    assert (run.state, run.progress, run.acting) == ("running", {"state": "running"}, {"release-authority": "U0REL1"})
+    assert (run.run_id, run.plan_id, run.plan_revision, run.channel) == (
+        "r-payments-7",
+        "payments",
+        "a" * 64,
+        "C0ROOM",
+    )
+    assert (run.state, run.progress, run.acting) == (
+        "running",
+        {"state": "running"},
+        {"release-authority": "U0REL1"},
+    )
     assert (run.authoritative_version, run.lock_version) == (None, 0)
     assert run.created_at == run.updated_at == T0
     assert run.active
@@ -36,14 +47,18 @@ async def test_a_run_id_can_be_used_only_once(uow: UnitOfWork, make_run: MakeRun
         await make_run("r-1")
 
 
-async def test_active_runs_leave_out_completed_rolled_back_and_aborted_ones(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_active_runs_leave_out_completed_rolled_back_and_aborted_ones(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     for n, state in enumerate(["running", "completed", "rolled_back", "aborted", "paused"]):
         await make_run(f"r-{n}", state=state, at=T0 + timedelta(minutes=n))
     async with uow.transaction() as tx:
         assert [r.run_id for r in await tx.runs.active()] == ["r-0", "r-4"]
 
 
-async def test_the_active_run_of_a_channel_is_the_newest_one_not_finished(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_the_active_run_of_a_channel_is_the_newest_one_not_finished(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     await make_run("r-old", channel="C1", state="completed", at=T0)
     await make_run("r-new", channel="C1", state="running", at=T0 + timedelta(hours=1))
     await make_run("r-other", channel="C2", state="running", at=T0 + timedelta(hours=2))
@@ -53,7 +68,9 @@ async def test_the_active_run_of_a_channel_is_the_newest_one_not_finished(uow: U
         assert await tx.runs.active_in_channel("C3") is None
 
 
-async def test_saving_a_run_writes_its_fields_and_advances_its_lock_version(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_saving_a_run_writes_its_fields_and_advances_its_lock_version(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     later = T0 + timedelta(minutes=5)
     async with uow.transaction(run_id=run_id) as tx:
@@ -73,7 +90,9 @@ async def test_saving_a_run_writes_its_fields_and_advances_its_lock_version(uow:
     assert reread.updated_at == later and reread.created_at == T0
 
 
-async def test_saving_takes_updated_at_from_the_row_when_no_time_is_given(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_saving_takes_updated_at_from_the_row_when_no_time_is_given(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     later = T0 + timedelta(minutes=9)
     async with uow.transaction(run_id=run_id) as tx:
@@ -82,7 +101,9 @@ async def test_saving_takes_updated_at_from_the_row_when_no_time_is_given(uow: U
     assert saved.updated_at == later
 
 
-async def test_a_save_from_a_stale_read_raises_stale_write_and_changes_nothing(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_save_from_a_stale_read_raises_stale_write_and_changes_nothing(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     async with uow.transaction() as tx:
         stale = await tx.runs.require(run_id)
@@ -97,7 +118,9 @@ async def test_a_save_from_a_stale_read_raises_stale_write_and_changes_nothing(u
     assert (run.state, run.lock_version) == ("paused", 1)
 
 
-async def test_an_explicit_expected_lock_version_overrides_the_rows_own(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_an_explicit_expected_lock_version_overrides_the_rows_own(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     async with uow.transaction(run_id=run_id) as tx:
         run = await tx.runs.require(run_id)

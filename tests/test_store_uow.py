@@ -40,7 +40,9 @@ async def test_state_ledger_and_outbox_written_in_one_transaction_commit_togethe
         assert [r.kind for r in await tx.outbox.pending()] == ["paused"]
 
 
-async def test_a_rolled_back_transaction_leaves_no_ledger_or_outbox_rows(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_rolled_back_transaction_leaves_no_ledger_or_outbox_rows(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
     run_id = await make_run()
     with pytest.raises(Boom):
         async with uow.transaction(run_id=run_id) as tx:
@@ -84,12 +86,14 @@ async def test_use_cases_on_one_run_never_interleave(uow: UnitOfWork, make_run: 
 
 
 async def test_a_read_only_transaction_refuses_to_write(uow: UnitOfWork) -> None:
-    with pytest.raises(DBAPIError, match="(?i)read.?only"):
+    with pytest.raises(DBAPIError, match=r"(?i)read.?only"):
         async with uow.transaction(read_only=True) as tx:
             await tx.plans.add(revision="c" * 64, plan_id="p", content="x", at=T0)
 
 
-async def test_a_read_only_transaction_leaves_its_connection_writable_for_the_next_one(uow: UnitOfWork) -> None:
+async def test_a_read_only_transaction_leaves_its_connection_writable_for_the_next_one(
+    uow: UnitOfWork,
+) -> None:
     for _ in range(3):
         async with uow.transaction(read_only=True) as tx:
             await tx.runs.active()
