@@ -136,8 +136,12 @@ class UnitOfWork:
         if read_only and run_id is not None:
             raise ValueError("a read-only transaction takes no run lock; drop run_id or read_only")
         if self._sqlite and (not read_only or self._shared_connection):
-            lock = f"the SQLite write lock of {self._database_key}"
-            async with _holding(lock), _writer_lock(self._database_key), self._open(run_id, read_only) as tx:
+            writer = f"the SQLite write lock of {self._database_key}"
+            async with (
+                _holding(writer),
+                _writer_lock(self._database_key),
+                self._open(run_id, read_only) as tx,
+            ):
                 yield tx
             return
         lock = None if run_id is None else f"the lock of run {run_id!r} in {display_url(self._engine.url)}"

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
@@ -14,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from bot.cli import main
 from store.db import (
     DEFAULT_DATABASE_URL,
+    alembic_config,
     current_revision,
     database_url,
     display_url,
@@ -172,3 +174,33 @@ async def test_db_upgrade_reports_an_unreachable_database_without_a_traceback(
     url = "postgresql+asyncpg://nobody@127.0.0.1:1/cutover"
     assert await asyncio.to_thread(main, ["db", "upgrade", "--database-url", url]) == 1
     assert "could not upgrade" in capsys.readouterr().err
+
+
+async def test_replicas_upgrading_an_empty_database_at_once_both_succeed(empty_database_url: str) -> None:
+    await asyncio.gather(
+        upgrade(empty_database_url), upgrade(empty_database_url), upgrade(empty_database_url)
+    )
+    engine = make_engine(empty_database_url)
+    try:
+        assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrading_to_nothing_and_upgrading_again_works(empty_database_url: str) -> None:
+    await upgrade(empty_database_url)
+    engine = make_engine(empty_database_url)
+
+    def downgrade(sync_connection: object) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = sync_connection
+        command.downgrade(config, "base")
+
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(downgrade)
+        assert await current_revision(engine) is None
+        await upgrade(empty_database_url)
+        assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from store.db import make_engine
-from store.errors import RunNotFound
+from store.errors import NestedTransaction, RunNotFound
 from store.uow import UnitOfWork
 
 MakeRun = Callable[..., Awaitable[str]]
@@ -168,3 +168,22 @@ async def test_two_units_of_work_on_one_sqlite_file_share_its_writer_lock(databa
 
 async def test_the_unit_of_work_names_its_dialect(uow: UnitOfWork) -> None:
     assert uow.dialect in ("sqlite", "postgresql")
+
+
+async def test_a_transaction_on_a_run_opened_inside_one_on_the_same_run_raises_instead_of_hanging(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
+    run_id = await make_run()
+    async with uow.transaction(run_id=run_id):
+        with pytest.raises(NestedTransaction):
+            async with asyncio.timeout(5), uow.transaction(run_id=run_id):
+                pass
+
+
+async def test_the_same_run_can_be_used_again_once_its_transaction_ended(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
+    run_id = await make_run()
+    for _ in range(2):
+        async with uow.transaction(run_id=run_id) as tx:
+            assert tx.run_id == run_id

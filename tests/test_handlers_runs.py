@@ -1,0 +1,356 @@
+"""Use cases on the run as a whole: open, sign off, start, pause/resume, freeze/unfreeze, roll back.
+
+Every refusal is checked the same way: an Outcome with ok=False and a reason, exactly one new
+`refused` ledger entry, and nothing else changed (run row, packets, outbox, holds ...).
+"""
+
+from __future__ import annotations
+
+from handlers import commands as c
+from handlers.runs import freeze, open_run, pause, resume, rollback, sign_off, start, unfreeze
+from packets.plan import load_plan
+from tests.handler_fixtures import (  # noqa: F401  (fixtures)
+    CHANNEL,
+    ENG1,
+    REL1,
+    RISK1,
+    SEC1,
+    STRANGER,
+    assert_refused_and_unchanged,
+    plan_text,
+    sqlite_uow,
+    world,
+)
+
+# -- open ---------------------------------------------------------------------------------------
+
+
+async def test_a_good_plan_opens_a_run_with_packet_v1_authoritative_awaiting_sign_off(world):
+    outcome = await world.open()
+
+    assert outcome.ok
+    assert outcome.current_version == 1
+    assert outcome.data["revision"] == load_plan(plan_text()).revision
+    snap = await world.snapshot()
+    assert snap.state == "awaiting_signoff"
+    assert snap.packets == ((1, "authoritative"),)
+    assert snap.authoritative_version == 1
+    assert snap.ledger_kinds == ("run_opened", "packet_authoritative")
+    assert [r.kind for r in await world.outbox()] == ["plan_summary", "packet_posted"]
+    assert world.changed == [world.run]
+    assert await world.ledger_verifies()
+
+
+async def test_a_plan_opened_in_the_wrong_channel_is_refused_and_nothing_is_stored(world):
+    outcome = await open_run(c.OpenRun(plan_text=plan_text(), source="p.yaml", channel="C0ELSEWHERE", user=ENG1),
+                             world.deps)
+
+    assert not outcome.ok
+    assert CHANNEL in outcome.message
+    async with world.uow.transaction(read_only=True) as tx:
+        assert await tx.runs.active() == []
+        assert await tx.ledger.chains() == []
+    assert world.changed == []
+
+
+async def test_a_malformed_plan_is_refused_naming_the_file_the_field_and_the_problem(world):
+    broken = plan_text().replace("owner: release-eng\n    observers: [payments-risk]",
+                                 "owner: release-nobody\n    observers: [payments-risk]")
+    broken = broken.replace("after: [canary]", "after: [no-such-checkpoint]")
+
+    outcome = await open_run(c.OpenRun(plan_text=broken, source="broken.yaml", channel=CHANNEL, user=ENG1),
+                             world.deps)
+
+    assert not outcome.ok
+    assert outcome.message.startswith("The plan is refused:")
+    lines = outcome.message.splitlines()[1:]
+    assert len(lines) >= 2
+    assert all(line.startswith("broken.yaml") for line in lines)
+    assert any("release-nobody" in line for line in lines)
+    assert any("no-such-checkpoint" in line for line in lines)
+    async with world.uow.transaction(read_only=True) as tx:
+        assert await tx.ledger.chains() == []
+
+
+async def test_yaml_that_does_not_parse_is_refused_with_its_line(world):
+    outcome = await open_run(c.OpenRun(plan_text="plan: [unclosed\n", source="bad.yaml", channel=CHANNEL,
+                                       user=ENG1), world.deps)
+
+    assert not outcome.ok
+    assert "bad.yaml" in outcome.message
+
+
+async def test_a_second_run_in_the_same_channel_is_refused_and_ledgered_on_the_active_run(world):
+    await world.open()
+    before = await world.snapshot()
+    world.advance(1)
+
+    outcome = await open_run(c.OpenRun(plan_text=plan_text(), source="p.yaml", channel=CHANNEL, user=ENG1),
+                             world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["already active", world.run])
+    async with world.uow.transaction(read_only=True) as tx:
+        assert [r.run_id for r in await tx.runs.active()] == [world.run]
+
+
+# -- sign off -----------------------------------------------------------------------------------
+
+
+async def test_signing_off_the_right_revision_records_it_and_the_last_one_makes_the_run_ready(world):
+    await world.open()
+
+    first = await sign_off(c.SignOff(run=world.run, user=REL1, revision=world.revision), world.deps)
+    assert first.ok
+    assert "still waiting for payments-risk" in first.message
+    assert (await world.snapshot()).state == "awaiting_signoff"
+
+    second = await sign_off(c.SignOff(run=world.run, user=RISK1, revision=world.revision), world.deps)
+    assert second.ok
+    snap = await world.snapshot()
+    assert snap.state == "ready"
+    assert snap.signoffs == 2
+    assert [e.actor for e in await world.entries("signoff")] == [REL1, RISK1]
+    assert len(await world.entries("run_ready")) == 1
+    recorded = await world.outbox("signoff_recorded")
+    assert [r.payload["remaining"] for r in recorded] == [["payments-risk"], []]
+
+
+async def test_a_sign_off_of_another_revision_is_refused(world):
+    await world.open()
+    before = await world.snapshot()
+
+    outcome = await sign_off(c.SignOff(run=world.run, user=REL1, revision="f" * 64), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
+                                 says=["ffffffffffff", world.revision[:12], "inherits no sign-off"])
+
+
+async def test_someone_without_a_sign_off_role_is_refused_naming_who_signs(world):
+    await world.open()
+    before = await world.snapshot()
+
+    outcome = await sign_off(c.SignOff(run=world.run, user=SEC1, revision=world.revision), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
+                                 says=[SEC1, "release-authority: U0REL1", "payments-risk: U0RISK1"])
+
+
+async def test_signing_off_as_a_role_one_does_not_act_for_is_refused(world):
+    await world.open()
+    before = await world.snapshot()
+
+    outcome = await sign_off(c.SignOff(run=world.run, user=REL1, revision=world.revision, role="payments-risk"),
+                             world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1])
+
+
+async def test_signing_off_twice_is_refused_the_second_time(world):
+    await world.open()
+    assert (await sign_off(c.SignOff(run=world.run, user=REL1, revision=world.revision), world.deps)).ok
+    before = await world.snapshot()
+
+    again = await sign_off(c.SignOff(run=world.run, user=REL1, revision=world.revision), world.deps)
+
+    assert_refused_and_unchanged(again, before, await world.snapshot(), says=["already signed off"])
+
+
+# -- start --------------------------------------------------------------------------------------
+
+
+async def test_starting_before_sign_off_is_refused_naming_who_is_missing(world):
+    await world.open()
+    assert (await sign_off(c.SignOff(run=world.run, user=REL1, revision=world.revision), world.deps)).ok
+    before = await world.snapshot()
+
+    outcome = await start(c.Start(run=world.run, user=ENG1), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
+                                 says=["waiting for sign-off", "payments-risk (acting: U0RISK1)"])
+    assert "release-authority (acting" not in outcome.message
+    assert world.actuator.shifts == []
+
+
+async def test_starting_after_sign_off_walks_to_the_protected_preflight_and_holds_it(world):
+    await world.signed()
+    world.advance(1)
+
+    outcome = await start(c.Start(run=world.run, user=ENG1), world.deps)
+
+    assert outcome.ok
+    progress = await world.progress()
+    assert progress.state == "held"
+    assert progress.started_by == ENG1
+    assert progress.checkpoints["preflight"].state == "held"
+    [hold] = progress.open_holds()
+    assert hold.checkpoint == "preflight"
+    assert hold.release_by == ("release-authority",)
+    assert [(h.hold_id, h.state) for h in await world.hold_rows()] == [(hold.id, "open")]
+    assert "run_started" in (await world.snapshot()).ledger_kinds
+    assert world.actuator.shifts == []
+
+
+async def test_someone_outside_start_and_rollback_may_not_start(world):
+    await world.signed()
+    before = await world.snapshot()
+
+    outcome = await start(c.Start(run=world.run, user=RISK1), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1, "release-eng (acting: U0ENG1)"])
+
+
+async def test_a_use_case_on_a_run_that_does_not_exist_is_refused(world):
+    outcome = await start(c.Start(run="no-such-run", user=ENG1), world.deps)
+
+    assert not outcome.ok
+    assert "no-such-run" in outcome.message
+
+
+# -- pause, resume, freeze, unfreeze --------------------------------------------------------------
+
+
+async def test_pause_and_resume_by_a_start_and_rollback_role(world):
+    await world.preflight_running()
+
+    paused = await pause(c.Pause(run=world.run, user=ENG1, reason="checking a dashboard"), world.deps)
+    assert paused.ok and paused.data["state"] == "paused"
+    assert (await world.progress()).paused.by == ENG1
+
+    resumed = await resume(c.Resume(run=world.run, user=REL1), world.deps)
+    assert resumed.ok and resumed.data["state"] == "running"
+    assert (await world.progress()).paused is None
+    assert {"run_paused", "run_resumed"} <= set((await world.snapshot()).ledger_kinds)
+
+
+async def test_freeze_and_unfreeze_by_a_start_and_rollback_role(world):
+    await world.canary_soaking()
+
+    frozen = await freeze(c.Freeze(run=world.run, user=REL1, reason="fallback looks odd"), world.deps)
+    assert frozen.ok and frozen.data["state"] == "frozen"
+
+    thawed = await unfreeze(c.Unfreeze(run=world.run, user=ENG1), world.deps)
+    assert thawed.ok and thawed.data["state"] == "running"
+    assert world.actuator.percents("merchant-a") == [5.0]
+
+
+async def test_someone_without_the_role_may_not_pause(world):
+    await world.preflight_running()
+    before = await world.snapshot()
+
+    outcome = await pause(c.Pause(run=world.run, user=SEC1), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1, "release-authority"])
+
+
+async def test_someone_without_the_role_may_not_resume(world):
+    await world.preflight_running()
+    assert (await pause(c.Pause(run=world.run, user=ENG1), world.deps)).ok
+    before = await world.snapshot()
+
+    outcome = await resume(c.Resume(run=world.run, user=RISK1), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1])
+
+
+async def test_someone_without_the_role_may_not_freeze(world):
+    await world.preflight_running()
+    before = await world.snapshot()
+
+    outcome = await freeze(c.Freeze(run=world.run, user=STRANGER), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[STRANGER])
+
+
+async def test_someone_without_the_role_may_not_unfreeze(world):
+    await world.preflight_running()
+    assert (await freeze(c.Freeze(run=world.run, user=REL1), world.deps)).ok
+    before = await world.snapshot()
+
+    outcome = await unfreeze(c.Unfreeze(run=world.run, user=SEC1), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1])
+
+
+async def test_resuming_a_run_that_is_not_paused_is_refused(world):
+    await world.preflight_running()
+    before = await world.snapshot()
+
+    outcome = await resume(c.Resume(run=world.run, user=ENG1), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["not paused"])
+
+
+# -- roll back ----------------------------------------------------------------------------------
+
+
+async def test_rolling_back_the_cohort_puts_its_traffic_back_and_holds_the_checkpoint(world):
+    await world.canary_soaking()
+    world.advance(2)
+
+    outcome = await rollback(c.Rollback(run=world.run, user=ENG1, scope="cohort", reason="auth dips"), world.deps)
+
+    assert outcome.ok, outcome.message
+    assert world.actuator.percents("merchant-a") == [5.0, 0.0]
+    progress = await world.progress()
+    assert progress.traffic == {"merchant-a": 0.0}
+    assert progress.state == "held"
+    assert progress.checkpoints["canary"].state == "held"
+    [hold] = progress.open_holds()
+    assert hold.checkpoint == "canary" and hold.source == "manual"
+    kinds = (await world.snapshot()).ledger_kinds
+    assert "rollback_cohort" in kinds and "traffic_confirmed" in kinds
+    shifts = await world.outbox("traffic_shift")
+    assert [r.payload["percent"] for r in shifts] == [5.0, 0.0]
+
+
+async def test_rolling_back_everything_ends_the_run_rolled_back_at_zero_traffic(world):
+    await world.canary_soaking()
+    world.advance(2)
+
+    outcome = await rollback(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps)
+
+    assert outcome.ok, outcome.message
+    assert outcome.data["state"] == "rolled_back"
+    progress = await world.progress()
+    assert progress.state == "rolled_back"
+    assert progress.traffic == {"merchant-a": 0.0}
+    assert progress.open_holds() == ()
+    assert world.actuator.percents("merchant-a") == [5.0, 0.0]
+    async with world.uow.transaction(read_only=True) as tx:
+        assert await tx.runs.active() == []
+
+
+async def test_rolling_back_the_cohort_with_no_cohort_in_flight_is_refused(world):
+    await world.preflight_running()
+    before = await world.snapshot()
+
+    outcome = await rollback(c.Rollback(run=world.run, user=ENG1, scope="cohort", reason="x"), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["no cohort is in flight"])
+
+
+async def test_someone_without_the_role_may_not_roll_back(world):
+    await world.canary_soaking()
+    before = await world.snapshot()
+
+    outcome = await rollback(c.Rollback(run=world.run, user=RISK1, scope="all", reason="x"), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1])
+    assert world.actuator.percents("merchant-a") == [5.0]
+
+
+async def test_a_control_plane_that_refuses_the_canary_shift_holds_the_checkpoint(world):
+    await world.preflight_running()
+    world.actuator.refuse("503 from the traffic API")
+    world.set_time("21:17")
+
+    from handlers.resequence import report_done
+
+    outcome = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), world.deps)
+
+    assert outcome.ok, outcome.message
+    progress = await world.progress()
+    assert progress.traffic == {"merchant-a": 0.0}
+    assert progress.state == "held"
+    assert any(h.source == "actuation" for h in progress.open_holds())
+    assert "actuation_failed" in (await world.snapshot()).ledger_kinds
