@@ -16,7 +16,7 @@ from typing import Any
 from slack_bolt.app.async_app import AsyncApp
 
 from bot.command_text import Parsed, Usage, parse
-from bot.ids import SLASH_COMMAND, ActionId, EventName
+from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName
 from bot.intents import PlanSource, run_text
 from bot.render import render_home
 from handlers import adoption, holds, runs, status
@@ -159,8 +159,10 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
     @app.action(ActionId.CONFIRM_ROLLBACK.value)
     async def confirm_rollback(ack: Any, body: dict[str, Any], respond: Respond) -> None:
         async def call(value: dict[str, Any], user: str) -> Outcome:
-            scope = "all" if value.get("scope") == "all" else "cohort"
-            reason = str(value.get("reason", ""))[:500] or "rollback confirmed"
+            # rb is "SCOPE:REASON", rendered by _confirm_rollback for the person who typed it.
+            scope_text, _, reason_text = str(value.get("rb", "")).partition(":")
+            scope = "all" if scope_text == "all" else "cohort"
+            reason = reason_text[:500] or "rollback confirmed"
             return await runs.rollback(
                 Rollback(run=value["run"], user=user, scope=scope, reason=reason), deps
             )
@@ -180,7 +182,7 @@ def _confirm_rollback(parsed: Parsed, run: str) -> dict[str, Any]:
     """A typed rollback is confirmed by a button, so a slip of the keyboard moves no traffic."""
     scope = parsed.scope or "cohort"
     what = "ALL traffic back to legacy" if scope == "all" else "the current cohort back one step"
-    value = json.dumps({"run": run, "scope": scope, "reason": parsed.reason[:500]})
+    value = ButtonValue(run=run, rb=f"{scope}:{parsed.reason[:500]}").encode()
     return {
         "response_type": "ephemeral",
         "replace_original": False,

@@ -143,6 +143,8 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
         return  # the sign-off use case posts its own line with the roles still to sign
     if effect.kind == fx.NotifyKind.HOLD_OPENED:
         return  # posted from the OpenHold effect, which carries the whole hold
+    if effect.kind == fx.NotifyKind.PACKET_FOLLOWED:
+        return  # the adoption use case posts the adopted packet itself (DESIGN.md, step 6)
     line = state_line(effect)
     if line is not None:
         await enqueue(ctx, kind=Notice.RUN_STATE, recipient=ctx.plan.channel, payload=line)

@@ -97,6 +97,8 @@ class Delta:
             (sum(1 for c in material if c.conflict_cleared), "out of conflict"),
         ]
         parts = [f"{n} {what}" for n, what in counts if n]
+        if not parts:  # every material reason is counted above; this only guards a future one
+            return f"{len(material)} checkpoint{'' if len(material) == 1 else 's'} changed"
         first_n, first_what = parts[0].split(" ", 1)
         noun = "checkpoint" if first_n == "1" else "checkpoints"
         parts[0] = f"{first_n} {noun} {first_what}"

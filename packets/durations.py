@@ -22,6 +22,8 @@ def parse_duration(text: str) -> timedelta:
     if not _WHOLE.match(cleaned):
         raise DurationError(f"{text!r} is not a duration like 15m, 1h30m or 90s")
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(cleaned))
+    if seconds > 400 * 86400:
+        raise DurationError(f"{text!r} is longer than 400 days")
     return timedelta(seconds=seconds)
 
 

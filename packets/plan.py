@@ -39,6 +39,8 @@ def _to_duration(value: Any) -> Any:
         raise ValueError("expected a duration like 15m, not true/false")
     if isinstance(value, int):
         # A bare number in a plan is minutes: that is how people write `duration: 15`.
+        if not -10_000_000 < value < 10_000_000:
+            raise ValueError("duration out of range")
         return timedelta(minutes=value)
     if isinstance(value, str):
         try:

@@ -123,7 +123,6 @@ def nothing(d: Draft, event: Event) -> None:
 
 def gate_results(d: Draft, event: GateResults) -> None:
     take(d, event)
-    d.update(paused=None)
     if d.progress.state is not RunState.ROLLING_BACK:
         advance(d)
 

@@ -8,7 +8,6 @@ values, and text comparisons of SQLite timestamps order correctly.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer
 from sqlalchemy.engine import Dialect
@@ -47,5 +46,3 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 # Plain JSON (not JSONB) keeps PostgreSQL from reordering or rewriting what was stored.
 Json = JSON(none_as_null=True)
-
-JsonValue = Any

@@ -8,7 +8,8 @@ Everything done through `tx` commits together when the block exits cleanly, and 
 survives an exception. With `run_id` the run is locked for the whole transaction, so use cases on
 one run never interleave:
 
-- PostgreSQL: `SELECT ... FOR UPDATE` on the run row; other runs proceed in parallel.
+- PostgreSQL: `SELECT ... FOR NO KEY UPDATE` on the run row (see `Runs.lock`); other runs
+  proceed in parallel.
 - SQLite: one writer at a time. A process-wide asyncio lock per database file queues this
   process's writers without busy-waiting, and `BEGIN IMMEDIATE` (see store.db) takes SQLite's write
   lock at once, which also keeps out writers in other processes. Every write transaction is

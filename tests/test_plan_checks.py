@@ -652,7 +652,7 @@ def _outcome(text: str) -> None:
             assert line.startswith("fuzz.yaml")
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_GARBAGE)
 def test_random_text_is_never_anything_but_plan_invalid(text: str) -> None:
     _outcome(text)
@@ -687,7 +687,7 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 _ALL_PATHS = _paths(small_plan())
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(_ALL_PATHS), _VALUES), min_size=1, max_size=3))
 def test_any_value_anywhere_in_a_plan_gives_a_plan_or_plan_invalid(
     edits: list[tuple[tuple[Any, ...], Any]],

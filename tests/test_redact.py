@@ -212,7 +212,7 @@ _TEXT = st.text(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(_TEXT, written_cards(), _TEXT, st.sampled_from([" ", "\n", ": ", "=", "(", ", "]))
 def test_a_valid_card_number_embedded_in_random_text_never_survives(
     before: str, card: tuple[str, str], after: str, joint: str
@@ -224,7 +224,7 @@ def test_a_valid_card_number_embedded_in_random_text_never_survives(
     assert digits not in masked
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(
     st.one_of(
         _TEXT,

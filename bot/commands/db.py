@@ -32,7 +32,12 @@ def add_database_url_argument(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = subparsers.add_parser("db", help="manage the database schema")
     actions = db.add_subparsers(dest="db_action", required=True, metavar="ACTION")
-    up = actions.add_parser("upgrade", help="apply the schema migrations", description=__doc__)
+    up = actions.add_parser(
+        "upgrade",
+        help="apply the schema migrations",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_database_url_argument(up)
     up.set_defaults(func=run_upgrade)
     current = actions.add_parser("current", help="print the schema revision the database is at")

@@ -28,7 +28,12 @@ EXIT_BROKEN = 1
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ledger = subparsers.add_parser("ledger", help="work with the hash-chained ledger")
     actions = ledger.add_subparsers(dest="ledger_action", required=True, metavar="ACTION")
-    verify = actions.add_parser("verify", help="verify the hash chains", description=__doc__)
+    verify = actions.add_parser(
+        "verify",
+        help="verify the hash chains",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verify.add_argument("--run", dest="run_id", metavar="ID", default=None, help="verify only this run")
     add_database_url_argument(verify)
     verify.set_defaults(func=run_verify)

@@ -1,0 +1,88 @@
+"""The store's outbox as the dispatcher sees it (`bot.dispatcher.OutboxPort`), one transaction per call.
+
+- `claim`: `store.outbox.Outbox.claim` with a lease (see `DEFAULT_LEASE`);
+- `mark_sent`: records delivery, and for a `packet_posted` row also the message's channel and ts
+  on the packet version (`tx.packets.set_message`), in the same transaction, so that a later
+  `packet_superseded` row finds the message to update;
+- `mark_retry` / `mark_failed`: as the store has them;
+- `find_target`: the dispatcher's `FindTarget` for `packet_superseded` rows. The payload names the
+  run and the superseded version; the message is looked up in the packets table at send time,
+  because when the row was queued the old version's own `packet_posted` row may still have been
+  waiting in the outbox. Rows to one channel are sent in id order, so by the time the notice is
+  sent the old version's card is posted (or has failed for good).
+
+A superseded version whose card was never posted (its `packet_posted` row failed, e.g.
+`not_in_channel`) has no target: the dispatcher then marks the notice failed ("needs
+payload.target") instead of posting it as a new message. There is no stale message with live
+buttons to fix, and the new version's own card already says which version it supersedes, so a
+separate "vN superseded" post would only be noise in a busy war room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.dispatcher import OutboxRow
+from bot.ids import MessageKind
+from store.uow import UnitOfWork
+
+# How long a claimed row stays reserved for its sender. Longer than the worst single round of
+# attempts for one row (4 attempts with a 15 s timeout each, plus inline 429 waits); a sender that
+# dies mid-round leaves its rows to another replica once the lease passes.
+DEFAULT_LEASE = timedelta(minutes=5)
+
+
+class StoreOutbox:
+    """`OutboxPort` over `store.outbox.Outbox`, plus `find_target` for chat.update rows."""
+
+    def __init__(self, uow: UnitOfWork, *, lease: timedelta = DEFAULT_LEASE) -> None:
+        self._uow = uow
+        self._lease = lease
+
+    async def claim(self, *, now: datetime, limit: int) -> Sequence[OutboxRow]:
+        async with self._uow.transaction() as tx:
+            return await tx.outbox.claim(now=now, limit=limit, lease=self._lease)
+
+    async def mark_sent(self, row_id: int, /, *, ts: str | None, channel: str | None, at: datetime) -> bool:
+        async with self._uow.transaction() as tx:
+            row = await tx.outbox.get(row_id)
+            finished = await tx.outbox.mark_sent(row_id, ts=ts, channel=channel, at=at)
+            if finished and row is not None and row.kind == MessageKind.PACKET_POSTED and ts and channel:
+                posted = _posted_version(row.run_id, row.payload)
+                if posted is not None:
+                    await tx.packets.set_message(posted[0], posted[1], channel=channel, ts=ts)
+            return finished
+
+    async def mark_retry(self, row_id: int, /, *, next_attempt_at: datetime, error: str) -> bool:
+        async with self._uow.transaction() as tx:
+            return await tx.outbox.mark_retry(row_id, next_attempt_at=next_attempt_at, error=error)
+
+    async def mark_failed(self, row_id: int, /, *, error: str) -> bool:
+        async with self._uow.transaction() as tx:
+            return await tx.outbox.mark_failed(row_id, error=error)
+
+    async def find_target(self, row: OutboxRow) -> Mapping[str, Any] | None:
+        """{channel, ts} of the message the superseded version was posted as, or None."""
+        payload = row.payload
+        run, version = payload.get("run"), payload.get("version")
+        if not isinstance(run, str) or not isinstance(version, int) or isinstance(version, bool):
+            return None
+        async with self._uow.transaction(read_only=True) as tx:
+            packet = await tx.packets.get(run, version)
+        if packet is None or not packet.slack_channel or not packet.slack_ts:
+            return None
+        return {"channel": packet.slack_channel, "ts": packet.slack_ts}
+
+
+def _posted_version(run_id: str | None, payload: Any) -> tuple[str, int] | None:
+    """(run, version) a packet_posted payload is the card of."""
+    if not isinstance(payload, Mapping):
+        return None
+    packet = payload.get("packet")
+    run = run_id or payload.get("run")
+    version = packet.get("version") if isinstance(packet, Mapping) else None
+    if not isinstance(run, str) or not isinstance(version, int) or isinstance(version, bool):
+        return None
+    return run, version

@@ -1,0 +1,292 @@
+"""Timed work in the bot's own event loop: gate ticks per run, the store resync, the outbox loop.
+
+Jobs are derived from the store, never the other way round: APScheduler 3 (`AsyncIOScheduler`)
+holds them in memory only, and they are rebuilt from the runs table at start-up, after every
+change to a run (`refresh`, called through `Deps.on_change`), and by a periodic resync.
+
+- `gate-tick:<run>`: for every active run, an `IntervalTrigger` at the plan's
+  `gate_policy.interval`; for a completed run in hyper-care, at the interval of the cadence step in
+  force (`handlers.gate_checks.hypercare_step`), re-derived after every tick so the cadence widens
+  by itself. Each tick calls `handlers.gate_checks.check_gates(CheckGates(run))`. A tick that
+  raises is logged and counted (`cutover_gate_tick_errors_total`) and the run is simply tried at
+  its next tick; the other runs never notice.
+- `resync`: every `resync_every`, the job list is derived again from the store: jobs of runs that
+  finished (or whose hyper-care ended) are removed, runs opened by another replica get theirs.
+- the outbox: `Dispatcher.run_forever` as one asyncio task, woken by `Deps.on_change`.
+
+Misfires and restarts: every job has `coalesce=True`, `max_instances=1` and
+`misfire_grace_time=None`. A tick is never run twice at once for one run; a tick that came due
+while the loop was stalled runs once when the loop is back, however many intervals were missed
+(coalesced), and however late (no grace limit: a late gate check is still worth having, and the
+slot it records comes from the clock at run time, so it is a slot of *now*, never an old one).
+Ticks missed while the process was down are not replayed either: the jobs are rebuilt from the
+store, and on start-up one immediate tick per active run (`startup_ticks`) catches up, once. Gate
+results are recorded under the unique key `(run, checkpoint, gate, slot)`, so a restart inside a
+slot that was already checked records nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.job import Job
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
+
+from bot import metrics
+from bot.dispatcher import Dispatcher
+from handlers.commands import CheckGates
+from handlers.context import RunContext, load
+from handlers.deps import Deps
+from handlers.gate_checks import check_gates, hypercare_step
+from handlers.outcome import Outcome
+from packets.run_progress import TERMINAL, RunState
+from store.db import SQLITE_BEGIN
+from store.outbox import UNFINISHED
+from store.tables import runs as runs_table
+
+log = logging.getLogger("cutover_bot.scheduler")
+
+TICK_PREFIX = "gate-tick:"
+RESYNC_JOB = "resync"
+JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+# Completed runs younger than this are looked at for hyper-care when jobs are derived.
+HYPERCARE_LOOKBACK = timedelta(days=14)
+
+IntervalFor = Callable[[RunContext], timedelta | None]
+
+
+def gate_interval(ctx: RunContext) -> timedelta | None:
+    """How often the run is ticked now, or None when it needs no more ticks."""
+    progress = ctx.progress
+    if progress.state not in TERMINAL:
+        return ctx.plan.gate_policy.interval
+    if progress.state == RunState.COMPLETED and progress.ended_at is not None:
+        step = hypercare_step(ctx.plan, progress.ended_at, ctx.now)
+        return step[1] if step is not None else None
+    return None
+
+
+def tick_job_id(run: str) -> str:
+    return f"{TICK_PREFIX}{run}"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        deps: Deps,
+        dispatcher: Dispatcher | None = None,
+        interval_for: IntervalFor = gate_interval,
+        resync_every: timedelta = timedelta(minutes=5),
+        dispatch_poll: float = 2.0,
+        hypercare_lookback: timedelta = HYPERCARE_LOOKBACK,
+    ) -> None:
+        self._deps = deps
+        self._dispatcher = dispatcher
+        self._interval_for = interval_for
+        self._resync_every = resync_every
+        self._dispatch_poll = dispatch_poll
+        self._lookback = hypercare_lookback
+        self._aps = AsyncIOScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
+        self._running = False
+        self._stop_dispatch = asyncio.Event()
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._startup_task: asyncio.Task[None] | None = None
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._refresh_again: set[str] = set()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self, *, dispatch_loop: bool = True, startup_ticks: bool = True) -> None:
+        """Derive the jobs from the store, start ticking, and (by default) sending the outbox."""
+        self._aps.start()
+        self._running = True
+        self._aps.add_job(
+            self._resync_job, IntervalTrigger(seconds=self._resync_every.total_seconds()),
+            id=RESYNC_JOB, name="derive jobs from the store", replace_existing=True,
+        )
+        runs = await self.resync()
+        if startup_ticks:
+            self._startup_task = asyncio.create_task(self._tick_each(runs), name="startup gate ticks")
+        if dispatch_loop and self._dispatcher is not None:
+            self._stop_dispatch.clear()
+            self._dispatch_task = asyncio.create_task(
+                self._dispatcher.run_forever(
+                    self._stop_dispatch, now_fn=self._deps.clock.now, poll_interval=self._dispatch_poll
+                ),
+                name="outbox dispatcher",
+            )
+
+    async def stop(self) -> None:
+        """Stop ticking and sending; a tick in flight is cancelled (its transaction rolls back)."""
+        if not self._running:
+            return
+        self._running = False
+        self._stop_dispatch.set()
+        if self._dispatcher is not None:
+            self._dispatcher.nudge()
+        tasks = [t for t in (self._startup_task, *self._refreshing.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if self._dispatch_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatch_task
+            self._dispatch_task = None
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._refreshing.clear()
+        self._aps.shutdown(wait=False)
+        # AsyncIOScheduler shuts down on the loop's next turn (and cancels running ticks then).
+        await asyncio.sleep(0)
+
+    async def startup_ticks(self) -> None:
+        """Wait for the start-up ticks (one per active run) to finish."""
+        if self._startup_task is not None:
+            await asyncio.shield(self._startup_task)
+
+    # -- jobs from the store -----------------------------------------------------------------
+
+    async def resync(self) -> list[str]:
+        """Derive every run's job from the store again; the runs that have one now."""
+        active, recent = await self._candidate_runs()
+        metrics.ACTIVE_RUNS.set(len(active))
+        ticking: list[str] = []
+        for run in [*active, *recent]:
+            if await self.refresh(run):
+                ticking.append(run)
+        for job in self.tick_jobs():
+            if job.id.removeprefix(TICK_PREFIX) not in ticking:
+                job.remove()
+        with contextlib.suppress(Exception):
+            async with self._deps.uow.transaction(read_only=True) as tx:
+                counts = await tx.outbox.counts()
+            metrics.OUTBOX_PENDING.set(sum(n for state, n in counts.items() if state in UNFINISHED))
+        return ticking
+
+    async def refresh(self, run: str) -> bool:
+        """Add, re-time or remove the run's tick job after a change; True if it has one now.
+
+        An unchanged interval leaves the job alone, so a run that changes often is not pushed
+        further and further from its next tick."""
+        if not self._running:
+            return False
+        async with self._deps.uow.transaction(read_only=True) as tx:
+            ctx = await load(tx, run, self._deps.clock.now())
+        interval = self._interval_for(ctx) if ctx is not None else None
+        job = self._aps.get_job(tick_job_id(run))
+        if interval is None or interval <= timedelta(0):
+            if job is not None:
+                job.remove()
+                log.info("gate ticks of run %s stopped", run)
+            return False
+        trigger = IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC)
+        if job is None:
+            self._aps.add_job(
+                self._tick_job, trigger, args=[run], id=tick_job_id(run), name=f"gate tick {run}",
+                replace_existing=True,
+            )
+            log.info("gate ticks of run %s every %s", run, interval)
+        elif job.trigger.interval != interval:
+            job.reschedule(trigger)
+            log.info("gate ticks of run %s now every %s", run, interval)
+        return True
+
+    def refresh_soon(self, run: str) -> None:
+        """`refresh(run)` in the background (for `Deps.on_change`, which must not block)."""
+        if not self._running:
+            return
+        running = self._refreshing.get(run)
+        if running is not None and not running.done():
+            self._refresh_again.add(run)
+            return
+        self._refreshing[run] = asyncio.get_running_loop().create_task(
+            self._refresh_loop(run), name=f"refresh {run}"
+        )
+
+    async def settle(self) -> None:
+        """Wait until every background refresh has finished (tests, shutdown)."""
+        while pending := [t for t in self._refreshing.values() if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def tick_jobs(self) -> list[Job]:
+        return [job for job in self._aps.get_jobs() if job.id.startswith(TICK_PREFIX)]
+
+    def job(self, job_id: str) -> Job | None:
+        return self._aps.get_job(job_id)
+
+    def wakeup(self) -> None:
+        """Make APScheduler look at its jobs now (after a job's next run time was changed)."""
+        self._aps.wakeup()
+
+    # -- one tick ----------------------------------------------------------------------------
+
+    async def tick(self, run: str) -> Outcome | None:
+        """One gate check of one run; never raises (a failing run must not stop the others)."""
+        try:
+            outcome = await check_gates(CheckGates(run=run), self._deps)
+        except Exception:
+            metrics.GATE_TICK_ERRORS.inc()
+            log.exception("gate tick of run %s failed; it is tried again at its next tick", run)
+            return None
+        for result in outcome.data.get("results", ()):
+            metrics.GATE_CHECKS.labels(outcome=str(result.get("outcome"))).inc()
+        return outcome
+
+    async def tick_all(self) -> dict[str, Outcome | None]:
+        """One tick of every run that has a job, concurrently (runs do not wait for each other)."""
+        runs = [job.id.removeprefix(TICK_PREFIX) for job in self.tick_jobs()]
+        outcomes = await asyncio.gather(*(self.tick(run) for run in runs))
+        return dict(zip(runs, outcomes, strict=True))
+
+    async def _tick_job(self, run: str) -> None:
+        await self.tick(run)
+
+    async def _tick_each(self, runs: list[str]) -> None:
+        await asyncio.gather(*(self.tick(run) for run in runs))
+
+    async def _resync_job(self) -> None:
+        try:
+            await self.resync()
+        except Exception:
+            log.exception("deriving scheduler jobs from the store failed; trying again later")
+
+    async def _refresh_loop(self, run: str) -> None:
+        while True:
+            self._refresh_again.discard(run)
+            try:
+                await self.refresh(run)
+            except Exception:
+                log.exception("re-deriving the gate ticks of run %s failed", run)
+            if run not in self._refresh_again:
+                return
+
+    async def _candidate_runs(self) -> tuple[list[str], list[str]]:
+        """(active runs, runs completed within the hyper-care lookback), oldest first."""
+        async with self._deps.uow.transaction(read_only=True) as tx:
+            active = [row.run_id for row in await tx.runs.active()]
+        since = self._deps.clock.now() - self._lookback
+        return active, await _completed_since(self._deps, since)
+
+
+async def _completed_since(deps: Deps, since: datetime) -> list[str]:
+    """Runs completed (last written) since `since`: hyper-care candidates.
+
+    The store has no such query yet (it belongs in `store.runs.Runs`); read through the engine
+    with SQLite's deferred BEGIN, as the unit of work's read-only transactions do."""
+    uow = deps.uow
+    statement = (
+        select(runs_table.c.run_id)
+        .where(runs_table.c.state == str(RunState.COMPLETED), runs_table.c.updated_at >= since)
+        .order_by(runs_table.c.created_at, runs_table.c.run_id)
+    )
+    async with uow.engine.connect() as connection:
+        if uow.dialect == "sqlite":
+            await connection.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+        async with connection.begin():
+            return [str(run) for run in (await connection.execute(statement)).scalars()]

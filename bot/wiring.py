@@ -1,0 +1,190 @@
+"""The one place that chooses concrete classes: settings in, a running bot out.
+
+    bot = await build(Settings())        # inside the running event loop
+    await bot.start()                    # jobs from the store, start-up ticks, outbox loop
+    ... serve bot.web_app (HTTP) or bot.bolt (Socket Mode) ...
+    await bot.stop()
+
+What `build` puts together:
+
+- one `aiohttp.ClientSession` for every outbound HTTP call (Slack Web API, Prometheus, the traffic
+  webhook), created inside the running loop and closed by `stop()`;
+- the `AsyncWebClient` on that session, `base_url` from SLACK_API_URL (Slack, GovSlack or a test
+  stand-in), with `retry_handlers=[]`: the outbox dispatcher makes every retry decision, once;
+- the database engine and `UnitOfWork`; an empty or older schema is migrated at start-up (the
+  embedded SQLite default needs no separate step; with several PostgreSQL replicas run
+  `cutover-bot db upgrade` before rolling them out, so they do not race to migrate);
+- `Deps`: the clock, telemetry per plan (`bot.telemetry.telemetry_for`, relative telemetry paths
+  resolved against the plans directory), the actuator per plan (`bot.actuators.actuator_for`), and
+  `on_change`, which wakes the dispatcher and re-derives that run's scheduler jobs;
+- the dispatcher over the store's outbox (`bot.outbox_port.StoreOutbox`, which also finds the
+  message a `packet_superseded` notice updates);
+- the Bolt `AsyncApp` with every listener (`bot.app.build_app`), the aiohttp web app
+  (`bot.server.build_web_app`) and the scheduler (`bot.scheduler.Scheduler`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import actuators, telemetry
+from bot.app import build_app
+from bot.clock import SystemClock
+from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
+from bot.outbox_port import StoreOutbox
+from bot.scheduler import Scheduler
+from bot.server import build_web_app
+from bot.settings import Settings
+from handlers.deps import Deps
+from handlers.ports import Actuator, Clock, Telemetry
+from packets.plan import Plan
+from store.db import current_revision, display_url, head_revision, make_engine, upgrade_engine
+from store.uow import UnitOfWork
+
+log = logging.getLogger("cutover_bot.wiring")
+
+# Seconds one Web API call may take before it counts as a network error (and is retried).
+SLACK_TIMEOUT = 15
+
+TelemetryFor = Callable[[Plan], Telemetry]
+ActuatorFor = Callable[[Plan], Actuator]
+
+
+@dataclass
+class Bot:
+    settings: Settings
+    clock: Clock
+    session: aiohttp.ClientSession
+    client: AsyncWebClient
+    uow: UnitOfWork
+    deps: Deps
+    outbox: StoreOutbox
+    dispatcher: Dispatcher
+    bolt: AsyncApp
+    web_app: web.Application
+    scheduler: Scheduler
+    plans_dir: Path
+
+    async def start(self, *, dispatch_loop: bool = True, startup_ticks: bool = True) -> None:
+        """Derive the scheduler's jobs from the store and start ticking and sending.
+
+        `dispatch_loop=False` leaves the outbox to `drain()` (tests drain deterministically)."""
+        await self.scheduler.start(dispatch_loop=dispatch_loop, startup_ticks=startup_ticks)
+
+    async def stop(self) -> None:
+        """Stop the scheduler and the outbox loop, then close the HTTP session and the engine."""
+        await self.scheduler.stop()
+        await self.session.close()
+        await self.uow.dispose()
+
+    async def drain(self) -> DrainReport:
+        """Send every outbox row that is due now (on the bot's clock)."""
+        return await self.dispatcher.drain(now_fn=self.clock.now)
+
+
+
+def health_check(uow: UnitOfWork, database_url: str) -> Callable[[], Awaitable[bool]]:
+    """What /healthz reports: the database answers a read (taken like any other read)."""
+
+    async def healthy() -> bool:
+        try:
+            async with uow.transaction(read_only=True) as tx:
+                await tx.runs.get("healthz")
+        except Exception:
+            log.warning("health check: the database at %s does not answer", display_url(database_url))
+            return False
+        return True
+
+    return healthy
+
+
+async def migrate(uow: UnitOfWork) -> None:
+    """Bring an empty or older schema to head; a database at head is left alone."""
+    head = head_revision()
+    current = await current_revision(uow.engine)
+    if current != head:
+        log.info("database schema at %s, migrating to %s", current or "nothing", head)
+        await upgrade_engine(uow.engine)
+
+
+async def build(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    telemetry_for: TelemetryFor | None = None,
+    actuator_for: ActuatorFor | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> Bot:
+    """Build the whole bot inside the running event loop. Nothing is started yet."""
+    clock = clock or SystemClock()
+    plans_dir = Path(settings.cutover_plans_dir).expanduser().resolve()
+    session = aiohttp.ClientSession()
+    try:
+        uow = UnitOfWork(make_engine(settings.database_url))
+        try:
+            await migrate(uow)
+        except BaseException:
+            await uow.dispose()
+            raise
+    except BaseException:
+        await session.close()
+        raise
+
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value() or None,
+        base_url=settings.api_url,
+        session=session,
+        timeout=SLACK_TIMEOUT,
+        retry_handlers=[],
+    )
+    outbox = StoreOutbox(uow)
+    dispatcher = Dispatcher(
+        client=client,
+        outbox=outbox,
+        concurrency=settings.dispatch_concurrency,
+        policy=retry_policy,
+        find_target=outbox.find_target,
+    )
+    scheduler: Scheduler | None = None
+
+    def on_change(run: str) -> None:
+        dispatcher.nudge()
+        if scheduler is not None:
+            scheduler.refresh_soon(run)
+
+    deps = Deps(
+        uow=uow,
+        clock=clock,
+        telemetry_for=telemetry_for
+        or (lambda plan: telemetry.telemetry_for(plan, session=session, base_dir=plans_dir)),
+        actuator_for=actuator_for or (lambda plan: actuators.actuator_for(plan, session=session)),
+        on_change=on_change,
+    )
+    scheduler = Scheduler(deps=deps, dispatcher=dispatcher)
+    signing_secret = settings.slack_signing_secret.get_secret_value()
+    bolt = build_app(client=client, signing_secret=signing_secret, deps=deps, plans_dir=plans_dir)
+    web_app = build_web_app(
+        bolt, signing_secret=signing_secret, health=health_check(uow, settings.database_url)
+    )
+    return Bot(
+        settings=settings,
+        clock=clock,
+        session=session,
+        client=client,
+        uow=uow,
+        deps=deps,
+        outbox=outbox,
+        dispatcher=dispatcher,
+        bolt=bolt,
+        web_app=web_app,
+        scheduler=scheduler,
+        plans_dir=plans_dir,
+    )

@@ -1,0 +1,249 @@
+"""Use cases that change the facts: done, late, a moved window, a switched delegate.
+
+A changed fact never changes what the engine follows: it stores a *proposed* packet and queues
+one line in the channel with Adopt and Reject.
+"""
+
+from __future__ import annotations
+
+from bot.render import render
+from handlers import commands as c
+from handlers.delegates import change_delegate
+from handlers.holds import release_hold
+from handlers.resequence import change_window, report_done, report_late
+from packets.packet import HoldSource, Packet
+from tests.handler_fixtures import (  # noqa: F401  (fixtures)
+    CHANNEL,
+    ENG1,
+    ENG2,
+    REL1,
+    REL2,
+    RISK1,
+    SEC1,
+    assert_refused_and_unchanged,
+    at,
+    sqlite_uow,
+    world,
+)
+
+# -- done ---------------------------------------------------------------------------------------
+
+
+async def test_the_owner_reporting_done_completes_the_checkpoint_and_the_canary_shifts(world):
+    await world.preflight_running()
+    world.set_time("21:17")
+
+    outcome = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), world.deps)
+
+    assert outcome.ok, outcome.message
+    progress = await world.progress()
+    assert progress.checkpoints["preflight"].state == "done"
+    assert progress.checkpoints["preflight"].done_by == (ENG1,)
+    assert progress.checkpoints["canary"].state == "soaking"
+    assert [(s.checkpoint, s.cohort, s.percent) for s in world.actuator.shifts] == [("canary", "merchant-a", 5.0)]
+    assert progress.traffic == {"merchant-a": 5.0}
+
+
+async def test_someone_else_reporting_done_is_refused_naming_the_owner(world):
+    await world.preflight_running()
+    before = await world.snapshot()
+
+    outcome = await report_done(c.ReportDone(run=world.run, user=SEC1, checkpoint="preflight"), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1, "release-eng (acting: U0ENG1)"])
+    assert world.actuator.shifts == []
+
+
+async def test_done_for_a_checkpoint_that_completes_on_its_gates_is_refused(world):
+    await world.canary_soaking()
+    before = await world.snapshot()
+
+    outcome = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="canary"), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["gates pass"])
+
+
+# -- late ---------------------------------------------------------------------------------------
+
+
+async def test_a_late_report_proposes_a_packet_and_leaves_the_authoritative_one_alone(world):
+    await world.started()
+    before = await world.snapshot()
+
+    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="canary", until=at("21:40"),
+                                             reason="still draining"), world.deps)
+
+    assert outcome.ok, outcome.message
+    assert outcome.data["proposed"] == 2
+    assert outcome.current_version == 1
+    after = await world.snapshot()
+    assert after.packets == ((1, "authoritative"), (2, "proposed"))
+    assert after.authoritative_version == 1
+    assert after.progress["engine"] == before.progress["engine"], "the engine does not follow a proposal"
+    assert after.ledger_kinds[before.ledger:] == ("late_reported", "packet_proposed")
+    proposal = Packet.from_json((await world.packet_rows())[1].body)
+    assert proposal.supersedes == 1
+    assert proposal.checkpoint("canary").end == at("21:40")
+    assert proposal.checkpoint("widen").start == at("21:40")
+
+
+async def test_a_late_report_queues_one_channel_line_with_adopt_and_reject(world):
+    await world.started()
+    before = await world.snapshot()
+
+    await world.propose_late("canary", "21:40")
+
+    new_rows = (await world.outbox())[before.outbox:]
+    assert [(r.kind, r.recipient) for r in new_rows] == [("packet_proposed_line", CHANNEL)]
+    payload = new_rows[0].payload
+    assert payload["version"] == 2
+    assert payload["counts"]["moved"] == 3
+    message = render(new_rows[0].kind, payload)
+    buttons = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert [b["text"]["text"] for b in buttons] == ["Adopt v2", "Reject v2"]
+    assert not await world.outbox("delta_dm"), "nobody is told by DM before adoption"
+
+
+async def test_a_late_report_without_material_change_makes_no_packet(world):
+    await world.started()
+    before = await world.snapshot()
+
+    # The preflight was to end at 21:15; 21:17 moves it and everything after by 2 min < 5 min.
+    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="preflight", until=at("21:17")),
+                                world.deps)
+
+    assert outcome.ok, outcome.message
+    assert "no material change" in outcome.message
+    after = await world.snapshot()
+    assert after.packets == before.packets
+    assert after.outbox == before.outbox
+    assert after.ledger_kinds[before.ledger:] == ("late_reported",)
+
+
+async def test_a_late_report_for_an_unknown_checkpoint_is_refused_listing_the_checkpoints(world):
+    await world.started()
+    before = await world.snapshot()
+
+    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="nope", until=at("21:40")),
+                                world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["nope", "preflight", "canary"])
+
+
+async def test_a_late_report_with_a_time_already_past_is_refused(world):
+    await world.started()
+    world.set_time("21:10")
+    before = await world.snapshot()
+
+    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="preflight", until=at("21:05")),
+                                world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["21:05", "already passed"])
+
+
+async def test_a_late_report_by_someone_who_neither_owns_nor_runs_the_cutover_is_refused(world):
+    await world.started()
+    before = await world.snapshot()
+
+    outcome = await report_late(c.ReportLate(run=world.run, user=RISK1, checkpoint="canary", until=at("21:40")),
+                                world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1, "release-eng"])
+
+
+# -- windows ------------------------------------------------------------------------------------
+
+
+async def test_a_window_a_protected_checkpoint_no_longer_fits_holds_it_as_a_conflict_in_the_proposal(world):
+    await world.started()
+
+    outcome = await change_window(c.ChangeWindow(run=world.run, user=ENG1, checkpoint="preflight",
+                                                 not_before=at("21:00"), not_after=at("21:10")), world.deps)
+
+    assert outcome.ok, outcome.message
+    assert outcome.data["proposed"] == 2
+    proposal = Packet.from_json((await world.packet_rows())[1].body)
+    line = proposal.checkpoint("preflight")
+    assert line.held
+    assert line.conflict and "21:10" in line.conflict
+    assert line.end <= at("21:10"), "a protected checkpoint is not moved past its window"
+    conflict_holds = [h for h in proposal.holds if h.source == HoldSource.CONFLICT]
+    assert [h.checkpoint for h in conflict_holds] == ["preflight"]
+    assert conflict_holds[0].release_by == ("release-authority",)
+    # Its dependents are scheduled after its real earliest end, so `after` still holds.
+    assert proposal.checkpoint("canary").start >= at("21:15")
+    assert "preflight" in proposal.checkpoint("canary").waits_on
+    snap = await world.snapshot()
+    assert snap.packets == ((1, "authoritative"), (2, "proposed"))
+    assert (await world.outbox("packet_proposed_line"))[0].payload["counts"]["conflict"] == 1
+
+
+async def test_someone_who_neither_owns_the_checkpoint_nor_adopts_packets_may_not_move_its_window(world):
+    await world.started()
+    before = await world.snapshot()
+
+    outcome = await change_window(c.ChangeWindow(run=world.run, user=SEC1, checkpoint="preflight",
+                                                 not_before=at("21:00"), not_after=at("21:10")), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1])
+
+
+# -- delegates ----------------------------------------------------------------------------------
+
+
+async def test_the_delegate_authority_switches_a_role_to_its_approved_delegate(world):
+    await world.started()
+    before = await world.snapshot()
+
+    outcome = await change_delegate(c.ChangeDelegate(run=world.run, user=REL1, role="release-authority",
+                                                     to_user=REL2), world.deps)
+
+    assert outcome.ok, outcome.message
+    after = await world.snapshot()
+    assert after.acting["release-authority"] == REL2
+    assert after.acting_changes == 1
+    assert after.ledger_kinds[before.ledger:] == ("acting_changed", "packet_proposed")
+    proposal = Packet.from_json((await world.packet_rows())[-1].body)
+    assert proposal.checkpoint("widen").owner_user == REL2
+    assert after.authoritative_version == 1
+
+
+async def test_switching_to_someone_who_is_not_an_approved_delegate_is_refused(world):
+    await world.started()
+    before = await world.snapshot()
+
+    outcome = await change_delegate(c.ChangeDelegate(run=world.run, user=REL1, role="release-authority",
+                                                     to_user=ENG2), world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[ENG2, "not an approved delegate"])
+
+
+async def test_someone_without_the_delegate_authority_may_not_switch_a_role(world):
+    await world.started()
+    before = await world.snapshot()
+
+    outcome = await change_delegate(c.ChangeDelegate(run=world.run, user=ENG1, role="release-eng", to_user=ENG2),
+                                    world.deps)
+
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
+                                 says=[ENG1, "release-authority (acting: U0REL1)"])
+
+
+async def test_after_a_switch_the_new_delegate_releases_a_hold_and_the_old_primary_cannot(world):
+    await world.started()
+    assert (await change_delegate(c.ChangeDelegate(run=world.run, user=REL1, role="release-authority",
+                                                   to_user=REL2), world.deps)).ok
+    before = await world.snapshot()
+
+    refused = await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold="preflight"), world.deps)
+
+    assert_refused_and_unchanged(refused, before, await world.snapshot(),
+                                 says=[REL1, "release-authority (acting: U0REL2)"])
+
+    released = await release_hold(c.ReleaseHold(run=world.run, user=REL2, hold="preflight"), world.deps)
+
+    assert released.ok, released.message
+    [hold] = (await world.progress()).holds.values()
+    assert hold.state == "released"
+    assert [(r.user, r.role, r.acting_for) for r in hold.releases] == [(REL2, "release-authority", REL1)]
+    assert [(h.state, h.released_by) for h in await world.hold_rows()] == [("released", REL2)]
