@@ -6,6 +6,7 @@ import pytest
 
 from handlers import commands as c
 from handlers.gate_checks import advance
+from packets.gates import Outcome as GateOutcome
 from tests.handler_fixtures import (  # noqa: F401  (fixtures)
     CHANNEL,
     FAILING,
@@ -98,10 +99,11 @@ async def test_no_data_counts_as_a_failure(world):
 
     assert "failing: lookup-latency" in outcome.message
     rows = {r.gate: r for r in await world.gate_rows()}
-    assert rows["lookup-latency"].outcome == "no_data" and rows["lookup-latency"].value is None
+    assert rows["lookup-latency"].outcome == GateOutcome.NO_DATA and rows["lookup-latency"].value is None
     progress = await world.progress()
     assert progress.state == "held"
     assert [(h.checkpoint, h.source) for h in progress.open_holds()] == [("canary", "gate")]
+    assert (await world.outbox("gate_alert"))[-1].payload["outcome"] == GateOutcome.NO_DATA
 
 
 async def test_a_slot_checked_twice_is_recorded_and_acted_on_once(world):
