@@ -9,6 +9,9 @@ import importlib
 
 MODULES: list[str] = [
     "resequence",
+    "fanout",
+    "readiness",
+    "gate_ticks",
 ]
 
 

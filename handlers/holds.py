@@ -35,7 +35,13 @@ def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
     """A hold by id, or the most recent hold on a checkpoint (open ones first)."""
     if ref in ctx.progress.holds:
         return ctx.progress.holds[ref]
-    on_checkpoint = [h for h in ctx.progress.holds.values() if h.checkpoint == ref]
+    # The packet card's hold register names holds `SOURCE:CHECKPOINT` (packets.timeline), the
+    # engine `CHECKPOINT/SOURCE/N`: a Release button on the card means that checkpoint's hold.
+    source, colon, checkpoint = ref.partition(":")
+    if not (colon and ctx.packet.has(checkpoint)):
+        source, checkpoint = "", ref
+    on_checkpoint = [h for h in ctx.progress.holds.values()
+                     if h.checkpoint == checkpoint and (not source or str(h.source) == source)]
     if not on_checkpoint:
         open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
         raise Refuse(f"There is no hold '{ref}' (open holds: {open_ids}).")

@@ -38,10 +38,11 @@ def _to_duration(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 15m, not true/false")
     if isinstance(value, int):
-        # A bare number in a plan is minutes: that is how people write `duration: 15`.
-        if not -10_000_000 < value < 10_000_000:
-            raise ValueError("duration out of range")
-        return timedelta(minutes=value)
+        # A bare number in a plan is minutes: that is how people write `duration: 15`. It goes
+        # through parse_duration so both spellings share one range (and never overflow).
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        value = f"{value}m"
     if isinstance(value, str):
         try:
             return parse_duration(value)

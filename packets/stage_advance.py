@@ -125,7 +125,7 @@ def _gate_failing(d: Draft, checkpoint: str) -> list[str]:
 
 def _shift(d: Draft, checkpoint: str, traffic: Traffic) -> bool:
     previous = d.progress.traffic.get(traffic.cohort, 0.0)
-    if False and traffic.percent > previous and _gate_failing(d, checkpoint):
+    if traffic.percent > previous and _gate_failing(d, checkpoint):
         # A retry after a rollback waits until its gates stop failing: traffic never rises on a
         # failing gate. The next passing result advances it.
         return False

@@ -1,5 +1,10 @@
 """The whole bot, built by `bot.wiring`, served over HTTP on 127.0.0.1, talking to the Slack stand-in.
 
+    @pytest.fixture
+    async def bot_harness(tmp_path, sqlite_template):
+        async with bot_world(tmp_path, sqlite_template) as factory, serving(factory) as harness:
+            yield harness
+
     async def test_something(bot_harness: BotHarness) -> None:
         reply = await bot_harness.command("open bridge", user="U0ENG1")
         assert reply.ok and "Opened run" in reply.text
@@ -19,6 +24,7 @@ call `drain()`, so nothing is sent behind their back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -29,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from bot.actuators import LogActuator
@@ -192,15 +197,28 @@ class BotHarness:
         async with self.bot.uow.transaction(read_only=True) as tx:
             return await tx.outbox.for_run(run)
 
-    def buttons(self, channel: str, action_id: str) -> list[str]:
-        """Values of the buttons with `action_id` on the messages the channel holds now, oldest first."""
-        found = []
-        for message in self.slack.messages(channel):
-            for block in message.blocks:
-                for element in block.get("elements", []) if block.get("type") == "actions" else []:
-                    if element.get("action_id") == action_id:
-                        found.append(str(element["value"]))
-        return found
+    def buttons(self, channel: str, action_id: str, *, on: str = "") -> list[str]:
+        """Values of the buttons with `action_id` on the messages the channel holds now (only those
+        whose text starts with `on`), oldest first."""
+        return [
+            str(button["value"])
+            for message in self.slack.messages(channel)
+            if message.text.startswith(on)
+            for button in buttons_of(message.blocks)
+            if button.get("action_id") == action_id
+        ]
+
+
+def buttons_of(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every button in a message: in actions blocks and as section accessories."""
+    found: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.get("type") == "actions":
+            found += [e for e in block.get("elements", []) if e.get("type") == "button"]
+        accessory = block.get("accessory")
+        if isinstance(accessory, dict) and accessory.get("type") == "button":
+            found.append(accessory)
+    return found
 
 
 async def wait_until(done: Callable[[], bool], *, what: str, timeout: float = REPLY_TIMEOUT) -> None:
@@ -214,7 +232,8 @@ async def wait_until(done: Callable[[], bool], *, what: str, timeout: float = RE
 
 def write_plans(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "examples" / "payments-tokenization.yaml", directory / "payments-tokenization.yaml")
+    name = "payments-tokenization.yaml"
+    shutil.copyfile(REPO / "examples" / name, directory / name)
     (directory / "bridge.yaml").write_text(BRIDGE_PLAN, encoding="utf-8")
     return directory
 
@@ -259,41 +278,39 @@ class BotFactory:
         self.bots.clear()
 
 
-@pytest.fixture
-async def slack() -> AsyncIterator[SlackStandin]:
-    async with SlackStandin() as standin:
-        yield standin
-
-
-@pytest.fixture
-async def bot_factory(slack: SlackStandin, tmp_path: Path, sqlite_template: Path) -> AsyncIterator[BotFactory]:
+@contextlib.asynccontextmanager
+async def bot_world(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[BotFactory]:
+    """The Slack stand-in, a fresh migrated SQLite file, the plans dir; bots built on demand."""
     database = tmp_path / "cutover.db"
     shutil.copyfile(sqlite_template, database)
     plans = write_plans(tmp_path / "plans")
-    factory = BotFactory(
-        slack=slack,
-        settings=settings_for(slack, f"sqlite+aiosqlite:///{database}", plans),
-        clock=SimulatedClock(WINDOW_START - timedelta(minutes=5)),
-        actuator=LogActuator(),
-    )
-    try:
-        yield factory
-    finally:
-        await factory.close()
+    async with SlackStandin() as slack:
+        factory = BotFactory(
+            slack=slack,
+            settings=settings_for(slack, f"sqlite+aiosqlite:///{database}", plans),
+            clock=SimulatedClock(WINDOW_START - timedelta(minutes=5)),
+            actuator=LogActuator(),
+        )
+        try:
+            yield factory
+        finally:
+            await factory.close()
 
 
-@pytest.fixture
-async def bot_harness(bot_factory: BotFactory) -> AsyncIterator[BotHarness]:
-    bot = await bot_factory.build()
+@contextlib.asynccontextmanager
+async def serving(factory: BotFactory) -> AsyncIterator[BotHarness]:
+    """A bot built by `factory`, started without its outbox loop, served on a random local port."""
+    bot = await factory.build()
     await bot.start(dispatch_loop=False)
     runner = web.AppRunner(bot.web_app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        yield BotHarness(
-            slack=bot_factory.slack, bot=bot, clock=bot_factory.clock, actuator=bot_factory.actuator,
-            url=f"http://127.0.0.1:{port}/slack/events", http=http,
-        )
-    await runner.cleanup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as http:
+            yield BotHarness(
+                slack=factory.slack, bot=bot, clock=factory.clock, actuator=factory.actuator,
+                url=f"http://127.0.0.1:{port}/slack/events", http=http,
+            )
+    finally:
+        await runner.cleanup()

@@ -237,14 +237,15 @@ async def snapshot(uow: Any, run: str) -> Snapshot:
     )
 
 
-def assert_refused_and_unchanged(outcome: Outcome, before: Snapshot, after: Snapshot, *,
-                                 says: Iterable[str] = ()) -> None:
+def assert_refused_and_unchanged(
+    outcome: Outcome, before: Snapshot, after: Snapshot, *, says: Iterable[str] = ()
+) -> None:
     """A refusal: ok=False with a reason, exactly one new `refused` entry, nothing else changed."""
     assert outcome.ok is False
     assert outcome.message.strip()
     for words in says:
         assert words in outcome.message, f"{words!r} not in {outcome.message!r}"
-    assert after.ledger_kinds == (*before.ledger_kinds, "refused"), after.ledger_kinds[before.ledger:]
+    assert after.ledger_kinds == (*before.ledger_kinds, "refused"), after.ledger_kinds[before.ledger :]
     assert after.progress == before.progress
     assert after.lock_version == before.lock_version
     assert after.state == before.state
@@ -331,8 +332,10 @@ class World:
     # -- the usual steps ---------------------------------------------------------------------
 
     async def open(self, *, user: str = ENG1) -> Outcome:
-        outcome = await open_run(c.OpenRun(plan_text=plan_text(), source="handler-test.yaml",
-                                           channel=CHANNEL, user=user), self.deps)
+        outcome = await open_run(
+            c.OpenRun(plan_text=plan_text(), source="handler-test.yaml", channel=CHANNEL, user=user),
+            self.deps,
+        )
         assert outcome.ok, outcome.message
         self.run = str(outcome.run)
         return outcome
@@ -378,11 +381,17 @@ class World:
             outcome = await self.check()
             assert outcome.ok, outcome.message
 
-    async def propose_late(self, checkpoint: str = "canary", until: str = "21:40", *, user: str = ENG1) -> Outcome:
+    async def propose_late(
+        self, checkpoint: str = "canary", until: str = "21:40", *, user: str = ENG1
+    ) -> Outcome:
         from handlers.resequence import report_late
 
-        outcome = await report_late(c.ReportLate(run=self.run, user=user, checkpoint=checkpoint, until=at(until),
-                                                 reason="still draining"), self.deps)
+        outcome = await report_late(
+            c.ReportLate(
+                run=self.run, user=user, checkpoint=checkpoint, until=at(until), reason="still draining"
+            ),
+            self.deps,
+        )
         assert outcome.ok, outcome.message
         return outcome
 

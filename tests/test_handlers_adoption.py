@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from handlers import commands as c
@@ -11,7 +13,8 @@ from handlers.resequence import change_window
 from handlers.runs import sign_off, start
 from packets.delta import diff
 from packets.packet import Packet
-from tests.handler_fixtures import (  # noqa: F401  (fixtures)
+from tests import handler_fixtures
+from tests.handler_fixtures import (
     CHANNEL,
     ENG1,
     ENG2,
@@ -22,10 +25,13 @@ from tests.handler_fixtures import (  # noqa: F401  (fixtures)
     STRANGER,
     assert_refused_and_unchanged,
     at,
-    sqlite_uow,
     the_plan,
-    world,
 )
+
+# pytest finds fixtures in the module namespace.
+any_world = handler_fixtures.any_world
+sqlite_uow = handler_fixtures.sqlite_uow
+world = handler_fixtures.world
 
 # -- adopt --------------------------------------------------------------------------------------
 
@@ -43,24 +49,29 @@ async def test_adopting_a_proposal_makes_it_authoritative_and_supersedes_the_pre
     assert after.packets == ((1, "superseded"), (2, "authoritative"))
     assert after.authoritative_version == 2
     assert after.progress["engine"]["packet_version"] == 2
-    assert after.ledger_kinds[before.ledger:] == ("packet_followed", "packet_adopted")
+    assert after.ledger_kinds[before.ledger :] == ("packet_followed", "packet_adopted")
     adopted = (await world.entries("packet_adopted"))[0]
     assert adopted.actor == REL1
     assert adopted.payload["role"] == "release-authority"
     assert adopted.payload["supersedes"] == 1
 
 
-async def test_adoption_queues_the_superseded_update_the_new_packet_and_a_dm_per_affected_principal_only(world):
+async def test_adoption_queues_the_superseded_update_the_new_packet_and_a_dm_per_affected_principal_only(
+    world,
+):
     await world.started()
     await world.propose_late("canary", "21:40")
     before = await world.snapshot()
     rows = await world.packet_rows()
-    expected = diff(Packet.from_json(rows[0].body), Packet.from_json(rows[1].body),
-                    material_shift=the_plan().material_shift).notices()
+    expected = diff(
+        Packet.from_json(rows[0].body),
+        Packet.from_json(rows[1].body),
+        material_shift=the_plan().material_shift,
+    ).notices()
 
     await world.adopt(2)
 
-    new_rows = (await world.outbox())[before.outbox:]
+    new_rows = (await world.outbox())[before.outbox :]
     channel_rows = [(r.kind, r.recipient) for r in new_rows if r.kind != "delta_dm"]
     assert channel_rows == [("packet_superseded", CHANNEL), ("packet_posted", CHANNEL)]
     superseded = next(r for r in new_rows if r.kind == "packet_superseded")
@@ -73,7 +84,9 @@ async def test_adoption_queues_the_superseded_update_the_new_packet_and_a_dm_per
     assert sorted(recipients) == sorted(set(recipients)) == sorted(expected) == [ENG1, REL1, RISK1]
     assert SEC1 not in recipients and REL2 not in recipients and ENG2 not in recipients
     for dm in dms:
-        assert {row["checkpoint"] for row in dm.payload["changes"]} == {ch.checkpoint for ch in expected[dm.recipient]}
+        assert {row["checkpoint"] for row in dm.payload["changes"]} == {
+            ch.checkpoint for ch in expected[dm.recipient]
+        }
         assert dm.payload["version"] == 2 and dm.payload["from_version"] == 1
     eng = next(dm for dm in dms if dm.recipient == ENG1)
     assert [row["checkpoint"] for row in eng.payload["changes"]] == ["canary"]
@@ -98,7 +111,9 @@ async def test_a_proposal_overtaken_by_a_newer_one_is_refused(world):
 
     outcome = await world.adopt(2)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["v2 is superseded", "v1 is current"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=["v2 is superseded", "v1 is current"]
+    )
 
 
 async def test_a_proposal_built_against_a_version_no_longer_current_is_refused(world):
@@ -108,15 +123,24 @@ async def test_a_proposal_built_against_a_version_no_longer_current_is_refused(w
     rows = await world.packet_rows()
     v2 = Packet.from_json(rows[1].body)
     async with world.uow.transaction() as tx:
-        await tx.packets.add(run_id=world.run, version=3, state="proposed", hash=v2.hash, body=rows[1].body | {
-            "version": 3}, reason="a lost race", supersedes=1, at=world.clock.now())
+        await tx.packets.add(
+            run_id=world.run,
+            version=3,
+            state="proposed",
+            hash=v2.hash,
+            body=rows[1].body | {"version": 3},
+            reason="a lost race",
+            supersedes=1,
+            at=world.clock.now(),
+        )
     assert (await world.adopt(2)).ok
     before = await world.snapshot()
 
     outcome = await world.adopt(3)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
-                                 says=["proposed against v1", "v2 is now current"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=["proposed against v1", "v2 is now current"]
+    )
 
 
 async def test_adopting_the_same_version_twice_is_refused_the_second_time(world):
@@ -127,7 +151,9 @@ async def test_adopting_the_same_version_twice_is_refused_the_second_time(world)
 
     again = await world.adopt(2)
 
-    assert_refused_and_unchanged(again, before, await world.snapshot(), says=["v2 is authoritative, not proposed"])
+    assert_refused_and_unchanged(
+        again, before, await world.snapshot(), says=["v2 is authoritative, not proposed"]
+    )
 
 
 async def test_adopt_with_nothing_proposed_is_refused(world):
@@ -141,8 +167,18 @@ async def test_adopt_with_nothing_proposed_is_refused(world):
 
 async def test_a_conflict_adopted_before_the_start_holds_the_protected_checkpoint_until_released(world):
     await world.open()
-    assert (await change_window(c.ChangeWindow(run=world.run, user=ENG1, checkpoint="preflight",
-                                               not_before=at("21:00"), not_after=at("21:10")), world.deps)).ok
+    assert (
+        await change_window(
+            c.ChangeWindow(
+                run=world.run,
+                user=ENG1,
+                checkpoint="preflight",
+                not_before=at("21:00"),
+                not_after=at("21:10"),
+            ),
+            world.deps,
+        )
+    ).ok
     assert (await world.adopt(2)).ok
     for user in (REL1, RISK1):
         assert (await sign_off(c.SignOff(run=world.run, user=user, revision=world.revision), world.deps)).ok
@@ -155,22 +191,38 @@ async def test_a_conflict_adopted_before_the_start_holds_the_protected_checkpoin
     progress = await world.progress()
     assert progress.state == "held" and progress.checkpoints["preflight"].state == "held"
 
-    assert (await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold=holds["conflict"]), world.deps)).ok
+    assert (
+        await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold=holds["conflict"]), world.deps)
+    ).ok
     progress = await world.progress()
     assert progress.state == "running" and progress.checkpoints["preflight"].state == "active"
 
 
-@pytest.mark.xfail(reason="packets/: an adopted CONFLICT hold is not opened for a checkpoint already in flight "
-                          "(stage_rows.packet_adopted opens no holds; releasing the earlier hold clears it)")
+@pytest.mark.xfail(
+    reason="packets/: an adopted CONFLICT hold is not opened for a checkpoint already in flight "
+    "(stage_rows.packet_adopted opens no holds; releasing the earlier hold clears it)"
+)
 async def test_an_adopted_conflict_hold_stops_a_protected_checkpoint_already_waiting_on_its_plan_hold(world):
     await world.started()
-    assert (await change_window(c.ChangeWindow(run=world.run, user=ENG1, checkpoint="preflight",
-                                               not_before=at("21:00"), not_after=at("21:10")), world.deps)).ok
+    assert (
+        await change_window(
+            c.ChangeWindow(
+                run=world.run,
+                user=ENG1,
+                checkpoint="preflight",
+                not_before=at("21:00"),
+                not_after=at("21:10"),
+            ),
+            world.deps,
+        )
+    ).ok
     assert (await world.adopt(2)).ok
 
     # The plan hold of the protected preflight was opened under v1; releasing it must not let the
     # preflight run past the conflict that the adopted v2 holds it for.
-    released = await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold="preflight/plan/1"), world.deps)
+    released = await release_hold(
+        c.ReleaseHold(run=world.run, user=REL1, hold="preflight/plan/1"), world.deps
+    )
 
     assert released.ok, released.message
     progress = await world.progress()
@@ -187,13 +239,15 @@ async def test_the_release_authority_rejects_a_proposal_and_the_current_version_
     await world.propose_late("canary", "21:40")
     before = await world.snapshot()
 
-    outcome = await reject_packet(c.RejectPacket(run=world.run, user=REL1, version=2, reason="not yet"), world.deps)
+    outcome = await reject_packet(
+        c.RejectPacket(run=world.run, user=REL1, version=2, reason="not yet"), world.deps
+    )
 
     assert outcome.ok, outcome.message
     after = await world.snapshot()
     assert after.packets == ((1, "authoritative"), (2, "rejected"))
     assert after.authoritative_version == 1
-    assert after.ledger_kinds[before.ledger:] == ("packet_rejected",)
+    assert after.ledger_kinds[before.ledger :] == ("packet_rejected",)
     assert (await world.outbox())[-1].kind == "run_state"
     before = after
 
@@ -234,7 +288,9 @@ async def test_acknowledging_a_stale_version_is_refused_naming_the_current_one(w
 
     outcome = await world.ack(ENG1, 1)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["v1 is no longer current", "v2"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=["v1 is no longer current", "v2"]
+    )
     assert outcome.current_version == 2
 
 
@@ -266,6 +322,25 @@ async def test_a_release_button_rendered_for_a_superseded_version_is_refused_nam
     assert (await world.adopt(2)).ok
     before = await world.snapshot()
 
-    outcome = await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold="preflight", version=1), world.deps)
+    outcome = await release_hold(
+        c.ReleaseHold(run=world.run, user=REL1, hold="preflight", version=1), world.deps
+    )
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["v1", "v2 is current"])
+
+
+async def test_ten_adopt_clicks_at_once_adopt_the_proposal_once(any_world):
+    world = any_world
+    await world.started()
+    await world.propose_late("canary", "21:40")
+    before = await world.snapshot()
+
+    outcomes = await asyncio.gather(*(world.adopt(2) for _ in range(10)))
+
+    assert [o.ok for o in outcomes].count(True) == 1
+    assert all("v2 is authoritative, not proposed" in o.message for o in outcomes if not o.ok)
+    after = await world.snapshot()
+    assert after.packets == ((1, "superseded"), (2, "authoritative"))
+    new = after.ledger_kinds[before.ledger :]
+    assert new.count("packet_adopted") == 1 and new.count("refused") == 9
+    assert len(await world.outbox("packet_superseded")) == 1

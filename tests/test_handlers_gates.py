@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from handlers import commands as c
 from handlers.gate_checks import advance
 from packets.gates import Outcome as GateOutcome
-from tests.handler_fixtures import (  # noqa: F401  (fixtures)
+from tests import handler_fixtures
+from tests.handler_fixtures import (
     CHANNEL,
     FAILING,
     GATE_ACTIONS,
     PASSING,
     at,
-    sqlite_uow,
-    world,
 )
+
+# pytest finds fixtures in the module namespace.
+any_world = handler_fixtures.any_world
+sqlite_uow = handler_fixtures.sqlite_uow
+world = handler_fixtures.world
 
 GATES = sorted(GATE_ACTIONS)
 
@@ -36,7 +42,9 @@ async def test_a_streak_of_passes_after_the_soak_completes_the_traffic_checkpoin
     assert progress.checkpoints["canary"].state == "done"
     assert progress.checkpoints["canary"].done_by == ("engine",)
     assert progress.checkpoints["widen"].state == "held"
-    completed = [e for e in await world.entries("checkpoint_completed") if e.payload["checkpoint"] == "canary"]
+    completed = [
+        e for e in await world.entries("checkpoint_completed") if e.payload["checkpoint"] == "canary"
+    ]
     assert len(completed) == 1
     # The evidence that justified it: the last three passes of every gate.
     assert sorted({g["gate"] for g in completed[0].payload["gates"]}) == GATES
@@ -103,7 +111,8 @@ async def test_no_data_counts_as_a_failure(world):
     progress = await world.progress()
     assert progress.state == "held"
     assert [(h.checkpoint, h.source) for h in progress.open_holds()] == [("canary", "gate")]
-    assert (await world.outbox("gate_alert"))[-1].payload["outcome"] == GateOutcome.NO_DATA
+    # The alert speaks the template's vocabulary (bot/templates/gate_alert.j2).
+    assert (await world.outbox("gate_alert"))[-1].payload["outcome"] == "no_data"
 
 
 async def test_a_slot_checked_twice_is_recorded_and_acted_on_once(world):
@@ -169,3 +178,18 @@ def test_the_fixture_values_pass_and_fail_as_intended():
         assert spec.admits(PASSING[gate]) and not spec.admits(FAILING[gate])
         assert plan.gates[gate].on_fail == GATE_ACTIONS[gate]
     assert at("21:00") == plan.window.start
+
+
+async def test_replicas_ticking_the_same_slot_at_once_record_and_act_on_it_once(any_world):
+    world = any_world
+    await world.canary_soaking()
+    world.set_time("21:18")
+    world.telemetry.set("auth-success", FAILING["auth-success"])
+
+    outcomes = await asyncio.gather(*(world.check() for _ in range(8)))
+
+    assert all(o.ok for o in outcomes)
+    assert sum("already checked" not in o.message for o in outcomes) == 1
+    assert sorted(r.gate for r in await world.gate_rows()) == GATES
+    assert len(await world.entries("gate_failed")) == 1
+    assert world.actuator.percents("merchant-a") == [5.0, 0.0]

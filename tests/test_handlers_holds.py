@@ -7,7 +7,8 @@ import re
 
 from handlers import commands as c
 from handlers.holds import open_hold, release_hold
-from tests.handler_fixtures import (  # noqa: F401  (fixtures)
+from tests import handler_fixtures
+from tests.handler_fixtures import (
     CHANNEL,
     ENG1,
     ENG2,
@@ -15,11 +16,13 @@ from tests.handler_fixtures import (  # noqa: F401  (fixtures)
     RISK1,
     SEC1,
     STRANGER,
-    any_world,
     assert_refused_and_unchanged,
-    sqlite_uow,
-    world,
 )
+
+# pytest finds fixtures in the module namespace.
+any_world = handler_fixtures.any_world
+sqlite_uow = handler_fixtures.sqlite_uow
+world = handler_fixtures.world
 
 
 async def _release(world, user: str, hold: str, version: int | None = None):
@@ -109,15 +112,19 @@ async def test_a_mode_all_hold_needs_every_release_role_from_different_people(wo
 
     twice = await _release(world, RISK1, hold.id)
 
-    assert_refused_and_unchanged(twice, before, await world.snapshot(), says=["already released", "different person"])
+    assert_refused_and_unchanged(
+        twice, before, await world.snapshot(), says=["already released", "different person"]
+    )
 
     second = await _release(world, REL1, hold.id)
 
     assert second.ok, second.message
     progress = await world.progress()
     assert progress.state == "completed"
-    assert [(r.user, r.role) for r in progress.holds[hold.id].releases] == [(RISK1, "payments-risk"),
-                                                                            (REL1, "release-authority")]
+    assert [(r.user, r.role) for r in progress.holds[hold.id].releases] == [
+        (RISK1, "payments-risk"),
+        (REL1, "release-authority"),
+    ]
     rows = {h.hold_id: h for h in await world.hold_rows()}
     assert rows[hold.id].state == "released"
     assert set(rows[hold.id].released_by.split(",")) == {RISK1, REL1}
@@ -129,8 +136,9 @@ async def test_a_release_by_someone_outside_the_release_roles_is_refused_naming_
 
     outcome = await _release(world, ENG1, "preflight")
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
-                                 says=[ENG1, "release-authority (acting: U0REL1)"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=[ENG1, "release-authority (acting: U0REL1)"]
+    )
 
 
 async def test_a_release_button_for_another_packet_version_is_refused(world):
@@ -151,8 +159,12 @@ async def test_releasing_a_hold_already_released_says_by_whom_and_when(world):
 
     outcome = await _release(world, REL1, "preflight")
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
-                                 says=["already released by U0REL1 as release-authority", "2026-11-25T02:02"])
+    assert_refused_and_unchanged(
+        outcome,
+        before,
+        await world.snapshot(),
+        says=["already released by U0REL1 as release-authority", "2026-11-25T02:02"],
+    )
 
 
 async def test_releasing_a_hold_that_does_not_exist_is_refused_listing_the_open_ones(world):
@@ -191,12 +203,13 @@ async def test_fifty_concurrent_releases_of_one_hold_let_exactly_one_win(any_wor
         assert _ALREADY.search(loser.message), loser.message
         assert f"already released by {release.user} as {release.role}" in loser.message
     after = await world.snapshot()
-    new = after.ledger_kinds[before.ledger:]
+    new = after.ledger_kinds[before.ledger :]
     assert new.count("hold_released") == 1
     assert new.count("refused") == 49
     assert after.lock_version == before.lock_version + 1
     assert dict(after.holds)[hold] == "released"
-    assert [r.payload["by"] for r in await world.outbox("hold_released")
-            if r.payload["hold"]["id"] == hold] == [release.user]
+    assert [
+        r.payload["by"] for r in await world.outbox("hold_released") if r.payload["hold"]["id"] == hold
+    ] == [release.user]
     assert after.outbox == before.outbox + 1
     assert await world.ledger_verifies()

@@ -12,7 +12,8 @@ from handlers.delegates import change_delegate
 from handlers.holds import release_hold
 from handlers.resequence import change_window, report_done, report_late
 from packets.packet import HoldSource, Packet
-from tests.handler_fixtures import (  # noqa: F401  (fixtures)
+from tests import handler_fixtures
+from tests.handler_fixtures import (
     CHANNEL,
     ENG1,
     ENG2,
@@ -22,9 +23,11 @@ from tests.handler_fixtures import (  # noqa: F401  (fixtures)
     SEC1,
     assert_refused_and_unchanged,
     at,
-    sqlite_uow,
-    world,
 )
+
+# pytest finds fixtures in the module namespace.
+sqlite_uow = handler_fixtures.sqlite_uow
+world = handler_fixtures.world
 
 # -- done ---------------------------------------------------------------------------------------
 
@@ -40,7 +43,9 @@ async def test_the_owner_reporting_done_completes_the_checkpoint_and_the_canary_
     assert progress.checkpoints["preflight"].state == "done"
     assert progress.checkpoints["preflight"].done_by == (ENG1,)
     assert progress.checkpoints["canary"].state == "soaking"
-    assert [(s.checkpoint, s.cohort, s.percent) for s in world.actuator.shifts] == [("canary", "merchant-a", 5.0)]
+    assert [(s.checkpoint, s.cohort, s.percent) for s in world.actuator.shifts] == [
+        ("canary", "merchant-a", 5.0)
+    ]
     assert progress.traffic == {"merchant-a": 5.0}
 
 
@@ -50,7 +55,9 @@ async def test_someone_else_reporting_done_is_refused_naming_the_owner(world):
 
     outcome = await report_done(c.ReportDone(run=world.run, user=SEC1, checkpoint="preflight"), world.deps)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1, "release-eng (acting: U0ENG1)"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=[SEC1, "release-eng (acting: U0ENG1)"]
+    )
     assert world.actuator.shifts == []
 
 
@@ -70,8 +77,12 @@ async def test_a_late_report_proposes_a_packet_and_leaves_the_authoritative_one_
     await world.started()
     before = await world.snapshot()
 
-    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="canary", until=at("21:40"),
-                                             reason="still draining"), world.deps)
+    outcome = await report_late(
+        c.ReportLate(
+            run=world.run, user=ENG1, checkpoint="canary", until=at("21:40"), reason="still draining"
+        ),
+        world.deps,
+    )
 
     assert outcome.ok, outcome.message
     assert outcome.data["proposed"] == 2
@@ -80,7 +91,7 @@ async def test_a_late_report_proposes_a_packet_and_leaves_the_authoritative_one_
     assert after.packets == ((1, "authoritative"), (2, "proposed"))
     assert after.authoritative_version == 1
     assert after.progress["engine"] == before.progress["engine"], "the engine does not follow a proposal"
-    assert after.ledger_kinds[before.ledger:] == ("late_reported", "packet_proposed")
+    assert after.ledger_kinds[before.ledger :] == ("late_reported", "packet_proposed")
     proposal = Packet.from_json((await world.packet_rows())[1].body)
     assert proposal.supersedes == 1
     assert proposal.checkpoint("canary").end == at("21:40")
@@ -93,7 +104,7 @@ async def test_a_late_report_queues_one_channel_line_with_adopt_and_reject(world
 
     await world.propose_late("canary", "21:40")
 
-    new_rows = (await world.outbox())[before.outbox:]
+    new_rows = (await world.outbox())[before.outbox :]
     assert [(r.kind, r.recipient) for r in new_rows] == [("packet_proposed_line", CHANNEL)]
     payload = new_rows[0].payload
     assert payload["version"] == 2
@@ -109,25 +120,29 @@ async def test_a_late_report_without_material_change_makes_no_packet(world):
     before = await world.snapshot()
 
     # The preflight was to end at 21:15; 21:17 moves it and everything after by 2 min < 5 min.
-    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="preflight", until=at("21:17")),
-                                world.deps)
+    outcome = await report_late(
+        c.ReportLate(run=world.run, user=ENG1, checkpoint="preflight", until=at("21:17")), world.deps
+    )
 
     assert outcome.ok, outcome.message
     assert "no material change" in outcome.message
     after = await world.snapshot()
     assert after.packets == before.packets
     assert after.outbox == before.outbox
-    assert after.ledger_kinds[before.ledger:] == ("late_reported",)
+    assert after.ledger_kinds[before.ledger :] == ("late_reported",)
 
 
 async def test_a_late_report_for_an_unknown_checkpoint_is_refused_listing_the_checkpoints(world):
     await world.started()
     before = await world.snapshot()
 
-    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="nope", until=at("21:40")),
-                                world.deps)
+    outcome = await report_late(
+        c.ReportLate(run=world.run, user=ENG1, checkpoint="nope", until=at("21:40")), world.deps
+    )
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["nope", "preflight", "canary"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=["nope", "preflight", "canary"]
+    )
 
 
 async def test_a_late_report_with_a_time_already_past_is_refused(world):
@@ -135,8 +150,9 @@ async def test_a_late_report_with_a_time_already_past_is_refused(world):
     world.set_time("21:10")
     before = await world.snapshot()
 
-    outcome = await report_late(c.ReportLate(run=world.run, user=ENG1, checkpoint="preflight", until=at("21:05")),
-                                world.deps)
+    outcome = await report_late(
+        c.ReportLate(run=world.run, user=ENG1, checkpoint="preflight", until=at("21:05")), world.deps
+    )
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["21:05", "already passed"])
 
@@ -145,8 +161,9 @@ async def test_a_late_report_by_someone_who_neither_owns_nor_runs_the_cutover_is
     await world.started()
     before = await world.snapshot()
 
-    outcome = await report_late(c.ReportLate(run=world.run, user=RISK1, checkpoint="canary", until=at("21:40")),
-                                world.deps)
+    outcome = await report_late(
+        c.ReportLate(run=world.run, user=RISK1, checkpoint="canary", until=at("21:40")), world.deps
+    )
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1, "release-eng"])
 
@@ -157,8 +174,12 @@ async def test_a_late_report_by_someone_who_neither_owns_nor_runs_the_cutover_is
 async def test_a_window_a_protected_checkpoint_no_longer_fits_holds_it_as_a_conflict_in_the_proposal(world):
     await world.started()
 
-    outcome = await change_window(c.ChangeWindow(run=world.run, user=ENG1, checkpoint="preflight",
-                                                 not_before=at("21:00"), not_after=at("21:10")), world.deps)
+    outcome = await change_window(
+        c.ChangeWindow(
+            run=world.run, user=ENG1, checkpoint="preflight", not_before=at("21:00"), not_after=at("21:10")
+        ),
+        world.deps,
+    )
 
     assert outcome.ok, outcome.message
     assert outcome.data["proposed"] == 2
@@ -182,8 +203,12 @@ async def test_someone_who_neither_owns_the_checkpoint_nor_adopts_packets_may_no
     await world.started()
     before = await world.snapshot()
 
-    outcome = await change_window(c.ChangeWindow(run=world.run, user=SEC1, checkpoint="preflight",
-                                                 not_before=at("21:00"), not_after=at("21:10")), world.deps)
+    outcome = await change_window(
+        c.ChangeWindow(
+            run=world.run, user=SEC1, checkpoint="preflight", not_before=at("21:00"), not_after=at("21:10")
+        ),
+        world.deps,
+    )
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1])
 
@@ -195,14 +220,15 @@ async def test_the_delegate_authority_switches_a_role_to_its_approved_delegate(w
     await world.started()
     before = await world.snapshot()
 
-    outcome = await change_delegate(c.ChangeDelegate(run=world.run, user=REL1, role="release-authority",
-                                                     to_user=REL2), world.deps)
+    outcome = await change_delegate(
+        c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
+    )
 
     assert outcome.ok, outcome.message
     after = await world.snapshot()
     assert after.acting["release-authority"] == REL2
     assert after.acting_changes == 1
-    assert after.ledger_kinds[before.ledger:] == ("acting_changed", "packet_proposed")
+    assert after.ledger_kinds[before.ledger :] == ("acting_changed", "packet_proposed")
     proposal = Packet.from_json((await world.packet_rows())[-1].body)
     assert proposal.checkpoint("widen").owner_user == REL2
     assert after.authoritative_version == 1
@@ -212,33 +238,42 @@ async def test_switching_to_someone_who_is_not_an_approved_delegate_is_refused(w
     await world.started()
     before = await world.snapshot()
 
-    outcome = await change_delegate(c.ChangeDelegate(run=world.run, user=REL1, role="release-authority",
-                                                     to_user=ENG2), world.deps)
+    outcome = await change_delegate(
+        c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=ENG2), world.deps
+    )
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[ENG2, "not an approved delegate"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=[ENG2, "not an approved delegate"]
+    )
 
 
 async def test_someone_without_the_delegate_authority_may_not_switch_a_role(world):
     await world.started()
     before = await world.snapshot()
 
-    outcome = await change_delegate(c.ChangeDelegate(run=world.run, user=ENG1, role="release-eng", to_user=ENG2),
-                                    world.deps)
+    outcome = await change_delegate(
+        c.ChangeDelegate(run=world.run, user=ENG1, role="release-eng", to_user=ENG2), world.deps
+    )
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
-                                 says=[ENG1, "release-authority (acting: U0REL1)"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=[ENG1, "release-authority (acting: U0REL1)"]
+    )
 
 
 async def test_after_a_switch_the_new_delegate_releases_a_hold_and_the_old_primary_cannot(world):
     await world.started()
-    assert (await change_delegate(c.ChangeDelegate(run=world.run, user=REL1, role="release-authority",
-                                                   to_user=REL2), world.deps)).ok
+    assert (
+        await change_delegate(
+            c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
+        )
+    ).ok
     before = await world.snapshot()
 
     refused = await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold="preflight"), world.deps)
 
-    assert_refused_and_unchanged(refused, before, await world.snapshot(),
-                                 says=[REL1, "release-authority (acting: U0REL2)"])
+    assert_refused_and_unchanged(
+        refused, before, await world.snapshot(), says=[REL1, "release-authority (acting: U0REL2)"]
+    )
 
     released = await release_hold(c.ReleaseHold(run=world.run, user=REL2, hold="preflight"), world.deps)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from handlers import commands as c
 from handlers.runs import freeze, open_run, pause, resume, rollback, sign_off, start, unfreeze
 from packets.plan import load_plan
-from tests.handler_fixtures import (  # noqa: F401  (fixtures)
+from tests import handler_fixtures
+from tests.handler_fixtures import (
     CHANNEL,
     ENG1,
     REL1,
@@ -18,9 +19,11 @@ from tests.handler_fixtures import (  # noqa: F401  (fixtures)
     STRANGER,
     assert_refused_and_unchanged,
     plan_text,
-    sqlite_uow,
-    world,
 )
+
+# pytest finds fixtures in the module namespace.
+sqlite_uow = handler_fixtures.sqlite_uow
+world = handler_fixtures.world
 
 # -- open ---------------------------------------------------------------------------------------
 
@@ -42,8 +45,9 @@ async def test_a_good_plan_opens_a_run_with_packet_v1_authoritative_awaiting_sig
 
 
 async def test_a_plan_opened_in_the_wrong_channel_is_refused_and_nothing_is_stored(world):
-    outcome = await open_run(c.OpenRun(plan_text=plan_text(), source="p.yaml", channel="C0ELSEWHERE", user=ENG1),
-                             world.deps)
+    outcome = await open_run(
+        c.OpenRun(plan_text=plan_text(), source="p.yaml", channel="C0ELSEWHERE", user=ENG1), world.deps
+    )
 
     assert not outcome.ok
     assert CHANNEL in outcome.message
@@ -54,12 +58,15 @@ async def test_a_plan_opened_in_the_wrong_channel_is_refused_and_nothing_is_stor
 
 
 async def test_a_malformed_plan_is_refused_naming_the_file_the_field_and_the_problem(world):
-    broken = plan_text().replace("owner: release-eng\n    observers: [payments-risk]",
-                                 "owner: release-nobody\n    observers: [payments-risk]")
+    broken = plan_text().replace(
+        "owner: release-eng\n    observers: [payments-risk]",
+        "owner: release-nobody\n    observers: [payments-risk]",
+    )
     broken = broken.replace("after: [canary]", "after: [no-such-checkpoint]")
 
-    outcome = await open_run(c.OpenRun(plan_text=broken, source="broken.yaml", channel=CHANNEL, user=ENG1),
-                             world.deps)
+    outcome = await open_run(
+        c.OpenRun(plan_text=broken, source="broken.yaml", channel=CHANNEL, user=ENG1), world.deps
+    )
 
     assert not outcome.ok
     assert outcome.message.startswith("The plan is refused:")
@@ -73,8 +80,9 @@ async def test_a_malformed_plan_is_refused_naming_the_file_the_field_and_the_pro
 
 
 async def test_yaml_that_does_not_parse_is_refused_with_its_line(world):
-    outcome = await open_run(c.OpenRun(plan_text="plan: [unclosed\n", source="bad.yaml", channel=CHANNEL,
-                                       user=ENG1), world.deps)
+    outcome = await open_run(
+        c.OpenRun(plan_text="plan: [unclosed\n", source="bad.yaml", channel=CHANNEL, user=ENG1), world.deps
+    )
 
     assert not outcome.ok
     assert "bad.yaml" in outcome.message
@@ -85,8 +93,9 @@ async def test_a_second_run_in_the_same_channel_is_refused_and_ledgered_on_the_a
     before = await world.snapshot()
     world.advance(1)
 
-    outcome = await open_run(c.OpenRun(plan_text=plan_text(), source="p.yaml", channel=CHANNEL, user=ENG1),
-                             world.deps)
+    outcome = await open_run(
+        c.OpenRun(plan_text=plan_text(), source="p.yaml", channel=CHANNEL, user=ENG1), world.deps
+    )
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["already active", world.run])
     async with world.uow.transaction(read_only=True) as tx:
@@ -121,8 +130,12 @@ async def test_a_sign_off_of_another_revision_is_refused(world):
 
     outcome = await sign_off(c.SignOff(run=world.run, user=REL1, revision="f" * 64), world.deps)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
-                                 says=["ffffffffffff", world.revision[:12], "inherits no sign-off"])
+    assert_refused_and_unchanged(
+        outcome,
+        before,
+        await world.snapshot(),
+        says=["ffffffffffff", world.revision[:12], "inherits no sign-off"],
+    )
 
 
 async def test_someone_without_a_sign_off_role_is_refused_naming_who_signs(world):
@@ -131,16 +144,21 @@ async def test_someone_without_a_sign_off_role_is_refused_naming_who_signs(world
 
     outcome = await sign_off(c.SignOff(run=world.run, user=SEC1, revision=world.revision), world.deps)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
-                                 says=[SEC1, "release-authority: U0REL1", "payments-risk: U0RISK1"])
+    assert_refused_and_unchanged(
+        outcome,
+        before,
+        await world.snapshot(),
+        says=[SEC1, "release-authority: U0REL1", "payments-risk: U0RISK1"],
+    )
 
 
 async def test_signing_off_as_a_role_one_does_not_act_for_is_refused(world):
     await world.open()
     before = await world.snapshot()
 
-    outcome = await sign_off(c.SignOff(run=world.run, user=REL1, revision=world.revision, role="payments-risk"),
-                             world.deps)
+    outcome = await sign_off(
+        c.SignOff(run=world.run, user=REL1, revision=world.revision, role="payments-risk"), world.deps
+    )
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1])
 
@@ -165,8 +183,12 @@ async def test_starting_before_sign_off_is_refused_naming_who_is_missing(world):
 
     outcome = await start(c.Start(run=world.run, user=ENG1), world.deps)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(),
-                                 says=["waiting for sign-off", "payments-risk (acting: U0RISK1)"])
+    assert_refused_and_unchanged(
+        outcome,
+        before,
+        await world.snapshot(),
+        says=["waiting for sign-off", "payments-risk (acting: U0RISK1)"],
+    )
     assert "release-authority (acting" not in outcome.message
     assert world.actuator.shifts == []
 
@@ -196,7 +218,9 @@ async def test_someone_outside_start_and_rollback_may_not_start(world):
 
     outcome = await start(c.Start(run=world.run, user=RISK1), world.deps)
 
-    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1, "release-eng (acting: U0ENG1)"])
+    assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=[RISK1, "release-eng (acting: U0ENG1)"]
+    )
 
 
 async def test_a_use_case_on_a_run_that_does_not_exist_is_refused(world):
@@ -287,7 +311,9 @@ async def test_rolling_back_the_cohort_puts_its_traffic_back_and_holds_the_check
     await world.canary_soaking()
     world.advance(2)
 
-    outcome = await rollback(c.Rollback(run=world.run, user=ENG1, scope="cohort", reason="auth dips"), world.deps)
+    outcome = await rollback(
+        c.Rollback(run=world.run, user=ENG1, scope="cohort", reason="auth dips"), world.deps
+    )
 
     assert outcome.ok, outcome.message
     assert world.actuator.percents("merchant-a") == [5.0, 0.0]

@@ -475,16 +475,41 @@ def test_a_release_under_a_freeze_is_recorded_and_the_run_stays_frozen() -> None
     assert room.cp("widen") is CheckpointState.DONE
 
 
-@pytest.mark.parametrize(
-    "state", [RunState.AWAITING_SIGNOFF, RunState.READY, RunState.PAUSED, RunState.HELD, RunState.FROZEN]
-)
-def test_adopting_a_packet_before_the_run_or_while_it_is_stopped_only_changes_the_version(state: RunState) -> None:
+@pytest.mark.parametrize("state", [RunState.AWAITING_SIGNOFF, RunState.READY])
+def test_adopting_a_packet_before_the_run_only_changes_the_version_followed(state: RunState) -> None:
     room = reach(state)
     v2 = make_packet(room.plan, version=2)
     transition = room.do(PacketAdopted(at=minutes(8), version=2, user="U0REL1"), packet=v2)
     assert room.progress.packet_version == 2
     assert room.progress.state is state
     assert [e.kind for e in transition.of(Ledger)] == [LedgerKind.PACKET_FOLLOWED]
+
+
+@pytest.mark.parametrize("state", [RunState.PAUSED, RunState.HELD, RunState.FROZEN])
+def test_adopting_a_packet_while_the_run_is_stopped_keeps_it_stopped_and_holds_a_new_conflict(
+    state: RunState,
+) -> None:
+    room = reach(state)
+    before = room.progress.checkpoints
+    v2 = make_packet(room.plan, version=2)
+    transition = room.do(PacketAdopted(at=minutes(8), version=2, user="U0REL1"), packet=v2)
+    room.packet = v2
+    assert room.progress.state is state and room.progress.checkpoints == before
+    assert room.ledger_kinds(transition) == [LedgerKind.PACKET_FOLLOWED]
+    # Widen waits on its plan hold when v2 says it conflicts: it waits on both holds now.
+    room = WarRoom.open().canary_passed()
+    room.do(Pause(at=minutes(27), user="U0REL1", reason="look"))
+    v2 = make_packet(room.plan, version=2, conflicts={"widen": "widen no longer fits before 23:00"})
+    room.do(PacketAdopted(at=minutes(28), version=2, user="U0REL1"), packet=v2)
+    room.packet = v2
+    assert room.progress.state is RunState.HELD
+    plan_hold, conflict = room.open_hold_ids()
+    assert conflict.startswith("widen/conflict/")
+    room.do(HoldReleased(at=minutes(29), hold_id=plan_hold, user="U0REL1"))
+    assert room.cp("widen") is CheckpointState.HELD
+    room.do(HoldReleased(at=minutes(30), hold_id=conflict, user="U0REL1"))
+    room.do(Resume(at=minutes(31), user="U0REL1"))
+    assert room.cp("widen") is CheckpointState.DONE
 
 
 def test_adopting_a_packet_while_soaking_keeps_the_evidence_gathered() -> None:
@@ -678,7 +703,8 @@ ROW_TESTS = {
     row(R.FROZEN, HoldOpened): test_a_hold_opened_under_a_freeze_keeps_the_run_frozen,
     row(R.HELD, HoldReleased): test_releasing_the_last_open_hold_lets_the_run_advance,
     row(R.FROZEN, HoldReleased): test_a_release_under_a_freeze_is_recorded_and_the_run_stays_frozen,
-    row(R.READY, PacketAdopted): test_adopting_a_packet_before_the_run_or_while_it_is_stopped_only_changes_the_version,
+    row(R.READY, PacketAdopted): test_adopting_a_packet_before_the_run_only_changes_the_version_followed,
+    row(R.HELD, PacketAdopted): test_adopting_a_packet_while_the_run_is_stopped_keeps_it_stopped_and_holds_a_new_conflict,
     row(R.RUNNING, PacketAdopted): test_adopting_a_packet_while_soaking_keeps_the_evidence_gathered,
     row(R.RUNNING, Pause): test_a_pauser_pauses_the_run_and_nothing_advances,
     row(R.PAUSED, Resume): test_resume_by_a_pauser_advances_a_paused_run,

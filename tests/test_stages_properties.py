@@ -42,7 +42,7 @@ from packets.events import (
     Unfreeze,
 )
 from packets.gates import GateResult, Outcome, last_failed, remember, streak_passes
-from packets.packet import Packet
+from packets.packet import HoldSource, Packet
 from packets.plan import ACTIONS, Plan
 from packets.redact import redact
 from packets.run_progress import TERMINAL, CheckpointState, HoldState, RunProgress, RunState
@@ -113,7 +113,7 @@ MOVES: dict[str, tuple[type[Any] | None, int]] = {
     "done": (CheckpointDone, 3),
     "hold": (HoldOpened, 1),
     "release": (HoldReleased, 5),
-    "adopt": (PacketAdopted, 1),
+    "adopt": (PacketAdopted, 2),
     "pause": (Pause, 1),
     "resume": (Resume, 2),
     "freeze": (Freeze, 1),
@@ -199,8 +199,10 @@ def event_for(game: Game, move: str, seed: int, text: str) -> Event | None:
         hold = holds[seed % len(holds)]
         return HoldReleased(at=at, hold_id=hold.id, user=game.acting(hold.release_by, seed))
     if move == "adopt":
-        pending = [c for c, p in progress.checkpoints.items() if p.state is CheckpointState.PENDING]
-        conflicts = {pending[seed % len(pending)]: f"no longer fits its window {text}"} if pending and seed % 3 else {}
+        # Half the time the conflict lands on the checkpoint in flight, the subtle case.
+        waiting = [c for c, p in progress.checkpoints.items() if p.state is not CheckpointState.DONE]
+        target = flight if flight is not None and seed % 2 else (waiting[seed % len(waiting)] if waiting else None)
+        conflicts = {target: f"no longer fits its window {text}"} if target is not None and seed % 3 else {}
         game.conflicts = conflicts
         version = progress.packet_version + 1
         return PacketAdopted(at=at, version=version, user=game.acting(authority.adopt_packets, seed))
@@ -283,7 +285,7 @@ def percent_of(plan: Plan, checkpoint: str) -> tuple[str, float] | None:
     return (traffic.cohort, traffic.percent) if traffic is not None else None
 
 
-def check(game: Game, before: RunProgress, event: Event, t: Transition) -> None:
+def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: Packet) -> None:
     after, plan = t.progress, game.plan
     order = [c.id for c in game.packet.timeline]
     policy = plan.gate_policy
@@ -346,6 +348,16 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition) -> None:
         for entry in released[0].payload["releases"]:
             assert entry["user"] in MEMBERS and entry["role"] in hold.release_by and "acting_for" in entry
 
+    # A checkpoint with a conflict hold in the packet never runs before a person released one.
+    running = (CheckpointState.ACTIVE, CheckpointState.SOAKING, CheckpointState.DONE)
+    for checkpoint, progress in after.checkpoints.items():
+        started = progress.state in running and before.checkpoints[checkpoint].state not in running
+        if started and any(h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT for h in packet.holds):
+            assert any(
+                h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT and h.state is HoldState.RELEASED
+                for h in after.holds.values()
+            ), checkpoint
+
     # After a global rollback traffic is 0 everywhere and nothing raises it again.
     if after.state in (RunState.ROLLING_BACK, RunState.ROLLED_BACK):
         game.rolled_back = True
@@ -387,7 +399,7 @@ def test_random_runs_keep_every_invariant(plan: Plan, prelude: bool, moves: list
             transition = step(before, event, plan=plan, packet=packet, roster=game.roster)
         except EngineError:
             continue  # refused or illegal: nothing to save, nothing changed
-        check(game, before, event, transition)
+        check(game, before, event, transition, packet)
         game.progress = transition.progress
         game.packet = packet
 

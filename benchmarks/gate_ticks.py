@@ -1,0 +1,129 @@
+"""One gate tick across 500 active runs on SQLite: does a tick fit well inside the gate interval?
+
+500 runs of a small plan (one traffic checkpoint with four gates and a long soak), each in its own
+war-room channel (the plans differ only by channel and plan id), started and soaking. One tick is
+`check_gates` for every run, at most `CONCURRENCY` in flight (as a scheduler firing them would).
+The ratio is the tick's time over the plan's gate interval (60 s): above 1, ticks fall behind.
+
+Set-up: the first run is opened, signed off and started through the use cases; the other 499 are
+copies of its rows with the plan id, channel and plan revision substituted (each copy's plan text
+is exactly the plan it stands for, so its revision is genuine). Creating 500 runs through the use
+cases takes minutes on SQLite and is not what is measured. The copies' ledger chains are not
+re-hashed (nothing in a tick verifies them). The tick itself runs on a fresh engine with the
+store's own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from benchmarks._world import gated_plan, make_world, quiet, started_run
+from handlers import commands as c
+from handlers.gate_checks import check_gates
+from packets.plan import load_plan
+
+RUNS = int(os.environ.get("GATE_RUNS", "500"))
+CONCURRENCY = 8
+INTERVAL_S = 60.0
+# Tables holding a started run's rows (outbox rows are left out: nothing here sends them).
+_TABLES = ("plans", "signoffs", "runs", "packets", "ledger", "ledger_heads")
+_SURROGATE_KEYS = {"signoffs": "id"}
+
+
+def _names(i: int) -> tuple[str, str]:
+    return f"gates-{i:04d}", f"C0G{i:06d}"
+
+
+def _revision(i: int) -> str:
+    plan_id, channel = _names(i)
+    return load_plan(json.dumps(gated_plan(plan_id=plan_id, channel=channel)), source="x.json").revision
+
+
+def _clone(path: str, copies: int) -> None:
+    """Copy run 0's rows `copies` times, substituting plan id, channel and plan revision."""
+    first_id, first_channel = _names(0)
+    first_revision = _revision(0)
+    db = sqlite3.connect(path)
+    try:
+        rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
+        for table in _TABLES:
+            cursor = db.execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed table names
+            rows[table] = ([d[0] for d in cursor.description], cursor.fetchall())
+        for i in range(1, copies + 1):
+            plan_id, channel = _names(i)
+            revision = _revision(i)
+
+            def swap(value: Any, plan_id: str = plan_id, channel: str = channel, revision: str = revision) -> Any:
+                if not isinstance(value, str):
+                    return value
+                return value.replace(first_id, plan_id).replace(first_channel, channel).replace(first_revision,
+                                                                                               revision)
+
+            for table, (columns, values) in rows.items():
+                surrogate = _SURROGATE_KEYS.get(table)
+                kept = [col for col in columns if col != surrogate]
+                marks = ", ".join("?" for _ in kept)
+                db.executemany(
+                    f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})",  # noqa: S608
+                    [tuple(swap(v) for col, v in zip(columns, row, strict=True) if col != surrogate)
+                     for row in values],
+                )
+        db.commit()
+    finally:
+        db.close()
+
+
+async def _bounded(n: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    slots = asyncio.Semaphore(n)
+
+    async def one(job: Callable[[], Awaitable[Any]]) -> Any:
+        async with slots:
+            return await job()
+
+    return await asyncio.gather(*(one(j) for j in jobs))
+
+
+async def _measure() -> dict[str, str]:
+    setup_world = await make_world(fast_writes=True)
+    world = setup_world
+    try:
+        began = time.perf_counter()
+        plan_id, channel = _names(0)
+        first = await started_run(setup_world, gated_plan(plan_id=plan_id, channel=channel))
+        await setup_world.close(keep_files=True)
+        _clone(setup_world.url.split("///", 1)[1], RUNS - 1)
+        setup = time.perf_counter() - began
+        runs = [first.replace(plan_id, _names(i)[0]) for i in range(RUNS)]
+        world = setup_world.reopened()
+        world.clock.advance(timedelta(minutes=1))
+        began = time.perf_counter()
+        outcomes = await _bounded(CONCURRENCY, [lambda r=r: check_gates(c.CheckGates(run=r), world.deps)
+                                                for r in runs])
+        tick = time.perf_counter() - began
+        async with world.uow.transaction(read_only=True) as tx:
+            measured = 0
+            for r in runs[:: max(1, RUNS // 20)]:
+                measured += bool(await tx.gate_results.for_run(r))
+        return {
+            "gate_tick_setup_s": f"{setup:.2f}",
+            "gate_tick_500_runs_s": f"{tick:.2f}",
+            "gate_tick_ratio_to_interval": f"{tick / INTERVAL_S:.3f}",
+            "gate_tick_per_run_ms": f"{tick / RUNS * 1000:.1f}",
+            "gate_tick_refused": str(sum(1 for o in outcomes if not o.ok)),
+            "gate_tick_sampled_runs_with_results": f"{measured}/{len(runs[:: max(1, RUNS // 20)])}",
+        }
+    finally:
+        await world.close()
+
+
+def run() -> None:
+    quiet()
+    for name, value in asyncio.run(_measure()).items():
+        print(f"{name}: {value}")

@@ -1,0 +1,73 @@
+"""`cutover-bot evidence RUN [--format md|json] [--database-url URL]`: print a run's evidence packet.
+
+Sign-offs, packet versions and who adopted them, the gate results behind each advance, every hold
+and who released it as which role, traffic, rollbacks, refusals, the final state, and the ledger
+check with its head hash (handlers.evidence). Read only: safe beside a running bot.
+
+Exit status: 0 printed, 1 no such run or the database could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.clock import SystemClock
+from bot.commands.db import add_database_url_argument
+from store.db import database_url, display_url
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    evidence = subparsers.add_parser("evidence", help="print a run's evidence packet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    evidence.add_argument("run", metavar="RUN", help="the run id (as /cutover status shows it)")
+    evidence.add_argument("--format", choices=("md", "json"), default="md",
+                          help="Markdown for people (default) or JSON for tools")
+    add_database_url_argument(evidence)
+    evidence.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    url = database_url(args.database_url)
+    try:
+        evidence = asyncio.run(_build(url, args.run))
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"could not read the evidence at {display_url(url)}: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if evidence is None:
+        print(f"there is no run '{args.run}'", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if args.format == "json":
+        print(json.dumps(evidence, indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        from handlers.evidence import to_markdown
+
+        sys.stdout.write(to_markdown(evidence))
+    return EXIT_OK
+
+
+def _no_outside_world(_plan: Any) -> Any:
+    raise RuntimeError("exporting evidence reads the store only")
+
+
+async def _build(url: str, run_id: str) -> dict[str, Any] | None:
+    from handlers.deps import Deps
+    from handlers.evidence import build_evidence
+    from store.db import make_engine
+    from store.uow import UnitOfWork
+
+    uow = UnitOfWork(make_engine(url))
+    try:
+        deps = Deps(uow=uow, clock=SystemClock(), telemetry_for=_no_outside_world,
+                    actuator_for=_no_outside_world)
+        return await build_evidence(run_id, deps)
+    finally:
+        await uow.dispose()

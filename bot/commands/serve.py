@@ -1,0 +1,104 @@
+"""`cutover-bot serve [--port P] [--socket-mode]`: run the bot until SIGTERM or SIGINT.
+
+HTTP (the default): `POST /slack/events`, `GET /healthz` and `GET /metrics` on 0.0.0.0:PORT
+(`--port`, else $PORT, else 3000). Needs SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN.
+
+Socket Mode (`--socket-mode`): Slack's events arrive over a WebSocket the bot opens
+(slack_bolt's aiohttp-based `AsyncSocketModeHandler`: no extra dependency), so no public URL is
+needed. Needs SLACK_APP_TOKEN (`xapp-...`) and SLACK_BOT_TOKEN. `/healthz` and `/metrics` are
+still served on PORT; `/slack/events` is not (it answers 401: there is no signing secret to check).
+
+A missing or empty variable is refused in one line on stderr, naming the variables and never
+their values, with exit status 2, before anything is opened. Configuration: bot/settings.py.
+
+Exit status: 0 after a clean shutdown, 2 when the configuration is incomplete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from bot.settings import Settings
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+log = logging.getLogger("cutover_bot.serve")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser("serve", help="run the Slack bot", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--port", type=int, default=None, metavar="P",
+                       help="port for HTTP (default: $PORT, else 3000)")
+    serve.add_argument("--socket-mode", action="store_true",
+                       help="receive events over Socket Mode instead of HTTP")
+    serve.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        fields = sorted({".".join(str(p) for p in error["loc"]).upper() for error in exc.errors()})
+        print(f"cutover-bot serve: invalid configuration in {', '.join(fields)}", file=sys.stderr)
+        return EXIT_USAGE
+    missing = settings.missing_for_socket_mode() if args.socket_mode else settings.missing_for_http()
+    if missing:
+        mode = "Socket Mode" if args.socket_mode else "HTTP"
+        print(f"cutover-bot serve: {', '.join(missing)} must be set and not empty to serve over {mode}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    port = settings.port if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        print(f"cutover-bot serve: --port {port} is not a port number", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings, port=port, socket_mode=args.socket_mode))
+    return EXIT_OK
+
+
+async def serve(settings: Settings, *, port: int, socket_mode: bool, host: str = "0.0.0.0") -> None:
+    """Build, start and serve the bot until SIGTERM or SIGINT; then stop it cleanly."""
+    from aiohttp import web
+
+    from bot.wiring import build
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    bot = await build(settings)
+    runner = web.AppRunner(bot.web_app, access_log=None)
+    socket_handler = None
+    try:
+        await bot.start()
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        if socket_mode:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket_handler = AsyncSocketModeHandler(
+                bot.bolt, settings.slack_app_token.get_secret_value(), web_client=bot.client
+            )
+            await socket_handler.connect_async()
+            log.info("serving over Socket Mode; health and metrics on %s:%s", host, port)
+        else:
+            log.info("serving Slack events on http://%s:%s/slack/events", host, port)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if socket_handler is not None:
+            with contextlib.suppress(Exception):
+                await socket_handler.close_async()
+        await runner.cleanup()
+        await bot.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,576 @@
+"""The whole bot over HTTP: signed Slack requests in, Web API calls to the stand-in out.
+
+Built by `bot.wiring.build` exactly as `cutover-bot serve` builds it (tests/bot_harness.py), with
+a simulated clock, the log actuator and the plan's simulated telemetry. Every answer to a person
+is checked where Slack would show it (the request's response_url, or the HTTP ack), every message
+to the room where the stand-in received it. The outbox is drained by the test, never by a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.command_text import USAGE
+from bot.ids import ActionId
+from tests import signing
+from tests.bot_harness import (
+    BRIDGE,
+    REPO,
+    SECRET,
+    BotHarness,
+    bot_world,
+    buttons_of,
+    serving,
+    wait_until,
+)
+from tests.slack_standin import Call
+
+ENG1, ENG2, REL1, REL2 = "U0ENG1", "U0ENG2", "U0REL1", "U0REL2"
+RISK1, SEC1, SEC2, DBA1 = "U0RISK1", "U0SEC1", "U0SEC2", "U0DBA1"
+EVERYONE = {ENG1, ENG2, REL1, REL2, RISK1, SEC1, SEC2, DBA1}
+
+
+@pytest.fixture
+async def bot_harness(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[BotHarness]:
+    async with bot_world(tmp_path, sqlite_template) as factory, serving(factory) as harness:
+        yield harness
+
+
+async def _opened(h: BotHarness) -> str:
+    reply = await h.command("open bridge", user=ENG1)
+    assert reply.ok, reply.text
+    return await h.run_in(BRIDGE)
+
+
+async def _signed_off(h: BotHarness) -> str:
+    run = await _opened(h)
+    for user in (REL1, RISK1):
+        reply = await h.command("signoff", user=user)
+        assert reply.ok, reply.text
+    return run
+
+
+async def _started(h: BotHarness) -> str:
+    run = await _signed_off(h)
+    h.clock.advance(timedelta(minutes=5))  # the window opens at 21:00
+    reply = await h.command("start", user=ENG1)
+    assert reply.ok and "running" in reply.text, reply.text
+    return run
+
+
+async def _proposed(h: BotHarness, until: str = "+25m") -> str:
+    run = await _started(h)
+    reply = await h.command(f"late drain-queue {until} pumps are slow", user=ENG1)
+    assert reply.ok and "v2 proposed" in reply.text, reply.text
+    return run
+
+
+def _ok_posts(h: BotHarness) -> list[Call]:
+    return [c for c in h.slack.calls("chat.postMessage") if c.ok]
+
+
+def _web_api_calls(h: BotHarness) -> list[Call]:
+    """What the bot asked of Slack, without Bolt's one auth.test on the first request."""
+    return [c for c in h.slack.calls() if c.method != "auth.test"]
+
+
+def _dm_recipients(h: BotHarness) -> list[str]:
+    return sorted(c.body["channel"] for c in _ok_posts(h) if str(c.body["channel"]).startswith("U"))
+
+
+# -- every subcommand ---------------------------------------------------------------------------
+
+# (who types it, what, a fragment of the ephemeral answer): in this order, a whole small cutover.
+WALKTHROUGH: list[tuple[str, str, str]] = [
+    (ENG1, "help", "/cutover late CHECKPOINT UNTIL"),
+    (ENG1, "status", "No active cutover run in this channel"),
+    (ENG1, "open bridge", "Opened run bridge-"),
+    (ENG1, "status", "is *awaiting_signoff*, following packet v1"),
+    (ENG1, "packet", "*Packet v1* (authoritative)"),
+    (REL1, "signoff", "as release-authority; still waiting for payments-risk"),
+    (RISK1, "signoff release-authority", "may not sign off as release-authority: U0REL1 acts for it"),
+    (RISK1, "signoff payments-risk", "every sign-off is in"),
+    (ENG1, "start", "Started; the run is running"),
+    (ENG1, "late drain-queue +25m pumps are slow", "v2 proposed: 3 checkpoints moved"),
+    (REL1, "reject v2 not convinced", "v2 rejected; v1 stays current"),
+    (ENG1, "late drain-queue +30m still pumping", "v3 proposed"),
+    (REL1, "adopt", "v3 is authoritative"),
+    (SEC1, "ack", "Acknowledged v3"),
+    (DBA1, "window schema-check 21:30-22:00", "v4 proposed"),
+    (ENG1, "done drain-queue", "drain-queue done at 21:00"),
+    (ENG1, "hold waiting for the bridge vendor", "/manual/"),
+    (ENG1, "release schema-check", "Released schema-check/manual/"),
+    (ENG1, "pause a breather", "Paused; the run is paused"),
+    (ENG1, "resume", "Resumed; the run is running"),
+    (REL1, "delegate release-authority @U0REL2", "U0REL2 now acts for release-authority (was U0REL1)"),
+    (ENG1, "freeze vendor incident", "Frozen; the run is frozen"),
+    (ENG1, "unfreeze", "Unfrozen; the run is running"),
+    (ENG1, "evidence", "ledger verified"),
+    (ENG1, "ledger 3", "*run_unfrozen*"),
+    (ENG1, "rollback all error budget gone", "Roll back ALL traffic back to legacy? Reason: error budget gone"),
+]
+
+
+async def test_every_subcommand_reaches_its_use_case_and_answers_only_the_person_who_typed_it(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    seen: list[str] = []
+    for user, text, expected in WALKTHROUGH:
+        if text == "start":
+            h.clock.advance(timedelta(minutes=5))
+        reply = await h.command(text, user=user)
+        assert reply.status == 200 and reply.ack == "", (text, reply.ack)
+        (answer,) = reply.replies
+        assert answer["response_type"] == "ephemeral" and answer["replace_original"] is False, text
+        assert expected in answer["text"], (text, answer["text"])
+        seen.append(text.split()[0])
+    run = await h.run_in(BRIDGE)
+
+    # The typed rollback only asks; the confirm button carries the run, the scope and the reason.
+    (confirm,) = buttons_of(h.slack.responses()[-1]["blocks"])
+    assert confirm["action_id"] == ActionId.CONFIRM_ROLLBACK
+    assert json.loads(confirm["value"]) == {"run": run, "rb": "all:error budget gone"}
+    assert "global_rollback" not in await h.ledger_kinds(run)
+    clicked = await h.click(confirm["action_id"], confirm["value"], user=ENG1)
+    assert clicked.ok and "Rolled back everything" in clicked.text, clicked.text
+
+    assert set(USAGE) <= set(seen)  # every subcommand was typed
+    report = await h.drain()
+    assert report.failed == 0 and report.retried == 0
+    texts = [c.body["text"] for c in _ok_posts(h) if c.body["channel"] == BRIDGE]
+    assert any("Evidence packet" in t for t in texts), texts
+
+
+async def test_a_malformed_subcommand_is_answered_in_the_ack_with_its_usage_line_and_nothing_happens(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    for text, expected in [
+        ("late drain-queue", "Usage: /cutover late CHECKPOINT UNTIL [reason]"),
+        ("late drain-queue tomorrow", "UNTIL must be HH:MM or +30m"),
+        ("window drain-queue 25:00-26:00", "Usage: /cutover window CHECKPOINT HH:MM-HH:MM"),
+        ("frobnicate now", "Unknown subcommand 'frobnicate'. Try /cutover help"),
+        ("delegate release-authority nobody", "is not a user mention"),
+    ]:
+        reply = await h.command(text, user=ENG1, wait=False)
+        assert reply.status == 200, text
+        assert reply.ack == {"response_type": "ephemeral", "text": reply.ack["text"]}, text
+        assert expected in reply.ack["text"], (text, reply.ack["text"])
+        assert "Traceback" not in reply.ack["text"]
+    assert h.slack.responses() == [] and _web_api_calls(h) == []
+
+
+# -- every button -------------------------------------------------------------------------------
+
+
+async def test_every_button_the_bot_renders_reaches_its_use_case(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    run = await _opened(h)
+    await h.drain()
+
+    # Sign off: one button per sign-off role on the plan summary.
+    by_role = {json.loads(v)["role"]: v for v in h.buttons(BRIDGE, ActionId.SIGN_OFF)}
+    assert set(by_role) == {"release-authority", "payments-risk"}
+    reply = await h.click(ActionId.SIGN_OFF, by_role["release-authority"], user=REL1)
+    assert reply.ok and "as release-authority" in reply.text, reply.text
+    reply = await h.click(ActionId.SIGN_OFF, by_role["payments-risk"], user=RISK1)
+    assert reply.ok and "every sign-off is in" in reply.text, reply.text
+    h.clock.advance(timedelta(minutes=5))
+    assert (await h.command("start", user=REL1)).ok
+
+    # Reject, then adopt: the Adopt and Reject buttons of the proposal line.
+    assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
+    await h.drain()
+    (reject,) = h.buttons(BRIDGE, ActionId.REJECT_PACKET, on="v2 proposed")
+    reply = await h.click(ActionId.REJECT_PACKET, reject, user=REL1)
+    assert reply.ok and "v2 rejected" in reply.text, reply.text
+    assert (await h.command("late drain-queue +30m slower", user=ENG1)).ok
+    await h.drain()
+    (adopt,) = h.buttons(BRIDGE, ActionId.ADOPT_PACKET, on="v3 proposed")
+    assert json.loads(adopt) == {"run": run, "v": 3}
+    reply = await h.click(ActionId.ADOPT_PACKET, adopt, user=REL1)
+    assert reply.ok and "v3 is authoritative" in reply.text, reply.text
+
+    # Acknowledge: from the delta DM the observer received.
+    await h.drain()
+    (ack,) = h.buttons("D0SEC1", ActionId.ACKNOWLEDGE_PACKET)
+    reply = await h.click(ActionId.ACKNOWLEDGE_PACKET, ack, user=SEC1, channel="D0SEC1")
+    assert reply.ok and reply.text == "Acknowledged v3.", reply.text
+
+    # Release: the button on the hold's message.
+    assert (await h.command("hold bridge vendor paged", user=SEC1)).ok
+    await h.drain()
+    (release,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Hold ")
+    reply = await h.click(ActionId.RELEASE_HOLD, release, user=ENG1)
+    assert reply.ok and "as release-eng; the run is running" in reply.text, reply.text
+
+    # Confirm rollback: the button of the typed rollback's ephemeral question.
+    question = await h.command("rollback all error rate", user=ENG1)
+    (confirm,) = buttons_of(question.replies[-1]["blocks"])
+    reply = await h.click(confirm["action_id"], confirm["value"], user=REL1)
+    assert reply.ok and "Rolled back everything" in reply.text, reply.text
+
+    kinds = await h.ledger_kinds(run)
+    for kind in ("signoff", "packet_rejected", "packet_adopted", "acknowledged", "hold_released"):
+        assert kind in kinds, (kind, kinds)
+
+
+async def test_a_click_by_someone_who_does_not_hold_the_role_is_refused_naming_the_current_version(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _proposed(h)
+    await h.drain()
+    (adopt,) = h.buttons(BRIDGE, ActionId.ADOPT_PACKET, on="v2 proposed")
+    before = await h.ledger_kinds(run)
+
+    reply = await h.click(ActionId.ADOPT_PACKET, adopt, user=ENG1)
+
+    assert reply.refused, reply.text
+    assert "Only the acting release-authority may adopt" in reply.text
+    assert "v1" in reply.text  # the version the room still follows
+    after = await h.ledger_kinds(run)
+    assert after == [*before, "refused"]
+    async with h.bot.uow.transaction(read_only=True) as tx:
+        assert (await tx.packets.get(run, 2)).state == "proposed"
+        assert (await tx.runs.get(run)).authoritative_version == 1
+
+
+async def test_a_click_on_a_superseded_version_is_refused_and_names_the_current_one(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    assert (await h.command("hold vendor on the phone", user=ENG1)).ok
+    await h.drain()
+    (release_v1,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Hold ")
+    assert json.loads(release_v1)["v"] == 1
+    assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
+    assert (await h.command("adopt v2", user=REL1)).ok
+
+    stale_release = await h.click(ActionId.RELEASE_HOLD, release_v1, user=REL1)
+    stale_ack = await h.click(ActionId.ACKNOWLEDGE_PACKET, {"run": run, "v": 1}, user=SEC1)
+
+    assert stale_release.refused and "v1" in stale_release.text and "v2 is current" in stale_release.text
+    assert stale_ack.refused and "v2 is" in stale_ack.text, stale_ack.text
+    status = await h.command("status", user=ENG1)
+    assert "is *held*" in status.text  # the hold is still open
+    assert (await h.ledger_kinds(run))[-2:] == ["refused", "refused"]
+
+
+async def test_two_people_releasing_one_hold_at_once_get_one_release_and_one_already_released(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    assert (await h.command("hold bridge vendor paged", user=SEC1)).ok
+    await h.drain()
+    (release,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Hold ")
+    hold = json.loads(release)["hold"]
+
+    first, second = await asyncio.gather(
+        h.click(ActionId.RELEASE_HOLD, release, user=REL1),
+        h.click(ActionId.RELEASE_HOLD, release, user=ENG1),
+    )
+
+    winner, loser = (first, second) if first.ok else (second, first)
+    assert winner.ok and f"Released {hold}" in winner.text, winner.text
+    assert loser.refused, loser.text
+    who = REL1 if winner is first else ENG1
+    assert f"Hold {hold} was already released by {who} as " in loser.text
+    assert " at 2026-11-2" in loser.text  # when
+    kinds = await h.ledger_kinds(run)
+    assert kinds.count("hold_released") == 1 and kinds[-1] == "refused"
+
+
+async def test_a_delegate_switched_in_by_the_release_authority_may_then_release_the_hold(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    assert (await h.command("done drain-queue", user=ENG1)).ok
+    assert (await h.command("done schema-check", user=DBA1)).ok
+    await h.drain()
+    (release,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Hold ")
+    assert json.loads(release)["hold"].startswith("go-decision/")
+
+    too_early = await h.click(ActionId.RELEASE_HOLD, release, user=REL2)
+    assert too_early.refused and REL1 in too_early.text, too_early.text
+
+    by_someone_else = await h.command("delegate release-authority @U0REL2", user=ENG1)
+    assert by_someone_else.refused, by_someone_else.text
+    switched = await h.command("delegate release-authority <@U0REL2|rel2>", user=REL1)
+    assert switched.ok, switched.text
+
+    # The packet card's Release button names the register entry, "plan:go-decision".
+    (on_card,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Packet v1")
+    assert json.loads(on_card)["hold"] == "plan:go-decision"
+    reply = await h.click(ActionId.RELEASE_HOLD, on_card, user=REL2)
+    assert reply.ok and "Released go-decision/plan/" in reply.text and "as release-authority" in reply.text
+    assert [(s.checkpoint, s.cohort, s.percent) for s in h.actuator.shifts] == [("canary", "orders", 5)]
+    kinds = await h.ledger_kinds(run)
+    assert kinds.count("acting_changed") == 1 and "hold_released" in kinds
+
+
+# -- what the room and the people see -----------------------------------------------------------
+
+
+async def test_after_adoption_only_the_affected_principals_get_a_dm_with_their_changes(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    await _proposed(h)
+    await h.drain()
+    assert _dm_recipients(h) == []  # a proposal tells only the room
+
+    assert (await h.command("adopt", user=REL1)).ok
+    await h.drain()
+
+    # drain-queue (release-eng, observed by security) moved, so did go-decision (release-authority)
+    # and canary (release-eng); schema-check (dba, observed by payments-risk) did not move.
+    assert _dm_recipients(h) == sorted([ENG1, REL1, SEC1])
+    for user in (ENG1, REL1, SEC1):
+        (dm,) = [c for c in _ok_posts(h) if c.body["channel"] == user]
+        assert dm.body["text"].startswith("Packet v2 changes")
+        (button,) = buttons_of(json.loads(dm.body["blocks"]) if isinstance(dm.body["blocks"], str)
+                               else dm.body["blocks"])
+        assert button["action_id"] == ActionId.ACKNOWLEDGE_PACKET and json.loads(button["value"])["v"] == 2
+
+
+async def test_the_superseded_packet_is_updated_in_place_at_the_ts_slack_returned_for_it(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _proposed(h)
+    await h.drain()
+    (v1_post,) = [c for c in _ok_posts(h) if c.body["text"].startswith("Packet v1 (authoritative)")]
+    v1_ts = v1_post.answer["ts"]
+    async with h.bot.uow.transaction(read_only=True) as tx:
+        v1 = await tx.packets.get(run, 1)
+    assert (v1.slack_channel, v1.slack_ts) == (BRIDGE, v1_ts)  # recorded when it was sent
+
+    assert (await h.command("adopt", user=REL1)).ok
+    await h.drain()
+
+    (update,) = h.slack.calls("chat.update")
+    assert update.ok and (update.body["channel"], update.body["ts"]) == (BRIDGE, v1_ts)
+    message = h.slack.message(BRIDGE, v1_ts)
+    assert message.text == "Packet v1 superseded by v2"
+    assert buttons_of(message.blocks) == []
+    v2_cards = [c for c in _ok_posts(h) if c.body["text"].startswith("Packet v2 (authoritative)")]
+    assert len(v2_cards) == 1
+
+
+async def test_opening_the_app_home_publishes_that_persons_view(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    await _started(h)
+    signed = signing.signed_app_home_opened(secret=SECRET, user=ENG1)
+
+    status, _ack = await h.post(signed.body, signed.headers)
+
+    assert status == 200
+    await wait_until(lambda: bool(h.slack.views(ENG1)), what="views.publish")
+    (view,) = h.slack.views(ENG1)
+    assert view["type"] == "home"
+    assert "Drain the order queue" in json.dumps(view)
+    assert [c.body["user_id"] for c in h.slack.calls("views.publish")] == [ENG1]
+
+
+# -- requests that are not Slack's --------------------------------------------------------------
+
+
+async def _nothing_changed(h: BotHarness) -> None:
+    async with h.bot.uow.transaction(read_only=True) as tx:
+        assert await tx.runs.active() == []
+    assert h.slack.responses() == [] and _web_api_calls(h) == []
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["unsigned", "wrong secret", "body changed after signing", "six minutes old", "signed in the future"],
+)
+async def test_a_request_slack_did_not_sign_just_now_gets_401_and_changes_nothing(
+    bot_harness: BotHarness, tamper: str
+) -> None:
+    h = bot_harness
+    body = signing.slash_command_body(text="open bridge", user_id=ENG1, channel_id=BRIDGE,
+                                      response_url=h.slack.response_url("x"))
+    form = "application/x-www-form-urlencoded"
+    now = int(time.time())
+    signed = {
+        "unsigned": signing.SignedRequest(body, {"Content-Type": form}),
+        "wrong secret": signing.sign(body, secret="not-the-secret", content_type=form),
+        "body changed after signing": signing.SignedRequest(
+            body.replace("open+bridge", "open+payments-tokenization"),
+            signing.sign(body, secret=SECRET, content_type=form).headers,
+        ),
+        "six minutes old": signing.sign(body, secret=SECRET, content_type=form, timestamp=now - 360),
+        "signed in the future": signing.sign(body, secret=SECRET, content_type=form, timestamp=now + 360),
+    }[tamper]
+
+    status, answer = await h.post(signed.body, signed.headers)
+
+    assert status == 401 and answer == {"error": "invalid signature"}
+    await asyncio.sleep(0)  # give a wrongly started listener its chance to show
+    await _nothing_changed(h)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "problem"),
+    [
+        ("this is not a form", "application/x-www-form-urlencoded", "body is not form encoded"),
+        ("payload=%7Bnot+json", "application/x-www-form-urlencoded", "payload is not JSON"),
+        ("payload=%5B1%2C2%5D", "application/x-www-form-urlencoded", "payload is not a JSON object"),
+        ("{nope", "application/json", "body is not JSON"),
+    ],
+)
+async def test_a_signed_but_malformed_body_gets_400_and_changes_nothing(
+    bot_harness: BotHarness, body: str, content_type: str, problem: str
+) -> None:
+    h = bot_harness
+    signed = signing.sign(body, secret=SECRET, content_type=content_type)
+
+    status, answer = await h.post(signed.body, signed.headers)
+
+    assert (status, answer) == (400, {"error": problem})
+    await _nothing_changed(h)
+
+
+async def test_health_and_metrics_are_served_beside_the_events_endpoint(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    base = h.url.removesuffix("/slack/events")
+    await h.command("help", user=ENG1)
+    async with h.http.get(f"{base}/healthz") as response:
+        assert (response.status, await response.json()) == (200, {"ok": True})
+    async with h.http.get(f"{base}/metrics") as response:
+        text = await response.text()
+    assert response.status == 200 and "cutover_slack_requests_total" in text
+
+
+# -- the outbox when Slack struggles ------------------------------------------------------------
+
+
+async def test_under_429_and_5xx_the_dispatcher_loses_nothing_and_sends_nothing_twice(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _proposed(h)
+    assert (await h.command("adopt", user=REL1)).ok
+    queued = await h.outbox_rows(run)
+    h.slack.fail_next("chat.postMessage", status=503, times=2)
+    h.slack.fail_next("chat.postMessage", status=429, headers={"Retry-After": "1"})
+    h.slack.fail_next("chat.update", status=500)
+
+    report = await h.drain()
+
+    assert (report.sent, report.failed, report.retried) == (len(queued), 0, 0)
+    rows = await h.outbox_rows(run)
+    assert {r.state for r in rows} == {"sent"}
+    delivered = [c for c in _web_api_calls(h) if c.ok]
+    assert len(delivered) == len(queued)  # each row reached Slack exactly once
+    keys = [(c.body["channel"], c.body.get("ts"), c.body["text"]) for c in delivered]
+    assert len(set(keys)) == len(keys)
+    statuses = [c.status for c in h.slack.calls()]
+    assert statuses.count(503) == 2 and statuses.count(429) == 1 and statuses.count(500) == 1
+    (limited,) = [c for c in h.slack.calls() if c.status == 429]
+    (retried,) = [c for c in delivered if c.body == limited.body]
+    assert retried.at - limited.at >= 0.95  # Retry-After: 1 honoured
+
+
+async def test_while_slack_is_down_messages_wait_and_all_go_once_it_is_back(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    run = await _started(h)
+    h.slack.down()
+
+    report = await h.drain()
+
+    assert report.sent == 0 and report.retried >= 1
+    rows = await h.outbox_rows(run)
+    assert {r.state for r in rows} == {"pending"} and all(r.last_error for r in rows)
+    h.slack.up()
+    assert (await h.drain()).sent == 0  # not due yet: the retry time has not come
+    h.clock.advance(timedelta(minutes=10))
+    report = await h.drain()
+    assert report.sent == len(rows) and report.failed == 0
+    delivered = [c for c in _web_api_calls(h) if c.ok]
+    assert len(delivered) == len(rows)
+    assert len({c.body["text"] for c in delivered}) == len(rows)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "PORT"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env={**base, "PYTHONPATH": str(REPO), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["serve"], {"SLACK_SIGNING_SECRET": "", "SLACK_BOT_TOKEN": "xoxb-1-secret-token"},
+         "SLACK_SIGNING_SECRET"),
+        (["serve", "--port", "0"], {"SLACK_SIGNING_SECRET": "  ", "SLACK_BOT_TOKEN": ""},
+         "SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN"),
+        (["serve", "--socket-mode"], {"SLACK_BOT_TOKEN": "xoxb-1-secret-token", "SLACK_APP_TOKEN": ""},
+         "SLACK_APP_TOKEN"),
+    ],
+)
+def test_serve_refuses_to_start_without_its_secrets_in_one_line_without_printing_any(
+    tmp_path: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
+    result = _cli(*args, env=env, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert named in line and "Traceback" not in result.stderr
+    assert "xoxb" not in result.stderr
+    assert not (tmp_path / "cutover.db").exists()  # refused before touching anything
+
+
+async def test_evidence_prints_the_runs_evidence_as_markdown_or_json(
+    bot_harness: BotHarness, tmp_path: Path
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    url = h.bot.settings.database_url
+
+    markdown = await asyncio.to_thread(_cli, "evidence", run, "--database-url", url, env={}, cwd=tmp_path)
+    as_json = await asyncio.to_thread(
+        _cli, "evidence", run, "--format", "json", env={"DATABASE_URL": url}, cwd=tmp_path
+    )
+    unknown = await asyncio.to_thread(
+        _cli, "evidence", "no-such-run", "--database-url", url, env={}, cwd=tmp_path
+    )
+
+    assert markdown.returncode == 0, markdown.stderr
+    assert markdown.stdout.startswith("# Evidence: Order writes move to the new bridge")
+    assert f"- Run: `{run}`" in markdown.stdout and "verified" in markdown.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    evidence: dict[str, Any] = json.loads(as_json.stdout)
+    assert evidence["run"] == run and evidence["final_state"] == "running"
+    assert [s["role"] for s in evidence["signoffs"]] == ["release-authority", "payments-risk"]
+    assert evidence["ledger"]["verified"] is True
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert unknown.stderr.strip() == "there is no run 'no-such-run'"
+
