@@ -12,6 +12,7 @@ MODULES: list[str] = [
     "fanout",
     "readiness",
     "gate_ticks",
+    "ack",
 ]
 
 

@@ -35,7 +35,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-async def _replies(slack: Any, prefix: str, count: int, *, timeout: float = 60.0) -> int:
+async def _replies(slack: Any, prefix: str, count: int, *, timeout: float = 45.0) -> int:
     """Wait until `count` response_url replies of this round arrived (or `timeout`); how many did."""
     deadline = time.monotonic() + timeout
     while True:
@@ -163,13 +163,16 @@ def run() -> None:
         print(f"ack_error: child exited {child.returncode}: {child.stderr.strip().splitlines()[-1:]}")
         return
     sys.stdout.write(child.stdout)
+    # Listener failures the bot logged while serving (e.g. its database pool exhausted).
+    failures = [line for line in child.stderr.splitlines() if line.startswith("Failed to run listener function")]
+    print(f"ack_bot_listener_failures: {len(failures)}")
 
 
 if __name__ == "__main__":
     if "--child" in sys.argv:
         import logging
 
-        logging.disable(logging.WARNING)
+        logging.basicConfig(level=logging.ERROR)
         for name, value in asyncio.run(_child()).items():
             print(f"{name}: {value}")
     else:

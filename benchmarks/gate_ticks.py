@@ -54,7 +54,7 @@ def _clone(path: str, copies: int) -> None:
     try:
         rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
         for table in _TABLES:
-            cursor = db.execute(f"SELECT * FROM {table}")  # noqa: S608 - fixed table names
+            cursor = db.execute(f"SELECT * FROM {table}")
             rows[table] = ([d[0] for d in cursor.description], cursor.fetchall())
         for i in range(1, copies + 1):
             plan_id, channel = _names(i)
@@ -71,7 +71,7 @@ def _clone(path: str, copies: int) -> None:
                 kept = [col for col in columns if col != surrogate]
                 marks = ", ".join("?" for _ in kept)
                 db.executemany(
-                    f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})",  # noqa: S608
+                    f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})",
                     [tuple(swap(v) for col, v in zip(columns, row, strict=True) if col != surrogate)
                      for row in values],
                 )

@@ -197,7 +197,7 @@ def packet_adopted(d: Draft, event: PacketAdopted) -> None:
         payload={"version": event.version, "previous": previous, "in_flight": in_flight},
     )
     if in_flight is not None:
-        pass
+        hold_new_conflicts(d, in_flight)
     d.notify(
         NotifyKind.PACKET_FOLLOWED,
         roles=d.plan.authority.start_and_rollback,

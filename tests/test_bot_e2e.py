@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from bot.cli import main
 from bot.command_text import USAGE
 from bot.ids import ActionId
 from tests import signing
@@ -549,28 +550,32 @@ def test_serve_refuses_to_start_without_its_secrets_in_one_line_without_printing
 
 
 async def test_evidence_prints_the_runs_evidence_as_markdown_or_json(
-    bot_harness: BotHarness, tmp_path: Path
+    bot_harness: BotHarness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = bot_harness
     run = await _started(h)
     url = h.bot.settings.database_url
 
-    markdown = await asyncio.to_thread(_cli, "evidence", run, "--database-url", url, env={}, cwd=tmp_path)
-    as_json = await asyncio.to_thread(
-        _cli, "evidence", run, "--format", "json", env={"DATABASE_URL": url}, cwd=tmp_path
-    )
-    unknown = await asyncio.to_thread(
-        _cli, "evidence", "no-such-run", "--database-url", url, env={}, cwd=tmp_path
-    )
+    async def cli(*args: str) -> tuple[int, str, str]:
+        # In this process (a thread: the CLI runs its own event loop), so no interpreter start-up.
+        status = await asyncio.to_thread(main, list(args))
+        out, err = capsys.readouterr()
+        return status, out, err
 
-    assert markdown.returncode == 0, markdown.stderr
-    assert markdown.stdout.startswith("# Evidence: Order writes move to the new bridge")
-    assert f"- Run: `{run}`" in markdown.stdout and "verified" in markdown.stdout
-    assert as_json.returncode == 0, as_json.stderr
-    evidence: dict[str, Any] = json.loads(as_json.stdout)
+    markdown = await cli("evidence", run, "--database-url", url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    as_json = await cli("evidence", run, "--format", "json")
+    unknown = await cli("evidence", "no-such-run")
+
+    status, out, err = markdown
+    assert status == 0, err
+    assert out.startswith("# Evidence: Order writes move to the new bridge")
+    assert f"- Run: `{run}`" in out and "verified" in out
+    status, out, err = as_json
+    assert status == 0, err
+    evidence: dict[str, Any] = json.loads(out)
     assert evidence["run"] == run and evidence["final_state"] == "running"
     assert [s["role"] for s in evidence["signoffs"]] == ["release-authority", "payments-risk"]
     assert evidence["ledger"]["verified"] is True
-    assert unknown.returncode == 1 and unknown.stdout == ""
-    assert unknown.stderr.strip() == "there is no run 'no-such-run'"
+    assert unknown == (1, "", "there is no run 'no-such-run'\n")
 
