@@ -45,7 +45,8 @@ def chained_plan(n: int, *, plan_id: str = "fanout", channel: str = "C0BENCH", o
         owner = f"r-{i}" if one_role_each else "release-eng"
         if one_role_each:
             roles[owner] = {"primary": f"U0P{i:04d}"}
-        cp: dict[str, Any] = {"id": f"cp-{i}", "title": f"Checkpoint {i}", "owner": owner, "duration": duration}
+        cp: dict[str, Any] = {"id": f"cp-{i}", "title": f"Checkpoint {i}", "owner": owner,
+                              "duration": duration}
         if i:
             cp["after"] = [f"cp-{i - 1}"]
         checkpoints.append(cp)

@@ -105,7 +105,8 @@ async def _child() -> dict[str, str]:
     plans = tempfile.mkdtemp(prefix="cutover-bench-plans-")
     results: dict[str, str] = {}
     async with SlackStandin() as slack:
-        settings = Settings(slack_bot_token=slack.token, slack_signing_secret=SECRET, slack_api_url=slack.base_url,
+        settings = Settings(slack_bot_token=slack.token, slack_signing_secret=SECRET,
+                            slack_api_url=slack.base_url,
                             database_url=setup.url, cutover_plans_dir=plans)
         actuator = LogActuator()
         bot = await build(settings, clock=SimulatedClock(WINDOW_START + timedelta(minutes=2)),
@@ -164,7 +165,8 @@ def run() -> None:
         return
     sys.stdout.write(child.stdout)
     # Listener failures the bot logged while serving (e.g. its database pool exhausted).
-    failures = [line for line in child.stderr.splitlines() if line.startswith("Failed to run listener function")]
+    failures = [line for line in child.stderr.splitlines()
+                if line.startswith("Failed to run listener function")]
     print(f"ack_bot_listener_failures: {len(failures)}")
 
 

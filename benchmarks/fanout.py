@@ -40,9 +40,9 @@ async def _measure() -> dict[str, str]:
             # The set-up's own notices (v1's card among them) go out first, unlimited and unmeasured.
             await dispatcher.drain(now_fn=world.clock.now)
             world.clock.advance(timedelta(minutes=1))
-            late = await report_late(c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0",
-                                                  until=WINDOW_START + timedelta(hours=1), reason="keys slow"),
-                                     world.deps)
+            late_report = c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0",
+                                       until=WINDOW_START + timedelta(hours=1), reason="keys slow")
+            late = await report_late(late_report, world.deps)
             assert late.ok, late.message
             adopted = await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)
             assert adopted.ok, adopted.message

@@ -60,11 +60,12 @@ def _clone(path: str, copies: int) -> None:
             plan_id, channel = _names(i)
             revision = _revision(i)
 
-            def swap(value: Any, plan_id: str = plan_id, channel: str = channel, revision: str = revision) -> Any:
+            def swap(value: Any, plan_id: str = plan_id, channel: str = channel,
+                     revision: str = revision) -> Any:
                 if not isinstance(value, str):
                     return value
-                return value.replace(first_id, plan_id).replace(first_channel, channel).replace(first_revision,
-                                                                                               revision)
+                swapped = value.replace(first_id, plan_id).replace(first_channel, channel)
+                return swapped.replace(first_revision, revision)
 
             for table, (columns, values) in rows.items():
                 surrogate = _SURROGATE_KEYS.get(table)

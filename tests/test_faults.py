@@ -57,7 +57,8 @@ async def _pending(world: World, run: str) -> list[Any]:
         return [r for r in await tx.outbox.for_run(run) if r.state == "pending"]
 
 
-async def _drain_until_settled(dispatcher: Dispatcher, world: World, run: str, *, limit_s: float = 60) -> None:
+async def _drain_until_settled(dispatcher: Dispatcher, world: World, run: str, *,
+                               limit_s: float = 60) -> None:
     base, began = world.clock.now(), time.monotonic()
 
     def now_fn() -> datetime:
@@ -124,7 +125,8 @@ async def test_a_card_number_and_a_token_in_reasons_never_reach_slack_the_ledger
         world.clock.advance(timedelta(minutes=1))
         outcomes = [
             await report_late(c.ReportLate(run=run, user="U0ENG1", checkpoint="cp-0",
-                                           until=WINDOW_START + timedelta(hours=1), reason=typed), world.deps),
+                                           until=WINDOW_START + timedelta(hours=1), reason=typed),
+                              world.deps),
             await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps),
             await open_hold(c.OpenHold(run=run, user=AUTHORITY, reason=typed), world.deps),
             await rollback(c.Rollback(run=run, user=AUTHORITY, scope="all", reason=typed), world.deps),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from handlers import commands as c
 from handlers.adoption import reject_packet
 from handlers.holds import release_hold
@@ -198,10 +196,6 @@ async def test_a_conflict_adopted_before_the_start_holds_the_protected_checkpoin
     assert progress.state == "running" and progress.checkpoints["preflight"].state == "active"
 
 
-@pytest.mark.xfail(
-    reason="packets/: an adopted CONFLICT hold is not opened for a checkpoint already in flight "
-    "(stage_rows.packet_adopted opens no holds; releasing the earlier hold clears it)"
-)
 async def test_an_adopted_conflict_hold_stops_a_protected_checkpoint_already_waiting_on_its_plan_hold(world):
     await world.started()
     assert (
@@ -229,6 +223,10 @@ async def test_an_adopted_conflict_hold_stops_a_protected_checkpoint_already_wai
     assert progress.packet_version == 2
     assert progress.checkpoints["preflight"].state == "held"
     assert [h.source for h in progress.open_holds()] == ["conflict"]
+    conflict = progress.open_holds()[0].id
+
+    assert (await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold=conflict), world.deps)).ok
+    assert (await world.progress()).checkpoints["preflight"].state == "active"
 
 
 # -- reject -------------------------------------------------------------------------------------

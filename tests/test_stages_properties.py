@@ -1,4 +1,3 @@
-import pytest
 """The engine's invariants over random plans and random event sequences.
 
 Each example builds a plan (plain, traffic, gated and hold checkpoints, some protected, random
@@ -13,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+
+import pytest
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
