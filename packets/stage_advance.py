@@ -23,7 +23,7 @@ from packets.plan import Traffic
 from packets.run_progress import TERMINAL, CheckpointState, RunState
 from packets.stage_draft import Draft
 from packets.stage_end import finish
-from packets.stage_holds import has_open_hold, needs_before_run, open_hold, releasers
+from packets.stage_holds import has_open_hold, open_hold, releasers, unmet_before_run
 from packets.stage_traffic import ADVANCE, command
 
 _NOT_SETTLED: frozenset[RunState] = frozenset(
@@ -96,18 +96,16 @@ def _move(d: Draft, checkpoint: str) -> bool:
 
 def _run(d: Draft, checkpoint: str) -> bool:
     spec = d.spec(checkpoint)
-    progress = d.checkpoint(checkpoint)
     not_before = spec.window.not_before if spec.window is not None else None
     if not_before is not None and d.at < not_before:
         return False
-    if not progress.cleared:
-        needs = needs_before_run(d, checkpoint)
-        if needs:
-            d.update_checkpoint(checkpoint, state=CheckpointState.HELD)
-            for need in needs:
-                open_hold(d, need, checkpoint=checkpoint, opened_by="engine")
-            settle(d)
-            return False
+    needs = unmet_before_run(d, checkpoint)
+    if needs:
+        d.update_checkpoint(checkpoint, state=CheckpointState.HELD)
+        for need in needs:
+            open_hold(d, need, checkpoint=checkpoint, opened_by="engine")
+        settle(d)
+        return False
     if spec.traffic is not None:
         return _shift(d, checkpoint, spec.traffic)
     if spec.hold is not None and not spec.gates:

@@ -75,24 +75,20 @@ def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
     return needs
 
 
-def hold_new_conflicts(d: Draft, checkpoint: str) -> None:
-    """After an adoption: a conflict the new packet puts on a checkpoint waiting to run holds it.
+def unmet_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
+    """The holds to open now that `checkpoint` is about to run (again).
 
-    Only once its holds before running were opened (held, or ready again after them): a
-    checkpoint that has not reached that point gets every hold it needs when it does.
+    The first time, every hold it needs. After those were released (a retry, after a rollback or
+    a refused shift), only a conflict the packet has gained since: plan holds are released once,
+    but the authoritative packet's conflict holds are released before every run.
     """
-    progress = d.checkpoint(checkpoint)
-    waiting = progress.state is CheckpointState.HELD or (
-        progress.state is CheckpointState.READY and progress.cleared
-    )
-    if not waiting:
-        return
-    known = {h.reason for h in d.progress.holds.values() if h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT}
-    fresh = [n for n in needs_before_run(d, checkpoint) if n.source is HoldSource.CONFLICT and n.reason not in known]
-    for need in fresh:
-        open_hold(d, need, checkpoint=checkpoint, opened_by="engine")
-    if fresh:
-        d.update_checkpoint(checkpoint, state=CheckpointState.HELD)
+    needs = needs_before_run(d, checkpoint)
+    if not d.checkpoint(checkpoint).cleared:
+        return needs
+    known = {
+        h.reason for h in d.progress.holds.values() if h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT
+    }
+    return [n for n in needs if n.source is HoldSource.CONFLICT and n.reason not in known]
 
 
 def open_hold(d: Draft, need: HoldNeed, *, checkpoint: str | None, opened_by: str) -> HoldRecord:

@@ -30,7 +30,7 @@ from packets.stage_draft import Draft
 from packets.stage_end import finish, wind_down
 from packets.stage_errors import IllegalTransition, Refusal
 from packets.stage_gates import take
-from packets.stage_holds import HoldNeed, hold_new_conflicts, open_hold, release
+from packets.stage_holds import HoldNeed, open_hold, release
 from packets.stage_traffic import (
     confirm,
     failed_rollback,
@@ -196,8 +196,6 @@ def packet_adopted(d: Draft, event: PacketAdopted) -> None:
         actor=event.user,
         payload={"version": event.version, "previous": previous, "in_flight": in_flight},
     )
-    if in_flight is not None:
-        hold_new_conflicts(d, in_flight)
     d.notify(
         NotifyKind.PACKET_FOLLOWED,
         roles=d.plan.authority.start_and_rollback,

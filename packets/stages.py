@@ -185,14 +185,10 @@ TABLE: tuple[Row[Any], ...] = (
          "record a release by an acting release role (any/all, two people for all); advance when clear",
          rows.hold_released),
     _row([R.FROZEN], HoldReleased, [R.FROZEN], "record a release under the freeze", rows.hold_released),
-    _row([R.AWAITING_SIGNOFF, R.READY], PacketAdopted, [],
-         "follow the adopted version", rows.packet_adopted, stays=True),
-    _row(_STOPPED, PacketAdopted, [R.HELD],
-         "follow the adopted version (evidence carries over); a new conflict on the checkpoint "
-         "waiting to run holds it", rows.packet_adopted, stays=True),
+    _row([R.AWAITING_SIGNOFF, R.READY, *_STOPPED], PacketAdopted, [],
+         "follow the adopted version; progress and evidence carry over", rows.packet_adopted, stays=True),
     _row([R.RUNNING], PacketAdopted, _ADVANCED,
-         "follow the adopted version (evidence carries over); a new conflict on the checkpoint "
-         "waiting to run holds it; advance", rows.packet_adopted),
+         "follow the adopted version (evidence carries over); advance", rows.packet_adopted),
     _row([R.RUNNING, R.HELD], Pause, [R.PAUSED, R.HELD], "pause (pausers)", rows.pause),
     _row([R.PAUSED], Resume, _ADVANCED, "resume (pausers); advance", rows.resume),
     _row([R.HELD, R.FROZEN], Resume, [], "lift the pause under a hold or freeze", rows.resume, stays=True),

@@ -475,41 +475,16 @@ def test_a_release_under_a_freeze_is_recorded_and_the_run_stays_frozen() -> None
     assert room.cp("widen") is CheckpointState.DONE
 
 
-@pytest.mark.parametrize("state", [RunState.AWAITING_SIGNOFF, RunState.READY])
-def test_adopting_a_packet_before_the_run_only_changes_the_version_followed(state: RunState) -> None:
+@pytest.mark.parametrize(
+    "state", [RunState.AWAITING_SIGNOFF, RunState.READY, RunState.PAUSED, RunState.HELD, RunState.FROZEN]
+)
+def test_adopting_a_packet_before_the_run_or_while_it_is_stopped_only_changes_the_version(state: RunState) -> None:
     room = reach(state)
     v2 = make_packet(room.plan, version=2)
     transition = room.do(PacketAdopted(at=minutes(8), version=2, user="U0REL1"), packet=v2)
     assert room.progress.packet_version == 2
     assert room.progress.state is state
     assert [e.kind for e in transition.of(Ledger)] == [LedgerKind.PACKET_FOLLOWED]
-
-
-@pytest.mark.parametrize("state", [RunState.PAUSED, RunState.HELD, RunState.FROZEN])
-def test_adopting_a_packet_while_the_run_is_stopped_keeps_it_stopped_and_holds_a_new_conflict(
-    state: RunState,
-) -> None:
-    room = reach(state)
-    before = room.progress.checkpoints
-    v2 = make_packet(room.plan, version=2)
-    transition = room.do(PacketAdopted(at=minutes(8), version=2, user="U0REL1"), packet=v2)
-    room.packet = v2
-    assert room.progress.state is state and room.progress.checkpoints == before
-    assert room.ledger_kinds(transition) == [LedgerKind.PACKET_FOLLOWED]
-    # Widen waits on its plan hold when v2 says it conflicts: it waits on both holds now.
-    room = WarRoom.open().canary_passed()
-    room.do(Pause(at=minutes(27), user="U0REL1", reason="look"))
-    v2 = make_packet(room.plan, version=2, conflicts={"widen": "widen no longer fits before 23:00"})
-    room.do(PacketAdopted(at=minutes(28), version=2, user="U0REL1"), packet=v2)
-    room.packet = v2
-    assert room.progress.state is RunState.HELD
-    plan_hold, conflict = room.open_hold_ids()
-    assert conflict.startswith("widen/conflict/")
-    room.do(HoldReleased(at=minutes(29), hold_id=plan_hold, user="U0REL1"))
-    assert room.cp("widen") is CheckpointState.HELD
-    room.do(HoldReleased(at=minutes(30), hold_id=conflict, user="U0REL1"))
-    room.do(Resume(at=minutes(31), user="U0REL1"))
-    assert room.cp("widen") is CheckpointState.DONE
 
 
 def test_adopting_a_packet_while_soaking_keeps_the_evidence_gathered() -> None:
@@ -703,8 +678,7 @@ ROW_TESTS = {
     row(R.FROZEN, HoldOpened): test_a_hold_opened_under_a_freeze_keeps_the_run_frozen,
     row(R.HELD, HoldReleased): test_releasing_the_last_open_hold_lets_the_run_advance,
     row(R.FROZEN, HoldReleased): test_a_release_under_a_freeze_is_recorded_and_the_run_stays_frozen,
-    row(R.READY, PacketAdopted): test_adopting_a_packet_before_the_run_only_changes_the_version_followed,
-    row(R.HELD, PacketAdopted): test_adopting_a_packet_while_the_run_is_stopped_keeps_it_stopped_and_holds_a_new_conflict,
+    row(R.READY, PacketAdopted): test_adopting_a_packet_before_the_run_or_while_it_is_stopped_only_changes_the_version,
     row(R.RUNNING, PacketAdopted): test_adopting_a_packet_while_soaking_keeps_the_evidence_gathered,
     row(R.RUNNING, Pause): test_a_pauser_pauses_the_run_and_nothing_advances,
     row(R.PAUSED, Resume): test_resume_by_a_pauser_advances_a_paused_run,
@@ -1020,6 +994,31 @@ def test_a_conflict_hold_in_the_packet_must_be_released_before_its_checkpoint_ru
     assert hold.source is HoldSource.CONFLICT and hold.reason == "canary cannot fit before 22:00"
     released = room.do(HoldReleased(at=minutes(6), hold_id=hold.id, user="U0REL1"))
     assert [s.percent for s in released.of(ShiftTraffic)] == [1]
+
+
+def test_a_conflict_gained_while_a_checkpoint_waits_on_its_plan_hold_holds_it_as_well() -> None:
+    room = WarRoom.open().canary_passed()
+    v2 = make_packet(room.plan, version=2, conflicts={"widen": "widen no longer fits before 23:00"})
+    room.do(PacketAdopted(at=minutes(28), version=2, user="U0REL1"), packet=v2)
+    room.packet = v2
+    transition = room.do(HoldReleased(at=minutes(29), hold_id="widen/plan/1", user="U0REL1"))
+    (conflict,) = transition.of(OpenHold)
+    assert conflict.hold.source is HoldSource.CONFLICT and room.cp("widen") is CheckpointState.HELD
+    room.do(HoldReleased(at=minutes(30), hold_id=conflict.hold.id, user="U0REL1"))
+    assert room.cp("widen") is CheckpointState.DONE
+
+
+def test_a_retried_checkpoint_waits_on_a_conflict_its_packet_gained_while_it_ran() -> None:
+    room = WarRoom.open().canary_running()
+    v2 = make_packet(room.plan, version=2, conflicts={"canary": "canary overruns its window"})
+    room.do(PacketAdopted(at=minutes(6), version=2, user="U0REL1"), packet=v2)
+    room.packet = v2
+    assert room.cp("canary") is CheckpointState.SOAKING  # running already: the conflict does not stop it
+    room.do(RollbackRequested(at=minutes(7), user="U0REL1", scope="cohort", reason="retry"))
+    transition = room.do(HoldReleased(at=minutes(8), hold_id=room.open_hold_ids()[0], user="U0REL1"))
+    assert transition.of(ShiftTraffic) == ()
+    (conflict,) = room.progress.open_holds()
+    assert conflict.source is HoldSource.CONFLICT
 
 
 def test_a_checkpoint_waits_for_its_not_before() -> None:
