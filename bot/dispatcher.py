@@ -36,6 +36,7 @@ carries slack_sdk's `AsyncRateLimitErrorRetryHandler`, which would sleep inside 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
@@ -219,6 +220,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         find_target: FindTarget | None = None,
+        rates: Mapping[str, float] | None = None,
     ) -> None:
         if any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             raise ValueError("the dispatcher owns 429 retries: build the client with make_client()")
@@ -233,6 +235,15 @@ class Dispatcher:
         self._find_target = find_target
         # Per Web API method: the monotonic time before which Slack asked us not to call it.
         self._not_before: dict[str, float] = {}
+        # Per method: when recent calls succeeded, and once Slack has said 429 (or the operator set
+        # a rate), how many calls any one second may start, and when the last ones started: a
+        # sliding window like Slack's own, so a fan-out pays one Retry-After at most, not one
+        # per burst.
+        self._recent_ok: dict[str, collections.deque[float]] = {}
+        # `rates` (calls per second per method) is what the operator knows the workspace allows;
+        # without it the pace is learned from the first 429.
+        self._allowed: dict[str, int] = {m: max(1, int(r)) for m, r in (rates or {}).items() if r > 0}
+        self._in_flight: dict[str, int] = {}
         self._wake = asyncio.Event()
 
     def nudge(self) -> None:
@@ -343,7 +354,12 @@ class Dispatcher:
                 async with self._slots:
                     if self._not_before.get(request.method, 0.0) > self._monotonic():
                         continue  # a 429 came back while this request queued for a slot
-                    response = await self._client.api_call(request.method, json=request.args)
+                    await self._paced(request.method)
+                    try:
+                        response = await self._client.api_call(request.method, json=request.args)
+                    finally:
+                        self._in_flight[request.method] -= 1
+                self._succeeded(request.method)
                 return _sent(request, response.data if isinstance(response.data, dict) else {})
             except SlackApiError as exc:
                 status, error, retry_after = _read_error(exc)
@@ -382,6 +398,42 @@ class Dispatcher:
         log.warning(M.LOG.rate_limited, method, retry_after)
         until = self._monotonic() + retry_after
         self._not_before[method] = max(self._not_before.get(method, 0.0), until)
+        # What Slack let through in the last second is the rate it allows: keep under it.
+        let_through = len(self._recent_ok.get(method, ()))
+        if let_through >= _MIN_TO_LEARN:  # fewer says nothing about the rate, only about a burst
+            allowed = int(let_through * 0.95)
+            self._allowed[method] = min(self._allowed.get(method, allowed), allowed)
+
+    def _succeeded(self, method: str) -> None:
+        now = self._monotonic()
+        recent = self._recent_ok.setdefault(method, collections.deque())
+        recent.append(now)
+        while recent and now - recent[0] > 1.0:
+            recent.popleft()
+
+    async def _paced(self, method: str) -> None:
+        """Wait until one more call of `method` cannot exceed the allowed calls per second.
+
+        Slack counts arrivals; an arrival comes before its completion, so the calls completed in
+        the last second plus those still in flight bound what Slack has counted, whatever the
+        network or the event loop delayed.
+        """
+        self._in_flight[method] = self._in_flight.get(method, 0)
+        allowed = self._allowed.get(method)
+        while allowed is not None:
+            now = self._monotonic()
+            done = self._recent_ok.setdefault(method, collections.deque())
+            while done and now - done[0] > 1.0:
+                done.popleft()
+            if len(done) + self._in_flight[method] < allowed:
+                break
+            wake = done[0] + 1.0 - now + 0.001 if done else 0.005
+            await self._sleep(max(wake, 0.001))
+        self._in_flight[method] += 1
+
+
+# Successful calls in the second before a 429 needed to learn a pace from it.
+_MIN_TO_LEARN = 5
 
 
 def _surface(row: OutboxRow) -> Surface | None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -217,8 +218,9 @@ class Plan(_Model):
     def canonical_json(self) -> str:
         return canonical_json(self.model_dump(mode="json", by_alias=True))
 
-    @property
+    @cached_property
     def revision(self) -> str:
+        # Cached: a frozen plan's revision never changes, and hashing a large plan costs ms.
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
     def checkpoint(self, checkpoint_id: str) -> Checkpoint:

@@ -29,6 +29,8 @@ LineIndex = dict[FieldPath, int]
 PASS_OPERATORS: tuple[str, ...] = (">=", ">", "<=", "<", "==")
 # The one form of a gate condition: OP NUMBER. packets.gates parses the same form at run time.
 _PASS = re.compile(r"^\s*(>=|<=|==|>|<)\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*$")
+# More values than any plan needs (a 2,000-checkpoint plan has about 50,000).
+MAX_VALUES = 1_000_000
 # How many names a "(roles: ...)" hint lists before it stops being short.
 _HINT_NAMES = 8
 
@@ -88,9 +90,40 @@ def _load(text: str, lines: LineIndex, duplicates: list[Problem]) -> Any:
         if node is None:
             return None
         _index(node, (), lines, duplicates)
+        size = _expanded_size(node, {}, set())
+        if size > MAX_VALUES:
+            raise yaml.YAMLError(f"aliases expand this document to {size:,} values; a plan has far fewer")
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """How many values the document holds once every alias is expanded, as validation sees it.
+
+    Aliases are shared, not copied, so a few lines of YAML can stand for billions of values
+    ("billion laughs"); checking the size first keeps validation from walking them all.
+    """
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:  # an alias to its own ancestor: validation reports the cycle
+        return 1
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, active) + _expanded_size(v, memo, active)
+            if size > MAX_VALUES:
+                break
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            size += _expanded_size(item, memo, active)
+            if size > MAX_VALUES:
+                break
+    active.discard(key)
+    memo[key] = size
+    return size
 
 
 def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:

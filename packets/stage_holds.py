@@ -86,7 +86,9 @@ def unmet_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
     if not d.checkpoint(checkpoint).cleared:
         return needs
     known = {
-        h.reason for h in d.progress.holds.values() if h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT
+        h.reason
+        for h in d.progress.holds.values()
+        if h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT
     }
     return [n for n in needs if n.source is HoldSource.CONFLICT and n.reason not in known]
 

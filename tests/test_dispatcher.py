@@ -556,3 +556,34 @@ def test_a_client_that_retries_429_itself_is_refused(outbox: FakeOutbox) -> None
 
     with pytest.raises(ValueError, match="429"):
         Dispatcher(client=client, outbox=outbox)
+
+
+async def test_a_configured_rate_keeps_a_fan_out_under_slacks_limit_without_a_single_429(
+    slack: SlackStandin, outbox: FakeOutbox, clock: Clock
+) -> None:
+    slack.rate_limit("chat.postMessage", per_second=20)
+    for n in range(30):
+        outbox.add(MessageKind.RUN_STATE, f"U{n:03d}", line(n))
+    client = make_client(token=slack.token, base_url=slack.base_url)
+    dispatcher = Dispatcher(client=client, outbox=outbox, policy=FAST, rates={"chat.postMessage": 19})
+
+    report = await asyncio.wait_for(dispatcher.drain(now_fn=clock.now), timeout=20)
+
+    assert report.sent == 30
+    assert [c for c in slack.calls("chat.postMessage") if c.status == 429] == []
+
+
+async def test_after_one_429_the_dispatcher_paces_itself_at_the_rate_slack_let_through(
+    slack: SlackStandin, outbox: FakeOutbox, clock: Clock
+) -> None:
+    slack.rate_limit("chat.postMessage", per_second=20)
+    for n in range(60):
+        outbox.add(MessageKind.RUN_STATE, f"U{n:03d}", line(n))
+
+    report = await asyncio.wait_for(dispatcher_for(slack, outbox).drain(now_fn=clock.now), timeout=30)
+
+    assert report.sent == 60
+    refusals = [c for c in slack.calls("chat.postMessage") if c.status == 429]
+    # Without pacing every one-second window would end in a burst of refusals; with it the first
+    # burst's refusals (all in flight at once, at most the concurrency) are the only ones.
+    assert 1 <= len(refusals) <= 8

@@ -60,13 +60,15 @@ PASS, FAIL, NO_DATA = result(Outcome.PASS), result(Outcome.FAIL), result(Outcome
         ("<= .5", Comparison.AT_MOST, 0.5),
     ],
 )
-def test_a_rule_reads_as_a_comparison_against_a_number(text: str, comparison: Comparison, threshold: float) -> None:
+def test_a_rule_reads_as_a_comparison_against_a_number(
+    text: str, comparison: Comparison, threshold: float
+) -> None:
     assert GateSpec.parse(text) == GateSpec(comparison, threshold)
 
 
 @pytest.mark.parametrize("text", ["", ">=", "0.995", "=> 1", "!= 1", ">= one", ">= 1 2", "> 1e999"])
 def test_a_rule_that_is_not_an_operator_and_a_number_is_refused_with_an_example(text: str) -> None:
-    with pytest.raises(GateSpecError, match="like '>= 0.995'|finite"):
+    with pytest.raises(GateSpecError, match=r"like '>= 0\.995'|finite"):
         GateSpec.parse(text)
 
 
@@ -169,7 +171,11 @@ def test_the_matrix_takes_each_gates_action_from_the_plan() -> None:
 
 def test_the_matrix_picks_the_most_severe_failing_gate_and_names_it() -> None:
     matrix = RollbackMatrix.of(make_plan())
-    failing = [result(Outcome.FAIL, "latency"), result(Outcome.FAIL, "auth-success"), result(Outcome.FAIL, "parity")]
+    failing = [
+        result(Outcome.FAIL, "latency"),
+        result(Outcome.FAIL, "auth-success"),
+        result(Outcome.FAIL, "parity"),
+    ]
     decided = matrix.decide(failing)
     assert decided is not None
     assert (decided[0], decided[1].gate) == ("rollback_cohort", "auth-success")

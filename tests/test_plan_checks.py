@@ -702,3 +702,20 @@ def test_any_value_anywhere_in_a_plan_gives_a_plan_or_plan_invalid(
         except (KeyError, IndexError, TypeError):
             continue  # an earlier edit replaced a parent
     _outcome(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_aliases_that_expand_to_billions_of_values_are_refused_quickly() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]
+    (problem,) = problems_of("\n".join(lines) + "\n")
+    assert "aliases expand this document to" in problem.message
+
+
+def test_a_plan_may_use_an_anchor_to_repeat_a_gate_list() -> None:
+    text = dump(small_plan()).replace(
+        "  gates:\n  - auth-success\n", "  gates: &canary_gates\n  - auth-success\n", 1
+    )
+    text = text.replace("  gates:\n  - auth-success\n", "  gates: *canary_gates\n", 1)
+    assert "*canary_gates" in text
+    plan = load_plan(text)
+    assert plan.checkpoints[3].gates == ["auth-success"]

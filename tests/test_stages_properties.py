@@ -10,6 +10,7 @@ step that went through.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from packets.authority import Refused, Roster
-from packets.effects import CloseHold, Effect, Ledger, LedgerKind, ShiftTraffic
+from packets.effects import CloseHold, Ledger, LedgerKind, ShiftTraffic
 from packets.events import (
     Abort,
     ActuationFailed,
@@ -36,6 +37,7 @@ from packets.events import (
     Pause,
     Resume,
     RollbackRequested,
+    RollbackScope,
     SignoffGiven,
     Start,
     Tick,
@@ -49,8 +51,6 @@ from packets.run_progress import TERMINAL, CheckpointState, HoldState, RunProgre
 from packets.stages import EngineError, Transition, new_run, row_for, step
 from tests.test_stages import GATES, ROLES, T0, make_packet, make_plan
 
-
-
 SECRETS = [
     "token=abc123def",
     "Bearer abcdefghijklmnop",
@@ -61,7 +61,9 @@ SECRETS = [
     "api_key='k-9'",
 ]
 TEXT = st.one_of(st.sampled_from(["looks odd", "", "db lag", "control plane 503"]), st.sampled_from(SECRETS))
-MEMBERS = sorted({u for role in ROLES.values() for u in (role["primary"], *role.get("delegates", []))})
+MEMBERS: list[str] = sorted(
+    {u for role in ROLES.values() for u in (role["primary"], *role.get("delegates", []))}
+)
 USERS = [*MEMBERS, "U0NOBODY"]
 
 
@@ -92,15 +94,18 @@ def plans(draw: st.DrawFn) -> Plan:
             cp["gates"] = gates or ["latency"]
         elif kind.startswith("hold"):
             roles = draw(st.lists(st.sampled_from(sorted(ROLES)), min_size=1, max_size=2, unique=True))
-            cp["hold"] = {"release_by": roles, "mode": "all" if kind == "hold-all" else "any",
-                          "reason": draw(TEXT) or None}
+            cp["hold"] = {
+                "release_by": roles,
+                "mode": "all" if kind == "hold-all" else "any",
+                "reason": draw(TEXT) or None,
+            }
         checkpoints.append(cp)
-    gates = {name: {**spec, "on_fail": draw(st.sampled_from(ACTIONS))} for name, spec in GATES.items()}
+    matrix = {name: {**spec, "on_fail": draw(st.sampled_from(ACTIONS))} for name, spec in GATES.items()}
     policy = {
         "consecutive_passes": draw(st.integers(1, 3)),
         "no_data": draw(st.sampled_from(["fail", "pass", "ignore"])),
     }
-    return make_plan(checkpoints, gates=gates, policy=policy)
+    return make_plan(checkpoints, gates=matrix, policy=policy)
 
 
 # Each move is an event kind (bar `switch`, a delegate hand-over) and how often it is tried when
@@ -189,7 +194,9 @@ def event_for(game: Game, move: str, seed: int, text: str) -> Event | None:
         return GateResults(at=at, checkpoint=checkpoint, results=results)
     if move == "done":
         checkpoint = flight or plan.checkpoints[0].id
-        return CheckpointDone(at=at, checkpoint=checkpoint, user=game.acting([plan.checkpoint(checkpoint).owner], seed))
+        return CheckpointDone(
+            at=at, checkpoint=checkpoint, user=game.acting([plan.checkpoint(checkpoint).owner], seed)
+        )
     if move == "hold":
         return HoldOpened(at=at, user=game.acting(sorted(plan.roles), seed), reason=text)
     if move == "release":
@@ -200,33 +207,40 @@ def event_for(game: Game, move: str, seed: int, text: str) -> Event | None:
         return HoldReleased(at=at, hold_id=hold.id, user=game.acting(hold.release_by, seed))
     if move == "adopt":
         # Half the time the conflict lands on the checkpoint in flight, the subtle case.
-        waiting = [c for c, p in progress.checkpoints.items() if p.state is not CheckpointState.DONE]
-        target = flight if flight is not None and seed % 2 else (waiting[seed % len(waiting)] if waiting else None)
+        undone = [c for c, p in progress.checkpoints.items() if p.state is not CheckpointState.DONE]
+        target = (
+            flight if flight is not None and seed % 2 else (undone[seed % len(undone)] if undone else None)
+        )
         conflicts = {target: f"no longer fits its window {text}"} if target is not None and seed % 3 else {}
         game.conflicts = conflicts
         version = progress.packet_version + 1
         return PacketAdopted(at=at, version=version, user=game.acting(authority.adopt_packets, seed))
     if move in ("pause", "resume", "freeze", "unfreeze"):
         user = game.acting(authority.pausers, seed)
-        return {
+        stops: dict[str, Event] = {
             "pause": Pause(at=at, user=user, reason=text),
             "resume": Resume(at=at, user=user),
             "freeze": Freeze(at=at, user=user, reason=text),
             "unfreeze": Unfreeze(at=at, user=user),
-        }[move]
+        }
+        return stops[move]
     if move == "rollback":
-        scope = "all" if seed % 3 == 0 else "cohort"
-        return RollbackRequested(at=at, user=game.acting(authority.start_and_rollback, seed), scope=scope,
-                                 reason=text)
+        scope: RollbackScope = "all" if seed % 3 == 0 else "cohort"
+        return RollbackRequested(
+            at=at, user=game.acting(authority.start_and_rollback, seed), scope=scope, reason=text
+        )
     if move in ("ok", "refused"):
         waiting = sorted(progress.outstanding().items())
         if not waiting:
             return None
         cohort, change = waiting[seed % len(waiting)]
         if move == "ok":
-            return ActuationSucceeded(at=at, checkpoint=change.checkpoint, cohort=cohort, percent=change.percent)
-        return ActuationFailed(at=at, checkpoint=change.checkpoint, cohort=cohort, percent=change.percent,
-                               detail=text)
+            return ActuationSucceeded(
+                at=at, checkpoint=change.checkpoint, cohort=cohort, percent=change.percent
+            )
+        return ActuationFailed(
+            at=at, checkpoint=change.checkpoint, cohort=cohort, percent=change.percent, detail=text
+        )
     if move == "abort":
         if seed % 8:
             return None  # rare: an abort ends the example
@@ -234,12 +248,13 @@ def event_for(game: Game, move: str, seed: int, text: str) -> Event | None:
     if move == "switch":
         role = sorted(plan.roles)[seed % len(plan.roles)]
         members = plan.roles[role].members
-        try:
-            game.roster = game.roster.switch(by_user=game.roster.acting_user("release-authority"), role=role,
-                                             to_user=members[seed % len(members)],
-                                             change_roles=authority.change_delegates)
-        except Refused:
-            pass
+        with contextlib.suppress(Refused):
+            game.roster = game.roster.switch(
+                by_user=game.roster.acting_user("release-authority"),
+                role=role,
+                to_user=members[seed % len(members)],
+                change_roles=authority.change_delegates,
+            )
         return None
     raise AssertionError(move)
 
@@ -275,9 +290,7 @@ def names_who_or_which_results(cause: dict[str, Any]) -> bool:
         return True
     if any(r in MEMBERS for r in cause.get("released_by", [])):
         return True
-    return any(
-        dep["gates"] or any(u in MEMBERS for u in dep["done_by"]) for dep in cause.get("after", [])
-    )
+    return any(dep["gates"] or any(u in MEMBERS for u in dep["done_by"]) for dep in cause.get("after", []))
 
 
 def percent_of(plan: Plan, checkpoint: str) -> tuple[str, float] | None:
@@ -299,8 +312,12 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
 
     for shift in shifts:
         # Every traffic change has a ledger entry naming who or which gate results caused it.
-        entries = [e for e in ledger if e.payload.get("key") == shift.key
-                   and e.kind in (LedgerKind.TRAFFIC_SHIFTED, LedgerKind.ROLLBACK_RETRIED)]
+        entries = [
+            e
+            for e in ledger
+            if e.payload.get("key") == shift.key
+            and e.kind in (LedgerKind.TRAFFIC_SHIFTED, LedgerKind.ROLLBACK_RETRIED)
+        ]
         assert entries, shift
         assert names_who_or_which_results(entries[0].payload["cause"]), entries[0].payload
         if shift.percent <= shift.previous_percent:
@@ -313,29 +330,35 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
         evidence = dict(before.checkpoints[shift.checkpoint].evidence)
         if isinstance(event, GateResults) and event.checkpoint == shift.checkpoint:
             for r in event.results:
-                evidence[r.gate] = remember(evidence.get(r.gate, ()), r, keep=policy.consecutive_passes,
-                                            no_data=policy.no_data)
+                evidence[r.gate] = remember(
+                    evidence.get(r.gate, ()), r, keep=policy.consecutive_passes, no_data=policy.no_data
+                )
         assert not any(last_failed(w, no_data=policy.no_data) for w in evidence.values())
         # ... and only once every earlier gated checkpoint completed on passing gates.
         for earlier in order[: order.index(shift.checkpoint)]:
             progress = after.checkpoints[earlier]
             assert progress.state is CheckpointState.DONE
             for gate in plan.checkpoint(earlier).gates:
-                assert streak_passes(progress.evidence.get(gate, ()), needed=policy.consecutive_passes,
-                                     no_data=policy.no_data)
+                assert streak_passes(
+                    progress.evidence.get(gate, ()), needed=policy.consecutive_passes, no_data=policy.no_data
+                )
 
     # Traffic never exceeds the percent of the furthest checkpoint done or now proving itself.
     for cohort, percent in after.traffic.items():
         reached = [
-            p for c, progress in after.checkpoints.items()
+            p
+            for c, progress in after.checkpoints.items()
             if progress.state in (CheckpointState.DONE, CheckpointState.SOAKING)
-            and (found := percent_of(plan, c)) is not None and found[0] == cohort
+            and (found := percent_of(plan, c)) is not None
+            and found[0] == cohort
             for p in [found[1]]
         ]
         assert percent <= max([0.0, *reached]), (cohort, percent, reached)
         # A change of the commanded percent without a ShiftTraffic is a refused shift, on record.
         if percent != before.traffic.get(cohort) and not any(s.cohort == cohort for s in shifts):
-            assert any(e.kind == LedgerKind.ACTUATION_FAILED and e.payload["cohort"] == cohort for e in ledger)
+            assert any(
+                e.kind == LedgerKind.ACTUATION_FAILED and e.payload["cohort"] == cohort for e in ledger
+            )
 
     # Every hold release is on record with who released it, as which role.
     for close in t.of(CloseHold):
@@ -343,7 +366,9 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
         if close.withdrawn:
             assert hold.state is HoldState.WITHDRAWN
             continue
-        released = [e for e in ledger if e.kind == LedgerKind.HOLD_RELEASED and e.payload["hold"] == close.hold_id]
+        released = [
+            e for e in ledger if e.kind == LedgerKind.HOLD_RELEASED and e.payload["hold"] == close.hold_id
+        ]
         assert released and released[0].actor in MEMBERS
         for entry in released[0].payload["releases"]:
             assert entry["user"] in MEMBERS and entry["role"] in hold.release_by and "acting_for" in entry
@@ -352,9 +377,13 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
     running = (CheckpointState.ACTIVE, CheckpointState.SOAKING, CheckpointState.DONE)
     for checkpoint, progress in after.checkpoints.items():
         started = progress.state in running and before.checkpoints[checkpoint].state not in running
-        if started and any(h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT for h in packet.holds):
+        if started and any(
+            h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT for h in packet.holds
+        ):
             assert any(
-                h.checkpoint == checkpoint and h.source is HoldSource.CONFLICT and h.state is HoldState.RELEASED
+                h.checkpoint == checkpoint
+                and h.source is HoldSource.CONFLICT
+                and h.state is HoldState.RELEASED
                 for h in after.holds.values()
             ), checkpoint
 
@@ -375,16 +404,26 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
     prelude=st.sampled_from([True, True, True, True, False]),
     moves=st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 2**20), TEXT), min_size=10, max_size=80),
 )
-def test_random_runs_keep_every_invariant(plan: Plan, prelude: bool, moves: list[tuple[int, int, str]]) -> None:
+def test_random_runs_keep_every_invariant(
+    plan: Plan, prelude: bool, moves: list[tuple[int, int, str]]
+) -> None:
     packet = make_packet(plan)
-    game = Game(plan=plan, packet=packet, roster=Roster(plan.roles),
-                progress=new_run(run_id="run-1", plan=plan, packet=packet, at=T0))
+    game = Game(
+        plan=plan,
+        packet=packet,
+        roster=Roster(plan.roles),
+        progress=new_run(run_id="run-1", plan=plan, packet=packet, at=T0),
+    )
     if prelude:
         # Most of what matters happens after the start; get there in most examples.
         for role in plan.authority.signoff:
-            game.progress = step(game.progress, SignoffGiven(at=T0, user=game.roster.acting_user(role), role=role,
-                                                             revision=plan.revision),
-                                 plan=plan, packet=packet, roster=game.roster).progress
+            game.progress = step(
+                game.progress,
+                SignoffGiven(at=T0, user=game.roster.acting_user(role), role=role, revision=plan.revision),
+                plan=plan,
+                packet=packet,
+                roster=game.roster,
+            ).progress
     after_the_end = 0
     for pick, seed, text in moves:
         after_the_end += game.progress.state in TERMINAL
@@ -413,9 +452,13 @@ def test_a_cooperative_war_room_always_ends_completed_or_rolled_back(plan: Plan,
     progress = new_run(run_id="run-1", plan=plan, packet=packet, at=T0)
     now = T0
     for role in plan.authority.signoff:
-        progress = step(progress, SignoffGiven(at=now, user=roster.acting_user(role), role=role,
-                                               revision=plan.revision), plan=plan, packet=packet,
-                        roster=roster).progress
+        progress = step(
+            progress,
+            SignoffGiven(at=now, user=roster.acting_user(role), role=role, revision=plan.revision),
+            plan=plan,
+            packet=packet,
+            roster=roster,
+        ).progress
     progress = step(progress, Start(at=now, user="U0REL1"), plan=plan, packet=packet, roster=roster).progress
     for _ in range(20 * len(plan.checkpoints) + 10):
         if progress.state is RunState.COMPLETED:
@@ -428,7 +471,9 @@ def test_a_cooperative_war_room_always_ends_completed_or_rolled_back(plan: Plan,
     assert not progress.open_holds()
 
 
-def cooperative_move(plan: Plan, packet: Packet, roster: Roster, progress: RunProgress, now: datetime) -> Event:
+def cooperative_move(
+    plan: Plan, packet: Packet, roster: Roster, progress: RunProgress, now: datetime
+) -> Event:
     waiting = sorted(progress.outstanding().items())
     if waiting:
         cohort, change = waiting[0]
@@ -441,12 +486,17 @@ def cooperative_move(plan: Plan, packet: Packet, roster: Roster, progress: RunPr
         # Every role has a different primary here, so the two-person rule never stands in the way.
         return HoldReleased(at=now, hold_id=hold.id, user=roster.acting_user(role))
     flight = progress.in_flight(c.id for c in packet.timeline)
-    if flight is not None and progress.checkpoints[flight].state in (CheckpointState.ACTIVE, CheckpointState.SOAKING):
+    if flight is not None and progress.checkpoints[flight].state in (
+        CheckpointState.ACTIVE,
+        CheckpointState.SOAKING,
+    ):
         spec = plan.checkpoint(flight)
         if spec.gates:
             results = tuple(GateResult(gate=g, outcome=Outcome.PASS, value=1.0) for g in spec.gates)
             return GateResults(at=now, checkpoint=flight, results=results)
         soak_until = progress.checkpoints[flight].soak_until
         if soak_until is None or now >= soak_until:
-            return CheckpointDone(at=now, checkpoint=flight, user=roster.acting_user(packet.checkpoint(flight).owner_role))
+            return CheckpointDone(
+                at=now, checkpoint=flight, user=roster.acting_user(packet.checkpoint(flight).owner_role)
+            )
     return Tick(at=now)
