@@ -45,11 +45,32 @@ async def _replies(slack: Any, prefix: str, count: int, *, timeout: float = 45.0
         await asyncio.sleep(0.05)
 
 
-async def _load(url: str, slack: Any, channels: list[str], *, prefix: str, count: int = REQUESTS
-                ) -> tuple[list[float], int]:
-    import aiohttp
-
+def _status(slack: Any, channels: list[str], i: int, prefix: str) -> Any:
     from tests import signing
+
+    return signing.signed_slash_command(
+        secret=SECRET, text="status", user_id="U0ENG1", user_name="eng1",
+        channel_id=channels[i % len(channels)], response_url=slack.response_url(f"{prefix}{i}"))
+
+
+def _click(targets: list[tuple[str, str, str, int]]) -> Any:
+    """A Release click builder over (channel, run, hold, version) targets, round robin."""
+    from bot.ids import ActionId, ButtonValue
+    from tests import signing
+
+    def build(slack: Any, _channels: list[str], i: int, prefix: str) -> Any:
+        channel, run, hold, version = targets[i % len(targets)]
+        return signing.signed_block_actions(
+            secret=SECRET, action_id=ActionId.RELEASE_HOLD.value,
+            value=ButtonValue(run=run, hold=hold, v=version).encode(), user_id="U0REL1",
+            channel_id=channel, response_url=slack.response_url(f"{prefix}{i}"))
+
+    return build
+
+
+async def _load(url: str, slack: Any, channels: list[str], *, prefix: str, count: int = REQUESTS,
+                build: Any = _status) -> tuple[list[float], int]:
+    import aiohttp
 
     times: list[float] = []
     failures = 0
@@ -58,9 +79,7 @@ async def _load(url: str, slack: Any, channels: list[str], *, prefix: str, count
 
         async def one(i: int) -> None:
             nonlocal failures
-            signed = signing.signed_slash_command(
-                secret=SECRET, text="status", user_id="U0ENG1", user_name="eng1",
-                channel_id=channels[i % len(channels)], response_url=slack.response_url(f"{prefix}{i}"))
+            signed = build(slack, channels, i, prefix)
             async with slots:
                 began = time.perf_counter()
                 async with http.post(url, data=signed.body, headers=signed.headers) as response:
@@ -120,6 +139,23 @@ async def _child() -> dict[str, str]:
         async def only_ack(ack: Any) -> None:
             await ack()
 
+        @bare.action("release_hold")
+        async def only_ack_click(ack: Any) -> None:
+            await ack()
+
+        # An open hold in every run, for the Release clicks (the first click per run releases it,
+        # the rest are refused "already released" and ledgered: every click writes).
+        from handlers.commands import OpenHold
+        from handlers.holds import open_hold
+
+        targets: list[tuple[str, str, str, int]] = []
+        async with bot.uow.transaction(read_only=True) as tx:
+            active = await tx.runs.active()
+        for row in active:
+            opened = await open_hold(OpenHold(run=row.run_id, user="U0REL1", reason="bench: hold"), bot.deps)
+            if opened.ok:
+                targets.append((row.channel, row.run_id, str(opened.data["hold"]), int(opened.current_version or 1)))
+
         bare_runner, bare_url = await _serve(bare.web_app())
         try:
             # A short warm-up for each, then the two measured rounds.
@@ -133,6 +169,10 @@ async def _child() -> dict[str, str]:
             replied = await _replies(slack, "bot", REQUESTS)
             all_replied = time.perf_counter() - began
             bare_times, bare_failed = await _load(bare_url, slack, channels, prefix="bare")
+            click = _click(targets)
+            bot_clicks, bot_click_failed = await _load(bot_url, slack, channels, prefix="click", build=click)
+            clicked = await _replies(slack, "click", REQUESTS)
+            bare_clicks, _ = await _load(bare_url, slack, channels, prefix="bare-click", build=click)
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         finally:
             await bare_runner.cleanup()
@@ -150,6 +190,13 @@ async def _child() -> dict[str, str]:
         "status_replies_received": f"{replied}/{REQUESTS}",
         "status_all_replies_s": f"{all_replied:.2f}",
         "ack_bare_non_200": str(bare_failed),
+        "click_runs_with_open_hold": str(len(targets)),
+        "click_bot_p50_ms": f"{statistics.median(bot_clicks):.1f}",
+        "click_bot_p99_ms": f"{_percentile(bot_clicks, 99):.1f}",
+        "click_bare_bolt_p99_ms": f"{_percentile(bare_clicks, 99):.1f}",
+        "click_p99_ratio_bot_to_bare": f"{_percentile(bot_clicks, 99) / _percentile(bare_clicks, 99):.2f}",
+        "click_bot_non_200": str(bot_click_failed),
+        "click_replies_received": f"{clicked}/{REQUESTS}",
         "serving_100_runs_peak_rss_mb": f"{rss_mb:.1f}",
     })
     return results
