@@ -49,8 +49,13 @@ def _status(slack: Any, channels: list[str], i: int, prefix: str) -> Any:
     from tests import signing
 
     return signing.signed_slash_command(
-        secret=SECRET, text="status", user_id="U0ENG1", user_name="eng1",
-        channel_id=channels[i % len(channels)], response_url=slack.response_url(f"{prefix}{i}"))
+        secret=SECRET,
+        text="status",
+        user_id="U0ENG1",
+        user_name="eng1",
+        channel_id=channels[i % len(channels)],
+        response_url=slack.response_url(f"{prefix}{i}"),
+    )
 
 
 def _click(targets: list[tuple[str, str, str, int]]) -> Any:
@@ -61,15 +66,20 @@ def _click(targets: list[tuple[str, str, str, int]]) -> Any:
     def build(slack: Any, _channels: list[str], i: int, prefix: str) -> Any:
         channel, run, hold, version = targets[i % len(targets)]
         return signing.signed_block_actions(
-            secret=SECRET, action_id=ActionId.RELEASE_HOLD.value,
-            value=ButtonValue(run=run, hold=hold, v=version).encode(), user_id="U0REL1",
-            channel_id=channel, response_url=slack.response_url(f"{prefix}{i}"))
+            secret=SECRET,
+            action_id=ActionId.RELEASE_HOLD.value,
+            value=ButtonValue(run=run, hold=hold, v=version).encode(),
+            user_id="U0REL1",
+            channel_id=channel,
+            response_url=slack.response_url(f"{prefix}{i}"),
+        )
 
     return build
 
 
-async def _load(url: str, slack: Any, channels: list[str], *, prefix: str, count: int = REQUESTS,
-                build: Any = _status) -> tuple[list[float], int]:
+async def _load(
+    url: str, slack: Any, channels: list[str], *, prefix: str, count: int = REQUESTS, build: Any = _status
+) -> tuple[list[float], int]:
     import aiohttp
 
     times: list[float] = []
@@ -124,12 +134,19 @@ async def _child() -> dict[str, str]:
     plans = tempfile.mkdtemp(prefix="cutover-bench-plans-")
     results: dict[str, str] = {}
     async with SlackStandin() as slack:
-        settings = Settings(slack_bot_token=slack.token, slack_signing_secret=SECRET,
-                            slack_api_url=slack.base_url,
-                            database_url=setup.url, cutover_plans_dir=plans)
+        settings = Settings(
+            slack_bot_token=slack.token,
+            slack_signing_secret=SECRET,
+            slack_api_url=slack.base_url,
+            database_url=setup.url,
+            cutover_plans_dir=plans,
+        )
         actuator = LogActuator()
-        bot = await build(settings, clock=SimulatedClock(WINDOW_START + timedelta(minutes=2)),
-                          actuator_for=lambda _p: actuator)
+        bot = await build(
+            settings,
+            clock=SimulatedClock(WINDOW_START + timedelta(minutes=2)),
+            actuator_for=lambda _p: actuator,
+        )
         await bot.start(dispatch_loop=False, startup_ticks=False)
         bot_runner, bot_url = await _serve(bot.web_app)
 
@@ -154,7 +171,9 @@ async def _child() -> dict[str, str]:
         for row in active:
             opened = await open_hold(OpenHold(run=row.run_id, user="U0REL1", reason="bench: hold"), bot.deps)
             if opened.ok:
-                targets.append((row.channel, row.run_id, str(opened.data["hold"]), int(opened.current_version or 1)))
+                targets.append(
+                    (row.channel, row.run_id, str(opened.data["hold"]), int(opened.current_version or 1))
+                )
 
         bare_runner, bare_url = await _serve(bare.web_app())
         try:
@@ -180,40 +199,50 @@ async def _child() -> dict[str, str]:
             await bot.stop()
             await setup.close()
     bot_p99, bare_p99 = _percentile(bot_times, 99), _percentile(bare_times, 99)
-    results.update({
-        "ack_bot_p50_ms": f"{statistics.median(bot_times):.1f}",
-        "ack_bot_p99_ms": f"{bot_p99:.1f}",
-        "ack_bare_bolt_p50_ms": f"{statistics.median(bare_times):.1f}",
-        "ack_bare_bolt_p99_ms": f"{bare_p99:.1f}",
-        "ack_p99_ratio_bot_to_bare": f"{bot_p99 / bare_p99:.2f}",
-        "ack_bot_non_200": str(bot_failed),
-        "status_replies_received": f"{replied}/{REQUESTS}",
-        "status_all_replies_s": f"{all_replied:.2f}",
-        "ack_bare_non_200": str(bare_failed),
-        "click_runs_with_open_hold": str(len(targets)),
-        "click_bot_p50_ms": f"{statistics.median(bot_clicks):.1f}",
-        "click_bot_p99_ms": f"{_percentile(bot_clicks, 99):.1f}",
-        "click_bare_bolt_p99_ms": f"{_percentile(bare_clicks, 99):.1f}",
-        "click_p99_ratio_bot_to_bare": f"{_percentile(bot_clicks, 99) / _percentile(bare_clicks, 99):.2f}",
-        "click_bot_non_200": str(bot_click_failed),
-        "click_replies_received": f"{clicked}/{REQUESTS}",
-        "serving_100_runs_peak_rss_mb": f"{rss_mb:.1f}",
-    })
+    results.update(
+        {
+            "ack_bot_p50_ms": f"{statistics.median(bot_times):.1f}",
+            "ack_bot_p99_ms": f"{bot_p99:.1f}",
+            "ack_bare_bolt_p50_ms": f"{statistics.median(bare_times):.1f}",
+            "ack_bare_bolt_p99_ms": f"{bare_p99:.1f}",
+            "ack_p99_ratio_bot_to_bare": f"{bot_p99 / bare_p99:.2f}",
+            "ack_bot_non_200": str(bot_failed),
+            "status_replies_received": f"{replied}/{REQUESTS}",
+            "status_all_replies_s": f"{all_replied:.2f}",
+            "ack_bare_non_200": str(bare_failed),
+            "click_runs_with_open_hold": str(len(targets)),
+            "click_bot_p50_ms": f"{statistics.median(bot_clicks):.1f}",
+            "click_bot_p99_ms": f"{_percentile(bot_clicks, 99):.1f}",
+            "click_bare_bolt_p99_ms": f"{_percentile(bare_clicks, 99):.1f}",
+            "click_p99_ratio_bot_to_bare": f"{_percentile(bot_clicks, 99) / _percentile(bare_clicks, 99):.2f}",  # noqa: E501
+            "click_bot_non_200": str(bot_click_failed),
+            "click_replies_received": f"{clicked}/{REQUESTS}",
+            "serving_100_runs_peak_rss_mb": f"{rss_mb:.1f}",
+        }
+    )
     return results
 
 
 def run() -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    child = subprocess.run([sys.executable, "-m", "benchmarks.ack", "--child"], cwd=root, env=env,
-                           capture_output=True, text=True, timeout=240, check=False)
+    child = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ack", "--child"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     if child.returncode != 0:
         print(f"ack_error: child exited {child.returncode}: {child.stderr.strip().splitlines()[-1:]}")
         return
     sys.stdout.write(child.stdout)
     # Listener failures the bot logged while serving (e.g. its database pool exhausted).
-    failures = [line for line in child.stderr.splitlines()
-                if line.startswith("Failed to run listener function")]
+    failures = [
+        line for line in child.stderr.splitlines() if line.startswith("Failed to run listener function")
+    ]
     print(f"ack_bot_listener_failures: {len(failures)}")
 
 

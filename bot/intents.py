@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from bot.command_text import USAGE, Parsed, resolve_time
 from handlers import adoption, delegates, evidence, holds, resequence, runs, status
@@ -70,7 +71,7 @@ async def run_text(parsed: Parsed, *, user: str, channel: str, deps: Deps, plans
     return await _run_command(parsed, run=run, user=user, deps=deps)
 
 
-async def _run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Outcome:  # noqa: PLR0911
+async def _run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Outcome:
     name = parsed.name
     reason = parsed.reason
     if name == "status":
@@ -127,13 +128,13 @@ async def _run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Ou
     if name == "unfreeze":
         return await runs.unfreeze(Unfreeze(run=run, user=user), deps)
     if name == "rollback":
-        scope = "all" if parsed.scope == "all" else "cohort"
+        scope: Literal["cohort", "all"] = "all" if parsed.scope == "all" else "cohort"
         return await runs.rollback(Rollback(run=run, user=user, scope=scope, reason=reason), deps)
     if name == "adopt":
         return await adoption.adopt_packet(AdoptPacket(run=run, user=user, version=parsed.version), deps)
     if name == "reject":
-        command = RejectPacket(run=run, user=user, version=parsed.version, reason=reason)
-        return await adoption.reject_packet(command, deps)
+        rejection = RejectPacket(run=run, user=user, version=parsed.version, reason=reason)
+        return await adoption.reject_packet(rejection, deps)
     if name == "ack":
         return await adoption.acknowledge(Acknowledge(run=run, user=user, version=parsed.version), deps)
     return Outcome.refused(f"'{name}' is not something I can do yet.", run=run)

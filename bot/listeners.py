@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from slack_bolt.app.async_app import AsyncApp
 
@@ -161,7 +161,7 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
         async def call(value: dict[str, Any], user: str) -> Outcome:
             # rb is "SCOPE:REASON", rendered by _confirm_rollback for the person who typed it.
             scope_text, _, reason_text = str(value.get("rb", "")).partition(":")
-            scope = "all" if scope_text == "all" else "cohort"
+            scope: Literal["cohort", "all"] = "all" if scope_text == "all" else "cohort"
             reason = reason_text[:500] or "rollback confirmed"
             return await runs.rollback(
                 Rollback(run=value["run"], user=user, scope=scope, reason=reason), deps

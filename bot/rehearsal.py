@@ -98,8 +98,14 @@ class Rehearsal:
                 payload = dict(row.payload)
                 self._print_message(row.kind, row.recipient, payload)
                 version = _version_of(payload)
-                self.record.notices.append({"at": now.isoformat(), "kind": row.kind, "recipient": row.recipient,
-                                            "packet_version": version})
+                self.record.notices.append(
+                    {
+                        "at": now.isoformat(),
+                        "kind": row.kind,
+                        "recipient": row.recipient,
+                        "packet_version": version,
+                    }
+                )
                 await tx.outbox.mark_sent(row.id, ts=ts, channel=row.recipient, at=now)
                 if row.kind == "packet_posted" and version is not None and row.run_id:
                     await tx.packets.set_message(row.run_id, version, channel=row.recipient, ts=ts)
@@ -110,15 +116,23 @@ class Rehearsal:
             text = render(kind, payload).text
         except RenderError as exc:
             text = f"(could not render {kind}: {exc})"
-        colour = {"hold_opened": "yellow", "gate_alert": "red", "traffic_shift": "cyan", "delta_dm": "magenta",
-                  "packet_posted": "green", "packet_proposed_line": "green"}.get(kind, "white")
+        colour = {
+            "hold_opened": "yellow",
+            "gate_alert": "red",
+            "traffic_shift": "cyan",
+            "delta_dm": "magenta",
+            "packet_posted": "green",
+            "packet_proposed_line": "green",
+        }.get(kind, "white")
         self.console.print(f"{self.stamp()} [bold {colour}]→ {where}[/] [dim]{kind}[/dim] {_escape(text)}")
         if kind == "packet_posted":
             self._print_packet(payload["packet"])
         if kind == "delta_dm":
             for change in payload.get("changes", []):
-                self.console.print(f"        · {_escape(change.get('title', ''))}: {change.get('what')} "
-                                   f"{_escape(str(change.get('detail') or ''))}")
+                self.console.print(
+                    f"        · {_escape(change.get('title', ''))}: {change.get('what')} "
+                    f"{_escape(str(change.get('detail') or ''))}"
+                )
 
     def _print_packet(self, packet: dict[str, Any]) -> None:
         tz = self.plan.window.start.tzinfo
@@ -127,12 +141,16 @@ class Rehearsal:
             end = datetime.fromisoformat(line["end"]).astimezone(tz)
             flags = " ".join(f for f, on in (("protected", line["protected"]), ("held", line["held"])) if on)
             conflict = f" [red]conflict: {_escape(line['conflict'])}[/red]" if line.get("conflict") else ""
-            self.console.print(f"        {start:%H:%M}-{end:%H:%M} {line['id']:<28} "
-                               f"{line['owner_role']}/{line['owner_user']:<8} [dim]{flags}[/dim]{conflict}")
+            self.console.print(
+                f"        {start:%H:%M}-{end:%H:%M} {line['id']:<28} "
+                f"{line['owner_role']}/{line['owner_user']:<8} [dim]{flags}[/dim]{conflict}"
+            )
 
     def say(self, who: str, action: str, outcome: Outcome) -> None:
         mark = "[green]✓[/green]" if outcome.ok else "[bold red]✗ refused[/bold red]"
-        self.console.print(f"{self.stamp()} [bold]{who}[/bold] `{_escape(action)}` {mark} {_escape(outcome.message)}")
+        self.console.print(
+            f"{self.stamp()} [bold]{who}[/bold] `{_escape(action)}` {mark} {_escape(outcome.message)}"
+        )
 
     # -- acting ---------------------------------------------------------------------------------
 
@@ -140,16 +158,17 @@ class Rehearsal:
         text = action.do.strip()
         normal = text.lower()
         if normal.startswith("sign off"):
-            text = "signoff" + text[len("sign off"):]
+            text = "signoff" + text[len("sign off") :]
         elif normal.startswith("acknowledge"):
-            text = "ack" + text[len("acknowledge"):]
+            text = "ack" + text[len("acknowledge") :]
         try:
             parsed = parse(text)
         except Usage as usage:
             self.say(action.user, action.do, Outcome.refused(usage.line))
             return
-        outcome = await run_text(parsed, user=action.user, channel=self.plan.channel, deps=self.deps,
-                                 plans=PlanSource(Path(".")))
+        outcome = await run_text(
+            parsed, user=action.user, channel=self.plan.channel, deps=self.deps, plans=PlanSource(Path("."))
+        )
         self.say(action.user, action.do, outcome)
 
     async def auto_done(self) -> None:
@@ -168,8 +187,9 @@ class Rehearsal:
                 due = max(due, state.started_at + spec.planned_length)
             if self.clock.now() >= due:
                 owner = ctx.roster.acting_user(spec.owner)
-                outcome = await resequence.report_done(ReportDone(run=self.run, user=owner, checkpoint=line.id),
-                                                       self.deps)
+                outcome = await resequence.report_done(
+                    ReportDone(run=self.run, user=owner, checkpoint=line.id), self.deps
+                )
                 self.say(owner, f"done {line.id}", outcome)
 
     async def ask_holds(self) -> None:
@@ -182,8 +202,10 @@ class Rehearsal:
             if hold.id in self._asked:
                 continue
             self._asked.add(hold.id)
-            self.console.print(f"{self.stamp()} [yellow]Hold {hold.id}[/yellow]: {_escape(hold.reason)} — release by "
-                               f"{', '.join(hold.release_by)} ({hold.mode}).")
+            self.console.print(
+                f"{self.stamp()} [yellow]Hold {hold.id}[/yellow]: {_escape(hold.reason)} — release by "
+                f"{', '.join(hold.release_by)} ({hold.mode})."
+            )
             while True:
                 user = self.ask("Who are you (Slack user id; empty to leave it to the script)? ").strip()
                 if not user:
@@ -191,7 +213,8 @@ class Rehearsal:
                 if self.ask(f"Release {hold.id} as {user}? [y/N] ").strip().lower() not in ("y", "yes"):
                     break
                 outcome = await holds.release_hold(
-                    ReleaseHold(run=self.run, user=user, hold=hold.id, version=ctx.version), self.deps)
+                    ReleaseHold(run=self.run, user=user, hold=hold.id, version=ctx.version), self.deps
+                )
                 self.say(user, f"release {hold.id}", outcome)
                 refreshed = await self._hold_open(hold.id)
                 if not refreshed:
@@ -215,15 +238,19 @@ class Rehearsal:
         window = self.plan.window
         self.clock.set(window.start)
         opener = self.plan.roles[self.plan.authority.adopt_packets[0]].primary
-        opened = await runs.open_run(OpenRun(plan_text=self.plan_text, source=self.source,
-                                             channel=self.plan.channel, user=opener), self.deps)
+        opened = await runs.open_run(
+            OpenRun(plan_text=self.plan_text, source=self.source, channel=self.plan.channel, user=opener),
+            self.deps,
+        )
         self.say(opener, f"open {self.plan.plan}", opened)
         if not opened.ok or opened.run is None:
             return "aborted"
         self.run = opened.run
         await self.drain()
-        actions = sorted(enumerate(self.plan.rehearsal.actions if self.plan.rehearsal else []),
-                         key=lambda pair: (pair[1].at, pair[0]))
+        actions = sorted(
+            enumerate(self.plan.rehearsal.actions if self.plan.rehearsal else []),
+            key=lambda pair: (pair[1].at, pair[0]),
+        )
         step = self.plan.gate_policy.interval
         total = len(self.plan.checkpoints)
         last_progress = window.start
@@ -242,15 +269,22 @@ class Rehearsal:
                 last_progress = now
                 bar = "█" * done + "░" * (total - done)
                 shares = ", ".join(f"{c} {p:g}%" for c, p in sorted(traffic.items())) or "no traffic yet"
-                self.console.print(f"{self.stamp()} [bold]{bar}[/bold] {done}/{total} done · {state} · {shares}")
+                self.console.print(
+                    f"{self.stamp()} [bold]{bar}[/bold] {done}/{total} done · {state} · {shares}"
+                )
             if state in TERMINAL and not actions:
-                hypercare = (state == RunState.COMPLETED and ended_at is not None
-                             and gate_checks.hypercare_step(self.plan, ended_at, now) is not None)
-                if not hypercare:
+                cadence = (
+                    gate_checks.hypercare_step(self.plan, ended_at, now)
+                    if state == RunState.COMPLETED and ended_at is not None
+                    else None
+                )
+                if cadence is None:
                     return str(state)
-                step = gate_checks.hypercare_step(self.plan, ended_at, now)[1]  # type: ignore[index,union-attr]
+                step = cadence[1]
             if now > window.end + _OVERRUN:
-                self.console.print(f"{self.stamp()} [bold red]The run did not end within a day of the window end.[/]")
+                self.console.print(
+                    f"{self.stamp()} [bold red]The run did not end within a day of the window end.[/]"
+                )
                 return str(state)
             if self.speed > 0:
                 await asyncio.sleep(step.total_seconds() / self.speed)
@@ -263,7 +297,9 @@ class Rehearsal:
         self.console.rule("Evidence packet")
         self.console.print(Markdown(evidence.to_markdown(exported)))
         ledger = exported["ledger"]
-        verdict = "[green]verified[/green]" if ledger["verified"] else f"[red]BROKEN: {ledger['problem']}[/red]"
+        verdict = (
+            "[green]verified[/green]" if ledger["verified"] else f"[red]BROKEN: {ledger['problem']}[/red]"
+        )
         self.console.print(f"Ledger check: {ledger['entries']} entries, {verdict}, head {ledger['head']}")
         async with self.deps.uow.transaction(read_only=True) as tx:
             packets = await tx.packets.for_run(self.run)
@@ -273,19 +309,52 @@ class Rehearsal:
             "run": self.run,
             "final_state": final_state,
             "expected": self.plan.rehearsal.expect if self.plan.rehearsal else "completed",
-            "packets": [{
-                "version": p.version, "state": p.state, "reason": p.reason, "hash": p.hash,
-                "timeline": [{"checkpoint": c["id"], "owner_role": c["owner_role"], "owner_user": c["owner_user"],
-                              "start": c["start"], "end": c["end"], "protected": c["protected"]}
-                             for c in p.body["timeline"]],
-            } for p in packets],
+            "packets": [
+                {
+                    "version": p.version,
+                    "state": p.state,
+                    "reason": p.reason,
+                    "hash": p.hash,
+                    "timeline": [
+                        {
+                            "checkpoint": c["id"],
+                            "owner_role": c["owner_role"],
+                            "owner_user": c["owner_user"],
+                            "start": c["start"],
+                            "end": c["end"],
+                            "protected": c["protected"],
+                        }
+                        for c in p.body["timeline"]
+                    ],
+                }
+                for p in packets
+            ],
             "notices": self.record.notices,
-            "holds": [{"id": h["id"], "checkpoint": h["checkpoint"], "opened_at": h["opened_at"], "reason": h["reason"],
-                       "releases": [{"user": r["user"], "role": r["role"], "at": r["at"]} for r in h["releases"]],
-                       "released_at": h["released_at"]} for h in exported["holds"]],
-            "shifts": [{"at": t["at"], "cohort": t["cohort"], "percent": t["percent"]} for t in exported["traffic"]],
-            "refusals": [{"at": r["at"], "user": r["actor"], "action": r.get("action", ""), "reason": r.get("reason", "")}
-                         for r in exported["refusals"]],
+            "holds": [
+                {
+                    "id": h["id"],
+                    "checkpoint": h["checkpoint"],
+                    "opened_at": h["opened_at"],
+                    "reason": h["reason"],
+                    "releases": [
+                        {"user": r["user"], "role": r["role"], "at": r["at"]} for r in h["releases"]
+                    ],
+                    "released_at": h["released_at"],
+                }
+                for h in exported["holds"]
+            ],
+            "shifts": [
+                {"at": t["at"], "cohort": t["cohort"], "percent": t["percent"]} for t in exported["traffic"]
+            ],
+            "refusals": [
+                {
+                    "at": r["at"],
+                    "user": r["actor"],
+                    "action": r.get("action", ""),
+                    "reason": r.get("reason", ""),
+                }
+                for r in exported["refusals"]
+            ],
             "ledger_verified": bool(ledger["verified"]),
             "evidence": exported,
         }
@@ -302,9 +371,16 @@ def _escape(text: str) -> str:
     return redact(text).replace("[", "\\[")
 
 
-async def rehearse(path: Path, *, speed: float = 0, interactive: bool = False, report: Path | None = None,
-                   database_url: str | None = None, console: Console | None = None,
-                   ask: Callable[[str], str] = input) -> int:
+async def rehearse(
+    path: Path,
+    *,
+    speed: float = 0,
+    interactive: bool = False,
+    report: Path | None = None,
+    database_url: str | None = None,
+    console: Console | None = None,
+    ask: Callable[[str], str] = input,
+) -> int:
     """Run the rehearsal of the plan at `path`; the exit status says whether it ended as expected."""
     console = console or Console(highlight=False, soft_wrap=True)
     try:
@@ -327,13 +403,28 @@ async def rehearse(path: Path, *, speed: float = 0, interactive: bool = False, r
     clock = SimulatedClock(plan.window.start)
     telemetry = SimulatedTelemetry(plan)
     actuator = LogActuator()
-    deps = Deps(uow=UnitOfWork(engine), clock=clock, telemetry_for=lambda _p: telemetry,
-                actuator_for=lambda _p: actuator)
+    deps = Deps(
+        uow=UnitOfWork(engine),
+        clock=clock,
+        telemetry_for=lambda _p: telemetry,
+        actuator_for=lambda _p: actuator,
+    )
     console.rule(f"Rehearsal: {plan.title}")
-    console.print(f"plan {plan.plan} · revision {plan.revision} · window "
-                  f"{plan.window.start:%Y-%m-%d %H:%M}–{plan.window.end:%H:%M %z} · war room #{plan.channel}")
-    session = Rehearsal(plan=plan, plan_text=text, source=path.name, deps=deps, clock=clock, console=console,
-                        speed=speed, interactive=interactive, ask=ask)
+    console.print(
+        f"plan {plan.plan} · revision {plan.revision} · window "
+        f"{plan.window.start:%Y-%m-%d %H:%M}–{plan.window.end:%H:%M %z} · war room #{plan.channel}"
+    )
+    session = Rehearsal(
+        plan=plan,
+        plan_text=text,
+        source=path.name,
+        deps=deps,
+        clock=clock,
+        console=console,
+        speed=speed,
+        interactive=interactive,
+        ask=ask,
+    )
     try:
         final = await session.go()
         result = await session.wind_up(final)
@@ -349,4 +440,4 @@ async def rehearse(path: Path, *, speed: float = 0, interactive: bool = False, r
     return 0 if ok else 1
 
 
-__all__ = ["AdoptPacket", "Acknowledge", "SignOff", "adoption", "rehearse"]
+__all__ = ["Acknowledge", "AdoptPacket", "SignOff", "adoption", "rehearse"]

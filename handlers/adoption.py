@@ -28,8 +28,10 @@ def _require_adopter(ctx: RunContext, user: str) -> str:
         if roster.may_act(user, role):
             return role
     acting = ", ".join(f"{r}: {roster.acting_user(r)}" for r in ctx.plan.authority.adopt_packets)
-    raise Refuse(f"Only the acting {', '.join(ctx.plan.authority.adopt_packets)} may adopt or reject a packet "
-                 f"({acting}).")
+    raise Refuse(
+        f"Only the acting {', '.join(ctx.plan.authority.adopt_packets)} may adopt or reject a packet "
+        f"({acting})."
+    )
 
 
 async def _proposal(ctx: RunContext, version: int | None) -> Packet:
@@ -46,8 +48,10 @@ async def _proposal(ctx: RunContext, version: int | None) -> Packet:
         raise Refuse(f"v{row.version} is {row.state}, not proposed; v{ctx.version} is current.")
     packet = Packet.from_json(row.body)
     if packet.supersedes != ctx.version:
-        raise Refuse(f"v{packet.version} was proposed against v{packet.supersedes}, but v{ctx.version} is now "
-                     "current; report the change again for a fresh proposal.")
+        raise Refuse(
+            f"v{packet.version} was proposed against v{packet.supersedes}, but v{ctx.version} is now "
+            "current; report the change again for a fresh proposal."
+        )
     return packet
 
 
@@ -56,34 +60,73 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
         role = _require_adopter(ctx, cmd.user)
         new = await _proposal(ctx, cmd.version)
         old = ctx.packet
-        won = await ctx.tx.packets.set_state_cas(ctx.run, new.version, from_state=_PROPOSED,
-                                                 to_state=str(PacketState.AUTHORITATIVE), at=ctx.now)
-        kept = await ctx.tx.packets.set_state_cas(ctx.run, old.version, from_state=str(PacketState.AUTHORITATIVE),
-                                                  to_state=str(PacketState.SUPERSEDED), at=ctx.now)
+        won = await ctx.tx.packets.set_state_cas(
+            ctx.run, new.version, from_state=_PROPOSED, to_state=str(PacketState.AUTHORITATIVE), at=ctx.now
+        )
+        kept = await ctx.tx.packets.set_state_cas(
+            ctx.run,
+            old.version,
+            from_state=str(PacketState.AUTHORITATIVE),
+            to_state=str(PacketState.SUPERSEDED),
+            at=ctx.now,
+        )
         if not (won and kept):
             raise Refuse(f"v{new.version} was adopted or withdrawn a moment ago; v{ctx.version} is current.")
         ctx.packet = new.with_state(PacketState.AUTHORITATIVE)
         await apply(ctx, ev.PacketAdopted(at=ctx.now, version=new.version, user=cmd.user), deps)
         delta = diff(old, new, material_shift=ctx.plan.material_shift)
-        await ledger(ctx, actor=cmd.user, kind="packet_adopted", payload={
-            "version": new.version, "supersedes": old.version, "hash": new.hash, "role": role,
-            "summary": delta.summary()})
+        await ledger(
+            ctx,
+            actor=cmd.user,
+            kind="packet_adopted",
+            payload={
+                "version": new.version,
+                "supersedes": old.version,
+                "hash": new.hash,
+                "role": role,
+                "summary": delta.summary(),
+            },
+        )
         channel = ctx.plan.channel
-        await enqueue(ctx, kind=Notice.PACKET_SUPERSEDED, recipient=channel, payload={
-            "version": old.version, "superseded_by": new.version, "reason": new.reason})
-        await enqueue(ctx, kind=Notice.PACKET_POSTED, recipient=channel, payload={
-            "packet": ctx.packet.as_json(), "summary": delta.summary(),
-            "released": [h.id for h in ctx.progress.holds.values() if not h.is_open]},
-            dedupe_key=f"packet:v{new.version}")
+        await enqueue(
+            ctx,
+            kind=Notice.PACKET_SUPERSEDED,
+            recipient=channel,
+            payload={"version": old.version, "superseded_by": new.version, "reason": new.reason},
+        )
+        await enqueue(
+            ctx,
+            kind=Notice.PACKET_POSTED,
+            recipient=channel,
+            payload={
+                "packet": ctx.packet.as_json(),
+                "summary": delta.summary(),
+                "released": [h.id for h in ctx.progress.holds.values() if not h.is_open],
+            },
+            dedupe_key=f"packet:v{new.version}",
+        )
         notices = delta.notices()
         for user, changes in notices.items():
-            await enqueue(ctx, kind=Notice.DELTA_DM, recipient=user, payload={
-                "version": new.version, "from_version": old.version, "channel": channel,
-                "reason": new.reason, "changes": change_rows(changes)})
+            await enqueue(
+                ctx,
+                kind=Notice.DELTA_DM,
+                recipient=user,
+                payload={
+                    "version": new.version,
+                    "from_version": old.version,
+                    "channel": channel,
+                    "reason": new.reason,
+                    "changes": change_rows(changes),
+                },
+            )
         await save(ctx, authoritative_version=new.version)
-        return Outcome.done(f"v{new.version} is authoritative ({delta.summary()}); "
-                            f"{len(notices)} affected people notified by DM.",
-                            run=ctx.run, current_version=new.version, notified=sorted(notices))
+        return Outcome.done(
+            f"v{new.version} is authoritative ({delta.summary()}); "
+            f"{len(notices)} affected people notified by DM.",
+            run=ctx.run,
+            current_version=new.version,
+            notified=sorted(notices),
+        )
 
     return await on_run(cmd.run, user=cmd.user, action="adopt packet", deps=deps, body=body)
 
@@ -92,17 +135,30 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         _require_adopter(ctx, cmd.user)
         packet = await _proposal(ctx, cmd.version)
-        if not await ctx.tx.packets.set_state_cas(ctx.run, packet.version, from_state=_PROPOSED,
-                                                  to_state=str(PacketState.REJECTED), at=ctx.now):
+        if not await ctx.tx.packets.set_state_cas(
+            ctx.run, packet.version, from_state=_PROPOSED, to_state=str(PacketState.REJECTED), at=ctx.now
+        ):
             raise Refuse(f"v{packet.version} is no longer proposed; v{ctx.version} is current.")
         reason = redact(cmd.reason)
-        await ledger(ctx, actor=cmd.user, kind="packet_rejected", payload={"version": packet.version,
-                                                                           "reason": reason})
-        await enqueue(ctx, kind=Notice.RUN_STATE, recipient=ctx.plan.channel, payload={
-            "state": f"v{packet.version} rejected; v{ctx.version} stays current", "by": cmd.user, "reason": reason})
+        await ledger(
+            ctx, actor=cmd.user, kind="packet_rejected", payload={"version": packet.version, "reason": reason}
+        )
+        await enqueue(
+            ctx,
+            kind=Notice.RUN_STATE,
+            recipient=ctx.plan.channel,
+            payload={
+                "state": f"v{packet.version} rejected; v{ctx.version} stays current",
+                "by": cmd.user,
+                "reason": reason,
+            },
+        )
         await save(ctx)
-        return Outcome.done(f"v{packet.version} rejected; v{ctx.version} stays current.", run=ctx.run,
-                            current_version=ctx.version)
+        return Outcome.done(
+            f"v{packet.version} rejected; v{ctx.version} stays current.",
+            run=ctx.run,
+            current_version=ctx.version,
+        )
 
     return await on_run(cmd.run, user=cmd.user, action="reject packet", deps=deps, body=body)
 
@@ -111,14 +167,17 @@ async def acknowledge(cmd: Acknowledge, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         version = ctx.version if cmd.version is None else cmd.version
         if version != ctx.version:
-            raise Refuse(f"v{version} is no longer current; v{ctx.version} is. Acknowledge v{ctx.version} instead.")
+            raise Refuse(
+                f"v{version} is no longer current; v{ctx.version} is. Acknowledge v{ctx.version} instead."
+            )
         if not any(cmd.user in role.members for role in ctx.plan.roles.values()):
             raise Refuse(f"{cmd.user} has no role in this plan.")
         if not await ctx.tx.acks.add(run_id=ctx.run, version=version, user=cmd.user, at=ctx.now):
             earlier = await ctx.tx.acks.get(ctx.run, version, cmd.user)
             when = earlier.at.isoformat(timespec="minutes") if earlier else "earlier"
-            return Outcome.done(f"You already acknowledged v{version} at {when}.", run=ctx.run,
-                                current_version=ctx.version)
+            return Outcome.done(
+                f"You already acknowledged v{version} at {when}.", run=ctx.run, current_version=ctx.version
+            )
         await ledger(ctx, actor=cmd.user, kind="acknowledged", payload={"version": version})
         await save(ctx)
         return Outcome.done(f"Acknowledged v{version}.", run=ctx.run, current_version=ctx.version)

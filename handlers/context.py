@@ -13,12 +13,12 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from packets.timeline import Facts
 from packets import stages as engine
 from packets.authority import Roster
 from packets.packet import Packet
 from packets.plan import Plan, load_plan
 from packets.redact import redact, redact_data
+from packets.timeline import Facts
 
 
 @lru_cache(maxsize=256)
@@ -83,15 +83,21 @@ async def ledger(ctx: RunContext, *, actor: str, kind: str, payload: dict[str, A
 
 async def refuse(ctx: RunContext, *, user: str, action: str, reason: str) -> None:
     """A refused action leaves exactly one trace: a `refused` ledger entry."""
-    await ledger(ctx, actor=user, kind="refused", payload={"action": action, "reason": redact(reason),
-                                                           "current_version": ctx.version})
+    await ledger(
+        ctx,
+        actor=user,
+        kind="refused",
+        payload={"action": action, "reason": redact(reason), "current_version": ctx.version},
+    )
 
 
-async def enqueue(ctx: RunContext, *, kind: str, recipient: str, payload: dict[str, Any],
-                  dedupe_key: str | None = None) -> None:
+async def enqueue(
+    ctx: RunContext, *, kind: str, recipient: str, payload: dict[str, Any], dedupe_key: str | None = None
+) -> None:
     body = redact_data({**payload, "run": ctx.run})
-    await ctx.tx.outbox.enqueue(run_id=ctx.run, kind=kind, recipient=recipient, payload=body,
-                                dedupe_key=dedupe_key, at=ctx.now)
+    await ctx.tx.outbox.enqueue(
+        run_id=ctx.run, kind=kind, recipient=recipient, payload=body, dedupe_key=dedupe_key, at=ctx.now
+    )
 
 
 async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> None:

@@ -17,17 +17,29 @@ from handlers.resequence import propose
 async def change_delegate(cmd: ChangeDelegate, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         before = ctx.roster.acting_user(cmd.role) if cmd.role in ctx.plan.roles else None
-        roster = ctx.roster.switch(by_user=cmd.user, role=cmd.role, to_user=cmd.to_user,
-                                   change_roles=ctx.plan.authority.change_delegates)
+        roster = ctx.roster.switch(
+            by_user=cmd.user,
+            role=cmd.role,
+            to_user=cmd.to_user,
+            change_roles=ctx.plan.authority.change_delegates,
+        )
         ctx.acting = roster.acting_map()
-        await ctx.tx.acting.record(run_id=ctx.run, role=cmd.role, from_user=before, to_user=cmd.to_user,
-                                   by_user=cmd.user, at=ctx.now)
-        await ledger(ctx, actor=cmd.user, kind="acting_changed", payload={
-            "role": cmd.role, "from": before, "to": cmd.to_user})
+        await ctx.tx.acting.record(
+            run_id=ctx.run, role=cmd.role, from_user=before, to_user=cmd.to_user, by_user=cmd.user, at=ctx.now
+        )
+        await ledger(
+            ctx,
+            actor=cmd.user,
+            kind="acting_changed",
+            payload={"role": cmd.role, "from": before, "to": cmd.to_user},
+        )
         proposed = await propose(ctx, ctx.facts, reason=f"{cmd.role} now acted by {cmd.to_user}", by=cmd.user)
         await save(ctx)
         tail = f" v{proposed[0].version} proposed: {proposed[1]}." if proposed else ""
-        return Outcome.done(f"{cmd.to_user} now acts for {cmd.role} (was {before}).{tail}", run=ctx.run,
-                            current_version=ctx.version)
+        return Outcome.done(
+            f"{cmd.to_user} now acts for {cmd.role} (was {before}).{tail}",
+            run=ctx.run,
+            current_version=ctx.version,
+        )
 
     return await on_run(cmd.run, user=cmd.user, action=f"delegate {cmd.role}", deps=deps, body=body)

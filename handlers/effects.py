@@ -76,10 +76,16 @@ async def _actuate(ctx: RunContext, effect: fx.ShiftTraffic, deps: Deps) -> ev.E
     }
     await enqueue(ctx, kind=Notice.TRAFFIC_SHIFT, recipient=ctx.plan.channel, payload=payload)
     if result.ok:
-        return ev.ActuationSucceeded(at=ctx.now, checkpoint=effect.checkpoint, cohort=effect.cohort,
-                                     percent=effect.percent)
-    return ev.ActuationFailed(at=ctx.now, checkpoint=effect.checkpoint, cohort=effect.cohort,
-                              percent=effect.percent, detail=result.detail or "refused")
+        return ev.ActuationSucceeded(
+            at=ctx.now, checkpoint=effect.checkpoint, cohort=effect.cohort, percent=effect.percent
+        )
+    return ev.ActuationFailed(
+        at=ctx.now,
+        checkpoint=effect.checkpoint,
+        cohort=effect.cohort,
+        percent=effect.percent,
+        detail=result.detail or "refused",
+    )
 
 
 async def _record(ctx: RunContext, effect: fx.Effect) -> None:
@@ -88,9 +94,16 @@ async def _record(ctx: RunContext, effect: fx.Effect) -> None:
     elif isinstance(effect, fx.OpenHold):
         hold = effect.hold
         await ctx.tx.holds.open(
-            run_id=ctx.run, hold_id=hold.id, source=str(hold.source), reason=hold.reason,
-            release_by=tuple(hold.release_by), at=hold.opened_at, checkpoint=hold.checkpoint,
-            mode=hold.mode, packet_version=ctx.version, opened_by=hold.opened_by,
+            run_id=ctx.run,
+            hold_id=hold.id,
+            source=str(hold.source),
+            reason=hold.reason,
+            release_by=tuple(hold.release_by),
+            at=hold.opened_at,
+            checkpoint=hold.checkpoint,
+            mode=hold.mode,
+            packet_version=ctx.version,
+            opened_by=hold.opened_by,
         )
         payload: dict[str, Any] = {"version": ctx.version, "hold": hold_payload(hold)}
         if hold.opened_by.startswith(("U", "W")):
@@ -108,12 +121,22 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
     row = await ctx.tx.holds.get(ctx.run, effect.hold_id)
     version = row.packet_version if row is not None else None
     if effect.withdrawn:
-        await ctx.tx.holds.cancel_cas(run_id=ctx.run, hold_id=effect.hold_id, packet_version=version,
-                                      by="engine", at=ctx.now, note="withdrawn: the run ended")
+        await ctx.tx.holds.cancel_cas(
+            run_id=ctx.run,
+            hold_id=effect.hold_id,
+            packet_version=version,
+            by="engine",
+            at=ctx.now,
+            note="withdrawn: the run ended",
+        )
         return
     await ctx.tx.holds.release_cas(
-        run_id=ctx.run, hold_id=effect.hold_id, packet_version=version,
-        released_by=",".join(effect.by), released_as=",".join(effect.roles), at=ctx.now,
+        run_id=ctx.run,
+        hold_id=effect.hold_id,
+        packet_version=version,
+        released_by=",".join(effect.by),
+        released_as=",".join(effect.roles),
+        at=ctx.now,
     )
 
 
@@ -124,20 +147,37 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
             return  # the room heard when it started failing; each repeat is in the ledger
         gate = ctx.plan.gates.get(str(data.get("gate")))
         outcome = str(data.get("outcome"))
-        await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload={
-            **data, "threshold": gate.pass_ if gate else "", "at": ctx.now.isoformat(),
-            "outcome": "no_data" if outcome == "no-data" else outcome})
+        await enqueue(
+            ctx,
+            kind=Notice.GATE_ALERT,
+            recipient=ctx.plan.channel,
+            payload={
+                **data,
+                "threshold": gate.pass_ if gate else "",
+                "at": ctx.now.isoformat(),
+                "outcome": "no_data" if outcome == "no-data" else outcome,
+            },
+        )
         return
     if effect.kind in (fx.NotifyKind.HOLD_RELEASED, fx.NotifyKind.HOLD_RELEASE_RECORDED):
         hold = ctx.progress.holds.get(str(data.get("hold")))
-        release = next((r for r in reversed(hold.releases) if r.user == data.get("released_by")), None) if hold else None
-        await enqueue(ctx, kind=Notice.HOLD_RELEASED, recipient=ctx.plan.channel, payload={
-            "hold": {"id": data.get("hold"), "checkpoint": data.get("checkpoint")},
-            "by": data.get("released_by"),
-            "as_role": data.get("role"),
-            "on_behalf_of": release.acting_for if release else None,
-            "remaining": _remaining(hold) if hold else [],
-        })
+        release = (
+            next((r for r in reversed(hold.releases) if r.user == data.get("released_by")), None)
+            if hold
+            else None
+        )
+        await enqueue(
+            ctx,
+            kind=Notice.HOLD_RELEASED,
+            recipient=ctx.plan.channel,
+            payload={
+                "hold": {"id": data.get("hold"), "checkpoint": data.get("checkpoint")},
+                "by": data.get("released_by"),
+                "as_role": data.get("role"),
+                "on_behalf_of": release.acting_for if release else None,
+                "remaining": _remaining(hold) if hold else [],
+            },
+        )
         return
     if effect.kind == fx.NotifyKind.SIGNOFF_RECORDED:
         return  # the sign-off use case posts its own line with the roles still to sign

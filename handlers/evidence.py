@@ -30,88 +30,179 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         gate_rows = await tx.gate_results.for_run(run)
         verdict = await tx.ledger.verify(run)
         head = await tx.ledger.head(run)
-    adoptions = {e.payload.get("version"): e for e in entries if e.kind in ("packet_adopted", "packet_authoritative")}
+    adoptions = {
+        e.payload.get("version"): e for e in entries if e.kind in ("packet_adopted", "packet_authoritative")
+    }
     progress = ctx.progress
 
     def telemetry_at(checkpoint: str | None, at: Any) -> list[dict[str, Any]]:
         latest: dict[str, Any] = {}
         for row in gate_rows:
             if row.checkpoint == checkpoint and row.at <= at:
-                latest[row.gate] = {"gate": row.gate, "value": row.value, "outcome": row.outcome,
-                                    "at": row.at.isoformat()}
+                latest[row.gate] = {
+                    "gate": row.gate,
+                    "value": row.value,
+                    "outcome": row.outcome,
+                    "at": row.at.isoformat(),
+                }
         return sorted(latest.values(), key=lambda r: r["gate"])
 
     evidence = {
         "run": run,
-        "plan": {"id": ctx.plan.plan, "title": ctx.plan.title, "revision": ctx.plan.revision,
-                 "change_record": ctx.plan.change_record, "channel": ctx.plan.channel,
-                 "window": {"start": ctx.plan.window.start.isoformat(), "end": ctx.plan.window.end.isoformat()}},
-        "signoffs": [{"role": s.role, "user": s.user, "revision": s.revision, "at": s.at.isoformat()}
-                     for s in signoffs],
-        "packets": [{
-            "version": p.version, "state": p.state, "reason": p.reason, "hash": p.hash, "supersedes": p.supersedes,
-            "adopted": ({"by": adoptions[p.version].actor, "at": adoptions[p.version].at.isoformat(),
-                         "role": adoptions[p.version].payload.get("role")} if p.version in adoptions else None),
-        } for p in packets],
-        "readiness": [{
-            "checkpoint": cid, "state": str(cp.state),
-            "done_at": cp.done_at.isoformat() if cp.done_at else None, "done_by": list(cp.done_by),
-            "gate_results": {g: [r.as_json() for r in rs] for g, rs in cp.evidence.items()},
-        } for cid, cp in progress.checkpoints.items() if cp.state == "done"],
-        "holds": [{
-            "id": h.id, "checkpoint": h.checkpoint, "reason": h.reason, "source": str(h.source),
-            "release_by": list(h.release_by), "mode": h.mode, "opened_at": h.opened_at.isoformat(),
-            "opened_by": h.opened_by, "state": str(h.state),
-            "released_at": h.released_at.isoformat() if h.released_at else None,
-            "releases": [{"user": r.user, "role": r.role, "on_behalf_of": r.acting_for, "at": r.at.isoformat(),
-                          "telemetry": telemetry_at(h.checkpoint, r.at)} for r in h.releases],
-        } for h in progress.holds.values()],
-        "traffic": [{"cohort": cohort, **change.as_json()}
-                    for cohort, changes in progress.traffic_history.items() for change in changes],
-        "rollbacks": [{"seq": e.seq, "kind": e.kind, "actor": e.actor, "at": e.at.isoformat(), "payload": e.payload}
-                      for e in entries if e.kind in _ROLLBACK_KINDS],
-        "refusals": [{"seq": e.seq, "actor": e.actor, "at": e.at.isoformat(), **e.payload}
-                     for e in entries if e.kind == "refused"],
+        "plan": {
+            "id": ctx.plan.plan,
+            "title": ctx.plan.title,
+            "revision": ctx.plan.revision,
+            "change_record": ctx.plan.change_record,
+            "channel": ctx.plan.channel,
+            "window": {"start": ctx.plan.window.start.isoformat(), "end": ctx.plan.window.end.isoformat()},
+        },
+        "signoffs": [
+            {"role": s.role, "user": s.user, "revision": s.revision, "at": s.at.isoformat()} for s in signoffs
+        ],
+        "packets": [
+            {
+                "version": p.version,
+                "state": p.state,
+                "reason": p.reason,
+                "hash": p.hash,
+                "supersedes": p.supersedes,
+                "adopted": (
+                    {
+                        "by": adoptions[p.version].actor,
+                        "at": adoptions[p.version].at.isoformat(),
+                        "role": adoptions[p.version].payload.get("role"),
+                    }
+                    if p.version in adoptions
+                    else None
+                ),
+            }
+            for p in packets
+        ],
+        "readiness": [
+            {
+                "checkpoint": cid,
+                "state": str(cp.state),
+                "done_at": cp.done_at.isoformat() if cp.done_at else None,
+                "done_by": list(cp.done_by),
+                "gate_results": {g: [r.as_json() for r in rs] for g, rs in cp.evidence.items()},
+            }
+            for cid, cp in progress.checkpoints.items()
+            if cp.state == "done"
+        ],
+        "holds": [
+            {
+                "id": h.id,
+                "checkpoint": h.checkpoint,
+                "reason": h.reason,
+                "source": str(h.source),
+                "release_by": list(h.release_by),
+                "mode": h.mode,
+                "opened_at": h.opened_at.isoformat(),
+                "opened_by": h.opened_by,
+                "state": str(h.state),
+                "released_at": h.released_at.isoformat() if h.released_at else None,
+                "releases": [
+                    {
+                        "user": r.user,
+                        "role": r.role,
+                        "on_behalf_of": r.acting_for,
+                        "at": r.at.isoformat(),
+                        "telemetry": telemetry_at(h.checkpoint, r.at),
+                    }
+                    for r in h.releases
+                ],
+            }
+            for h in progress.holds.values()
+        ],
+        "traffic": [
+            {"cohort": cohort, **change.as_json()}
+            for cohort, changes in progress.traffic_history.items()
+            for change in changes
+        ],
+        "rollbacks": [
+            {"seq": e.seq, "kind": e.kind, "actor": e.actor, "at": e.at.isoformat(), "payload": e.payload}
+            for e in entries
+            if e.kind in _ROLLBACK_KINDS
+        ],
+        "refusals": [
+            {"seq": e.seq, "actor": e.actor, "at": e.at.isoformat(), **e.payload}
+            for e in entries
+            if e.kind == "refused"
+        ],
         "final_state": str(progress.state),
-        "ledger": {"entries": verdict.entries, "verified": verdict.ok, "problem": verdict.problem,
-                   "head": head.hash if head else None},
+        "ledger": {
+            "entries": verdict.entries,
+            "verified": verdict.ok,
+            "problem": verdict.problem,
+            "head": head.hash if head else None,
+        },
     }
     return dict(redact_data(evidence))
 
 
 def to_markdown(evidence: dict[str, Any]) -> str:
     plan = evidence["plan"]
-    out = [f"# Evidence: {plan['title']}", "",
-           f"- Run: `{evidence['run']}`", f"- Plan: `{plan['id']}` revision `{plan['revision']}`",
-           f"- Change record: {plan['change_record'] or '—'}", f"- Final state: **{evidence['final_state']}**",
-           f"- Ledger: {evidence['ledger']['entries']} entries, "
-           f"{'verified' if evidence['ledger']['verified'] else 'BROKEN: ' + evidence['ledger']['problem']}, "
-           f"head `{evidence['ledger']['head']}`", "", "## Sign-offs"]
-    out += [f"- {s['role']}: {s['user']} at {s['at']} (revision `{s['revision'][:12]}`)" for s in evidence["signoffs"]]
+    out = [
+        f"# Evidence: {plan['title']}",
+        "",
+        f"- Run: `{evidence['run']}`",
+        f"- Plan: `{plan['id']}` revision `{plan['revision']}`",
+        f"- Change record: {plan['change_record'] or '—'}",
+        f"- Final state: **{evidence['final_state']}**",
+        f"- Ledger: {evidence['ledger']['entries']} entries, "
+        f"{'verified' if evidence['ledger']['verified'] else 'BROKEN: ' + evidence['ledger']['problem']}, "
+        f"head `{evidence['ledger']['head']}`",
+        "",
+        "## Sign-offs",
+    ]
+    out += [
+        f"- {s['role']}: {s['user']} at {s['at']} (revision `{s['revision'][:12]}`)"
+        for s in evidence["signoffs"]
+    ]
     out += ["", "## Packet versions"]
     for p in evidence["packets"]:
         adopted = p["adopted"]
-        how = f"adopted by {adopted['by']} ({adopted['role'] or 'initial'}) at {adopted['at']}" if adopted else ""
+        how = (
+            f"adopted by {adopted['by']} ({adopted['role'] or 'initial'}) at {adopted['at']}"
+            if adopted
+            else ""
+        )
         out.append(f"- v{p['version']} {p['state']}: {p['reason']} `{p['hash'][:12]}` {how}".rstrip())
     out += ["", "## Readiness evidence"]
     for r in evidence["readiness"]:
-        gates = "; ".join(f"{g}: " + ", ".join(f"{x['value']}" for x in rs[-3:]) for g, rs in r["gate_results"].items())
-        out.append(f"- {r['checkpoint']} done {r['done_at']} by {', '.join(r['done_by']) or 'engine'}"
-                   + (f" — {gates}" if gates else ""))
+        gates = "; ".join(
+            f"{g}: " + ", ".join(f"{x['value']}" for x in rs[-3:]) for g, rs in r["gate_results"].items()
+        )
+        out.append(
+            f"- {r['checkpoint']} done {r['done_at']} by {', '.join(r['done_by']) or 'engine'}"
+            + (f" — {gates}" if gates else "")
+        )
     out += ["", "## Holds"]
     for h in evidence["holds"]:
-        out.append(f"- `{h['id']}` ({h['source']}, {h['mode']} of {', '.join(h['release_by'])}): {h['reason']} — {h['state']}")
+        roles = ", ".join(h["release_by"])
+        out.append(f"- `{h['id']}` ({h['source']}, {h['mode']} of {roles}): {h['reason']} — {h['state']}")
         for r in h["releases"]:
             behalf = f" on behalf of {r['on_behalf_of']}" if r["on_behalf_of"] else ""
             seen = ", ".join(f"{t['gate']}={t['value']}" for t in r["telemetry"])
-            out.append(f"  - released by {r['user']} as {r['role']}{behalf} at {r['at']}" + (f"; telemetry {seen}" if seen else ""))
+            out.append(
+                f"  - released by {r['user']} as {r['role']}{behalf} at {r['at']}"
+                + (f"; telemetry {seen}" if seen else "")
+            )
     out += ["", "## Traffic"]
-    out += [f"- {t['at']} {t['cohort']} {t['previous_percent']:g}% → {t['percent']:g}% ({t['cause']})"
-            for t in evidence["traffic"]]
+    out += [
+        f"- {t['at']} {t['cohort']} {t['previous_percent']:g}% → {t['percent']:g}% ({t['cause']})"
+        for t in evidence["traffic"]
+    ]
     out += ["", "## Rollbacks"]
-    out += [f"- #{r['seq']} {r['kind']} by {r['actor']} at {r['at']}" for r in evidence["rollbacks"]] or ["- none"]
+    out += [f"- #{r['seq']} {r['kind']} by {r['actor']} at {r['at']}" for r in evidence["rollbacks"]] or [
+        "- none"
+    ]
     out += ["", "## Refusals"]
-    out += [f"- #{r['seq']} {r['actor']} {r.get('action', '')}: {r.get('reason', '')}" for r in evidence["refusals"]] or ["- none"]
+    out += [
+        f"- #{r['seq']} {r['actor']} {r.get('action', '')}: {r.get('reason', '')}"
+        for r in evidence["refusals"]
+    ] or ["- none"]
     return "\n".join(out) + "\n"
 
 
@@ -123,13 +214,29 @@ async def export_evidence(cmd: ExportEvidence, deps: Deps) -> Outcome:
     async with deps.uow.transaction(run_id=cmd.run) as tx:
         ctx = await load(tx, cmd.run, deps.clock.now())
         assert ctx is not None
-        await enqueue(ctx, kind=Notice.EVIDENCE, recipient=ctx.plan.channel, payload={
-            "state": evidence["final_state"], "ledger_ok": ledger_state["verified"],
-            "ledger_head": ledger_state["head"], "problem": ledger_state["problem"] or None,
-            "counts": {"packets": len(evidence["packets"]), "signoffs": len(evidence["signoffs"]),
-                       "holds": len(evidence["holds"]), "gates": sum(len(r["gate_results"]) for r in evidence["readiness"]),
-                       "rollbacks": len(evidence["rollbacks"])}})
+        await enqueue(
+            ctx,
+            kind=Notice.EVIDENCE,
+            recipient=ctx.plan.channel,
+            payload={
+                "state": evidence["final_state"],
+                "ledger_ok": ledger_state["verified"],
+                "ledger_head": ledger_state["head"],
+                "problem": ledger_state["problem"] or None,
+                "counts": {
+                    "packets": len(evidence["packets"]),
+                    "signoffs": len(evidence["signoffs"]),
+                    "holds": len(evidence["holds"]),
+                    "gates": sum(len(r["gate_results"]) for r in evidence["readiness"]),
+                    "rollbacks": len(evidence["rollbacks"]),
+                },
+            },
+        )
     deps.on_change(cmd.run)
-    return Outcome.done(f"Evidence for {cmd.run}: {evidence['final_state']}, ledger "
-                        f"{'verified' if ledger_state['verified'] else 'BROKEN'}.", run=cmd.run,
-                        evidence=evidence, markdown=to_markdown(evidence))
+    return Outcome.done(
+        f"Evidence for {cmd.run}: {evidence['final_state']}, ledger "
+        f"{'verified' if ledger_state['verified'] else 'BROKEN'}.",
+        run=cmd.run,
+        evidence=evidence,
+        markdown=to_markdown(evidence),
+    )

@@ -82,8 +82,14 @@ async def _measure(plan: Plan, due: Due, deps: Deps, at: datetime) -> tuple[Gate
     async def one(gate: str) -> GateResult:
         spec = plan.gates[gate]
         reading = await telemetry.measure(gate=gate, query=spec.query, at=at)
-        return evaluate(reading.value, GateSpec.parse(spec.pass_), plan.gate_policy.no_data, gate=gate, at=at,
-                        why_missing=reading.reason)
+        return evaluate(
+            reading.value,
+            GateSpec.parse(spec.pass_),
+            plan.gate_policy.no_data,
+            gate=gate,
+            at=at,
+            why_missing=reading.reason,
+        )
 
     return tuple(await asyncio.gather(*(one(g) for g in due.gates)))
 
@@ -105,23 +111,38 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
         fresh = []
         for result in results:
             recorded = await ctx.tx.gate_results.record(
-                run_id=ctx.run, checkpoint=due.checkpoint, gate=result.gate, slot=due.slot,
-                outcome=str(result.outcome), value=result.value, reason=result.reason, at=ctx.now,
-                packet_version=ctx.version)
+                run_id=ctx.run,
+                checkpoint=due.checkpoint,
+                gate=result.gate,
+                slot=due.slot,
+                outcome=str(result.outcome),
+                value=result.value,
+                reason=result.reason,
+                at=ctx.now,
+                packet_version=ctx.version,
+            )
             if recorded:
                 fresh.append(result)
         if not fresh:
-            return Outcome.done(f"Slot {due.slot} was already checked.", run=ctx.run, current_version=ctx.version)
+            return Outcome.done(
+                f"Slot {due.slot} was already checked.", run=ctx.run, current_version=ctx.version
+            )
         if due.checkpoint == HYPERCARE:
             await _hypercare(ctx, tuple(fresh))
         else:
-            await apply(ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=tuple(fresh)), deps)
+            await apply(
+                ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=tuple(fresh)), deps
+            )
             await apply(ctx, ev.Tick(at=ctx.now), deps)
         await save(ctx)
         failing = [r.gate for r in fresh if r.outcome != GateOutcome.PASS]
         return Outcome.done(
-            f"{len(fresh)} gates checked for {due.checkpoint}" + (f"; failing: {', '.join(failing)}" if failing else ""),
-            run=ctx.run, current_version=ctx.version, results=[r.as_json() for r in fresh])
+            f"{len(fresh)} gates checked for {due.checkpoint}"
+            + (f"; failing: {', '.join(failing)}" if failing else ""),
+            run=ctx.run,
+            current_version=ctx.version,
+            results=[r.as_json() for r in fresh],
+        )
 
     return await on_run(cmd.run, user="scheduler", action="check gates", deps=deps, body=body)
 
@@ -133,9 +154,16 @@ async def _hypercare(ctx: RunContext, results: tuple[GateResult, ...]) -> None:
         ):
             continue
         gate = ctx.plan.gates[result.gate]
-        alert = {"checkpoint": HYPERCARE, "gate": result.gate, "value": result.value, "threshold": gate.pass_,
-                 "outcome": "no_data" if result.outcome == GateOutcome.NO_DATA else "fail",
-                 "action": gate.on_fail, "reason": result.reason, "at": ctx.now.isoformat()}
+        alert = {
+            "checkpoint": HYPERCARE,
+            "gate": result.gate,
+            "value": result.value,
+            "threshold": gate.pass_,
+            "outcome": "no_data" if result.outcome == GateOutcome.NO_DATA else "fail",
+            "action": gate.on_fail,
+            "reason": result.reason,
+            "at": ctx.now.isoformat(),
+        }
         await ledger(ctx, actor=f"gate:{result.gate}", kind="hypercare_gate_failed", payload=alert)
         await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload=alert)
         owners = {c.owner_user for c in ctx.packet.timeline if ctx.plan.checkpoint(c.id).traffic is not None}
@@ -149,8 +177,11 @@ async def advance(cmd: Advance, deps: Deps) -> Outcome:
 
     async def body(ctx: RunContext) -> Outcome:
         if ctx.progress.state != RunState.RUNNING:
-            return Outcome.done(f"The run is {ctx.progress.state}; nothing to advance.", run=ctx.run,
-                                current_version=ctx.version)
+            return Outcome.done(
+                f"The run is {ctx.progress.state}; nothing to advance.",
+                run=ctx.run,
+                current_version=ctx.version,
+            )
         await apply(ctx, ev.Tick(at=ctx.now), deps)
         await save(ctx)
         return Outcome.done(f"The run is {ctx.progress.state}.", run=ctx.run, current_version=ctx.version)

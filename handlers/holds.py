@@ -26,7 +26,9 @@ async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:
         await save(ctx)
         opened = [h for h in ctx.progress.holds if h not in before]
         hold = opened[0] if opened else "?"
-        return Outcome.done(f"Hold {hold} opened: {reason}", run=ctx.run, current_version=ctx.version, hold=hold)
+        return Outcome.done(
+            f"Hold {hold} opened: {reason}", run=ctx.run, current_version=ctx.version, hold=hold
+        )
 
     return await on_run(cmd.run, user=cmd.user, action="open hold", deps=deps, body=body)
 
@@ -40,8 +42,11 @@ def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
     source, colon, checkpoint = ref.partition(":")
     if not (colon and ctx.packet.has(checkpoint)):
         source, checkpoint = "", ref
-    on_checkpoint = [h for h in ctx.progress.holds.values()
-                     if h.checkpoint == checkpoint and (not source or str(h.source) == source)]
+    on_checkpoint = [
+        h
+        for h in ctx.progress.holds.values()
+        if h.checkpoint == checkpoint and (not source or str(h.source) == source)
+    ]
     if not on_checkpoint:
         open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
         raise Refuse(f"There is no hold '{ref}' (open holds: {open_ids}).")
@@ -52,8 +57,10 @@ def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
 async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         if cmd.version is not None and cmd.version != ctx.version:
-            raise Refuse(f"That button was for packet v{cmd.version}; v{ctx.version} is current. "
-                         "Use the Release button on the current packet.")
+            raise Refuse(
+                f"That button was for packet v{cmd.version}; v{ctx.version} is current. "
+                "Use the Release button on the current packet."
+            )
         hold = find_hold(ctx, cmd.hold)
         if not hold.is_open:
             last = hold.releases[-1] if hold.releases else None
@@ -67,9 +74,19 @@ async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
         role = mine.role if mine else "?"
         if after.is_open:
             remaining = [r for r in after.release_by if r not in {x.role for x in after.releases}]
-            return Outcome.done(f"Released {hold.id} as {role}; still needs {', '.join(remaining)}.",
-                                run=ctx.run, current_version=ctx.version, hold=hold.id, role=role)
-        return Outcome.done(f"Released {hold.id} as {role}; the run is {ctx.progress.state}.",
-                            run=ctx.run, current_version=ctx.version, hold=hold.id, role=role)
+            return Outcome.done(
+                f"Released {hold.id} as {role}; still needs {', '.join(remaining)}.",
+                run=ctx.run,
+                current_version=ctx.version,
+                hold=hold.id,
+                role=role,
+            )
+        return Outcome.done(
+            f"Released {hold.id} as {role}; the run is {ctx.progress.state}.",
+            run=ctx.run,
+            current_version=ctx.version,
+            hold=hold.id,
+            role=role,
+        )
 
     return await on_run(cmd.run, user=cmd.user, action=f"release {cmd.hold}", deps=deps, body=body)

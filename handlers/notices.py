@@ -69,7 +69,9 @@ def state_line(notify: fx.Notify) -> dict[str, Any] | None:
     if label is None:
         return None
     data = dict(notify.data)
-    detail = [f"{k}: {v}" for k, v in sorted(data.items()) if k not in ("by", "reason") and v not in (None, "")]
+    detail = [
+        f"{k}: {v}" for k, v in sorted(data.items()) if k not in ("by", "reason") and v not in (None, "")
+    ]
     reason = str(data.get("reason") or "")
     if detail:
         reason = "; ".join(filter(None, [reason, ", ".join(detail)]))
@@ -85,9 +87,15 @@ def change_rows(changes: tuple[Change, ...]) -> list[dict[str, Any]]:
     for change in changes:
         base = {"checkpoint": change.checkpoint, "title": change.title}
         if change.moved_by or change.end_moved_by:
-            rows.append({**base, "what": "moved", "old": _iso(change.old.start if change.old else None),
-                         "new": _iso(change.new.start if change.new else None),
-                         "detail": _shift_text(change)})
+            rows.append(
+                {
+                    **base,
+                    "what": "moved",
+                    "old": _iso(change.old.start if change.old else None),
+                    "new": _iso(change.new.start if change.new else None),
+                    "detail": _shift_text(change),
+                }
+            )
         if change.owner_changed:
             old, new = change.owner_changed
             rows.append({**base, "what": "owner_changed", "old": old, "new": new})

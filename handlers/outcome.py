@@ -16,11 +16,13 @@ class Outcome:
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def done(cls, message: str, *, run: str | None = None, current_version: int | None = None,
-             **data: Any) -> Outcome:
+    def done(
+        cls, message: str, *, run: str | None = None, current_version: int | None = None, **data: Any
+    ) -> Outcome:
         return cls(ok=True, message=message, run=run, current_version=current_version, data=data)
 
     @classmethod
-    def refused(cls, reason: str, *, run: str | None = None, current_version: int | None = None,
-                **data: Any) -> Outcome:
+    def refused(
+        cls, reason: str, *, run: str | None = None, current_version: int | None = None, **data: Any
+    ) -> Outcome:
         return cls(ok=False, message=reason, run=run, current_version=current_version, data=data)

@@ -36,41 +36,89 @@ def _require_owner_or(ctx: RunContext, user: str, checkpoint: str, roles: list[s
     roster = ctx.roster
     if roster.may_act(user, owner) or any(roster.may_act(user, r) for r in roles):
         return
-    raise Refuse(f"{user} does not act for {owner} (acting: {roster.acting_user(owner)}) "
-                 f"or for {', '.join(roles)}.")
+    raise Refuse(
+        f"{user} does not act for {owner} (acting: {roster.acting_user(owner)}) or for {', '.join(roles)}."
+    )
 
 
 async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tuple[Packet, str] | None:
     """Build and store the next proposed packet from `facts`; None when nothing material changed."""
     latest = await ctx.tx.packets.latest(ctx.run)
     version = (latest.version if latest else ctx.version) + 1
-    packet = build_packet(ctx.plan, facts, version=version, supersedes=ctx.version, reason=reason,
-                          acting=ctx.acting, plan_revision=ctx.plan.revision)
+    packet = build_packet(
+        ctx.plan,
+        facts,
+        version=version,
+        supersedes=ctx.version,
+        reason=reason,
+        acting=ctx.acting,
+        plan_revision=ctx.plan.revision,
+    )
     delta = diff(ctx.packet, packet, material_shift=ctx.plan.material_shift)
     ctx.facts = facts
     if not delta.material_changes:
         return None
     for stale in await ctx.tx.packets.in_state(ctx.run, str(PacketState.PROPOSED)):
         # Only one proposal stands at a time: the newest facts win, the older one is superseded.
-        await ctx.tx.packets.set_state_cas(ctx.run, stale.version, from_state=str(PacketState.PROPOSED),
-                                           to_state=str(PacketState.SUPERSEDED), at=ctx.now)
-    await ctx.tx.packets.add(run_id=ctx.run, version=version, state=str(PacketState.PROPOSED), hash=packet.hash,
-                             body=packet.as_json(), reason=reason, supersedes=ctx.version, at=ctx.now)
+        await ctx.tx.packets.set_state_cas(
+            ctx.run,
+            stale.version,
+            from_state=str(PacketState.PROPOSED),
+            to_state=str(PacketState.SUPERSEDED),
+            at=ctx.now,
+        )
+    await ctx.tx.packets.add(
+        run_id=ctx.run,
+        version=version,
+        state=str(PacketState.PROPOSED),
+        hash=packet.hash,
+        body=packet.as_json(),
+        reason=reason,
+        supersedes=ctx.version,
+        at=ctx.now,
+    )
     summary = delta.summary()
-    await ledger(ctx, actor=by, kind="packet_proposed", payload={
-        "version": version, "supersedes": ctx.version, "hash": packet.hash, "reason": reason, "summary": summary})
-    await enqueue(ctx, kind=Notice.PACKET_PROPOSED_LINE, recipient=ctx.plan.channel, payload={
-        "version": version, "counts": delta_counts(delta), "reason": reason, "by": by, "summary": summary})
+    await ledger(
+        ctx,
+        actor=by,
+        kind="packet_proposed",
+        payload={
+            "version": version,
+            "supersedes": ctx.version,
+            "hash": packet.hash,
+            "reason": reason,
+            "summary": summary,
+        },
+    )
+    await enqueue(
+        ctx,
+        kind=Notice.PACKET_PROPOSED_LINE,
+        recipient=ctx.plan.channel,
+        payload={
+            "version": version,
+            "counts": delta_counts(delta),
+            "reason": reason,
+            "by": by,
+            "summary": summary,
+        },
+    )
     return packet, summary
 
 
 def _answer(ctx: RunContext, proposed: tuple[Packet, str] | None, what: str) -> Outcome:
     if proposed is None:
-        return Outcome.done(f"{what}; no material change to the timeline, so no new version.", run=ctx.run,
-                            current_version=ctx.version)
+        return Outcome.done(
+            f"{what}; no material change to the timeline, so no new version.",
+            run=ctx.run,
+            current_version=ctx.version,
+        )
     packet, summary = proposed
-    return Outcome.done(f"{what}. v{packet.version} proposed: {summary}. It takes effect once adopted.",
-                        run=ctx.run, current_version=ctx.version, proposed=packet.version)
+    return Outcome.done(
+        f"{what}. v{packet.version} proposed: {summary}. It takes effect once adopted.",
+        run=ctx.run,
+        current_version=ctx.version,
+        proposed=packet.version,
+    )
 
 
 async def report_late(cmd: ReportLate, deps: Deps) -> Outcome:
@@ -84,9 +132,15 @@ async def report_late(cmd: ReportLate, deps: Deps) -> Outcome:
             raise Refuse(f"{_clock(ctx, cmd.until)} has already passed.")
         note = redact(cmd.reason)
         reason = f"{cmd.checkpoint} late until {_clock(ctx, cmd.until)}" + (f": {note}" if note else "")
-        await ledger(ctx, actor=cmd.user, kind="late_reported", payload={
-            "checkpoint": cmd.checkpoint, "until": cmd.until.isoformat(), "reason": note})
-        proposed = await propose(ctx, ctx.facts.report_late(cmd.checkpoint, cmd.until), reason=reason, by=cmd.user)
+        await ledger(
+            ctx,
+            actor=cmd.user,
+            kind="late_reported",
+            payload={"checkpoint": cmd.checkpoint, "until": cmd.until.isoformat(), "reason": note},
+        )
+        proposed = await propose(
+            ctx, ctx.facts.report_late(cmd.checkpoint, cmd.until), reason=reason, by=cmd.user
+        )
         await save(ctx)
         return _answer(ctx, proposed, f"Recorded {cmd.checkpoint} late until {_clock(ctx, cmd.until)}")
 
@@ -99,11 +153,20 @@ async def change_window(cmd: ChangeWindow, deps: Deps) -> Outcome:
         _require_owner_or(ctx, cmd.user, cmd.checkpoint, ctx.plan.authority.adopt_packets)
         window = CheckpointWindow(not_before=cmd.not_before, not_after=cmd.not_after)
         span = f"{_clock(ctx, cmd.not_before)}-{_clock(ctx, cmd.not_after)}"
-        await ledger(ctx, actor=cmd.user, kind="window_changed", payload={
-            "checkpoint": cmd.checkpoint, "not_before": cmd.not_before.isoformat(),
-            "not_after": cmd.not_after.isoformat()})
+        await ledger(
+            ctx,
+            actor=cmd.user,
+            kind="window_changed",
+            payload={
+                "checkpoint": cmd.checkpoint,
+                "not_before": cmd.not_before.isoformat(),
+                "not_after": cmd.not_after.isoformat(),
+            },
+        )
         reason = f"{cmd.checkpoint} window now {span}"
-        proposed = await propose(ctx, ctx.facts.move_window(cmd.checkpoint, window), reason=reason, by=cmd.user)
+        proposed = await propose(
+            ctx, ctx.facts.move_window(cmd.checkpoint, window), reason=reason, by=cmd.user
+        )
         await save(ctx)
         return _answer(ctx, proposed, f"Recorded the {cmd.checkpoint} window {span}")
 
@@ -116,8 +179,11 @@ async def report_done(cmd: ReportDone, deps: Deps) -> Outcome:
         await apply(ctx, ev.CheckpointDone(at=ctx.now, checkpoint=cmd.checkpoint, user=cmd.user), deps)
         ctx.facts = ctx.facts.mark_done(cmd.checkpoint, ctx.now)
         await save(ctx)
-        return Outcome.done(f"{cmd.checkpoint} done at {_clock(ctx, ctx.now)}; the run is {ctx.progress.state}.",
-                            run=ctx.run, current_version=ctx.version)
+        return Outcome.done(
+            f"{cmd.checkpoint} done at {_clock(ctx, ctx.now)}; the run is {ctx.progress.state}.",
+            run=ctx.run,
+            current_version=ctx.version,
+        )
 
     return await on_run(cmd.run, user=cmd.user, action=f"done {cmd.checkpoint}", deps=deps, body=body)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.commands import Freeze, OpenRun, Pause, Resume, Rollback, SignOff, Start, Unfreeze
-from handlers.context import RunContext, enqueue, ledger, plan_from_text, save
+from handlers.context import RunContext, enqueue, plan_from_text, save
 from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import Refuse, on_run
@@ -31,8 +31,15 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
         return Outcome.refused(f"Plan '{plan.plan}' runs in <#{plan.channel}>, not here.")
     now = deps.clock.now()
     run = f"{plan.plan}-{now.astimezone(plan.window.start.tzinfo):%Y%m%d-%H%M%S}"
-    packet = build_packet(plan, Facts(), version=1, supersedes=None, reason="initial timeline from the plan",
-                          acting={}, state=PacketState.AUTHORITATIVE)
+    packet = build_packet(
+        plan,
+        Facts(),
+        version=1,
+        supersedes=None,
+        reason="initial timeline from the plan",
+        acting={},
+        state=PacketState.AUTHORITATIVE,
+    )
     progress = stages.new_run(run_id=run, plan=plan, packet=packet, at=now)
     try:
         async with deps.uow.transaction() as tx:
@@ -40,61 +47,133 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
             if active is not None:
                 # Refusals are ledgered: this one on the chain of the run that is in the way.
                 reason = f"Run {active.run_id} is already active in this channel; finish or abort it first."
-                await tx.ledger.append(run_id=active.run_id, actor=cmd.user, kind="refused", at=now, payload={
-                    "action": "open run", "reason": reason, "current_version": active.authoritative_version})
-                return Outcome.refused(reason, run=active.run_id, current_version=active.authoritative_version)
-            await tx.plans.add(revision=plan.revision, plan_id=plan.plan, content=cmd.plan_text, at=now,
-                               source=cmd.source)
-            await tx.runs.create(
-                run_id=run, plan_id=plan.plan, plan_revision=plan.revision, channel=plan.channel,
-                state=str(progress.state), progress={"engine": progress.as_json(), "facts": Facts().as_json()},
-                acting={}, at=now, authoritative_version=1,
+                await tx.ledger.append(
+                    run_id=active.run_id,
+                    actor=cmd.user,
+                    kind="refused",
+                    at=now,
+                    payload={
+                        "action": "open run",
+                        "reason": reason,
+                        "current_version": active.authoritative_version,
+                    },
+                )
+                return Outcome.refused(
+                    reason, run=active.run_id, current_version=active.authoritative_version
+                )
+            await tx.plans.add(
+                revision=plan.revision, plan_id=plan.plan, content=cmd.plan_text, at=now, source=cmd.source
             )
-            await tx.packets.add(run_id=run, version=1, state=str(PacketState.AUTHORITATIVE), hash=packet.hash,
-                                 body=packet.as_json(), reason=packet.reason, supersedes=None, at=now)
+            await tx.runs.create(
+                run_id=run,
+                plan_id=plan.plan,
+                plan_revision=plan.revision,
+                channel=plan.channel,
+                state=str(progress.state),
+                progress={"engine": progress.as_json(), "facts": Facts().as_json()},
+                acting={},
+                at=now,
+                authoritative_version=1,
+            )
+            await tx.packets.add(
+                run_id=run,
+                version=1,
+                state=str(PacketState.AUTHORITATIVE),
+                hash=packet.hash,
+                body=packet.as_json(),
+                reason=packet.reason,
+                supersedes=None,
+                at=now,
+            )
             signed = await tx.signoffs.for_revision(plan.revision)
-            await tx.ledger.append(run_id=run, actor=cmd.user, kind="run_opened", at=now, payload={
-                "plan": plan.plan, "revision": plan.revision, "source": cmd.source, "channel": plan.channel,
-                "change_record": plan.change_record})
-            await tx.ledger.append(run_id=run, actor=cmd.user, kind="packet_authoritative", at=now, payload={
-                "version": 1, "hash": packet.hash, "reason": packet.reason})
+            await tx.ledger.append(
+                run_id=run,
+                actor=cmd.user,
+                kind="run_opened",
+                at=now,
+                payload={
+                    "plan": plan.plan,
+                    "revision": plan.revision,
+                    "source": cmd.source,
+                    "channel": plan.channel,
+                    "change_record": plan.change_record,
+                },
+            )
+            await tx.ledger.append(
+                run_id=run,
+                actor=cmd.user,
+                kind="packet_authoritative",
+                at=now,
+                payload={"version": 1, "hash": packet.hash, "reason": packet.reason},
+            )
             summary = {
-                "run": run, "plan": plan.plan, "title": plan.title, "revision": plan.revision,
+                "run": run,
+                "plan": plan.plan,
+                "title": plan.title,
+                "revision": plan.revision,
                 "change_record": plan.change_record,
                 "window": {"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
                 "checkpoints": len(plan.checkpoints),
-                "signoffs": [{"role": role, "acting": plan.roles[role].primary,
-                              "signed_by": next((s.user for s in signed if s.role == role), None)}
-                             for role in plan.authority.signoff],
+                "signoffs": [
+                    {
+                        "role": role,
+                        "acting": plan.roles[role].primary,
+                        "signed_by": next((s.user for s in signed if s.role == role), None),
+                    }
+                    for role in plan.authority.signoff
+                ],
             }
-            await tx.outbox.enqueue(run_id=run, kind=Notice.PLAN_SUMMARY, recipient=plan.channel,
-                                    payload=summary, at=now)
-            await tx.outbox.enqueue(run_id=run, kind=Notice.PACKET_POSTED, recipient=plan.channel,
-                                    payload={"run": run, "packet": packet.as_json()}, at=now,
-                                    dedupe_key=f"packet:v1")
+            await tx.outbox.enqueue(
+                run_id=run, kind=Notice.PLAN_SUMMARY, recipient=plan.channel, payload=summary, at=now
+            )
+            await tx.outbox.enqueue(
+                run_id=run,
+                kind=Notice.PACKET_POSTED,
+                recipient=plan.channel,
+                payload={"run": run, "packet": packet.as_json()},
+                at=now,
+                dedupe_key="packet:v1",
+            )
     except RunExists:
         return Outcome.refused("A run of this plan was opened this very second; try again.")
     deps.on_change(run)
-    return Outcome.done(f"Opened run {run} of {plan.plan} (revision {plan.revision[:12]}); "
-                        f"waiting for sign-off by {', '.join(plan.authority.signoff)}.",
-                        run=run, current_version=1, revision=plan.revision)
+    return Outcome.done(
+        f"Opened run {run} of {plan.plan} (revision {plan.revision[:12]}); "
+        f"waiting for sign-off by {', '.join(plan.authority.signoff)}.",
+        run=run,
+        current_version=1,
+        revision=plan.revision,
+    )
 
 
 async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         if cmd.revision != ctx.plan.revision:
-            raise Refuse(f"That sign-off is for revision {cmd.revision[:12]}, but this run is on revision "
-                         f"{ctx.plan.revision[:12]}; a changed plan inherits no sign-off.")
+            raise Refuse(
+                f"That sign-off is for revision {cmd.revision[:12]}, but this run is on revision "
+                f"{ctx.plan.revision[:12]}; a changed plan inherits no sign-off."
+            )
         role = cmd.role or _role_to_sign(ctx, cmd.user)
         await apply(ctx, ev.SignoffGiven(at=ctx.now, user=cmd.user, role=role, revision=cmd.revision), deps)
         await ctx.tx.signoffs.add(revision=cmd.revision, role=role, user=cmd.user, at=ctx.now)
         remaining = [r for r in ctx.plan.authority.signoff if r not in ctx.progress.signoffs]
-        await enqueue(ctx, kind=Notice.SIGNOFF_RECORDED, recipient=ctx.plan.channel, payload={
-            "revision": cmd.revision, "role": role, "by": cmd.user, "remaining": remaining})
+        await enqueue(
+            ctx,
+            kind=Notice.SIGNOFF_RECORDED,
+            recipient=ctx.plan.channel,
+            payload={"revision": cmd.revision, "role": role, "by": cmd.user, "remaining": remaining},
+        )
         await save(ctx)
-        left = f"still waiting for {', '.join(remaining)}" if remaining else "every sign-off is in; the run may start"
-        return Outcome.done(f"Signed off revision {cmd.revision[:12]} as {role}; {left}.", run=ctx.run,
-                            current_version=ctx.version)
+        left = (
+            f"still waiting for {', '.join(remaining)}"
+            if remaining
+            else "every sign-off is in; the run may start"
+        )
+        return Outcome.done(
+            f"Signed off revision {cmd.revision[:12]} as {role}; {left}.",
+            run=ctx.run,
+            current_version=ctx.version,
+        )
 
     return await on_run(cmd.run, user=cmd.user, action="sign off", deps=deps, body=body)
 
@@ -112,8 +191,12 @@ def _role_to_sign(ctx: RunContext, user: str) -> str:
 
 
 def _state_outcome(ctx: RunContext, verb: str) -> Outcome:
-    return Outcome.done(f"{verb}; the run is {ctx.progress.state}.", run=ctx.run, current_version=ctx.version,
-                        state=str(ctx.progress.state))
+    return Outcome.done(
+        f"{verb}; the run is {ctx.progress.state}.",
+        run=ctx.run,
+        current_version=ctx.version,
+        state=str(ctx.progress.state),
+    )
 
 
 async def _simple(run: str, user: str, action: str, verb: str, event: Any, deps: Deps) -> Outcome:
@@ -126,35 +209,55 @@ async def _simple(run: str, user: str, action: str, verb: str, event: Any, deps:
 
 
 async def start(cmd: Start, deps: Deps) -> Outcome:
-    return await _simple(cmd.run, cmd.user, "start", "Started",
-                         lambda ctx: ev.Start(at=ctx.now, user=cmd.user), deps)
+    return await _simple(
+        cmd.run, cmd.user, "start", "Started", lambda ctx: ev.Start(at=ctx.now, user=cmd.user), deps
+    )
 
 
 async def pause(cmd: Pause, deps: Deps) -> Outcome:
     reason = redact(cmd.reason) or "paused by hand"
-    return await _simple(cmd.run, cmd.user, "pause", "Paused",
-                         lambda ctx: ev.Pause(at=ctx.now, user=cmd.user, reason=reason), deps)
+    return await _simple(
+        cmd.run,
+        cmd.user,
+        "pause",
+        "Paused",
+        lambda ctx: ev.Pause(at=ctx.now, user=cmd.user, reason=reason),
+        deps,
+    )
 
 
 async def resume(cmd: Resume, deps: Deps) -> Outcome:
-    return await _simple(cmd.run, cmd.user, "resume", "Resumed",
-                         lambda ctx: ev.Resume(at=ctx.now, user=cmd.user), deps)
+    return await _simple(
+        cmd.run, cmd.user, "resume", "Resumed", lambda ctx: ev.Resume(at=ctx.now, user=cmd.user), deps
+    )
 
 
 async def freeze(cmd: Freeze, deps: Deps) -> Outcome:
     reason = redact(cmd.reason) or "frozen by hand"
-    return await _simple(cmd.run, cmd.user, "freeze", "Frozen",
-                         lambda ctx: ev.Freeze(at=ctx.now, user=cmd.user, reason=reason), deps)
+    return await _simple(
+        cmd.run,
+        cmd.user,
+        "freeze",
+        "Frozen",
+        lambda ctx: ev.Freeze(at=ctx.now, user=cmd.user, reason=reason),
+        deps,
+    )
 
 
 async def unfreeze(cmd: Unfreeze, deps: Deps) -> Outcome:
-    return await _simple(cmd.run, cmd.user, "unfreeze", "Unfrozen",
-                         lambda ctx: ev.Unfreeze(at=ctx.now, user=cmd.user), deps)
+    return await _simple(
+        cmd.run, cmd.user, "unfreeze", "Unfrozen", lambda ctx: ev.Unfreeze(at=ctx.now, user=cmd.user), deps
+    )
 
 
 async def rollback(cmd: Rollback, deps: Deps) -> Outcome:
     reason = redact(cmd.reason) or "rollback requested"
     verb = "Rolled back everything" if cmd.scope == "all" else "Rolled back the current cohort"
-    return await _simple(cmd.run, cmd.user, f"rollback {cmd.scope}", verb,
-                         lambda ctx: ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope,
-                                                          reason=reason), deps)
+    return await _simple(
+        cmd.run,
+        cmd.user,
+        f"rollback {cmd.scope}",
+        verb,
+        lambda ctx: ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason),
+        deps,
+    )

@@ -48,13 +48,17 @@ async def run_status(run: str, deps: Deps) -> Outcome:
     if current:
         line = ctx.packet.checkpoint(current)
         state = progress.checkpoints[current].state
-        lines.append(f"Now: {line.title} ({state}), owner <@{line.owner_user}>, planned "
-                     f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)}.")
+        lines.append(
+            f"Now: {line.title} ({state}), owner <@{line.owner_user}>, planned "
+            f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)}."
+        )
     traffic = ", ".join(f"{cohort} {pct:g}%" for cohort, pct in sorted(progress.traffic.items()))
     if traffic:
         lines.append(f"Traffic: {traffic}.")
     for hold in progress.open_holds():
-        lines.append(f"Hold `{hold.id}`: {hold.reason} — release by {', '.join(hold.release_by)} ({hold.mode}).")
+        lines.append(
+            f"Hold `{hold.id}`: {hold.reason} — release by {', '.join(hold.release_by)} ({hold.mode})."
+        )
     done = sum(1 for c in progress.checkpoints.values() if c.state == "done")
     lines.append(f"{done} of {len(order)} checkpoints done.")
     return Outcome.done("\n".join(lines), run=run, current_version=ctx.version, state=str(progress.state))
@@ -70,8 +74,10 @@ async def packet_view(run: str, deps: Deps) -> Outcome:
         if line.conflict:
             flags.append(f"conflict: {line.conflict}")
         state = ctx.progress.checkpoints.get(line.id)
-        lines.append(f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)} {line.title} <@{line.owner_user}>"
-                     f" [{state.state if state else 'pending'}]" + (f" ({'; '.join(flags)})" if flags else ""))
+        lines.append(
+            f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)} {line.title} <@{line.owner_user}>"
+            f" [{state.state if state else 'pending'}]" + (f" ({'; '.join(flags)})" if flags else "")
+        )
     return Outcome.done("\n".join(lines), run=run, current_version=ctx.version, packet=ctx.packet.as_json())
 
 
@@ -98,25 +104,52 @@ async def status_for_user(user: str, deps: Deps) -> Outcome:
         involved = bool(roles) or any(user in r.members for r in ctx.plan.roles.values())
         if not involved:
             continue
-        runs.append({"run": ctx.run, "title": ctx.plan.title, "channel": ctx.plan.channel,
-                     "version": ctx.version, "state": str(ctx.progress.state)})
+        runs.append(
+            {
+                "run": ctx.run,
+                "title": ctx.plan.title,
+                "channel": ctx.plan.channel,
+                "version": ctx.version,
+                "state": str(ctx.progress.state),
+            }
+        )
         for line in ctx.packet.timeline:
             state = ctx.progress.checkpoints.get(line.id)
-            if line.owner_role in roles and state is not None and state.state not in ("done", "skipped", "failed"):
-                owned.append({"run": ctx.run, "checkpoint": line.id, "title": line.title,
-                              "start": line.start.isoformat(), "end": line.end.isoformat(),
-                              "status": str(state.state), "held": state.state == "held"})
+            if (
+                line.owner_role in roles
+                and state is not None
+                and state.state not in ("done", "skipped", "failed")
+            ):
+                owned.append(
+                    {
+                        "run": ctx.run,
+                        "checkpoint": line.id,
+                        "title": line.title,
+                        "start": line.start.isoformat(),
+                        "end": line.end.isoformat(),
+                        "status": str(state.state),
+                        "held": state.state == "held",
+                    }
+                )
         if roles and acked[(ctx.run, ctx.version)] is None:
             to_ack.append({"run": ctx.run, "version": ctx.version, "reason": ctx.packet.reason})
         for hold in ctx.progress.open_holds():
             done_roles = {r.role for r in hold.releases}
             if any(role in hold.release_by and role not in done_roles for role in roles):
-                to_release.append({"run": ctx.run, "hold": hold.id, "checkpoint": hold.checkpoint,
-                                   "reason": hold.reason, "version": ctx.version})
-    data = {"user": user, "runs": runs, "owned": owned, "to_ack": to_ack, "to_release": to_release}
-    summary = (f"{len(owned)} checkpoints you own, {len(to_ack)} packets to acknowledge, "
-               f"{len(to_release)} holds you may release, across {len(runs)} active runs.")
-    return Outcome.done(summary, **data)
+                to_release.append(
+                    {
+                        "run": ctx.run,
+                        "hold": hold.id,
+                        "checkpoint": hold.checkpoint,
+                        "reason": hold.reason,
+                        "version": ctx.version,
+                    }
+                )
+    summary = (
+        f"{len(owned)} checkpoints you own, {len(to_ack)} packets to acknowledge, "
+        f"{len(to_release)} holds you may release, across {len(runs)} active runs."
+    )
+    return Outcome.done(summary, user=user, runs=runs, owned=owned, to_ack=to_ack, to_release=to_release)
 
 
 __all__ = ["IN_FLIGHT", "ledger_tail", "packet_view", "run_in_channel", "run_status", "status_for_user"]
