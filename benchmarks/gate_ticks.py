@@ -2,7 +2,8 @@
 
 500 runs of a small plan (one traffic checkpoint with four gates and a long soak), each in its own
 war-room channel (the plans differ only by channel and plan id), started and soaking. One tick is
-`check_gates` for every run, at most `CONCURRENCY` in flight (as a scheduler firing them would).
+`check_gates` for every run (the first tick also parses each of the 500 plans once; the
+second, the steady state, is the one the ratio is about), at most `CONCURRENCY` in flight (as a scheduler firing them would).
 The ratio is the tick's time over the plan's gate interval (60 s): above 1, ticks fall behind.
 
 Set-up: the first run is opened, signed off and started through the use cases; the other 499 are
@@ -105,6 +106,11 @@ async def _measure() -> dict[str, str]:
         world = setup_world.reopened()
         world.clock.advance(timedelta(minutes=1))
         began = time.perf_counter()
+        await _bounded(CONCURRENCY, [lambda r=r: check_gates(c.CheckGates(run=r), world.deps) for r in runs])
+        first_tick = time.perf_counter() - began
+        # The steady state: every plan parsed once already (a running bot parses each plan once).
+        world.clock.advance(timedelta(minutes=1))
+        began = time.perf_counter()
         outcomes = await _bounded(CONCURRENCY, [lambda r=r: check_gates(c.CheckGates(run=r), world.deps)
                                                 for r in runs])
         tick = time.perf_counter() - began
@@ -114,6 +120,7 @@ async def _measure() -> dict[str, str]:
                 measured += bool(await tx.gate_results.for_run(r))
         return {
             "gate_tick_setup_s": f"{setup:.2f}",
+            "gate_tick_500_runs_first_s": f"{first_tick:.2f}",
             "gate_tick_500_runs_s": f"{tick:.2f}",
             "gate_tick_ratio_to_interval": f"{tick / INTERVAL_S:.3f}",
             "gate_tick_per_run_ms": f"{tick / RUNS * 1000:.1f}",

@@ -21,7 +21,7 @@ from packets.redact import redact, redact_data
 from packets.timeline import Facts
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=4096)
 def plan_from_text(text: str, source: str) -> Plan:
     """Plans are immutable per revision; parse each text once per process."""
     return load_plan(text, source=source)

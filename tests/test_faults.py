@@ -1,9 +1,14 @@
 """Faults end to end through the use cases, the outbox, the dispatcher and the Slack stand-in.
 
 - Slack goes down in the middle of a 300-person fan-out and comes back: every notice arrives,
-  none twice.
-- A card number and a bot token typed into a late reason, a hold reason and a rollback reason
-  never reach Slack, the ledger, the outbox or the logs.
+  none twice. The outage is triggered by the stand-in itself (down on the request after exactly
+  the 100th delivered DM; up once it has answered 60 requests with 503 and half a second has
+  passed), so it always falls in the middle of the fan-out, whatever the load on the machine.
+- A card number and a bot token typed into every free-text field (late reason, reject reason,
+  hold reason, pause and freeze reasons, rollback reason) never reach Slack, the ledger, the
+  outbox or the logs: once through the use cases, once typed as slash commands into the real
+  bot served over HTTP (where the answers on response_url and the rollback confirmation button
+  are also looked at).
 """
 
 from __future__ import annotations
@@ -13,19 +18,23 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks._world import AUTHORITY, WINDOW_START, World, chained_plan, make_world, started_run
 from bot.dispatcher import Dispatcher, RetryPolicy, make_client
+from bot.ids import ActionId
 from bot.outbox_port import StoreOutbox
 from handlers import commands as c
-from handlers.adoption import adopt_packet
+from handlers.adoption import adopt_packet, reject_packet
 from handlers.holds import open_hold
 from handlers.resequence import report_late
-from handlers.runs import rollback
+from handlers.runs import freeze, pause, resume, rollback, unfreeze
+from tests.bot_harness import BRIDGE, BotHarness, bot_world, buttons_of, serving
 from tests.slack_standin import SlackStandin
 
 # Retries in milliseconds: the test exercises the logic, not the patience.
@@ -34,7 +43,8 @@ FAST = RetryPolicy(attempts_per_round=3, first_delay=0.01, max_delay=0.05, round
 
 CARD = "4111 1111 1111 1111"
 TOKEN = "xoxb-2948171651-5512008811-Zq8sYxT3kLmN0pQrStUvWx1y"
-SECRETS = (CARD, CARD.replace(" ", ""), TOKEN, "Zq8sYxT3kLmN0pQrStUvWx1y")
+SECRETS = (CARD, CARD.replace(" ", ""), CARD.replace(" ", "-"), TOKEN, "Zq8sYxT3kLmN0pQrStUvWx1y")
+TYPED = f"card {CARD} and token {TOKEN} pasted by mistake"
 
 
 @pytest.fixture
@@ -46,15 +56,51 @@ async def world() -> Any:
         await w.close()
 
 
+class OutageStandin(SlackStandin):
+    """The stand-in, down from the request after the `after_dms`-th delivered DM, and up again once
+    it has answered `for_503s` requests with 503 and at least `for_seconds` have passed.
+
+    Both switches are taken inside the stand-in as it answers, so the outage starts at exactly
+    the same point of the fan-out on every run: no race with a watcher task."""
+
+    def __init__(self, *, after_dms: int, for_503s: int, for_seconds: float) -> None:
+        super().__init__()
+        self.after_dms = after_dms
+        self.for_503s = for_503s
+        self.for_seconds = for_seconds
+        self.dms_before_outage = 0
+        self.answered_503 = 0
+        self.went_down_at: float | None = None
+        self.came_up_at: float | None = None
+
+    def _answer(self, method: str, token: str | None, body: dict[str, Any],
+                arrived: float) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+        if self.went_down_at is not None and self.came_up_at is None:
+            long_enough = time.monotonic() - self.went_down_at >= self.for_seconds
+            if self.answered_503 >= self.for_503s and long_enough:
+                self.came_up_at = time.monotonic()
+                self.up()
+        status, answer, headers = super()._answer(method, token, body, arrived)
+        if status == 503:
+            self.answered_503 += 1
+        is_dm = method == "chat.postMessage" and str(body.get("channel", "")).startswith("U")
+        if self.went_down_at is None and is_dm and status == 200 and answer and answer.get("ok"):
+            self.dms_before_outage += 1
+            if self.dms_before_outage == self.after_dms:
+                self.went_down_at = time.monotonic()
+                self.down()
+        return status, answer, headers
+
+
 def _dispatcher(slack: SlackStandin, world: World) -> Dispatcher:
     client = make_client(token=slack.token, base_url=slack.base_url, timeout=15)
     outbox = StoreOutbox(world.uow)
     return Dispatcher(client=client, outbox=outbox, find_target=outbox.find_target, policy=FAST)
 
 
-async def _pending(world: World, run: str) -> list[Any]:
+async def _unfinished(world: World, run: str) -> list[Any]:
     async with world.uow.transaction(read_only=True) as tx:
-        return [r for r in await tx.outbox.for_run(run) if r.state == "pending"]
+        return [r for r in await tx.outbox.for_run(run) if r.state in ("pending", "sending")]
 
 
 async def _drain_until_settled(dispatcher: Dispatcher, world: World, run: str, *,
@@ -66,7 +112,7 @@ async def _drain_until_settled(dispatcher: Dispatcher, world: World, run: str, *
 
     while time.monotonic() - began < limit_s:
         await dispatcher.drain(now_fn=now_fn)
-        if not await _pending(world, run):
+        if not await _unfinished(world, run):
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"outbox not settled after {limit_s} s")
@@ -76,65 +122,94 @@ async def test_slack_down_in_the_middle_of_a_300_person_fan_out_loses_no_notice_
     world: World,
 ) -> None:
     run = await started_run(world, chained_plan(300))
-    async with SlackStandin() as slack:
+    slack = OutageStandin(after_dms=100, for_503s=60, for_seconds=0.5)
+    async with slack:
         dispatcher = _dispatcher(slack, world)
-        await dispatcher.drain(now_fn=world.clock.now)
+        await dispatcher.drain(now_fn=world.clock.now)  # the opening's own notices, Slack still up
+        assert slack.went_down_at is None
         world.clock.advance(timedelta(minutes=1))
         late = await report_late(c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0",
                                               until=WINDOW_START + timedelta(hours=1)), world.deps)
         assert late.ok, late.message
         adopted = await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)
         assert adopted.ok, adopted.message
-        rows = await _pending(world, run)
+        rows = await _unfinished(world, run)
         dms = {r.recipient for r in rows if r.kind == "delta_dm"}
         assert len(dms) == 300
         before = len(slack.calls())
 
-        async def outage() -> None:
-            # Down once a third of the fan-out is out; back a second later.
-            while sum(1 for call in slack.calls()[before:] if call.ok) < 100:
-                await asyncio.sleep(0.005)
-            slack.down()
-            await asyncio.sleep(1.0)
-            slack.up()
-
-        outage_task = asyncio.create_task(outage())
         await _drain_until_settled(dispatcher, world, run)
-        await outage_task
         calls = slack.calls()[before:]
 
+    # The outage fell in the middle of the fan-out, lasted, and ended before the fan-out did.
+    assert slack.went_down_at is not None and slack.came_up_at is not None
+    assert slack.came_up_at - slack.went_down_at >= 0.5
     statuses = Counter(call.status for call in calls)
-    assert statuses[503] > 0, f"the outage never hit a request: {statuses}"
+    assert statuses[503] >= 60, statuses
+    first_503 = next(i for i, call in enumerate(calls) if call.status == 503)
+    delivered_dms_first = [call for call in calls[:first_503]
+                           if call.ok and str(call.body.get("channel")).startswith("U")]
+    assert len(delivered_dms_first) == 100
+    # At least one row went through a whole round of 503s and was put back in the queue: the
+    # outage outlasted the dispatcher's in-round retries, not just one attempt.
+    refused_per_recipient = Counter(call.body.get("channel") for call in calls if call.status == 503)
+    assert max(refused_per_recipient.values()) >= FAST.attempts_per_round, refused_per_recipient
+    after_up = [call for call in calls if call.at >= slack.came_up_at and call.ok]
+    assert after_up, "nothing was delivered after Slack came back"
+
+    # Every notice arrived, none twice.
     delivered = Counter(call.body.get("channel") for call in calls
                         if call.ok and call.method == "chat.postMessage")
     assert {user for user in dms if delivered[user] == 0} == set()
     assert {user: n for user, n in delivered.items() if user in dms and n > 1} == {}
+    ok_texts = Counter((call.method, call.body.get("channel"), call.body.get("ts"), call.body.get("text"))
+                       for call in calls if call.ok)
+    assert [key for key, n in ok_texts.items() if n > 1] == []
+    assert sum(ok_texts.values()) == len(rows)
     async with world.uow.transaction(read_only=True) as tx:
         final = {r.id: r.state for r in await tx.outbox.for_run(run)}
     assert {r.id: final[r.id] for r in rows if final[r.id] != "sent"} == {}
 
 
-async def test_a_card_number_and_a_token_in_reasons_never_reach_slack_the_ledger_the_outbox_or_the_logs(
+def _assert_no_secret(places: dict[str, str]) -> None:
+    for secret in SECRETS:
+        for where, text in places.items():
+            assert secret not in text, f"{secret!r} reached the {where}"
+
+
+async def test_a_card_number_and_a_token_in_every_reason_never_reach_slack_the_ledger_the_outbox_or_the_logs(
     world: World, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     plan = chained_plan(5, plan_id="secrets", one_role_each=False)
     run = await started_run(world, plan)
-    typed = f"card {CARD} and token {TOKEN} pasted by mistake"
     async with SlackStandin() as slack:
         dispatcher = _dispatcher(slack, world)
         world.clock.advance(timedelta(minutes=1))
-        outcomes = [
-            await report_late(c.ReportLate(run=run, user="U0ENG1", checkpoint="cp-0",
-                                           until=WINDOW_START + timedelta(hours=1), reason=typed),
-                              world.deps),
-            await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps),
-            await open_hold(c.OpenHold(run=run, user=AUTHORITY, reason=typed), world.deps),
-            await rollback(c.Rollback(run=run, user=AUTHORITY, scope="all", reason=typed), world.deps),
+        steps = [
+            ("late reason", lambda: report_late(
+                c.ReportLate(run=run, user="U0ENG1", checkpoint="cp-0",
+                             until=WINDOW_START + timedelta(hours=1), reason=TYPED), world.deps)),
+            ("reject reason", lambda: reject_packet(
+                c.RejectPacket(run=run, user=AUTHORITY, version=2, reason=TYPED), world.deps)),
+            ("second late reason", lambda: report_late(
+                c.ReportLate(run=run, user="U0ENG1", checkpoint="cp-0",
+                             until=WINDOW_START + timedelta(hours=1, minutes=10), reason=TYPED),
+                world.deps)),
+            ("adoption", lambda: adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)),
+            ("pause reason", lambda: pause(c.Pause(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
+            ("resume", lambda: resume(c.Resume(run=run, user=AUTHORITY), world.deps)),
+            ("freeze reason", lambda: freeze(c.Freeze(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
+            ("unfreeze", lambda: unfreeze(c.Unfreeze(run=run, user=AUTHORITY), world.deps)),
+            ("hold reason", lambda: open_hold(c.OpenHold(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
+            ("rollback reason", lambda: rollback(
+                c.Rollback(run=run, user=AUTHORITY, scope="all", reason=TYPED), world.deps)),
         ]
-        for outcome in outcomes:
-            assert outcome.ok, outcome.message
-            assert not any(s in outcome.message for s in SECRETS), outcome.message
+        for what, step in steps:
+            outcome = await step()
+            assert outcome.ok, (what, outcome.message)
+            _assert_no_secret({f"answer to the {what}": outcome.message})
+            world.clock.advance(timedelta(seconds=30))
         await _drain_until_settled(dispatcher, world, run, limit_s=20)
         sent = json.dumps([(call.method, call.body) for call in slack.calls()])
         responses = json.dumps(slack.responses())
@@ -142,14 +217,110 @@ async def test_a_card_number_and_a_token_in_reasons_never_reach_slack_the_ledger
         entries = await tx.ledger.entries(run)
         outbox = await tx.outbox.for_run(run)
         holds = await tx.holds.for_run(run)
+        packets = await tx.packets.for_run(run)
     ledger = json.dumps([(e.kind, e.payload) for e in entries], default=str)
     queued = json.dumps([r.payload for r in outbox], default=str)
     held = json.dumps([h.reason for h in holds])
+    packet_reasons = json.dumps([p.reason for p in packets])
     logs = caplog.text + json.dumps([r.getMessage() for r in caplog.records])
     # The reasons did get through (redacted), so the checks below look at the right places.
-    assert "late_reported" in ledger and "pasted by mistake" in ledger
+    kinds = [e.kind for e in entries]
+    for kind in ("late_reported", "packet_rejected", "run_paused", "run_frozen", "hold_opened"):
+        assert kind in kinds, (kind, kinds)
+    with_reason = [e.kind for e in entries if "pasted by mistake" in json.dumps(e.payload)]
+    for kind in ("late_reported", "packet_rejected", "hold_opened"):
+        assert kind in with_reason, (kind, with_reason)
     assert "pasted by mistake" in sent
-    for secret in SECRETS:
-        for where, text in (("Slack", sent), ("response_url", responses), ("ledger", ledger),
-                            ("outbox", queued), ("holds", held), ("logs", logs)):
-            assert secret not in text, f"{secret!r} reached the {where}"
+    assert "[card ****1111]" in ledger
+    _assert_no_secret({"Slack": sent, "response_url": responses, "ledger": ledger, "outbox": queued,
+                       "holds": held, "packets": packet_reasons, "logs": logs})
+
+
+@pytest.fixture
+async def bot_harness(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[BotHarness]:
+    async with bot_world(tmp_path, sqlite_template) as factory, serving(factory) as harness:
+        yield harness
+
+
+async def _started_bridge(h: BotHarness) -> str:
+    assert (await h.command("open bridge", user="U0ENG1")).ok
+    for user in ("U0REL1", "U0RISK1"):
+        assert (await h.command("signoff", user=user)).ok
+    h.clock.advance(timedelta(minutes=5))
+    assert (await h.command("start", user="U0ENG1")).ok
+    return await h.run_in(BRIDGE)
+
+
+async def _everything_the_bot_wrote(h: BotHarness, run: str, caplog: pytest.LogCaptureFixture) -> dict[str, str]:
+    async with h.bot.uow.transaction(read_only=True) as tx:
+        entries = await tx.ledger.entries(run)
+        outbox = await tx.outbox.for_run(run)
+    return {
+        "Slack": json.dumps([(call.method, call.body) for call in h.slack.calls()]),
+        "response_url": json.dumps(h.slack.responses()),
+        "ledger": json.dumps([(e.kind, e.payload) for e in entries], default=str),
+        "outbox": json.dumps([r.payload for r in outbox], default=str),
+        "logs": caplog.text + json.dumps([r.getMessage() for r in caplog.records]),
+    }
+
+
+# Typed as slash commands into the bridge plan's war room, in this order (who, what).
+TYPED_COMMANDS: list[tuple[str, str]] = [
+    ("U0ENG1", f"late drain-queue +25m {TYPED}"),
+    ("U0REL1", f"reject v2 {TYPED}"),
+    ("U0ENG1", f"late drain-queue +30m {TYPED}"),
+    ("U0REL1", "adopt"),
+    ("U0ENG1", f"pause {TYPED}"),
+    ("U0ENG1", "resume"),
+    ("U0ENG1", f"freeze {TYPED}"),
+    ("U0ENG1", "unfreeze"),
+    ("U0SEC1", f"hold {TYPED}"),
+]
+
+
+async def test_secrets_typed_into_slash_command_reasons_never_reach_slack_the_ledger_or_the_logs(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = bot_harness
+    caplog.set_level(logging.DEBUG)
+    run = await _started_bridge(h)
+
+    for user, text in TYPED_COMMANDS:
+        reply = await h.command(text, user=user)
+        assert reply.ok, (text, reply.text)
+        h.clock.advance(timedelta(seconds=30))
+    await h.drain()
+
+    places = await _everything_the_bot_wrote(h, run, caplog)
+    kinds = await h.ledger_kinds(run)
+    for kind in ("late_reported", "packet_rejected", "run_paused", "run_frozen", "hold_opened"):
+        assert kind in kinds, (kind, kinds)
+    assert "pasted by mistake" in places["Slack"] and "pasted by mistake" in places["response_url"]
+    _assert_no_secret(places)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in bot/listeners.py _confirm_rollback: the Confirm button's value carries "
+    "`parsed.reason` unredacted (rb=f'{scope}:{parsed.reason[:500]}'), so the card number and the "
+    "token go to Slack on the response_url, and slack_sdk's webhook client logs them at DEBUG",
+)
+async def test_a_secret_typed_into_a_rollback_reason_never_reaches_slack_even_in_the_confirm_button(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = bot_harness
+    caplog.set_level(logging.DEBUG)
+    run = await _started_bridge(h)
+
+    question = await h.command(f"rollback all {TYPED}", user="U0ENG1")
+    assert question.ok, question.text
+    (confirm,) = buttons_of(question.replies[-1]["blocks"])
+    assert confirm["action_id"] == ActionId.CONFIRM_ROLLBACK
+    clicked = await h.click(confirm["action_id"], confirm["value"], user="U0ENG1")
+    assert clicked.ok and "Rolled back everything" in clicked.text, clicked.text
+    await h.drain()
+
+    places = await _everything_the_bot_wrote(h, run, caplog)
+    assert "global_rollback" in await h.ledger_kinds(run)
+    assert "pasted by mistake" in places["ledger"]
+    _assert_no_secret(places)
