@@ -149,9 +149,26 @@ def _pair(match: re.Match[str]) -> str:
     return f"{match.group('key')}{match.group('sep')}{quote}{REDACTED}{quote}"
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+# Plan revisions, packet hashes and ledger hashes are 64 hex digits; about 1 in 100 holds a run of
+# 13+ decimal digits that passes Luhn. A digest is never a card: leave it whole.
+_DIGEST_MIN = 32
+
+
+def _inside_digest(text: str, start: int, end: int) -> bool:
+    while start > 0 and text[start - 1] in _HEX:
+        start -= 1
+    while end < len(text) and text[end] in _HEX:
+        end += 1
+    token = text[start:end]
+    return len(token) >= _DIGEST_MIN and not token.isdigit()
+
+
 def _cards_in_chain(match: re.Match[str]) -> str:
     """Mask every card in a chain of digit groups; leave the rest, separators included."""
     chain = match.group(0)
+    if chain.isdigit() and _inside_digest(match.string, match.start(), match.end()):
+        return chain
     groups = [(g.start(), g.end()) for g in _GROUP.finditer(chain)]
     pieces: list[str] = []
     cursor = 0  # position in `chain` copied so far

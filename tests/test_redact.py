@@ -265,3 +265,14 @@ def test_the_card_mask_is_bracketed_so_it_never_joins_a_neighbouring_number() ->
     text = "4242 4242 4242 4242 1234 5678 9012"
     once = redact(text)
     assert redact(once) == once
+
+
+def test_a_sha256_digest_that_happens_to_hold_a_luhn_valid_digit_run_is_left_whole() -> None:
+    digest = "ab" + "4111111111111111" + "c" * 46
+    assert len(digest) == 64
+    assert redact(digest) == digest
+    assert redact(f"revision {digest} signed") == f"revision {digest} signed"
+
+
+def test_a_card_number_next_to_a_short_hex_looking_word_is_still_masked() -> None:
+    assert "4111111111111111" not in redact("card:4111111111111111 cafe")
