@@ -24,9 +24,7 @@ from bot.intents import PlanSource
 from handlers.deps import Deps
 
 
-def build_app(
-    *, client: AsyncWebClient, signing_secret: str, deps: Deps, plans_dir: Path
-) -> AsyncApp:
+def build_app(*, client: AsyncWebClient, signing_secret: str, deps: Deps, plans_dir: Path) -> AsyncApp:
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,

@@ -52,6 +52,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import blocks as B
 from bot import messages as M
+from bot import metrics
 from bot.ids import SURFACE, MessageKind, Surface
 from bot.render import RenderError, render, render_home
 
@@ -316,6 +317,7 @@ class Dispatcher:
         if isinstance(outcome, _Sent):
             await self._outbox.mark_sent(row.id, ts=outcome.ts, channel=outcome.channel, at=now_fn())
             report.sent += 1
+            metrics.OUTBOX_SENT.labels(kind=row.kind).inc()
             log.info(M.LOG.sent, row.id, row.kind, row.recipient, outcome.method)
         elif isinstance(outcome, _Retry):
             next_attempt_at = now_fn() + timedelta(seconds=outcome.after)
@@ -386,8 +388,10 @@ class Dispatcher:
                 transient = status >= 500 or status == 408 or (error is None and status < 400)
                 if not (transient or error in TRANSIENT_ERRORS):
                     return _Failed(problem)
+                metrics.OUTBOX_RETRIES.labels(reason="5xx" if transient else "slack_error").inc()
             except (aiohttp.ClientError, TimeoutError, OSError, SlackClientError) as exc:
                 problem = M.ERROR_NETWORK.format(method=request.method, error=type(exc).__name__)
+                metrics.OUTBOX_RETRIES.labels(reason="network").inc()
             attempts += 1
             log.warning(M.LOG.transient, row.id, row.kind, attempts, problem)
             if attempts >= policy.attempts_per_round:
@@ -395,6 +399,7 @@ class Dispatcher:
             await self._sleep(policy.backoff(attempts, self._rng))
 
     def _hold_method(self, method: str, retry_after: float) -> None:
+        metrics.OUTBOX_RETRIES.labels(reason="429").inc()
         log.warning(M.LOG.rate_limited, method, retry_after)
         until = self._monotonic() + retry_after
         self._not_before[method] = max(self._not_before.get(method, 0.0), until)

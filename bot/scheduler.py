@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,6 +87,7 @@ class Scheduler:
         resync_every: timedelta = timedelta(minutes=5),
         dispatch_poll: float = 2.0,
         hypercare_lookback: timedelta = HYPERCARE_LOOKBACK,
+        stop_grace: float = 10.0,
     ) -> None:
         self._deps = deps
         self._dispatcher = dispatcher
@@ -94,6 +95,7 @@ class Scheduler:
         self._resync_every = resync_every
         self._dispatch_poll = dispatch_poll
         self._lookback = hypercare_lookback
+        self._stop_grace = stop_grace
         self._aps = AsyncIOScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
         self._running = False
         self._stop_dispatch = asyncio.Event()
@@ -101,6 +103,8 @@ class Scheduler:
         self._startup_task: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refresh_again: set[str] = set()
+        # The asyncio tasks APScheduler runs our jobs in, while they run (stop() awaits them).
+        self._inflight: set[asyncio.Task[object]] = set()
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -109,8 +113,11 @@ class Scheduler:
         self._aps.start()
         self._running = True
         self._aps.add_job(
-            self._resync_job, IntervalTrigger(seconds=self._resync_every.total_seconds()),
-            id=RESYNC_JOB, name="derive jobs from the store", replace_existing=True,
+            self._resync_job,
+            IntervalTrigger(seconds=self._resync_every.total_seconds()),
+            id=RESYNC_JOB,
+            name="derive jobs from the store",
+            replace_existing=True,
         )
         runs = await self.resync()
         if startup_ticks:
@@ -125,25 +132,33 @@ class Scheduler:
             )
 
     async def stop(self) -> None:
-        """Stop ticking and sending; a tick in flight is cancelled (its transaction rolls back)."""
+        """Stop ticking and sending. Ticks in flight are cancelled (their transactions roll back)
+        and awaited, so nothing touches the database after this returns."""
         if not self._running:
             return
         self._running = False
+        self._aps.shutdown(wait=False)
+        # AsyncIOScheduler shuts down on the loop's next turn: no job starts after this.
+        await asyncio.sleep(0)
         self._stop_dispatch.set()
         if self._dispatcher is not None:
             self._dispatcher.nudge()
-        tasks = [t for t in (self._startup_task, *self._refreshing.values()) if t is not None]
+        started: list[asyncio.Task[Any] | None] = [self._startup_task, *self._refreshing.values()]
+        tasks = [t for t in [*started, *self._inflight] if t is not None]
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._dispatch_task is not None:
+            # Let a drain in progress record what it sent; past the grace, cancel it (a row cut
+            # off mid-send stays claimed until its lease ends, then goes again: at least once).
+            done, _ = await asyncio.wait({self._dispatch_task}, timeout=self._stop_grace)
+            if not done:
+                self._dispatch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatch_task
             self._dispatch_task = None
-        await asyncio.gather(*tasks, return_exceptions=True)
         self._refreshing.clear()
-        self._aps.shutdown(wait=False)
-        # AsyncIOScheduler shuts down on the loop's next turn (and cancels running ticks then).
-        await asyncio.sleep(0)
+        self._inflight.clear()
 
     async def startup_ticks(self) -> None:
         """Wait for the start-up ticks (one per active run) to finish."""
@@ -188,7 +203,11 @@ class Scheduler:
         trigger = IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC)
         if job is None:
             self._aps.add_job(
-                self._tick_job, trigger, args=[run], id=tick_job_id(run), name=f"gate tick {run}",
+                self._tick_job,
+                trigger,
+                args=[run],
+                id=tick_job_id(run),
+                name=f"gate tick {run}",
                 replace_existing=True,
             )
             log.info("gate ticks of run %s every %s", run, interval)
@@ -245,16 +264,29 @@ class Scheduler:
         return dict(zip(runs, outcomes, strict=True))
 
     async def _tick_job(self, run: str) -> None:
-        await self.tick(run)
+        with self._tracked():
+            await self.tick(run)
 
     async def _tick_each(self, runs: list[str]) -> None:
         await asyncio.gather(*(self.tick(run) for run in runs))
 
     async def _resync_job(self) -> None:
+        with self._tracked():
+            try:
+                await self.resync()
+            except Exception:
+                log.exception("deriving scheduler jobs from the store failed; trying again later")
+
+    @contextlib.contextmanager
+    def _tracked(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
         try:
-            await self.resync()
-        except Exception:
-            log.exception("deriving scheduler jobs from the store failed; trying again later")
+            yield
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
 
     async def _refresh_loop(self, run: str) -> None:
         while True:

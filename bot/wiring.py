@@ -90,7 +90,6 @@ class Bot:
         return await self.dispatcher.drain(now_fn=self.clock.now)
 
 
-
 def health_check(uow: UnitOfWork, database_url: str) -> Callable[[], Awaitable[bool]]:
     """What /healthz reports: the database answers a read (taken like any other read)."""
 

@@ -1,7 +1,7 @@
 """The whole bot, built by `bot.wiring`, served over HTTP on 127.0.0.1, talking to the Slack stand-in.
 
     @pytest.fixture
-    async def bot_harness(tmp_path, sqlite_template):
+    async def bot_harness(tmp_path, sqlite_template):   # or conftest's database_url
         async with bot_world(tmp_path, sqlite_template) as factory, serving(factory) as harness:
             yield harness
 
@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 
 from bot.actuators import LogActuator
 from bot.clock import SimulatedClock
@@ -122,8 +123,16 @@ class Reply:
 
 
 class BotHarness:
-    def __init__(self, *, slack: SlackStandin, bot: Bot, clock: SimulatedClock, actuator: LogActuator,
-                 url: str, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        *,
+        slack: SlackStandin,
+        bot: Bot,
+        clock: SimulatedClock,
+        actuator: LogActuator,
+        url: str,
+        http: aiohttp.ClientSession,
+    ) -> None:
         self.slack = slack
         self.bot = bot
         self.clock = clock
@@ -153,24 +162,35 @@ class BotHarness:
             reply.replies = await self.wait_for_responses(rid)
         return reply
 
-    async def command(self, text: str, *, user: str = "U0ENG1", channel: str = BRIDGE,
-                      wait: bool = True) -> Reply:
+    async def command(
+        self, text: str, *, user: str = "U0ENG1", channel: str = BRIDGE, wait: bool = True
+    ) -> Reply:
         """`/cutover <text>` typed by `user` in `channel`; waits for the ephemeral answer."""
         rid = self._response_id()
         signed = signing.signed_slash_command(
-            secret=SECRET, text=text, user_id=user, user_name=user.lower(), channel_id=channel,
+            secret=SECRET,
+            text=text,
+            user_id=user,
+            user_name=user.lower(),
+            channel_id=channel,
             response_url=self.slack.response_url(rid),
         )
         return await self._send(signed, rid, wait=wait)
 
-    async def click(self, action_id: str, value: str | dict[str, Any], *, user: str,
-                    channel: str = BRIDGE) -> Reply:
+    async def click(
+        self, action_id: str, value: str | dict[str, Any], *, user: str, channel: str = BRIDGE
+    ) -> Reply:
         """`user` clicks a button with this action id and value; waits for the ephemeral answer."""
         rid = self._response_id()
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         signed = signing.signed_block_actions(
-            secret=SECRET, action_id=action_id, value=text, user_id=user, username=user.lower(),
-            channel_id=channel, response_url=self.slack.response_url(rid),
+            secret=SECRET,
+            action_id=action_id,
+            value=text,
+            user_id=user,
+            username=user.lower(),
+            channel_id=channel,
+            response_url=self.slack.response_url(rid),
         )
         return await self._send(signed, rid, wait=True)
 
@@ -240,8 +260,8 @@ def write_plans(directory: Path) -> Path:
 
 def settings_for(slack: SlackStandin, database_url: str, plans: Path) -> Settings:
     return Settings(
-        slack_bot_token=slack.token,
-        slack_signing_secret=SECRET,
+        slack_bot_token=SecretStr(slack.token),
+        slack_signing_secret=SecretStr(SECRET),
         slack_api_url=slack.base_url,
         database_url=database_url,
         cutover_plans_dir=str(plans),
@@ -259,8 +279,9 @@ class BotFactory:
     telemetry_for: TelemetryFor | None = None
     bots: list[Bot] = field(default_factory=list)
 
-    async def build(self, *, telemetry_for: TelemetryFor | None = None,
-                    actuator_for: ActuatorFor | None = None) -> Bot:
+    async def build(
+        self, *, telemetry_for: TelemetryFor | None = None, actuator_for: ActuatorFor | None = None
+    ) -> Bot:
         actuator = self.actuator
         bot = await build(
             self.settings,
@@ -279,15 +300,17 @@ class BotFactory:
 
 
 @contextlib.asynccontextmanager
-async def bot_world(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[BotFactory]:
-    """The Slack stand-in, a fresh migrated SQLite file, the plans dir; bots built on demand."""
-    database = tmp_path / "cutover.db"
-    shutil.copyfile(sqlite_template, database)
+async def bot_world(tmp_path: Path, database: Path | str) -> AsyncIterator[BotFactory]:
+    """The Slack stand-in and the plans dir over a migrated database; bots built on demand.
+
+    `database`: a migrated database's URL (conftest's `database_url`, SQLite or PostgreSQL), or
+    the session's SQLite template file (conftest's `sqlite_template`), copied into `tmp_path`."""
+    database_url = sqlite_copy(tmp_path, database) if isinstance(database, Path) else database
     plans = write_plans(tmp_path / "plans")
     async with SlackStandin() as slack:
         factory = BotFactory(
             slack=slack,
-            settings=settings_for(slack, f"sqlite+aiosqlite:///{database}", plans),
+            settings=settings_for(slack, database_url, plans),
             clock=SimulatedClock(WINDOW_START - timedelta(minutes=5)),
             actuator=LogActuator(),
         )
@@ -295,6 +318,13 @@ async def bot_world(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[BotF
             yield factory
         finally:
             await factory.close()
+
+
+def sqlite_copy(tmp_path: Path, template: Path) -> str:
+    """A fresh migrated SQLite database: a copy of the session's template (tests/conftest.py)."""
+    database = tmp_path / "cutover.db"
+    shutil.copyfile(template, database)
+    return f"sqlite+aiosqlite:///{database}"
 
 
 @contextlib.asynccontextmanager
@@ -309,8 +339,12 @@ async def serving(factory: BotFactory) -> AsyncIterator[BotHarness]:
         port = runner.addresses[0][1]
         async with aiohttp.ClientSession() as http:
             yield BotHarness(
-                slack=factory.slack, bot=bot, clock=factory.clock, actuator=factory.actuator,
-                url=f"http://127.0.0.1:{port}/slack/events", http=http,
+                slack=factory.slack,
+                bot=bot,
+                clock=factory.clock,
+                actuator=factory.actuator,
+                url=f"http://127.0.0.1:{port}/slack/events",
+                http=http,
             )
     finally:
         await runner.cleanup()

@@ -9,8 +9,10 @@ to the room where the stand-in received it. The outbox is drained by the test, n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,11 +21,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
+from bot import metrics
 from bot.cli import main
 from bot.command_text import USAGE
 from bot.ids import ActionId
+from bot.server import build_web_app
 from tests import signing
 from tests.bot_harness import (
     BRIDGE,
@@ -34,6 +40,7 @@ from tests.bot_harness import (
     buttons_of,
     serving,
     wait_until,
+    write_plans,
 )
 from tests.slack_standin import Call
 
@@ -119,7 +126,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "unfreeze", "Unfrozen; the run is running"),
     (ENG1, "evidence", "ledger verified"),
     (ENG1, "ledger 3", "*run_unfrozen*"),
-    (ENG1, "rollback all error budget gone", "Roll back ALL traffic back to legacy? Reason: error budget gone"),
+    (ENG1, "rollback all error budget gone", "Roll back ALL traffic back to legacy? Reason: error budget"),
 ]
 
 
@@ -245,8 +252,9 @@ async def test_a_click_by_someone_who_does_not_hold_the_role_is_refused_naming_t
     after = await h.ledger_kinds(run)
     assert after == [*before, "refused"]
     async with h.bot.uow.transaction(read_only=True) as tx:
-        assert (await tx.packets.get(run, 2)).state == "proposed"
-        assert (await tx.runs.get(run)).authoritative_version == 1
+        proposal, row = await tx.packets.get(run, 2), await tx.runs.get(run)
+    assert proposal is not None and proposal.state == "proposed"
+    assert row is not None and row.authoritative_version == 1
 
 
 async def test_a_click_on_a_superseded_version_is_refused_and_names_the_current_one(
@@ -345,8 +353,9 @@ async def test_after_adoption_only_the_affected_principals_get_a_dm_with_their_c
     for user in (ENG1, REL1, SEC1):
         (dm,) = [c for c in _ok_posts(h) if c.body["channel"] == user]
         assert dm.body["text"].startswith("Packet v2 changes")
-        (button,) = buttons_of(json.loads(dm.body["blocks"]) if isinstance(dm.body["blocks"], str)
-                               else dm.body["blocks"])
+        (button,) = buttons_of(
+            json.loads(dm.body["blocks"]) if isinstance(dm.body["blocks"], str) else dm.body["blocks"]
+        )
         assert button["action_id"] == ActionId.ACKNOWLEDGE_PACKET and json.loads(button["value"])["v"] == 2
 
 
@@ -360,7 +369,7 @@ async def test_the_superseded_packet_is_updated_in_place_at_the_ts_slack_returne
     v1_ts = v1_post.answer["ts"]
     async with h.bot.uow.transaction(read_only=True) as tx:
         v1 = await tx.packets.get(run, 1)
-    assert (v1.slack_channel, v1.slack_ts) == (BRIDGE, v1_ts)  # recorded when it was sent
+    assert v1 is not None and (v1.slack_channel, v1.slack_ts) == (BRIDGE, v1_ts)  # recorded when it was sent
 
     assert (await h.command("adopt", user=REL1)).ok
     await h.drain()
@@ -372,6 +381,29 @@ async def test_the_superseded_packet_is_updated_in_place_at_the_ts_slack_returne
     assert buttons_of(message.blocks) == []
     v2_cards = [c for c in _ok_posts(h) if c.body["text"].startswith("Packet v2 (authoritative)")]
     assert len(v2_cards) == 1
+
+
+async def test_a_superseded_version_that_was_never_posted_gets_no_new_message_in_the_room(
+    bot_harness: BotHarness,
+) -> None:
+    # v1's card never reached Slack (refused for good); there is no stale message to fix, and the
+    # v2 card already says what it supersedes, so the "v1 superseded" notice is dropped as failed.
+    h = bot_harness
+    run = await _proposed(h)
+    async with h.bot.uow.transaction() as tx:
+        (v1_card,) = [r for r in await tx.outbox.for_run(run) if r.kind == "packet_posted"]
+        assert await tx.outbox.mark_failed(v1_card.id, error="chat.postMessage: not_in_channel")
+    assert (await h.command("adopt", user=REL1)).ok
+
+    report = await h.drain()
+
+    assert h.slack.calls("chat.update") == []
+    (notice,) = [r for r in await h.outbox_rows(run) if r.kind == "packet_superseded"]
+    assert notice.state == "failed" and "target" in (notice.last_error or "")
+    assert not [c for c in _ok_posts(h) if "superseded" in c.body["text"]]
+    cards = [c for c in _ok_posts(h) if c.body["channel"] == BRIDGE and c.body["text"].startswith("Packet v")]
+    assert [c.body["text"][:26] for c in cards] == ["Packet v2 (authoritative):"]
+    assert report.failed == 1
 
 
 async def test_opening_the_app_home_publishes_that_persons_view(bot_harness: BotHarness) -> None:
@@ -406,8 +438,9 @@ async def test_a_request_slack_did_not_sign_just_now_gets_401_and_changes_nothin
     bot_harness: BotHarness, tamper: str
 ) -> None:
     h = bot_harness
-    body = signing.slash_command_body(text="open bridge", user_id=ENG1, channel_id=BRIDGE,
-                                      response_url=h.slack.response_url("x"))
+    body = signing.slash_command_body(
+        text="open bridge", user_id=ENG1, channel_id=BRIDGE, response_url=h.slack.response_url("x")
+    )
     form = "application/x-www-form-urlencoded"
     now = int(time.time())
     signed = {
@@ -425,6 +458,24 @@ async def test_a_request_slack_did_not_sign_just_now_gets_401_and_changes_nothin
 
     assert status == 401 and answer == {"error": "invalid signature"}
     await asyncio.sleep(0)  # give a wrongly started listener its chance to show
+    await _nothing_changed(h)
+
+
+async def test_without_a_signing_secret_even_a_request_signed_with_the_empty_key_gets_401(
+    bot_harness: BotHarness,
+) -> None:
+    # Socket Mode has no signing secret; its /slack/events must not accept an HMAC anyone can make.
+    h = bot_harness
+    runner = web.AppRunner(build_web_app(h.bot.bolt, signing_secret=""), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+        signed = signing.signed_slash_command(secret="", text="open bridge", channel_id=BRIDGE)
+        async with h.http.post(url, data=signed.body, headers=signed.headers) as response:
+            assert response.status == 401
+    finally:
+        await runner.cleanup()
     await _nothing_changed(h)
 
 
@@ -470,6 +521,7 @@ async def test_under_429_and_5xx_the_dispatcher_loses_nothing_and_sends_nothing_
     run = await _proposed(h)
     assert (await h.command("adopt", user=REL1)).ok
     queued = await h.outbox_rows(run)
+    retries_before = {reason: _retries(reason) for reason in ("429", "5xx")}
     h.slack.fail_next("chat.postMessage", status=503, times=2)
     h.slack.fail_next("chat.postMessage", status=429, headers={"Retry-After": "1"})
     h.slack.fail_next("chat.update", status=500)
@@ -488,6 +540,13 @@ async def test_under_429_and_5xx_the_dispatcher_loses_nothing_and_sends_nothing_
     (limited,) = [c for c in h.slack.calls() if c.status == 429]
     (retried,) = [c for c in delivered if c.body == limited.body]
     assert retried.at - limited.at >= 0.95  # Retry-After: 1 honoured
+    assert _retries("429") - retries_before["429"] == 1
+    assert _retries("5xx") - retries_before["5xx"] == 3
+
+
+def _retries(reason: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("cutover_outbox_retries_total", {"reason": reason})
+    return value or 0.0
 
 
 async def test_while_slack_is_down_messages_wait_and_all_go_once_it_is_back(bot_harness: BotHarness) -> None:
@@ -528,12 +587,21 @@ def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProc
 @pytest.mark.parametrize(
     ("args", "env", "named"),
     [
-        (["serve"], {"SLACK_SIGNING_SECRET": "", "SLACK_BOT_TOKEN": "xoxb-1-secret-token"},
-         "SLACK_SIGNING_SECRET"),
-        (["serve", "--port", "0"], {"SLACK_SIGNING_SECRET": "  ", "SLACK_BOT_TOKEN": ""},
-         "SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN"),
-        (["serve", "--socket-mode"], {"SLACK_BOT_TOKEN": "xoxb-1-secret-token", "SLACK_APP_TOKEN": ""},
-         "SLACK_APP_TOKEN"),
+        (
+            ["serve"],
+            {"SLACK_SIGNING_SECRET": "", "SLACK_BOT_TOKEN": "xoxb-1-secret-token"},
+            "SLACK_SIGNING_SECRET",
+        ),
+        (
+            ["serve", "--port", "0"],
+            {"SLACK_SIGNING_SECRET": "  ", "SLACK_BOT_TOKEN": ""},
+            "SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN",
+        ),
+        (
+            ["serve", "--socket-mode"],
+            {"SLACK_BOT_TOKEN": "xoxb-1-secret-token", "SLACK_APP_TOKEN": ""},
+            "SLACK_APP_TOKEN",
+        ),
     ],
 )
 def test_serve_refuses_to_start_without_its_secrets_in_one_line_without_printing_any(
@@ -547,6 +615,76 @@ def test_serve_refuses_to_start_without_its_secrets_in_one_line_without_printing
     assert named in line and "Traceback" not in result.stderr
     assert "xoxb" not in result.stderr
     assert not (tmp_path / "cutover.db").exists()  # refused before touching anything
+
+
+async def test_serve_answers_signed_requests_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
+    from store.db import current_revision, head_revision, make_engine
+    from tests.prometheus_harness import free_port
+    from tests.slack_standin import SlackStandin
+
+    port = free_port()
+    database = tmp_path / "fresh.db"  # does not exist yet: serve migrates it at start-up
+    write_plans(tmp_path / "plans")
+    async with SlackStandin() as slack:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL", "PORT"))},
+            "PYTHONPATH": str(REPO),
+            "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": slack.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+            "CUTOVER_PLANS_DIR": str(tmp_path / "plans"),
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "serve",
+            "--port",
+            str(port),
+            env=env,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{port}"
+                deadline = time.monotonic() + 30
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"{base}/healthz") as response:
+                            if response.status == 200:
+                                break
+                    assert process.returncode is None, await process.stderr.read()  # type: ignore[union-attr]
+                    assert time.monotonic() < deadline, "serve did not come up"
+                    await asyncio.sleep(0.05)
+                signed = signing.signed_slash_command(
+                    secret=SECRET,
+                    text="open bridge",
+                    channel_id=BRIDGE,
+                    response_url=slack.response_url("serve"),
+                )
+                async with http.post(
+                    f"{base}/slack/events", data=signed.body, headers=signed.headers
+                ) as response:
+                    assert response.status == 200
+                await wait_until(lambda: bool(slack.responses("serve")), what="the answer to /cutover open")
+                # No drain here: the outbox loop, woken by the change, posts the plan and packet v1.
+                await wait_until(lambda: len(slack.posted_to(BRIDGE)) == 2, what="the outbox loop")
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            _out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    assert process.returncode == 0, err.decode()
+    assert "Traceback" not in err.decode()
+    assert slack.responses("serve")[0]["text"].startswith("Opened run bridge-")
+    engine = make_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        assert await current_revision(engine) == head_revision()
+    finally:
+        await engine.dispose()
 
 
 async def test_evidence_prints_the_runs_evidence_as_markdown_or_json(
@@ -578,4 +716,3 @@ async def test_evidence_prints_the_runs_evidence_as_markdown_or_json(
     assert [s["role"] for s in evidence["signoffs"]] == ["release-authority", "payments-risk"]
     assert evidence["ledger"]["verified"] is True
     assert unknown == (1, "", "there is no run 'no-such-run'\n")
-

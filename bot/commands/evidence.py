@@ -26,11 +26,19 @@ EXIT_NOT_FOUND = 1
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    evidence = subparsers.add_parser("evidence", help="print a run's evidence packet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    evidence = subparsers.add_parser(
+        "evidence",
+        help="print a run's evidence packet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     evidence.add_argument("run", metavar="RUN", help="the run id (as /cutover status shows it)")
-    evidence.add_argument("--format", choices=("md", "json"), default="md",
-                          help="Markdown for people (default) or JSON for tools")
+    evidence.add_argument(
+        "--format",
+        choices=("md", "json"),
+        default="md",
+        help="Markdown for people (default) or JSON for tools",
+    )
     add_database_url_argument(evidence)
     evidence.set_defaults(func=run)
 
@@ -66,8 +74,9 @@ async def _build(url: str, run_id: str) -> dict[str, Any] | None:
 
     uow = UnitOfWork(make_engine(url))
     try:
-        deps = Deps(uow=uow, clock=SystemClock(), telemetry_for=_no_outside_world,
-                    actuator_for=_no_outside_world)
+        deps = Deps(
+            uow=uow, clock=SystemClock(), telemetry_for=_no_outside_world, actuator_for=_no_outside_world
+        )
         return await build_evidence(run_id, deps)
     finally:
         await uow.dispose()

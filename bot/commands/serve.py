@@ -34,12 +34,18 @@ log = logging.getLogger("cutover_bot.serve")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    serve = subparsers.add_parser("serve", help="run the Slack bot", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve.add_argument("--port", type=int, default=None, metavar="P",
-                       help="port for HTTP (default: $PORT, else 3000)")
-    serve.add_argument("--socket-mode", action="store_true",
-                       help="receive events over Socket Mode instead of HTTP")
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the Slack bot",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, metavar="P", help="port for HTTP (default: $PORT, else 3000)"
+    )
+    serve.add_argument(
+        "--socket-mode", action="store_true", help="receive events over Socket Mode instead of HTTP"
+    )
     serve.set_defaults(func=run)
 
 
@@ -53,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     missing = settings.missing_for_socket_mode() if args.socket_mode else settings.missing_for_http()
     if missing:
         mode = "Socket Mode" if args.socket_mode else "HTTP"
-        print(f"cutover-bot serve: {', '.join(missing)} must be set and not empty to serve over {mode}",
-              file=sys.stderr)
+        print(
+            f"cutover-bot serve: {', '.join(missing)} must be set and not empty to serve over {mode}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     port = settings.port if args.port is None else args.port
     if not 0 <= port <= 65535:
@@ -88,7 +96,7 @@ async def serve(settings: Settings, *, port: int, socket_mode: bool, host: str =
             socket_handler = AsyncSocketModeHandler(
                 bot.bolt, settings.slack_app_token.get_secret_value(), web_client=bot.client
             )
-            await socket_handler.connect_async()
+            await socket_handler.connect_async()  # type: ignore[no-untyped-call]
             log.info("serving over Socket Mode; health and metrics on %s:%s", host, port)
         else:
             log.info("serving Slack events on http://%s:%s/slack/events", host, port)
@@ -97,7 +105,7 @@ async def serve(settings: Settings, *, port: int, socket_mode: bool, host: str =
     finally:
         if socket_handler is not None:
             with contextlib.suppress(Exception):
-                await socket_handler.close_async()
+                await socket_handler.close_async()  # type: ignore[no-untyped-call]
         await runner.cleanup()
         await bot.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
