@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     # Send the outbox at most this many messages at once; Slack's tier limits do the rest.
     dispatch_concurrency: int = Field(default=8, ge=1, le=64)
+    # chat.postMessage calls per second this workspace allows the bot (0: unknown, learned from
+    # the first 429). Set it a little under the allowance and a large fan-out never meets a 429.
+    slack_post_rate: float = Field(default=0, ge=0, le=1000)
 
     def missing_for_http(self) -> list[str]:
         """Names of required variables that are missing or empty for `serve` over HTTP."""
@@ -35,6 +38,10 @@ class Settings(BaseSettings):
         if not self.slack_app_token.get_secret_value().strip():
             missing.append("SLACK_APP_TOKEN")
         return missing
+
+    def rates(self) -> dict[str, float]:
+        """The dispatcher's known per-method rates (calls per second)."""
+        return {"chat.postMessage": self.slack_post_rate} if self.slack_post_rate > 0 else {}
 
     @property
     def api_url(self) -> str:

@@ -151,6 +151,7 @@ async def build(
         concurrency=settings.dispatch_concurrency,
         policy=retry_policy,
         find_target=outbox.find_target,
+        rates=settings.rates(),
     )
     scheduler: Scheduler | None = None
 

@@ -4,10 +4,10 @@
         --lease SECONDS --sim-anchor ISO --wall-anchor EPOCH (--forever | --until-settled)
 
 Builds the bot with `bot.wiring.build` on the given database and Slack URL, exactly as
-`cutover-bot serve` does, then sends the outbox with a dispatcher built the way the wiring builds
-its own (the bot's Web API client, the configured concurrency, `find_target`), except for the
-lease: `StoreOutbox(uow, lease=...)`, so that rows claimed by a killed sender are taken over in
-seconds instead of the production five minutes.
+`cutover-bot serve` does, then sends the outbox with a dispatcher built the way the wiring
+builds its own (the bot's Web API client, the configured concurrency and rates, `find_target`),
+except for the lease: `StoreOutbox(uow, lease=...)`, so that rows claimed by a killed sender are
+taken over in seconds instead of the production five minutes.
 
 Time: the rows were queued on a simulated clock; both children read the same clock, the
 simulated instant `--sim-anchor` at the wall-clock time `--wall-anchor`, moving with the wall
@@ -28,6 +28,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+
+from pydantic import SecretStr
 
 from bot.clock import SimulatedClock
 from bot.dispatcher import Dispatcher, DrainReport
@@ -61,8 +63,8 @@ async def _main(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="crash-child-plans-") as plans:
         settings = Settings(
-            slack_bot_token=args.token,
-            slack_signing_secret="crash-child-signing-secret",
+            slack_bot_token=SecretStr(args.token),
+            slack_signing_secret=SecretStr("crash-child-signing-secret"),
             slack_api_url=args.slack_api_url,
             database_url=args.database_url,
             cutover_plans_dir=plans,
@@ -75,6 +77,7 @@ async def _main(args: argparse.Namespace) -> int:
                 outbox=outbox,
                 concurrency=settings.dispatch_concurrency,
                 find_target=outbox.find_target,
+                rates=settings.rates(),
             )
             print(json.dumps({"started": True}), flush=True)
             if args.forever:

@@ -46,6 +46,7 @@ from bot.actuators import LogActuator
 from bot.clock import SimulatedClock
 from bot.dispatcher import Dispatcher, make_client
 from bot.outbox_port import StoreOutbox
+from bot.settings import Settings
 from bot.telemetry.simulated import SimulatedTelemetry
 from handlers import commands as c
 from handlers.adoption import adopt_packet
@@ -131,7 +132,8 @@ async def _queue_the_fan_out(world: World, slack: SlackStandin) -> tuple[str, se
 
 def _child(mode: str, *, world: World, slack: SlackStandin, wall_anchor: float,
            sim_anchor: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL"))}
+    # Nothing of the bot's configuration leaks in from the environment the tests run in.
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env["PYTHONPATH"] = str(REPO)
     with log.open("wb") as out:
         return subprocess.Popen(
