@@ -41,12 +41,13 @@ async def _proposal(ctx: RunContext, version: int | None) -> Packet:
             raise Refuse(f"There is no proposed packet; v{ctx.version} is current.")
         row = max(proposed, key=lambda r: r.version)
     else:
-        row = await ctx.tx.packets.get(ctx.run, version)
-        if row is None:
+        found = await ctx.tx.packets.get(ctx.run, version)
+        if found is None:
             raise Refuse(f"There is no packet v{version}; v{ctx.version} is current.")
+        row = found
     if row.state != _PROPOSED:
         raise Refuse(f"v{row.version} is {row.state}, not proposed; v{ctx.version} is current.")
-    packet = Packet.from_json(row.body)
+    packet = Packet.from_json(row.document())
     if packet.supersedes != ctx.version:
         raise Refuse(
             f"v{packet.version} was proposed against v{packet.supersedes}, but v{ctx.version} is now "

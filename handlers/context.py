@@ -1,6 +1,6 @@
 """Loading a run for a use case, and writing back what the domain decided, in one transaction.
 
-Every use case on a run goes through `RunSession`: it locks the run row (see store.uow), loads the
+Every use case on a run goes through `handlers.flow.on_run`: it locks the run row (see store.uow), loads the
 plan, the authoritative packet, the roster of acting users and the engine state, and at the end
 writes the new state, the ledger entries and the outbox rows together. A refusal writes one
 ledger entry and nothing else.
@@ -19,6 +19,9 @@ from packets.packet import Packet
 from packets.plan import Plan, load_plan
 from packets.redact import redact, redact_data
 from packets.timeline import Facts
+from store.errors import StoreError
+from store.runs import RunRow
+from store.uow import Transaction
 
 
 @lru_cache(maxsize=4096)
@@ -31,8 +34,8 @@ def plan_from_text(text: str, source: str) -> Plan:
 class RunContext:
     """Everything a use case needs about one run, loaded inside its transaction."""
 
-    tx: Any
-    row: Any
+    tx: Transaction
+    row: RunRow
     plan: Plan
     packet: Packet
     progress: engine.RunProgress
@@ -53,14 +56,17 @@ class RunContext:
         return self.packet.version
 
 
-async def load(tx: Any, run: str, now: datetime) -> RunContext | None:
+async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
     row = await tx.runs.get(run)
     if row is None:
         return None
     plan_row = await tx.plans.get(row.plan_revision)
+    packet_row = await tx.packets.get(run, row.authoritative_version or 1)
+    if plan_row is None or packet_row is None:
+        # open_run writes the plan, the run and packet v1 in one transaction: this is damage.
+        raise StoreError(f"run {run} has lost its plan revision or its authoritative packet")
     plan = plan_from_text(plan_row.content, plan_row.source)
-    packet_row = await tx.packets.get(run, row.authoritative_version)
-    packet = Packet.from_json(packet_row.body)
+    packet = Packet.from_json(packet_row.document())
     stored = row.progress
     return RunContext(
         tx=tx,
