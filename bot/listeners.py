@@ -8,7 +8,6 @@ case authorizes from the store, never from the button.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -38,16 +37,7 @@ def _reply(outcome: Outcome) -> dict[str, Any]:
     return {"response_type": "ephemeral", "replace_original": False, "text": redact(prefix + text)}
 
 
-def _value(body: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        value = json.loads(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    return value if isinstance(value, dict) and isinstance(value.get("run"), str) else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+NOT_OURS = "That button is not one this bot rendered; use /cutover packet."
 
 
 def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
@@ -79,95 +69,24 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
         )
         await respond(**_reply(outcome))
 
-    async def _button(
-        ack: Any,
-        body: dict[str, Any],
-        respond: Respond,
-        call: Callable[[dict[str, Any], str], Awaitable[Outcome]],
-    ) -> None:
+    clicks = _click_handlers(deps)
+
+    async def on_click(ack: Any, body: dict[str, Any], respond: Respond) -> None:
         await ack()
-        value = _value(body)
         user = str(body.get("user", {}).get("id", ""))
-        if value is None:
+        try:
+            action = body["actions"][0]
+            value = ButtonValue.decode(action["value"])
+            handler = clicks[ActionId(action["action_id"])]
+        except (KeyError, IndexError, TypeError, ValueError):
             await respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text="That button is from an older version of the bot; use /cutover packet.",
+                **_reply(Outcome.refused("That button is not one this bot rendered; use /cutover packet."))
             )
             return
-        await respond(**_reply(await call(value, user)))
+        await respond(**_reply(await handler(value, user)))
 
-    @app.action(ActionId.SIGN_OFF.value)
-    async def sign_off(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-        async def call(value: dict[str, Any], user: str) -> Outcome:
-            command = SignOff(
-                run=value["run"],
-                user=user,
-                revision=str(value.get("rev", "")),
-                role=value.get("role") if isinstance(value.get("role"), str) else None,
-            )
-            return await runs.sign_off(command, deps)
-
-        await _button(ack, body, respond, call)
-
-    @app.action(ActionId.ADOPT_PACKET.value)
-    async def adopt(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-        async def call(value: dict[str, Any], user: str) -> Outcome:
-            version = _int(value.get("v"))
-            if version is None:
-                return Outcome.refused("That button names no packet version.")
-            return await adoption.adopt_packet(
-                AdoptPacket(run=value["run"], user=user, version=version), deps
-            )
-
-        await _button(ack, body, respond, call)
-
-    @app.action(ActionId.REJECT_PACKET.value)
-    async def reject(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-        async def call(value: dict[str, Any], user: str) -> Outcome:
-            version = _int(value.get("v"))
-            if version is None:
-                return Outcome.refused("That button names no packet version.")
-            return await adoption.reject_packet(
-                RejectPacket(run=value["run"], user=user, version=version), deps
-            )
-
-        await _button(ack, body, respond, call)
-
-    @app.action(ActionId.ACKNOWLEDGE_PACKET.value)
-    async def acknowledge(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-        async def call(value: dict[str, Any], user: str) -> Outcome:
-            version = _int(value.get("v"))
-            if version is None:
-                return Outcome.refused("That button names no packet version.")
-            return await adoption.acknowledge(Acknowledge(run=value["run"], user=user, version=version), deps)
-
-        await _button(ack, body, respond, call)
-
-    @app.action(ActionId.RELEASE_HOLD.value)
-    async def release(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-        async def call(value: dict[str, Any], user: str) -> Outcome:
-            hold, version = value.get("hold"), _int(value.get("v"))
-            if not isinstance(hold, str) or version is None:
-                return Outcome.refused("That button names no hold and version.")
-            return await holds.release_hold(
-                ReleaseHold(run=value["run"], user=user, hold=hold, version=version), deps
-            )
-
-        await _button(ack, body, respond, call)
-
-    @app.action(ActionId.CONFIRM_ROLLBACK.value)
-    async def confirm_rollback(ack: Any, body: dict[str, Any], respond: Respond) -> None:
-        async def call(value: dict[str, Any], user: str) -> Outcome:
-            # rb is "SCOPE:REASON", rendered by _confirm_rollback for the person who typed it.
-            scope_text, _, reason_text = str(value.get("rb", "")).partition(":")
-            scope: Literal["cohort", "all"] = "all" if scope_text == "all" else "cohort"
-            reason = reason_text[:500] or "rollback confirmed"
-            return await runs.rollback(
-                Rollback(run=value["run"], user=user, scope=scope, reason=reason), deps
-            )
-
-        await _button(ack, body, respond, call)
+    for action_id in ActionId:
+        app.action(action_id.value)(on_click)
 
     @app.event(EventName.APP_HOME_OPENED.value)
     async def home(event: dict[str, Any], client: Any) -> None:
@@ -176,6 +95,57 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
         user = str(event.get("user", ""))
         outcome = await status.status_for_user(user, deps)
         await client.views_publish(user_id=user, view=render_home(outcome.data))
+
+
+Click = Callable[[ButtonValue, str], Awaitable[Outcome]]
+
+
+def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
+    """One use case per button; every click is authorized by the use case from the store."""
+    no_version = Outcome.refused("That button names no packet version.")
+
+    async def sign_off(value: ButtonValue, user: str) -> Outcome:
+        return await runs.sign_off(
+            SignOff(run=value.run, user=user, revision=value.rev or "", role=value.role), deps
+        )
+
+    async def adopt(value: ButtonValue, user: str) -> Outcome:
+        if value.v is None:
+            return no_version
+        return await adoption.adopt_packet(AdoptPacket(run=value.run, user=user, version=value.v), deps)
+
+    async def reject(value: ButtonValue, user: str) -> Outcome:
+        if value.v is None:
+            return no_version
+        return await adoption.reject_packet(RejectPacket(run=value.run, user=user, version=value.v), deps)
+
+    async def acknowledge(value: ButtonValue, user: str) -> Outcome:
+        if value.v is None:
+            return no_version
+        return await adoption.acknowledge(Acknowledge(run=value.run, user=user, version=value.v), deps)
+
+    async def release(value: ButtonValue, user: str) -> Outcome:
+        if value.hold is None or value.v is None:
+            return Outcome.refused("That button names no hold and version.")
+        return await holds.release_hold(
+            ReleaseHold(run=value.run, user=user, hold=value.hold, version=value.v), deps
+        )
+
+    async def confirm_rollback(value: ButtonValue, user: str) -> Outcome:
+        # rb is "SCOPE:REASON", rendered by _confirm_rollback for the person who typed it.
+        scope_text, _, reason_text = (value.rb or "").partition(":")
+        scope: Literal["cohort", "all"] = "all" if scope_text == "all" else "cohort"
+        reason = reason_text[:500] or "rollback confirmed"
+        return await runs.rollback(Rollback(run=value.run, user=user, scope=scope, reason=reason), deps)
+
+    return {
+        ActionId.SIGN_OFF: sign_off,
+        ActionId.ADOPT_PACKET: adopt,
+        ActionId.REJECT_PACKET: reject,
+        ActionId.ACKNOWLEDGE_PACKET: acknowledge,
+        ActionId.RELEASE_HOLD: release,
+        ActionId.CONFIRM_ROLLBACK: confirm_rollback,
+    }
 
 
 def _confirm_rollback(parsed: Parsed, run: str) -> dict[str, Any]:
