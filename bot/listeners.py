@@ -152,7 +152,7 @@ def _confirm_rollback(parsed: Parsed, run: str) -> dict[str, Any]:
     """A typed rollback is confirmed by a button, so a slip of the keyboard moves no traffic."""
     scope = parsed.scope or "cohort"
     what = "ALL traffic back to legacy" if scope == "all" else "the current cohort back one step"
-    value = ButtonValue(run=run, rb=f"{scope}:{parsed.reason[:500]}").encode()
+    value = ButtonValue(run=run, rb=f"{scope}:{redact(parsed.reason)[:500]}").encode()
     return {
         "response_type": "ephemeral",
         "replace_original": False,

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from bot.outbox_port import StoreOutbox
 from handlers import commands as c
 from handlers.adoption import adopt_packet, reject_packet
 from handlers.holds import open_hold
+from handlers.outcome import Outcome
 from handlers.resequence import report_late
 from handlers.runs import freeze, pause, resume, rollback, unfreeze
 from tests.bot_harness import BRIDGE, BotHarness, bot_world, buttons_of, serving
@@ -195,7 +196,7 @@ async def test_a_card_number_and_a_token_in_every_reason_never_reach_slack_the_l
     async with SlackStandin() as slack:
         dispatcher = _dispatcher(slack, world)
         world.clock.advance(timedelta(minutes=1))
-        steps = [
+        steps: list[tuple[str, Callable[[], Awaitable[Outcome]]]] = [
             ("late reason", lambda: report_late(
                 c.ReportLate(run=run, user="U0ENG1", checkpoint="cp-0",
                              until=WINDOW_START + timedelta(hours=1), reason=TYPED), world.deps)),
@@ -310,12 +311,6 @@ async def test_secrets_typed_into_slash_command_reasons_never_reach_slack_the_le
     _assert_no_secret(places)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in bot/listeners.py _confirm_rollback: the Confirm button's value carries "
-    "`parsed.reason` unredacted (rb=f'{scope}:{parsed.reason[:500]}'), so the card number and the "
-    "token go to Slack on the response_url, and slack_sdk's webhook client logs them at DEBUG",
-)
 async def test_a_secret_typed_into_a_rollback_reason_never_reaches_slack_even_in_the_confirm_button(
     bot_harness: BotHarness, caplog: pytest.LogCaptureFixture,
 ) -> None:
