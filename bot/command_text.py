@@ -41,6 +41,8 @@ USAGE: dict[str, str] = {
 ALIASES = {"acknowledge": "ack", "sign": "signoff", "sign-off": "signoff", "?": "help"}
 MAX_TEXT = 2000
 _ID = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,99}$")
+# Hold ids as the bot prints them: `canary-a/gate/2`, `run/manual/1`, `plan:widen`.
+_HOLD = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,149}$")
 _ROLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _USER = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>$|^@?([UW][A-Z0-9]{2,20})$")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -137,7 +139,9 @@ def _parse_done(name: str, rest: list[str]) -> Parsed:
 def _parse_release(name: str, rest: list[str]) -> Parsed:
     if len(rest) != 1:
         raise Usage(name, "Name the checkpoint or hold to release")
-    return Parsed(name=name, checkpoint=_checkpoint(name, rest[0]))
+    if not _HOLD.match(rest[0].lower()):
+        raise Usage(name, f"{_shown(rest[0])} is not a checkpoint or hold id")
+    return Parsed(name=name, checkpoint=rest[0].lower())
 
 
 def _parse_until(name: str, word: str) -> TimeOfDay | timedelta:
