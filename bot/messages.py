@@ -182,6 +182,7 @@ RUN_STATE_EMOJI: Final[dict[str, str]] = {
     "paused": ":double_vertical_bar:",
     "held": ":octagonal_sign:",
     "frozen": ":ice_cube:",
+    "hypercare": ":stethoscope:",
     "rolling_back": ":rewind:",
     "rolled_back": ":leftwards_arrow_with_hook:",
     "completed": ":checkered_flag:",

@@ -5,9 +5,11 @@ for buttons), and every outbox row is rendered with the same templates and print
 would go. Checkpoints that wait only for their owner are reported done by the acting owner at
 their planned end (or at the time reported late), unless the script says `done` itself.
 
-The rehearsal ends when the run ends (and hyper-care, when the plan has it, has run its course),
-or when the simulated clock passes the window end by more than a day: a run that never ends is a
-failed rehearsal, not a hang.
+The rehearsal ends when the run ends: completed (after hyper-care, when the plan declares it),
+rolled back or aborted. The clock steps by the plan's gate interval during the stages and by the
+cadence step in force during hyper-care (`handlers.gate_checks.next_interval`), so three days of
+hyper-care take a few hundred ticks. A run still going a day past the window end (plus the
+plan's hyper-care) is a failed rehearsal, not a hang.
 """
 
 from __future__ import annotations
@@ -46,12 +48,15 @@ from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.plan import Plan, PlanInvalid, RehearsalAction, load_plan
 from packets.redact import redact
-from packets.run_progress import TERMINAL, CheckpointState, RunState
+from packets.run_progress import TERMINAL, CheckpointState, RunProgress, RunState
 from store.db import make_engine, upgrade
 from store.uow import UnitOfWork
 
-# How far past the window end a rehearsal may run before it is called a failure.
+# How far past the window end (and the plan's hyper-care) a rehearsal may run before it is called a failure.
 _OVERRUN = timedelta(hours=24)
+# How often the progress line is printed during the stages and during hyper-care.
+_REPORT_EVERY = timedelta(minutes=30)
+_REPORT_EVERY_IN_HYPERCARE = timedelta(hours=6)
 
 
 @dataclass
@@ -227,12 +232,11 @@ class Rehearsal:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    async def state(self) -> tuple[RunState, datetime | None, dict[str, float], int]:
+    async def progress(self) -> RunProgress:
         async with self.deps.uow.transaction(read_only=True) as tx:
             ctx = await load(tx, self.run, self.clock.now())
         assert ctx is not None
-        done = sum(1 for c in ctx.progress.checkpoints.values() if c.state == CheckpointState.DONE)
-        return ctx.progress.state, ctx.progress.ended_at, dict(ctx.progress.traffic), done
+        return ctx.progress
 
     async def go(self) -> str:
         window = self.plan.window
@@ -251,9 +255,10 @@ class Rehearsal:
             enumerate(self.plan.rehearsal.actions if self.plan.rehearsal else []),
             key=lambda pair: (pair[1].at, pair[0]),
         )
-        step = self.plan.gate_policy.interval
         total = len(self.plan.checkpoints)
         last_progress = window.start
+        last_state: RunState | None = None
+        hypercare = self.plan.hypercare.length if self.plan.hypercare is not None else timedelta(0)
         while True:
             now = self.clock.now()
             while actions and window.start + actions[0][1].at <= now:
@@ -264,26 +269,25 @@ class Rehearsal:
             await self.auto_done()
             await gate_checks.check_gates(CheckGates(run=self.run), self.deps)
             await self.drain()
-            state, ended_at, traffic, done = await self.state()
-            if now - last_progress >= timedelta(minutes=30) or state in TERMINAL:
-                last_progress = now
+            progress = await self.progress()
+            state = progress.state
+            every = _REPORT_EVERY_IN_HYPERCARE if progress.in_hypercare else _REPORT_EVERY
+            if now - last_progress >= every or state != last_state or state in TERMINAL:
+                last_progress, last_state = now, state
+                done = sum(1 for c in progress.checkpoints.values() if c.state == CheckpointState.DONE)
                 bar = "█" * done + "░" * (total - done)
-                shares = ", ".join(f"{c} {p:g}%" for c, p in sorted(traffic.items())) or "no traffic yet"
+                traffic = sorted(progress.traffic.items())
+                shares = ", ".join(f"{c} {p:g}%" for c, p in traffic) or "no traffic yet"
                 self.console.print(
                     f"{self.stamp()} [bold]{bar}[/bold] {done}/{total} done · {state} · {shares}"
                 )
             if state in TERMINAL and not actions:
-                cadence = (
-                    gate_checks.hypercare_step(self.plan, ended_at, now)
-                    if state == RunState.COMPLETED and ended_at is not None
-                    else None
-                )
-                if cadence is None:
-                    return str(state)
-                step = cadence[1]
-            if now > window.end + _OVERRUN:
+                return str(state)
+            step = gate_checks.next_interval(self.plan, progress, now) or self.plan.gate_policy.interval
+            if now > window.end + hypercare + _OVERRUN:
                 self.console.print(
-                    f"{self.stamp()} [bold red]The run did not end within a day of the window end.[/]"
+                    f"{self.stamp()} [bold red]The run did not end within a day of the window end "
+                    "(and its hyper-care).[/]"
                 )
                 return str(state)
             if self.speed > 0:

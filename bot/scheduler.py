@@ -5,9 +5,9 @@ holds them in memory only, and they are rebuilt from the runs table at start-up,
 change to a run (`refresh`, called through `Deps.on_change`), and by a periodic resync.
 
 - `gate-tick:<run>`: for every active run, an `IntervalTrigger` at the plan's
-  `gate_policy.interval`; for a completed run in hyper-care, at the interval of the cadence step in
-  force (`handlers.gate_checks.hypercare_step`), re-derived after every tick so the cadence widens
-  by itself. Each tick calls `handlers.gate_checks.check_gates(CheckGates(run))`. A tick that
+  `gate_policy.interval`; for a run in hyper-care, at the interval of the cadence step in force
+  (`handlers.gate_checks.next_interval`), re-derived after every tick so the cadence widens by
+  itself. Each tick calls `handlers.gate_checks.check_gates(CheckGates(run))`. A tick that
   raises is logged and counted (`cutover_gate_tick_errors_total`) and the run is simply tried at
   its next tick; the other runs never notice.
 - `resync`: every `resync_every`, the job list is derived again from the store: jobs of runs that
@@ -31,46 +31,34 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select
 
 from bot import metrics
 from bot.dispatcher import Dispatcher
 from handlers.commands import CheckGates
 from handlers.context import RunContext, load
 from handlers.deps import Deps
-from handlers.gate_checks import check_gates, hypercare_step
+from handlers.gate_checks import check_gates, next_interval
 from handlers.outcome import Outcome
-from packets.run_progress import TERMINAL, RunState
-from store.db import SQLITE_BEGIN
 from store.outbox import UNFINISHED
-from store.tables import runs as runs_table
 
 log = logging.getLogger("cutover_bot.scheduler")
 
 TICK_PREFIX = "gate-tick:"
 RESYNC_JOB = "resync"
 JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-# Completed runs younger than this are looked at for hyper-care when jobs are derived.
-HYPERCARE_LOOKBACK = timedelta(days=14)
 
 IntervalFor = Callable[[RunContext], timedelta | None]
 
 
 def gate_interval(ctx: RunContext) -> timedelta | None:
     """How often the run is ticked now, or None when it needs no more ticks."""
-    progress = ctx.progress
-    if progress.state not in TERMINAL:
-        return ctx.plan.gate_policy.interval
-    if progress.state == RunState.COMPLETED and progress.ended_at is not None:
-        step = hypercare_step(ctx.plan, progress.ended_at, ctx.now)
-        return step[1] if step is not None else None
-    return None
+    return next_interval(ctx.plan, ctx.progress, ctx.now)
 
 
 def tick_job_id(run: str) -> str:
@@ -86,7 +74,6 @@ class Scheduler:
         interval_for: IntervalFor = gate_interval,
         resync_every: timedelta = timedelta(minutes=5),
         dispatch_poll: float = 2.0,
-        hypercare_lookback: timedelta = HYPERCARE_LOOKBACK,
         stop_grace: float = 10.0,
     ) -> None:
         self._deps = deps
@@ -94,7 +81,6 @@ class Scheduler:
         self._interval_for = interval_for
         self._resync_every = resync_every
         self._dispatch_poll = dispatch_poll
-        self._lookback = hypercare_lookback
         self._stop_grace = stop_grace
         self._aps = AsyncIOScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
         self._running = False
@@ -169,10 +155,10 @@ class Scheduler:
 
     async def resync(self) -> list[str]:
         """Derive every run's job from the store again; the runs that have one now."""
-        active, recent = await self._candidate_runs()
+        active = await self._active_runs()
         metrics.ACTIVE_RUNS.set(len(active))
         ticking: list[str] = []
-        for run in [*active, *recent]:
+        for run in active:
             if await self.refresh(run):
                 ticking.append(run)
         for job in self.tick_jobs():
@@ -298,27 +284,7 @@ class Scheduler:
             if run not in self._refresh_again:
                 return
 
-    async def _candidate_runs(self) -> tuple[list[str], list[str]]:
-        """(active runs, runs completed within the hyper-care lookback), oldest first."""
+    async def _active_runs(self) -> list[str]:
+        """Runs not yet ended (hyper-care included), oldest first."""
         async with self._deps.uow.transaction(read_only=True) as tx:
-            active = [row.run_id for row in await tx.runs.active()]
-        since = self._deps.clock.now() - self._lookback
-        return active, await _completed_since(self._deps, since)
-
-
-async def _completed_since(deps: Deps, since: datetime) -> list[str]:
-    """Runs completed (last written) since `since`: hyper-care candidates.
-
-    The store has no such query yet (it belongs in `store.runs.Runs`); read through the engine
-    with SQLite's deferred BEGIN, as the unit of work's read-only transactions do."""
-    uow = deps.uow
-    statement = (
-        select(runs_table.c.run_id)
-        .where(runs_table.c.state == str(RunState.COMPLETED), runs_table.c.updated_at >= since)
-        .order_by(runs_table.c.created_at, runs_table.c.run_id)
-    )
-    async with uow.engine.connect() as connection:
-        if uow.dialect == "sqlite":
-            await connection.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-        async with connection.begin():
-            return [str(run) for run in (await connection.execute(statement)).scalars()]
+            return [row.run_id for row in await tx.runs.active()]

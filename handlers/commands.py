@@ -155,6 +155,8 @@ class Advance:
 @dataclass(frozen=True, slots=True)
 class ExportEvidence:
     run: str
+    # Who asked in Slack (must have a role in the plan); None for the operator's CLI.
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

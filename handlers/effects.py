@@ -18,6 +18,7 @@ from handlers.ports import Shift
 from packets import effects as fx
 from packets import events as ev
 from packets import stages
+from packets.plan import HYPERCARE_CHECKPOINT
 from packets.stage_errors import EngineError
 
 log = logging.getLogger("cutover_bot.handlers")
@@ -143,21 +144,23 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
 async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
     data = dict(effect.data)
     if effect.kind == fx.NotifyKind.GATE_FAILED:
-        if _still_failing(ctx, str(data.get("checkpoint")), str(data.get("gate"))):
+        checkpoint = str(data.get("checkpoint"))
+        if _still_failing(ctx, checkpoint, str(data.get("gate"))):
             return  # the room heard when it started failing; each repeat is in the ledger
         gate = ctx.plan.gates.get(str(data.get("gate")))
         outcome = str(data.get("outcome"))
-        await enqueue(
-            ctx,
-            kind=Notice.GATE_ALERT,
-            recipient=ctx.plan.channel,
-            payload={
-                **data,
-                "threshold": gate.pass_ if gate else "",
-                "at": ctx.now.isoformat(),
-                "outcome": "no_data" if outcome == "no-data" else outcome,
-            },
-        )
+        alert = {
+            **data,
+            "threshold": gate.pass_ if gate else "",
+            "at": ctx.now.isoformat(),
+            "outcome": "no_data" if outcome == "no-data" else outcome,
+        }
+        await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload=alert)
+        if checkpoint == HYPERCARE_CHECKPOINT:
+            # Hyper-care lasts days and the war room has gone home: the acting owners the engine
+            # named (traffic checkpoint owners, start_and_rollback) hear it directly as well.
+            for user in effect.users:
+                await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=user, payload=alert)
         return
     if effect.kind in (fx.NotifyKind.HOLD_RELEASED, fx.NotifyKind.HOLD_RELEASE_RECORDED):
         hold = ctx.progress.holds.get(str(data.get("hold")))
@@ -192,8 +195,7 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
 
 def _still_failing(ctx: RunContext, checkpoint: str, gate: str) -> bool:
     """Whether the gate's reading before this one had failed too (so this is not news)."""
-    progress = ctx.progress.checkpoints.get(checkpoint)
-    history = progress.evidence.get(gate, ()) if progress else ()
+    history = ctx.progress.evidence_of(checkpoint).get(gate, ())
     return len(history) >= 2 and str(history[-2].outcome) != "pass"
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.commands import ExportEvidence
-from handlers.context import enqueue, load
+from handlers.context import RunContext, enqueue, load
 from handlers.deps import Deps
+from handlers.flow import Refuse, on_run
 from handlers.notices import Notice
 from handlers.outcome import Outcome
+from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
 
 _ROLLBACK_KINDS = {"rollback_cohort", "global_rollback", "run_rolled_back", "rollback_retried"}
@@ -130,6 +132,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             for e in entries
             if e.kind == "refused"
         ],
+        "hypercare": _hypercare(ctx, entries, gate_rows),
         "final_state": str(progress.state),
         "ledger": {
             "entries": verdict.entries,
@@ -139,6 +142,27 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         },
     }
     return dict(redact_data(evidence))
+
+
+def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, Any] | None:
+    """Hyper-care as it happened: when, how many checks, every failure and the action it took."""
+    since, care = ctx.progress.hypercare_since, ctx.plan.hypercare
+    if since is None or care is None:
+        return None
+    rows = [r for r in gate_rows if r.checkpoint == HYPERCARE_CHECKPOINT]
+    return {
+        "since": since.isoformat(),
+        "until": (since + care.length).isoformat(),
+        "gates": list(ctx.plan.hypercare_gates()),
+        "checks": len(rows),
+        "failed_checks": sum(1 for r in rows if r.outcome != "pass"),
+        "failures": [
+            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.payload.get("action")}
+            for e in entries
+            if e.kind == "gate_failed" and e.payload.get("checkpoint") == HYPERCARE_CHECKPOINT
+        ],
+        "ended": next((e.at.isoformat() for e in entries if e.kind == "hypercare_ended"), None),
+    }
 
 
 def to_markdown(evidence: dict[str, Any]) -> str:
@@ -194,6 +218,15 @@ def to_markdown(evidence: dict[str, Any]) -> str:
         f"- {t['at']} {t['cohort']} {t['previous_percent']:g}% → {t['percent']:g}% ({t['cause']})"
         for t in evidence["traffic"]
     ]
+    care = evidence.get("hypercare")
+    if care:
+        out += ["", "## Hyper-care"]
+        out.append(
+            f"- {care['since']} to {care['until']} on {', '.join(care['gates'])}: {care['checks']} checks, "
+            f"{care['failed_checks']} not passing; "
+            + (f"ended {care['ended']}" if care["ended"] else "not ended")
+        )
+        out += [f"  - #{f['seq']} {f['actor']} at {f['at']}: {f['action']}" for f in care["failures"]]
     out += ["", "## Rollbacks"]
     out += [f"- #{r['seq']} {r['kind']} by {r['actor']} at {r['at']}" for r in evidence["rollbacks"]] or [
         "- none"
@@ -207,6 +240,18 @@ def to_markdown(evidence: dict[str, Any]) -> str:
 
 
 async def export_evidence(cmd: ExportEvidence, deps: Deps) -> Outcome:
+    if cmd.user is not None:
+        # Posting the evidence summary to the war room is for the people in the plan.
+        user = cmd.user
+
+        async def member(ctx: RunContext) -> Outcome:
+            if not any(user in role.members for role in ctx.plan.roles.values()):
+                raise Refuse(f"{user} has no role in this plan, so cannot post its evidence.")
+            return Outcome.done("", run=ctx.run)
+
+        allowed = await on_run(cmd.run, user=user, action="evidence", deps=deps, body=member)
+        if not allowed.ok:
+            return allowed
     evidence = await build_evidence(cmd.run, deps)
     if evidence is None:
         return Outcome.refused(f"There is no run '{cmd.run}'.")

@@ -5,10 +5,15 @@ the run's locked transaction. Each reading is recorded under the unique key
 `(run, checkpoint, gate, slot)`: when two replicas tick the same slot, the second finds the slot
 taken and feeds nothing to the engine, so no slot is ever acted on twice.
 
-Hyper-care: after the run completed, the plan's hyper-care gates are checked on its widening
-cadence. The cutover is over then, so the bot moves no traffic on its own: a failure is recorded,
-alerted in the channel with the gate's action from the rollback matrix, and sent by DM to the
-acting owners of the traffic checkpoints and the release authority, who decide.
+During the stages the gates of the checkpoint in flight are measured, one slot per
+`gate_policy.interval` since the window start. During hyper-care (the run in `hypercare`, or
+paused, held or frozen during it) the plan's hyper-care gates are measured under the
+pseudo-checkpoint `hypercare`, one slot per interval of the cadence step in force, numbered
+across steps (`HyperCare.slot_at`); the results go to the engine like any checkpoint's, so a
+failure takes its gate's action. Once the last cadence step ran out nothing is measured, and the
+next tick completes the run.
+
+`next_interval` says how often the scheduler should tick a run now.
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from handlers.commands import Advance, CheckGates
-from handlers.context import RunContext, enqueue, ledger, load, save
+from handlers.context import RunContext, load, save
 from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
-from handlers.notices import Notice
 from handlers.outcome import Outcome
 from packets import events as ev
 from packets.gates import GateResult, GateSpec, evaluate
 from packets.gates import Outcome as GateOutcome
-from packets.plan import Plan
-from packets.run_progress import IN_FLIGHT, RunState
+from packets.plan import HYPERCARE_CHECKPOINT, Plan
+from packets.run_progress import IN_FLIGHT, TERMINAL, RunProgress, RunState
 
-HYPERCARE = "hypercare"
+HYPERCARE = HYPERCARE_CHECKPOINT
+
+# The states in which gate checks are measured (the stages' stops included).
+_CHECKED: frozenset[RunState] = frozenset(
+    {RunState.RUNNING, RunState.HYPERCARE, RunState.PAUSED, RunState.HELD, RunState.FROZEN}
+)
+# The states a tick without measurements may move on.
+_ADVANCING: frozenset[RunState] = frozenset({RunState.RUNNING, RunState.HYPERCARE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,30 +53,44 @@ class Due:
     slot: int
 
 
-def hypercare_step(plan: Plan, completed_at: datetime, now: datetime) -> tuple[int, timedelta] | None:
-    """The cadence step in force at `now` (index, interval), or None when hyper-care is over."""
+def hypercare_step(plan: Plan, since: datetime, now: datetime) -> tuple[int, timedelta] | None:
+    """The cadence step in force at `now` for hyper-care that began at `since` (index, interval),
+    or None when the plan has none or it is over."""
     if plan.hypercare is None:
         return None
-    elapsed = now - completed_at
-    for index, step in enumerate(plan.hypercare.cadence):
-        if elapsed < step.until:
-            return index, step.every
-    return None
+    found = plan.hypercare.step_at(now - since)
+    return (found[0], found[1].every) if found is not None else None
+
+
+def next_interval(plan: Plan, progress: RunProgress, now: datetime) -> timedelta | None:
+    """How often to tick the run from `now`: None once it ended (nothing is ever due again).
+
+    During hyper-care, the interval of the cadence step in force, so the ticks widen with it;
+    before it, and once hyper-care ran out (one more tick completes the run, or it waits for a
+    person to release it), the plan's `gate_policy.interval`.
+    """
+    if progress.state in TERMINAL:
+        return None
+    since = progress.hypercare_since
+    if since is not None:
+        step = hypercare_step(plan, since, now)
+        if step is not None:
+            return step[1]
+    return plan.gate_policy.interval
 
 
 def due_now(ctx: RunContext) -> Due | None:
     plan, progress, now = ctx.plan, ctx.progress, ctx.now
-    if progress.state == RunState.COMPLETED and progress.ended_at is not None and plan.hypercare:
-        step = hypercare_step(plan, progress.ended_at, now)
-        if step is None:
-            return None
-        index, every = step
-        gates = tuple(plan.hypercare.gates) or tuple(plan.gates)
-        # Slots of different cadence steps never collide: the step index is the high part.
-        slot = index * 10_000_000 + int((now - progress.ended_at) // every)
-        return Due(checkpoint=HYPERCARE, gates=gates, slot=slot)
-    if progress.state not in (RunState.RUNNING, RunState.PAUSED, RunState.HELD, RunState.FROZEN):
+    if progress.state not in _CHECKED:
         return None
+    since = progress.hypercare_since
+    if since is not None:
+        if plan.hypercare is None:
+            return None
+        slot = plan.hypercare.slot_at(now - since)
+        if slot is None:
+            return None  # hyper-care ran out: the next tick completes the run
+        return Due(checkpoint=HYPERCARE, gates=plan.hypercare_gates(), slot=slot)
     current = progress.in_flight(c.id for c in ctx.packet.timeline)
     if current is None or progress.checkpoints[current].state not in IN_FLIGHT:
         return None
@@ -127,13 +152,8 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
             return Outcome.done(
                 f"Slot {due.slot} was already checked.", run=ctx.run, current_version=ctx.version
             )
-        if due.checkpoint == HYPERCARE:
-            await _hypercare(ctx, tuple(fresh))
-        else:
-            await apply(
-                ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=tuple(fresh)), deps
-            )
-            await apply(ctx, ev.Tick(at=ctx.now), deps)
+        await apply(ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=tuple(fresh)), deps)
+        await apply(ctx, ev.Tick(at=ctx.now), deps)
         await save(ctx)
         failing = [r.gate for r in fresh if r.outcome != GateOutcome.PASS]
         return Outcome.done(
@@ -147,36 +167,11 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
     return await on_run(cmd.run, user="scheduler", action="check gates", deps=deps, body=body)
 
 
-async def _hypercare(ctx: RunContext, results: tuple[GateResult, ...]) -> None:
-    for result in results:
-        if result.outcome == GateOutcome.PASS or (
-            result.outcome == GateOutcome.NO_DATA and ctx.plan.gate_policy.no_data != "fail"
-        ):
-            continue
-        gate = ctx.plan.gates[result.gate]
-        alert = {
-            "checkpoint": HYPERCARE,
-            "gate": result.gate,
-            "value": result.value,
-            "threshold": gate.pass_,
-            "outcome": "no_data" if result.outcome == GateOutcome.NO_DATA else "fail",
-            "action": gate.on_fail,
-            "reason": result.reason,
-            "at": ctx.now.isoformat(),
-        }
-        await ledger(ctx, actor=f"gate:{result.gate}", kind="hypercare_gate_failed", payload=alert)
-        await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload=alert)
-        owners = {c.owner_user for c in ctx.packet.timeline if ctx.plan.checkpoint(c.id).traffic is not None}
-        owners |= {ctx.roster.acting_user(r) for r in ctx.plan.authority.adopt_packets}
-        for user in sorted(owners):
-            await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=user, payload=alert)
-
-
 async def advance(cmd: Advance, deps: Deps) -> Outcome:
-    """A tick without measurements: soak timers elapse, waiting checkpoints start."""
+    """A tick without measurements: soak timers elapse, waiting checkpoints start, hyper-care ends."""
 
     async def body(ctx: RunContext) -> Outcome:
-        if ctx.progress.state != RunState.RUNNING:
+        if ctx.progress.state not in _ADVANCING:
             return Outcome.done(
                 f"The run is {ctx.progress.state}; nothing to advance.",
                 run=ctx.run,

@@ -47,6 +47,7 @@ _STATE_LINES: dict[str, str] = {
     fx.NotifyKind.ROLLED_BACK: "rolled back",
     fx.NotifyKind.ACTUATION_FAILED: "traffic shift refused by the control plane",
     fx.NotifyKind.PACKET_FOLLOWED: "following the adopted packet",
+    fx.NotifyKind.HYPERCARE_STARTED: "hypercare",
     fx.NotifyKind.COMPLETED: "completed",
     fx.NotifyKind.ABORTED: "aborted",
 }

@@ -151,6 +151,8 @@ async def change_window(cmd: ChangeWindow, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         _require_checkpoint(ctx, cmd.checkpoint)
         _require_owner_or(ctx, cmd.user, cmd.checkpoint, ctx.plan.authority.adopt_packets)
+        if cmd.not_after <= cmd.not_before:
+            raise Refuse("The window must close after it opens.")
         window = CheckpointWindow(not_before=cmd.not_before, not_after=cmd.not_after)
         span = f"{_clock(ctx, cmd.not_before)}-{_clock(ctx, cmd.not_after)}"
         await ledger(

@@ -8,7 +8,8 @@ from typing import Any
 from handlers.context import RunContext, load
 from handlers.deps import Deps
 from handlers.outcome import Outcome
-from packets.run_progress import IN_FLIGHT
+from packets.durations import format_duration
+from packets.run_progress import IN_FLIGHT, TERMINAL
 
 
 async def _peek(run: str, deps: Deps) -> RunContext | None:
@@ -52,6 +53,12 @@ async def run_status(run: str, deps: Deps) -> Outcome:
             f"Now: {line.title} ({state}), owner <@{line.owner_user}>, planned "
             f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)}."
         )
+    since, care = progress.hypercare_since, ctx.plan.hypercare
+    if since is not None and care is not None and progress.state not in TERMINAL:
+        step = care.step_at(ctx.now - since)
+        cadence = f"checks every {format_duration(step[1].every)}" if step else "its last check is done"
+        until = (since + care.length).isoformat(timespec="minutes")
+        lines.append(f"Hyper-care since {_clock(ctx, since)} until {until}: {cadence}.")
     traffic = ", ".join(f"{cohort} {pct:g}%" for cohort, pct in sorted(progress.traffic.items()))
     if traffic:
         lines.append(f"Traffic: {traffic}.")

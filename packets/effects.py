@@ -38,6 +38,7 @@ class NotifyKind(StrEnum):
     ROLLED_BACK = "rolled_back"
     ACTUATION_FAILED = "actuation_failed"
     PACKET_FOLLOWED = "packet_followed"
+    HYPERCARE_STARTED = "hypercare_started"
     COMPLETED = "completed"
     ABORTED = "aborted"
 
@@ -66,6 +67,8 @@ class LedgerKind(StrEnum):
     GLOBAL_ROLLBACK = "global_rollback"
     ROLLBACK_RETRIED = "rollback_retried"
     PACKET_FOLLOWED = "packet_followed"
+    HYPERCARE_STARTED = "hypercare_started"
+    HYPERCARE_ENDED = "hypercare_ended"
     RUN_COMPLETED = "run_completed"
     RUN_ROLLED_BACK = "run_rolled_back"
     RUN_ABORTED = "run_aborted"

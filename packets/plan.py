@@ -31,6 +31,9 @@ from packets.durations import DurationError, format_duration, parse_duration
 
 Action = Literal["pause", "hold", "rollback_cohort", "global_rollback", "freeze"]
 ACTIONS: tuple[Action, ...] = ("pause", "hold", "rollback_cohort", "global_rollback", "freeze")
+# The pseudo-checkpoint hyper-care's gate results and holds are recorded under; no checkpoint of a
+# plan with hyper-care may take this id (plan_checks).
+HYPERCARE_CHECKPOINT = "hypercare"
 
 
 def _to_duration(value: Any) -> Any:
@@ -81,9 +84,7 @@ class CheckpointWindow(_Model):
     not_before: datetime | None = None
     not_after: datetime | None = None
 
-    _offsets = field_validator("not_before", "not_after")(
-        lambda v: v if v is None else _require_offset(v)
-    )
+    _offsets = field_validator("not_before", "not_after")(lambda v: v if v is None else _require_offset(v))
 
 
 class Role(_Model):
@@ -176,11 +177,45 @@ class CadenceStep(_Model):
 class HyperCare(_Model):
     """Gate checks after the last traffic checkpoint, on a cadence that widens over time.
 
-    `until` is measured from the moment the last traffic checkpoint completed.
+    The run enters hyper-care when its last checkpoint completes (the timeline is one line, so
+    that is after the last traffic checkpoint), and every `until` is measured from that moment.
+    Each step checks every `every` until its `until`; hyper-care ends with the last step. An
+    empty `gates` list means every gate of the plan.
     """
 
     gates: list[str] = Field(default_factory=list)
     cadence: list[CadenceStep] = Field(min_length=1)
+
+    @property
+    def length(self) -> timedelta:
+        """How long hyper-care lasts: the last (latest) `until` of the cadence."""
+        return max(step.until for step in self.cadence)
+
+    def step_at(self, elapsed: timedelta) -> tuple[int, CadenceStep] | None:
+        """The cadence step in force `elapsed` after hyper-care began, or None once it is over."""
+        for index, step in enumerate(self.cadence):
+            if elapsed < step.until:
+                return index, step
+        return None
+
+    def slot_at(self, elapsed: timedelta) -> int | None:
+        """The number of the check interval `elapsed` falls in, counted across every step.
+
+        Step i runs from the previous step's `until` to its own, one slot per `every`; its slots
+        are numbered after all of the earlier steps' slots, so no two intervals of one hyper-care
+        share a number, however the cadence widens.
+        """
+        found = self.step_at(elapsed)
+        if found is None:
+            return None
+        index, step = found
+        before = timedelta(0)
+        slots = 0
+        for earlier in self.cadence[:index]:
+            span = max(earlier.until - before, timedelta(0))
+            slots += -(-span // earlier.every)  # whole or part intervals: ceiling division
+            before = max(before, earlier.until)
+        return slots + max(elapsed - before, timedelta(0)) // step.every
 
 
 class RehearsalAction(_Model):
@@ -231,6 +266,12 @@ class Plan(_Model):
 
     def has_checkpoint(self, checkpoint_id: str) -> bool:
         return any(c.id == checkpoint_id for c in self.checkpoints)
+
+    def hypercare_gates(self) -> tuple[str, ...]:
+        """The gates checked during hyper-care: the ones it names, or every gate of the plan."""
+        if self.hypercare is None:
+            return ()
+        return tuple(self.hypercare.gates) or tuple(self.gates)
 
 
 def canonical_json(value: Any) -> str:

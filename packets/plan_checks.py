@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from packets.durations import format_duration
-from packets.plan import Checkpoint, Plan, Problem
+from packets.plan import HYPERCARE_CHECKPOINT, Checkpoint, Plan, Problem
 
 # A field path: mapping keys and list indexes, all as strings, e.g. ("checkpoints", "2", "after", "0").
 FieldPath = tuple[str, ...]
@@ -291,6 +291,12 @@ def _check_checkpoint_ids(plan: Plan, report: _Report) -> None:
             )
         else:
             first[checkpoint.id] = i
+        if checkpoint.id == HYPERCARE_CHECKPOINT and plan.hypercare is not None:
+            # Hyper-care's gate results and holds are recorded under this name.
+            report.add(
+                ("checkpoints", i, "id"),
+                f"'{HYPERCARE_CHECKPOINT}' names this plan's hyper-care checks; choose another checkpoint id",
+            )
 
 
 def _check_after(plan: Plan, report: _Report) -> None:

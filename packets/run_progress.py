@@ -6,6 +6,11 @@ are passed to every step), times as ISO strings with their offsets.
 
 `traffic` is what the engine has *commanded* per cohort. A command waits in `pending` until the
 control plane confirms or refuses it; a refused rise puts the cohort back where it was.
+
+`hypercare_since` is set when the last checkpoint completed and the plan declares hyper-care: from
+then on the run is in its hyper-care phase (state `hypercare`, or paused, held or frozen during
+it), and its hyper-care gate results are kept in `hypercare_evidence`, the evidence of the
+pseudo-checkpoint `hypercare`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Literal
 
 from packets.gates import GateResult
 from packets.packet import HoldSource
+from packets.plan import HYPERCARE_CHECKPOINT
 
 ReleaseMode = Literal["any", "all"]
 
@@ -29,6 +35,8 @@ class RunState(StrEnum):
     PAUSED = "paused"
     HELD = "held"
     FROZEN = "frozen"
+    # Every checkpoint is done; gate checks go on at the plan's hyper-care cadence until it ends.
+    HYPERCARE = "hypercare"
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     COMPLETED = "completed"
@@ -291,8 +299,24 @@ class RunProgress:
     frozen: Stop | None = None
     ended_at: datetime | None = None
     end_reason: str = ""
+    # When the last checkpoint completed and hyper-care began; None before (or without) it.
+    hypercare_since: datetime | None = None
+    # Per hyper-care gate, the last `consecutive_passes` counted results.
+    hypercare_evidence: dict[str, tuple[GateResult, ...]] = field(default_factory=dict)
 
     # -- questions ------------------------------------------------------------------------------
+
+    @property
+    def in_hypercare(self) -> bool:
+        """Whether the stages are over and hyper-care began (whatever stops the run now)."""
+        return self.hypercare_since is not None
+
+    def evidence_of(self, checkpoint: str) -> dict[str, tuple[GateResult, ...]]:
+        """The gate evidence of a checkpoint, or of hyper-care for its pseudo-checkpoint."""
+        if checkpoint == HYPERCARE_CHECKPOINT and self.in_hypercare:
+            return self.hypercare_evidence
+        found = self.checkpoints.get(checkpoint)
+        return found.evidence if found is not None else {}
 
     def open_holds(self) -> tuple[HoldRecord, ...]:
         return tuple(h for h in self.holds.values() if h.is_open)
@@ -347,6 +371,10 @@ class RunProgress:
             "frozen": self.frozen.as_json() if self.frozen else None,
             "ended_at": _time(self.ended_at),
             "end_reason": self.end_reason,
+            "hypercare_since": _time(self.hypercare_since),
+            "hypercare_evidence": {
+                gate: [r.as_json() for r in rs] for gate, rs in self.hypercare_evidence.items()
+            },
         }
 
     @classmethod
@@ -371,4 +399,9 @@ class RunProgress:
             frozen=Stop.from_json(data.get("frozen")),
             ended_at=_parse_time(data.get("ended_at")),
             end_reason=data.get("end_reason", ""),
+            hypercare_since=_parse_time(data.get("hypercare_since")),
+            hypercare_evidence={
+                gate: tuple(GateResult.from_json(r) for r in rs)
+                for gate, rs in data.get("hypercare_evidence", {}).items()
+            },
         )

@@ -9,6 +9,10 @@ traffic rules needs to mean exactly one thing.
 A checkpoint in flight completes by itself only on evidence: its soak elapsed, its shift
 confirmed, and each of its gates' last `consecutive_passes` results passing. Without gates there
 is no threshold to be autonomous inside, so its owner says done.
+
+When the last checkpoint is done the run completes, or, when the plan declares hyper-care, enters
+`hypercare` (see `stage_hypercare`): there is nothing left to walk, so `advance` moves no traffic
+from then on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from packets import stage_hypercare as hypercare
 from packets.effects import LedgerKind, NotifyKind, Plain, ScheduleGateChecks, StopGateChecks
 from packets.events import actor_of
 from packets.gates import last_failed, streak_passes
@@ -35,7 +40,8 @@ def settle(d: Draft) -> None:
     """The run state from what stops it, strongest first: freeze, then holds, then a pause.
 
     Deriving it (rather than remembering where to return to) means a hold released while paused
-    leaves the run paused, and an unfreeze returns to whatever still stops it.
+    leaves the run paused, and an unfreeze returns to whatever still stops it. With nothing
+    stopping it the run is `running` during the stages and `hypercare` after them.
     """
     progress = d.progress
     if progress.state in _NOT_SETTLED:
@@ -46,6 +52,8 @@ def settle(d: Draft) -> None:
         state = RunState.HELD
     elif progress.paused is not None:
         state = RunState.PAUSED
+    elif progress.in_hypercare:
+        state = RunState.HYPERCARE
     else:
         state = RunState.RUNNING
     d.update(state=state)
@@ -62,8 +70,11 @@ def advance(d: Draft) -> None:
             checkpoint = _next(d)
             if checkpoint is None:
                 if all(d.checkpoint(c).state is CheckpointState.DONE for c in d.order):
-                    d.emit(StopGateChecks(checkpoint=None))
-                    finish(d, RunState.COMPLETED, actor="engine", why="every checkpoint is done")
+                    if d.plan.hypercare is not None:
+                        hypercare.begin(d)
+                    else:
+                        d.emit(StopGateChecks(checkpoint=None))
+                        finish(d, RunState.COMPLETED, actor="engine", why="every checkpoint is done")
                 return
             d.update_checkpoint(checkpoint, state=CheckpointState.READY)
         if not _move(d, checkpoint):

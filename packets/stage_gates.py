@@ -6,12 +6,18 @@ checkpoint are late or misrouted scheduler output: they change nothing and are p
 A failing batch takes the most severe of its gates' actions (see `gates.SEVERITY`). While frozen,
 failures are recorded and told but take no action: a freeze forbids every traffic change, and the
 people who froze the run decide what comes next.
+
+During hyper-care nothing is in flight: results for the pseudo-checkpoint `hypercare` count, for
+the plan's hyper-care gates, and a failure takes the same actions. The cohort a rollback_cohort
+puts back is the last traffic checkpoint's; holds are opened on `hypercare`; the people told are
+the owners of the traffic checkpoints and the start_and_rollback roles (`stage_hypercare`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from packets import stage_hypercare as hypercare
 from packets.effects import LedgerKind, NotifyKind
 from packets.events import GateResults
 from packets.gates import GateResult, RollbackMatrix, Verdict, remember, verdict
@@ -24,8 +30,9 @@ from packets.stage_traffic import global_rollback, hold_after_rollback, rollback
 
 
 def take(d: Draft, event: GateResults) -> None:
-    checkpoint = d.in_flight()
-    if checkpoint != event.checkpoint:
+    in_hypercare = d.progress.in_hypercare and event.checkpoint == hypercare.HYPERCARE
+    checkpoint = hypercare.HYPERCARE if in_hypercare else d.in_flight()
+    if checkpoint is None or checkpoint != event.checkpoint:
         d.ledger(
             LedgerKind.GATE_RESULTS_IGNORED,
             actor="engine",
@@ -36,14 +43,17 @@ def take(d: Draft, event: GateResults) -> None:
             },
         )
         return
-    gates = d.spec(checkpoint).gates
+    gates = d.plan.hypercare_gates() if in_hypercare else tuple(d.spec(checkpoint).gates)
     results = [_stamped(d, r) for r in event.results if r.gate in gates]
-    evidence = dict(d.checkpoint(checkpoint).evidence)
+    evidence = dict(d.progress.evidence_of(checkpoint))
     for result in results:
         evidence[result.gate] = remember(
             evidence.get(result.gate, ()), result, keep=d.needed_passes, no_data=d.no_data
         )
-    d.update_checkpoint(checkpoint, evidence=evidence)
+    if in_hypercare:
+        d.update(hypercare_evidence=evidence)
+    else:
+        d.update_checkpoint(checkpoint, evidence=evidence)
     failing = [r for r in results if verdict(r.outcome, d.no_data) is Verdict.FAIL]
     decision = RollbackMatrix.of(d.plan).decide(failing)
     if decision is None:
@@ -61,9 +71,14 @@ def take(d: Draft, event: GateResults) -> None:
             "results": [r.as_json() for r in results],
         },
     )
+    roles = (
+        hypercare.owner_roles(d)
+        if in_hypercare
+        else [d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback]
+    )
     d.notify(
         NotifyKind.GATE_FAILED,
-        roles=[d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback],
+        roles=roles,
         data={
             "checkpoint": checkpoint,
             "gate": chosen.gate,
@@ -85,7 +100,8 @@ def _stamped(d: Draft, result: GateResult) -> GateResult:
 def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], actor: str) -> None:
     why = {"event": d.event.kind, "gates": [r.as_json() for r in failing]}
     first = failing[0]
-    reason = clean(f"gate {first.gate} {first.outcome} at {checkpoint} ({first.reason})")
+    where = "during hyper-care" if checkpoint == hypercare.HYPERCARE else f"at {checkpoint}"
+    reason = clean(f"gate {first.gate} {first.outcome} {where} ({first.reason})")
     if action == "pause":
         if d.progress.paused is None:
             d.update(paused=Stop(by=actor, reason=reason, at=d.at))
@@ -96,11 +112,13 @@ def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], a
             need = HoldNeed(reason, HoldSource.GATE, tuple(d.plan.authority.start_and_rollback))
             open_hold(d, need, checkpoint=checkpoint, opened_by=actor)
     elif action == "rollback_cohort":
-        rollback_cohort(d, actor=actor, why=why)
+        # During hyper-care the cohort of the last traffic checkpoint; during the stages the one in flight.
+        target = hypercare.last_traffic_checkpoint(d) if checkpoint == hypercare.HYPERCARE else None
+        rollback_cohort(d, actor=actor, why=why, checkpoint=target)
         hold_after_rollback(d, checkpoint, reason=reason, source=HoldSource.GATE, actor=actor)
     elif action == "freeze":
         d.update(frozen=Stop(by=actor, reason=reason, at=d.at))
         d.ledger(LedgerKind.RUN_FROZEN, actor=actor, payload={"reason": reason, "cause": why})
         d.notify(NotifyKind.FROZEN, roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
     else:
-        global_rollback(d, actor=actor, why=why, reason=reason)
+        global_rollback(d, actor=actor, why=why, reason=reason, checkpoint=checkpoint)

@@ -4,6 +4,7 @@ function here checks who may do it, changes the draft, and lets `advance` move o
 
 from __future__ import annotations
 
+from packets import stage_hypercare as hypercare
 from packets.effects import LedgerKind, NotifyKind
 from packets.events import (
     Abort,
@@ -121,6 +122,11 @@ def nothing(d: Draft, event: Event) -> None:
     """A stopped or finished run waits for people; the clock alone changes nothing."""
 
 
+def hypercare_tick(d: Draft, event: Event) -> None:
+    """Hyper-care ends, and the run completes, once its last cadence step ran out."""
+    hypercare.end_if_due(d)
+
+
 def gate_results(d: Draft, event: GateResults) -> None:
     take(d, event)
     if d.progress.state is not RunState.ROLLING_BACK:
@@ -167,9 +173,12 @@ def hold_opened(d: Draft, event: HoldOpened) -> None:
     unknown = [r for r in release_by if r not in d.plan.roles]
     if unknown:
         raise Refusal(f"there is no role named {', '.join(unknown)} in this plan")
-    checkpoint = event.checkpoint or d.in_flight()
-    if checkpoint is not None and not d.packet.has(checkpoint):
-        raise _illegal(d, f"packet v{d.packet.version} has no checkpoint {checkpoint}")
+    if event.checkpoint and not d.packet.has(event.checkpoint):
+        raise _illegal(d, f"packet v{d.packet.version} has no checkpoint {event.checkpoint}")
+    # Unnamed: the checkpoint in flight, or hyper-care once the stages are over, else the whole run.
+    checkpoint = (
+        event.checkpoint or d.in_flight() or (hypercare.HYPERCARE if d.progress.in_hypercare else None)
+    )
     reason = event.reason or f"held by {event.user}"
     open_hold(
         d, HoldNeed(reason, HoldSource.MANUAL, tuple(release_by)), checkpoint=checkpoint, opened_by=event.user
@@ -257,9 +266,14 @@ def rollback(d: Draft, event: RollbackRequested) -> None:
     d.require(event.user, d.plan.authority.start_and_rollback, "roll back")
     why = {"event": event.kind, "user": event.user, "reason": event.reason}
     if event.scope == "all":
-        global_rollback(d, actor=event.user, why=why, reason=event.reason or f"rollback by {event.user}")
+        reason = event.reason or f"rollback by {event.user}"
+        where = hypercare.HYPERCARE if d.progress.in_hypercare else None
+        global_rollback(d, actor=event.user, why=why, reason=reason, checkpoint=where)
         return
-    checkpoint = d.in_flight()
+    # During hyper-care nothing is in flight: the cohort is the last traffic checkpoint's, and the
+    # hold that follows is on hyper-care.
+    during_hypercare = d.progress.in_hypercare and d.in_flight() is None
+    checkpoint = hypercare.last_traffic_checkpoint(d) if during_hypercare else d.in_flight()
     traffic = d.spec(checkpoint).traffic if checkpoint is not None else None
     if checkpoint is None or traffic is None:
         raise _illegal(
@@ -269,10 +283,11 @@ def rollback(d: Draft, event: RollbackRequested) -> None:
         )
     if failed_rollback(d, traffic.cohort):
         retry(d, traffic.cohort, actor=event.user, why=why)
-    elif not rollback_cohort(d, actor=event.user, why=why):
+    elif not rollback_cohort(d, actor=event.user, why=why, checkpoint=checkpoint):
         raise _illegal(d, f"{traffic.cohort} is already at its percent before {checkpoint}")
     reason = f"{traffic.cohort} rolled back by {event.user} ({event.reason})"
-    hold_after_rollback(d, checkpoint, reason=reason, source=HoldSource.MANUAL, actor=event.user)
+    held = hypercare.HYPERCARE if during_hypercare else checkpoint
+    hold_after_rollback(d, held, reason=reason, source=HoldSource.MANUAL, actor=event.user)
     settle(d)
 
 
@@ -287,6 +302,8 @@ def retry_rollback(d: Draft, event: RollbackRequested) -> None:
 
 def abort(d: Draft, event: Abort) -> None:
     d.require(event.user, d.plan.authority.start_and_rollback, "abort the run")
+    if d.progress.in_hypercare:
+        raise _illegal(d, "every checkpoint is done and the run is in hyper-care; roll back instead")
     on = sorted(c for c, p in d.progress.traffic.items() if p > 0)
     if on or d.progress.outstanding():
         where = (

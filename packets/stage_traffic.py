@@ -182,13 +182,16 @@ def _soaking(d: Draft, checkpoint: str | None) -> bool:
     return progress is not None and progress.state is CheckpointState.SOAKING
 
 
-def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any]) -> bool:
+def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any], checkpoint: str | None = None) -> bool:
     """Put the in-flight checkpoint's cohort back to its percent before that checkpoint's shift.
 
     Only the cohort of the checkpoint in flight: rolling back an earlier, completed stage would
-    reopen it behind the one in flight. Returns whether anything was shifted; the caller holds.
+    reopen it behind the one in flight. During hyper-care, where nothing is in flight, the caller
+    names the last traffic checkpoint: its cohort goes back, and the checkpoint stays done (there
+    is nothing to run again). Returns whether anything was shifted; the caller holds.
     """
-    checkpoint = d.in_flight()
+    in_flight = d.in_flight()
+    checkpoint = checkpoint or in_flight
     if checkpoint is None:
         return False
     traffic = d.spec(checkpoint).traffic
@@ -206,7 +209,8 @@ def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any]) -> bool:
         actor=actor,
         why=why,
     )
-    d.update_checkpoint(checkpoint, state=CheckpointState.HELD, shift_confirmed=False)
+    if checkpoint == in_flight:
+        d.update_checkpoint(checkpoint, state=CheckpointState.HELD, shift_confirmed=False)
     d.ledger(
         LedgerKind.ROLLBACK_COHORT,
         actor=actor,
@@ -240,9 +244,14 @@ def hold_after_rollback(
     open_hold(d, need, checkpoint=checkpoint, opened_by=actor)
 
 
-def global_rollback(d: Draft, *, actor: str, why: dict[str, Any], reason: str) -> None:
-    """Every cohort back to legacy (0%); the run ends rolled_back once the control plane confirms."""
-    checkpoint = d.in_flight()
+def global_rollback(
+    d: Draft, *, actor: str, why: dict[str, Any], reason: str, checkpoint: str | None = None
+) -> None:
+    """Every cohort back to legacy (0%); the run ends rolled_back once the control plane confirms.
+
+    `checkpoint` is where it happened when nothing is in flight (`hypercare` during hyper-care).
+    """
+    checkpoint = d.in_flight() or checkpoint
     d.ledger(LedgerKind.GLOBAL_ROLLBACK, actor=actor, payload={"checkpoint": checkpoint, "cause": why})
     for cohort in sorted(d.progress.traffic):
         if d.progress.traffic[cohort] > 0:

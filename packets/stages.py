@@ -8,7 +8,14 @@ changes (there is simply no new progress to save).
 
 Run state is derived where it can be (see `stage_advance.settle`): a freeze beats an open hold,
 which beats a pause. So a hold released while paused leaves the run paused, and an unfreeze goes
-back to whatever still stops the run, without remembering a "resume target".
+back to whatever still stops the run, without remembering a "resume target". With nothing stopping
+it, the run is `running` during the stages and `hypercare` after them.
+
+Hyper-care (`stage_hypercare`): when the last checkpoint completes and the plan declares
+`hypercare`, the run is not completed but enters `hypercare`. Gate results for the pseudo-checkpoint
+`hypercare` keep coming on the plan's cadence, and a failure takes its gate's action exactly as
+during the stages; a tick after the last cadence step completes the run. Nothing is left to
+advance, so no row lets traffic rise during hyper-care.
 
 Free text in events (reasons, actuator details, gate reasons) is redacted on the way in, and
 ledger and notification payloads once more on the way out.
@@ -152,7 +159,8 @@ def _row(
 _ALL = tuple(RunState)
 _STOPPED = (R.PAUSED, R.HELD, R.FROZEN)
 _LIVE = (R.RUNNING, R.PAUSED, R.HELD, R.FROZEN)
-_ADVANCED = (R.RUNNING, R.HELD, R.COMPLETED)
+# Where advancing may leave the run: on, held by the next checkpoint's hold, or past the last one.
+_ADVANCED = (R.RUNNING, R.HELD, R.HYPERCARE, R.COMPLETED)
 
 # fmt: off
 TABLE: tuple[Row[Any], ...] = (
@@ -163,14 +171,20 @@ TABLE: tuple[Row[Any], ...] = (
          "start (start_and_rollback role); walk the timeline", rows.start),
     _row([R.RUNNING], Tick, _ADVANCED,
          "complete what soaked and passed; start what is due", rows.tick),
-    _row([r for r in _ALL if r is not R.RUNNING], Tick, [],
+    _row([r for r in _ALL if r not in (R.RUNNING, R.HYPERCARE)], Tick, [],
          "nothing: a run that is not running waits for people", rows.nothing, stays=True),
+    _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.COMPLETED],
+         "complete the run once the last hyper-care cadence step ran out (stop gate checks); "
+         "until then nothing", rows.hypercare_tick),
     _row([R.RUNNING], GateResults, [R.RUNNING, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK,
-                                    R.COMPLETED],
+                                    R.HYPERCARE, R.COMPLETED],
          "record evidence; a failure takes its gate's action (most severe wins); else advance",
          rows.gate_results),
     _row([R.PAUSED, R.HELD], GateResults, [R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK],
          "record evidence; a failure takes its gate's action; nothing advances", rows.gate_results),
+    _row([R.HYPERCARE], GateResults, [R.HYPERCARE, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK],
+         "record hyper-care evidence; a failure takes its gate's action exactly as during the stages "
+         "(rollback_cohort: the last traffic checkpoint's cohort); nothing advances", rows.gate_results),
     _row([R.FROZEN], GateResults, [R.FROZEN],
          "record evidence; failures are recorded and told, no action: a freeze moves no traffic",
          rows.gate_results),
@@ -180,8 +194,10 @@ TABLE: tuple[Row[Any], ...] = (
          "owner completes a checkpoint without gates; nothing advances", rows.checkpoint_done, stays=True),
     _row([R.RUNNING, R.PAUSED, R.HELD], HoldOpened, [R.HELD],
          "open a manual hold (anyone acting for a plan role)", rows.hold_opened),
+    _row([R.HYPERCARE], HoldOpened, [R.HELD],
+         "open a manual hold on hyper-care (anyone acting for a plan role)", rows.hold_opened),
     _row([R.FROZEN], HoldOpened, [R.FROZEN], "open a manual hold under the freeze", rows.hold_opened),
-    _row([R.HELD], HoldReleased, [R.HELD, R.PAUSED, R.RUNNING, R.COMPLETED],
+    _row([R.HELD], HoldReleased, [R.HELD, R.PAUSED, R.RUNNING, R.HYPERCARE, R.COMPLETED],
          "record a release by an acting release role (any/all, two people for all); advance when clear",
          rows.hold_released),
     _row([R.FROZEN], HoldReleased, [R.FROZEN], "record a release under the freeze", rows.hold_released),
@@ -189,20 +205,34 @@ TABLE: tuple[Row[Any], ...] = (
          "follow the adopted version; progress and evidence carry over", rows.packet_adopted, stays=True),
     _row([R.RUNNING], PacketAdopted, _ADVANCED,
          "follow the adopted version (evidence carries over); advance", rows.packet_adopted),
+    _row([R.HYPERCARE], PacketAdopted, [],
+         "follow the adopted version; every checkpoint is done, so nothing runs again",
+         rows.packet_adopted, stays=True),
     _row([R.RUNNING, R.HELD], Pause, [R.PAUSED, R.HELD], "pause (pausers)", rows.pause),
+    _row([R.HYPERCARE], Pause, [R.PAUSED], "pause hyper-care (pausers); resuming returns to it", rows.pause),
     _row([R.PAUSED], Resume, _ADVANCED, "resume (pausers); advance", rows.resume),
     _row([R.HELD, R.FROZEN], Resume, [], "lift the pause under a hold or freeze", rows.resume, stays=True),
     _row([R.RUNNING, R.PAUSED, R.HELD], Freeze, [R.FROZEN],
          "freeze (pausers): no traffic change of any kind", rows.freeze),
-    _row([R.FROZEN], Unfreeze, [R.RUNNING, R.PAUSED, R.HELD, R.COMPLETED],
+    _row([R.HYPERCARE], Freeze, [R.FROZEN],
+         "freeze hyper-care (pausers): no traffic change of any kind, the rollbacks included", rows.freeze),
+    _row([R.FROZEN], Unfreeze, [R.RUNNING, R.PAUSED, R.HELD, R.HYPERCARE, R.COMPLETED],
          "unfreeze (pausers); back to whatever still stops the run, else advance", rows.unfreeze),
     _row([R.RUNNING, R.PAUSED, R.HELD], RollbackRequested, [R.HELD, R.ROLLING_BACK, R.ROLLED_BACK],
          "cohort: shift it back to its percent before this checkpoint, then hold; "
          "all: every cohort to 0%, holds withdrawn, run ends", rows.rollback),
+    _row([R.HYPERCARE], RollbackRequested, [R.HELD, R.ROLLING_BACK, R.ROLLED_BACK],
+         "cohort: the last traffic checkpoint's cohort back to its percent before it, then hold "
+         "hyper-care; all: every cohort to 0%, run ends", rows.rollback),
     _row([R.ROLLING_BACK], RollbackRequested, [R.ROLLING_BACK],
          "retry the rollback commands the control plane has not confirmed", rows.retry_rollback),
     _row([R.RUNNING], ActuationSucceeded, _ADVANCED, "confirm a shift; advance", rows.actuation_succeeded),
     _row(_STOPPED, ActuationSucceeded, [], "confirm a shift", rows.actuation_succeeded, stays=True),
+    _row([R.HYPERCARE], ActuationSucceeded, [],
+         "confirm a rollback shift retried during hyper-care", rows.actuation_succeeded, stays=True),
+    _row([R.HYPERCARE], ActuationFailed, [R.HELD],
+         "a refused rollback shift during hyper-care: told and held; a stale report: recorded only",
+         rows.actuation_failed, stays=True),
     _row(_LIVE, ActuationFailed, [R.HELD, R.FROZEN],
          "a refused checkpoint shift: cohort back where it was, checkpoint held; a refused rollback: "
          "told and held; a stale report: recorded only", rows.actuation_failed, stays=True),
@@ -211,7 +241,7 @@ TABLE: tuple[Row[Any], ...] = (
     _row([R.ROLLING_BACK], ActuationFailed, [R.ROLLING_BACK],
          "a refused rollback shift: told; a person retries", rows.actuation_failed),
     _row([R.AWAITING_SIGNOFF, R.READY, *_LIVE], Abort, [R.ABORTED],
-         "call the run off while no traffic is on the new path", rows.abort),
+         "call the run off while no traffic is on the new path (not in hyper-care: roll back)", rows.abort),
 )
 # fmt: on
 
@@ -328,5 +358,10 @@ def _why_not(progress: RunProgress, event: Event, plan: Plan, roster: Acting) ->
         return "the run is frozen: no traffic change of any kind until an authority unfreezes it"
     if state in (R.ROLLED_BACK, R.COMPLETED, R.ABORTED):
         return "the run has ended"
+    if state is R.HYPERCARE and isinstance(event, CheckpointDone | Abort):
+        return (
+            "every checkpoint is done and the run is in hyper-care; "
+            "roll back to take traffic off the new path"
+        )
     takes = sorted({t.kind for t in EVENT_TYPES if (state, t) in _INDEX})
     return "it takes " + ", ".join(takes)

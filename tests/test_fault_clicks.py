@@ -73,6 +73,7 @@ async def _started(h: BotHarness, plan: str, channel: str) -> str:
 async def _hold_state(h: BotHarness, run: str, hold: str) -> Any:
     async with h.bot.uow.transaction(read_only=True) as tx:
         row = await tx.runs.get(run)
+    assert row is not None
     return RunProgress.from_json(row.progress["engine"]).holds[hold]
 
 

@@ -169,7 +169,8 @@ async def test_a_bot_killed_mid_fan_out_and_started_again_delivers_every_dm_and_
     shutil.copyfile(sqlite_template, database)
     world = _world_on(database)
     try:
-        async with KillingStandin(kill_at=KILL_AT_DM) as slack:
+        slack = KillingStandin(kill_at=KILL_AT_DM)
+        async with slack:
             run, dms, queued = await _queue_the_fan_out(world, slack)
             before = len(slack.calls())
             sim_anchor, wall_anchor = world.clock.now().isoformat(), time.time()

@@ -16,8 +16,11 @@ act on and must be refused. What must hold for every text:
   name (unless the person typed it);
 - the store is unchanged: the run row (state, progress, acting, lock_version, authoritative
   version), packets, holds, sign-offs, acknowledgements, gate results and acting changes are the
-  same; the ledger only gains `refused` entries; the outbox gains nothing, except the one row an
-  `evidence` export posts to the room (a read of the run that anyone may ask for).
+  same (every table but the ledger and the outbox, compared row for row through a read-only
+  `sqlite3` connection of the test's own); the ledger gains one `refused` entry per refusal and
+  nothing else (bar two refusals bot/intents.py answers without one, listed below); the outbox
+  gains nothing, except the one row an `evidence` export posts to the room: anyone in the channel,
+  role or not, may ask for the evidence summary, and it is posted in the war room.
 
 10,000 examples go through that code path directly; 200 more go through the real served bot over
 HTTP, signed like Slack (tests/bot_harness.py), where no request may get a 5xx, no ack and no
@@ -103,12 +106,12 @@ ALMOST = [
 ]
 SEPARATORS = [" ", "  ", "\t", "\n", "\u00a0", "\u3000", "\u2003", " \r\n "]
 SUBCOMMANDS = sorted({*USAGE, *ALIASES})
-# Every subcommand that would change the run, were it typed by someone allowed to.
 # Refusals that bot/intents.py answers before any use case runs, so without a `refused` entry
 # (the architecture has every refusal in the ledger; these two are not): a window that closes
 # before it opens, and `open` naming no plan here or a plan of another channel.
 UNLEDGERED_REFUSALS = {("window", "The window must close after it opens.")}
 UNLEDGERED_OPEN = ("No plan named '", "Plan 'payments-tokenization-cutover' runs in <#C0WARROOM>, not here.")
+# Every subcommand that would change the run, were it typed by someone allowed to.
 STATE_CHANGING = {"start", "signoff", "done", "late", "window", "delegate", "hold", "release", "pause",
                   "resume", "freeze", "unfreeze", "rollback", "adopt", "reject", "ack"}
 
@@ -197,7 +200,6 @@ very_long = st.builds(
 slash_text = st.one_of(
     st.text(max_size=200),                       # any unicode at all
     st.text(max_size=5000),
-    subcommand_line(),
     subcommand_line(),
     shaped_line,
     very_long,

@@ -196,3 +196,10 @@ async def test_run_status_packet_view_and_ledger_tail_describe_the_run(world):
     assert view.ok and "*Packet v1*" in view.message and "[done]" in view.message
     assert tail.ok and len(tail.message.splitlines()) == 3
     assert not (await run_status("nope", world.deps)).ok
+
+
+async def test_someone_with_no_role_cannot_post_the_evidence_to_the_war_room(world):
+    await world.started()
+    before = await world.snapshot()
+    outcome = await export_evidence(c.ExportEvidence(run=world.run, user=STRANGER), world.deps)
+    handler_fixtures.assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["no role"])

@@ -282,3 +282,20 @@ async def test_after_a_switch_the_new_delegate_releases_a_hold_and_the_old_prima
     assert hold.state == "released"
     assert [(r.user, r.role, r.acting_for) for r in hold.releases] == [(REL2, "release-authority", REL1)]
     assert [(h.state, h.released_by) for h in await world.hold_rows()] == [("released", REL2)]
+
+
+async def test_a_window_that_closes_before_it_opens_is_refused(world):
+    from datetime import timedelta
+
+    await world.started()
+    before = await world.snapshot()
+    opens = world.clock.now() + timedelta(minutes=30)
+    change = c.ChangeWindow(
+        run=world.run,
+        user=REL1,
+        checkpoint="preflight",
+        not_before=opens,
+        not_after=opens - timedelta(minutes=5),
+    )
+    outcome = await change_window(change, world.deps)
+    assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["must close after it opens"])

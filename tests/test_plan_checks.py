@@ -133,6 +133,13 @@ BAD_PLANS: list[Bad] = [
         "id: canary",
     ),
     Bad(
+        "checkpoint id taken by hyper-care",
+        _set("checkpoints", 3, "id", value="hypercare"),
+        "checkpoints.3.id",
+        "'hypercare' names this plan's hyper-care checks; choose another checkpoint id",
+        "id: hypercare",
+    ),
+    Bad(
         "after names an unknown checkpoint",
         _set("checkpoints", 1, "after", value=["prepp"]),
         "checkpoints.1.after.0",

@@ -172,7 +172,7 @@ async def test_a_run_gets_its_job_when_opened_and_loses_it_when_it_ends(world: B
     assert await bot.scheduler.resync() == []
 
 
-async def test_a_completed_run_is_ticked_at_its_hypercare_cadence_until_hypercare_ends(
+async def test_a_run_in_hypercare_is_ticked_at_its_cadence_until_hypercare_ends(
     world: BotFactory,
 ) -> None:
     _add_plan(world, "bridge-care", "C0CARE", HYPERCARE)
@@ -184,10 +184,10 @@ async def test_a_completed_run_is_ticked_at_its_hypercare_cadence_until_hypercar
     await _to_canary(bot, "C0CARE")
     for _ in range(15):
         await bot.scheduler.tick(run)
-        if await _state(bot, run) == "completed":
+        if await _state(bot, run) == "hypercare":
             break
         world.clock.advance(timedelta(minutes=1))
-    assert await _state(bot, run) == "completed"
+    assert await _state(bot, run) == "hypercare"
     await bot.scheduler.settle()
     assert _interval(bot, run) == timedelta(minutes=5)
 
@@ -200,6 +200,7 @@ async def test_a_completed_run_is_ticked_at_its_hypercare_cadence_until_hypercar
     world.clock.advance(timedelta(hours=2))
     await bot.scheduler.tick(run)
     await bot.scheduler.settle()
+    assert await _state(bot, run) == "completed"
     assert _interval(bot, run) is None
 
     restarted = await world.build(telemetry_for=lambda _plan: telemetry)

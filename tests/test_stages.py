@@ -107,9 +107,12 @@ def make_plan(
     policy: dict[str, Any] | None = None,
     authority: dict[str, Any] | None = None,
     roles: dict[str, Any] | None = None,
+    hypercare: dict[str, Any] | None = None,
 ) -> Plan:
+    extra = {"hypercare": hypercare} if hypercare is not None else {}
     return Plan.model_validate(
         {
+            **extra,
             "plan": "payments-cutover",
             "title": "Card-token lookups move to the tokenization service",
             "channel": "C0WARROOM",
@@ -127,6 +130,32 @@ def make_plan(
             "checkpoints": CUTOVER if checkpoints is None else checkpoints,
         }
     )
+
+
+# A cutover that ends on traffic (25 %, then 100 % of merchant-a), then two hours of hyper-care over
+# every gate: every 5 minutes for the first hour, every 15 minutes for the second.
+HYPERCARE_CUTOVER: list[dict[str, Any]] = [
+    {"id": "prep", "title": "Prepare", "owner": "release-eng", "observers": ["security"]},
+    {
+        "id": "canary",
+        "title": "A quarter of merchant-a",
+        "owner": "release-eng",
+        "after": ["prep"],
+        "traffic": {"percent": 25, "cohort": "merchant-a"},
+        "soak": "10m",
+        "gates": ["auth-success", "latency"],
+    },
+    {
+        "id": "full",
+        "title": "All of merchant-a",
+        "owner": "payments-risk",
+        "after": ["canary"],
+        "traffic": {"percent": 100, "cohort": "merchant-a"},
+        "soak": "10m",
+        "gates": ["auth-success", "latency"],
+    },
+]
+HYPERCARE: dict[str, Any] = {"cadence": [{"every": "5m", "until": "1h"}, {"every": "15m", "until": "2h"}]}
 
 
 def make_packet(
@@ -287,6 +316,21 @@ class WarRoom:
         self.do(Tick(at=minutes(26)))
         return self
 
+    def in_hypercare(self) -> WarRoom:
+        """The hyper-care cutover run to its end: 100 % confirmed at minute 15, full done at 25."""
+        self.sign_off().start()
+        self.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+        self.confirm_shifts(minutes(5))
+        self.results("canary", minutes(6), auth_success="pass", latency="pass")
+        self.results("canary", minutes(7), auth_success="pass", latency="pass")
+        self.do(Tick(at=minutes(15)))
+        self.confirm_shifts(minutes(15))
+        self.results("full", minutes(16), auth_success="pass", latency="pass")
+        self.results("full", minutes(17), auth_success="pass", latency="pass")
+        self.do(Tick(at=minutes(25)))
+        assert self.state() is RunState.HYPERCARE
+        return self
+
     def state(self) -> RunState:
         # A call, not an attribute: mypy would keep an earlier `assert ... is` narrowing otherwise.
         return self.progress.state
@@ -301,7 +345,13 @@ class WarRoom:
         return [e.kind for e in (transition or self.last or Transition(self.progress, ())).of(Ledger)]
 
 
+def hypercare_room(hypercare: dict[str, Any] | None = None) -> WarRoom:
+    return WarRoom.open(make_plan(HYPERCARE_CUTOVER, hypercare=hypercare or HYPERCARE))
+
+
 def reach(state: RunState) -> WarRoom:
+    if state is RunState.HYPERCARE:
+        return hypercare_room().in_hypercare()
     room = WarRoom.open()
     if state is RunState.AWAITING_SIGNOFF:
         return room
@@ -701,6 +751,145 @@ def test_a_run_without_traffic_on_the_new_path_can_be_aborted(state: RunState) -
     assert all(not h.is_open for h in room.progress.holds.values())
 
 
+HC_END = minutes(25 + 120)  # hyper-care began at minute 25 and lasts two hours
+
+
+def test_a_tick_in_hyper_care_changes_nothing_until_its_last_cadence_step_ran_out() -> None:
+    room = reach(RunState.HYPERCARE)
+    before = room.progress
+    quiet = room.do(Tick(at=HC_END - timedelta(seconds=1)))
+    assert quiet.progress == before and quiet.effects == ()
+    transition = room.do(Tick(at=HC_END))
+    assert room.state() is RunState.COMPLETED
+    assert room.progress.ended_at == HC_END
+    assert StopGateChecks(checkpoint=None) in transition.effects
+    assert room.ledger_kinds(transition) == [LedgerKind.HYPERCARE_ENDED, LedgerKind.RUN_COMPLETED]
+    assert "hyper-care ran its course (2h)" in room.progress.end_reason
+
+
+def test_gate_results_in_hyper_care_record_evidence_and_a_failure_takes_its_action() -> None:
+    room = reach(RunState.HYPERCARE)
+    room.results("hypercare", minutes(30), latency="pass", parity="pass")
+    assert [r.outcome for r in room.progress.hypercare_evidence["latency"]] == [Outcome.PASS]
+    assert room.cp("full") is CheckpointState.DONE and room.progress.checkpoints["full"].evidence
+    transition = room.results("hypercare", minutes(35), latency="fail", parity="pass")
+    assert room.state() is RunState.HELD
+    (opened,) = transition.of(OpenHold)
+    assert (opened.hold.checkpoint, opened.hold.source, opened.hold.opened_by) == (
+        "hypercare",
+        HoldSource.GATE,
+        "gate:latency",
+    )
+    assert opened.hold.release_by == ("release-authority", "release-eng")
+    assert "during hyper-care" in opened.hold.reason
+    (told,) = [n for n in transition.of(Notify) if n.kind == "gate_failed"]
+    # The owners of the traffic checkpoints and the start_and_rollback roles, as during the stages.
+    assert told.roles == ("release-eng", "payments-risk", "release-authority")
+    assert told.users == ("U0ENG1", "U0RISK1", "U0REL1")
+    assert transition.of(ShiftTraffic) == ()
+    assert allowed(RunState.HYPERCARE, GateResults, room.state())
+
+
+def test_anyone_acting_for_a_role_may_hold_the_run_in_hyper_care() -> None:
+    room = reach(RunState.HYPERCARE)
+    transition = room.do(HoldOpened(at=minutes(30), user="U0SEC1", reason="odd error rate"))
+    (opened,) = transition.of(OpenHold)
+    assert (opened.hold.checkpoint, opened.hold.source) == ("hypercare", HoldSource.MANUAL)
+    assert room.state() is RunState.HELD
+    room.do(HoldReleased(at=minutes(31), hold_id=opened.hold.id, user="U0ENG1"))
+    assert room.state() is RunState.HYPERCARE
+
+
+def test_adopting_a_packet_in_hyper_care_only_changes_the_version() -> None:
+    room = reach(RunState.HYPERCARE)
+    v2 = make_packet(room.plan, version=2)
+    transition = room.do(PacketAdopted(at=minutes(30), version=2, user="U0REL1"), packet=v2)
+    assert room.progress.packet_version == 2
+    assert room.state() is RunState.HYPERCARE
+    assert [e.kind for e in transition.of(Ledger)] == [LedgerKind.PACKET_FOLLOWED]
+    assert transition.of(ShiftTraffic) == ()
+
+
+def test_a_pauser_pauses_hyper_care_and_resuming_returns_to_it() -> None:
+    room = reach(RunState.HYPERCARE)
+    with pytest.raises(Refusal):
+        room.do(Pause(at=minutes(30), user="U0SEC1", reason="dashboards"))
+    room.do(Pause(at=minutes(30), user="U0REL1", reason="dashboards"))
+    assert room.state() is RunState.PAUSED
+    transition = room.do(Resume(at=minutes(31), user="U0ENG1"))
+    assert room.state() is RunState.HYPERCARE
+    assert transition.of(ShiftTraffic) == ()
+    assert allowed(RunState.PAUSED, Resume, room.state())
+
+
+def test_a_freeze_in_hyper_care_holds_every_traffic_change_until_an_unfreeze_returns_to_hyper_care() -> None:
+    room = reach(RunState.HYPERCARE)
+    room.do(Freeze(at=minutes(30), user="U0REL1", reason="fallback unhealthy"))
+    assert room.state() is RunState.FROZEN
+    quiet = room.results("hypercare", minutes(35), auth_success="fail", doom="fail")
+    assert quiet.of(ShiftTraffic) == () and room.state() is RunState.FROZEN
+    with pytest.raises(IllegalTransition, match="frozen"):
+        room.do(RollbackRequested(at=minutes(36), user="U0REL1", scope="all", reason="out"))
+    room.do(Unfreeze(at=minutes(37), user="U0REL1"))
+    assert room.state() is RunState.HYPERCARE
+    assert allowed(RunState.FROZEN, Unfreeze, room.state())
+
+
+def test_a_cohort_rollback_in_hyper_care_takes_the_last_traffic_cohort_back_and_holds() -> None:
+    room = reach(RunState.HYPERCARE)
+    transition = room.do(
+        RollbackRequested(at=minutes(30), user="U0ENG1", scope="cohort", reason="errors creeping")
+    )
+    (shift,) = transition.of(ShiftTraffic)
+    assert (shift.checkpoint, shift.cohort, shift.percent, shift.previous_percent, shift.cause) == (
+        "full",
+        "merchant-a",
+        25,
+        100,
+        "rollback_cohort",
+    )
+    assert room.cp("full") is CheckpointState.DONE  # nothing runs again
+    (opened,) = transition.of(OpenHold)
+    assert (opened.hold.checkpoint, opened.hold.source) == ("hypercare", HoldSource.MANUAL)
+    assert room.state() is RunState.HELD
+    room.confirm_shifts(minutes(31))
+    room.do(HoldReleased(at=minutes(32), hold_id=opened.hold.id, user="U0REL1"))
+    assert room.state() is RunState.HYPERCARE and room.progress.traffic == {"merchant-a": 25}
+    with pytest.raises(IllegalTransition, match="already at its percent before full"):
+        room.do(RollbackRequested(at=minutes(33), user="U0ENG1", scope="cohort", reason="again"))
+
+
+def _hypercare_rollback_refused() -> WarRoom:
+    """In hyper-care again after a cohort rollback the control plane refused (still outstanding)."""
+    room = reach(RunState.HYPERCARE)
+    room.do(RollbackRequested(at=minutes(30), user="U0ENG1", scope="cohort", reason="errors"))
+    room.do(ActuationFailed(at=minutes(30), checkpoint="full", cohort="merchant-a", percent=25, detail="503"))
+    for hold in room.open_hold_ids():
+        room.do(HoldReleased(at=minutes(31), hold_id=hold, user="U0REL1"))
+    assert room.state() is RunState.HYPERCARE and "merchant-a" in room.progress.outstanding()
+    return room
+
+
+def test_a_rollback_confirmed_in_hyper_care_is_recorded_and_the_run_stays_in_hyper_care() -> None:
+    room = _hypercare_rollback_refused()
+    transition = room.do(
+        ActuationSucceeded(at=minutes(32), checkpoint="full", cohort="merchant-a", percent=25)
+    )
+    assert room.ledger_kinds(transition) == [LedgerKind.TRAFFIC_CONFIRMED]
+    assert room.state() is RunState.HYPERCARE and not room.progress.outstanding()
+
+
+def test_a_rollback_refused_in_hyper_care_is_told_and_holds_the_run() -> None:
+    room = _hypercare_rollback_refused()
+    transition = room.do(
+        ActuationFailed(at=minutes(32), checkpoint="full", cohort="merchant-a", percent=25, detail="503")
+    )
+    (opened,) = transition.of(OpenHold)
+    assert opened.hold.source is HoldSource.ACTUATION
+    assert room.state() is RunState.HELD
+    assert room.progress.traffic == {"merchant-a": 25}  # still wanted there: a person retries
+
+
 R = RunState
 ROW_TESTS: list[tuple[RunState, type[Any], Callable[..., None]]] = [
     (
@@ -755,6 +944,31 @@ ROW_TESTS: list[tuple[RunState, type[Any], Callable[..., None]]] = [
     ),
     (R.ROLLING_BACK, ActuationFailed, test_a_refused_rollback_shift_is_told_and_the_run_keeps_rolling_back),
     (R.READY, Abort, test_a_run_without_traffic_on_the_new_path_can_be_aborted),
+    (R.HYPERCARE, Tick, test_a_tick_in_hyper_care_changes_nothing_until_its_last_cadence_step_ran_out),
+    (
+        R.HYPERCARE,
+        GateResults,
+        test_gate_results_in_hyper_care_record_evidence_and_a_failure_takes_its_action,
+    ),
+    (R.HYPERCARE, HoldOpened, test_anyone_acting_for_a_role_may_hold_the_run_in_hyper_care),
+    (R.HYPERCARE, PacketAdopted, test_adopting_a_packet_in_hyper_care_only_changes_the_version),
+    (R.HYPERCARE, Pause, test_a_pauser_pauses_hyper_care_and_resuming_returns_to_it),
+    (
+        R.HYPERCARE,
+        Freeze,
+        test_a_freeze_in_hyper_care_holds_every_traffic_change_until_an_unfreeze_returns_to_hyper_care,
+    ),
+    (
+        R.HYPERCARE,
+        RollbackRequested,
+        test_a_cohort_rollback_in_hyper_care_takes_the_last_traffic_cohort_back_and_holds,
+    ),
+    (
+        R.HYPERCARE,
+        ActuationSucceeded,
+        test_a_rollback_confirmed_in_hyper_care_is_recorded_and_the_run_stays_in_hyper_care,
+    ),
+    (R.HYPERCARE, ActuationFailed, test_a_rollback_refused_in_hyper_care_is_told_and_holds_the_run),
 ]
 
 
@@ -1249,3 +1463,186 @@ def test_a_free_text_secret_never_reaches_state_or_effects() -> None:
     (opened,) = transition.of(OpenHold)
     assert "hunter2" not in opened.hold.reason
     assert "hunter2" not in json.dumps(room.progress.as_json())
+
+
+# == hyper-care ==================================================================================
+
+
+def test_without_hyper_care_the_run_completes_with_its_last_checkpoint() -> None:
+    room = WarRoom.open(make_plan(HYPERCARE_CUTOVER))
+    room.sign_off().start()
+    room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+    room.confirm_shifts(minutes(5))
+    room.results("canary", minutes(6), auth_success="pass", latency="pass")
+    room.results("canary", minutes(7), auth_success="pass", latency="pass")
+    room.do(Tick(at=minutes(15)))
+    room.confirm_shifts(minutes(15))
+    room.results("full", minutes(16), auth_success="pass", latency="pass")
+    room.results("full", minutes(17), auth_success="pass", latency="pass")
+    transition = room.do(Tick(at=minutes(25)))
+    assert room.state() is RunState.COMPLETED and room.progress.hypercare_since is None
+    assert StopGateChecks(checkpoint=None) in transition.effects
+
+
+def test_with_hyper_care_the_last_checkpoint_starts_hyper_care_instead_of_completing_the_run() -> None:
+    room = hypercare_room()
+    room.in_hypercare()
+    assert room.last is not None
+    transition = room.last
+    assert room.progress.hypercare_since == minutes(25)
+    assert room.progress.ended_at is None
+    assert all(c.state is CheckpointState.DONE for c in room.progress.checkpoints.values())
+    assert transition.of(ScheduleGateChecks) == (
+        ScheduleGateChecks(checkpoint="hypercare", gates=tuple(GATES)),
+    )
+    assert StopGateChecks(checkpoint=None) not in transition.effects
+    assert room.ledger_kinds(transition)[-2:] == [
+        LedgerKind.CHECKPOINT_COMPLETED,
+        LedgerKind.HYPERCARE_STARTED,
+    ]
+    (started,) = [e for e in transition.of(Ledger) if e.kind == LedgerKind.HYPERCARE_STARTED]
+    assert started.payload["until"] == HC_END.isoformat()
+    assert started.payload["cadence"] == [{"every": "5m", "until": "1h"}, {"every": "15m", "until": "2h"}]
+    (told,) = [n for n in transition.of(Notify) if n.kind == "hypercare_started"]
+    assert told.users == ("U0ENG1", "U0RISK1", "U0REL1")
+
+
+def test_hyper_care_checks_only_the_gates_it_names() -> None:
+    room = hypercare_room({**HYPERCARE, "gates": ["latency"]}).in_hypercare()
+    (scheduled,) = [
+        e for e in room.effects if isinstance(e, ScheduleGateChecks) and e.checkpoint == "hypercare"
+    ]
+    assert scheduled.gates == ("latency",)
+    transition = room.results("hypercare", minutes(30), latency="pass", doom="fail")
+    assert set(room.progress.hypercare_evidence) == {"latency"}
+    assert room.state() is RunState.HYPERCARE and transition.of(ShiftTraffic) == ()
+
+
+@pytest.mark.parametrize(
+    ("gate", "after"),
+    [
+        ("parity", RunState.PAUSED),
+        ("latency", RunState.HELD),
+        ("auth_success", RunState.HELD),
+        ("fallback", RunState.FROZEN),
+        ("doom", RunState.ROLLING_BACK),
+    ],
+)
+def test_a_failing_hyper_care_gate_takes_the_action_the_plan_gives_it(gate: str, after: RunState) -> None:
+    room = reach(RunState.HYPERCARE)
+    transition = room.results("hypercare", minutes(30), **{gate: "fail"})
+    assert room.state() is after
+    (failed,) = [e for e in transition.of(Ledger) if e.kind == LedgerKind.GATE_FAILED]
+    assert failed.payload["checkpoint"] == "hypercare" and failed.payload["taken"] is True
+    shifts = [(s.cohort, s.percent, s.cause) for s in transition.of(ShiftTraffic)]
+    if gate == "auth_success":  # rollback_cohort: the last traffic checkpoint's cohort, 100 -> 25
+        assert shifts == [("merchant-a", 25, "rollback_cohort")]
+        assert [h.checkpoint for h in room.progress.open_holds()] == ["hypercare"]
+    elif gate == "doom":  # global_rollback: every cohort to 0, and the run ends once confirmed
+        assert shifts == [("merchant-a", 0, "global_rollback")]
+        assert transition.of(ShiftTraffic)[0].checkpoint == "hypercare"
+        room.confirm_shifts(minutes(31))
+        assert room.state() is RunState.ROLLED_BACK and room.progress.traffic == {"merchant-a": 0}
+    else:
+        assert shifts == []
+        assert room.progress.traffic == {"merchant-a": 100}
+
+
+def test_the_most_severe_action_wins_in_hyper_care_too() -> None:
+    room = reach(RunState.HYPERCARE)
+    transition = room.results("hypercare", minutes(30), parity="fail", latency="fail", auth_success="fail")
+    (failed,) = [e for e in transition.of(Ledger) if e.kind == LedgerKind.GATE_FAILED]
+    assert (failed.actor, failed.payload["action"]) == ("gate:auth-success", "rollback_cohort")
+    assert [s.percent for s in transition.of(ShiftTraffic)] == [25]
+    assert room.state() is RunState.HELD
+
+
+def test_released_resumed_or_unfrozen_the_run_returns_to_hyper_care_and_traffic_never_rises() -> None:
+    room = reach(RunState.HYPERCARE)
+    room.results("hypercare", minutes(30), auth_success="fail")
+    room.confirm_shifts(minutes(30))
+    room.do(Pause(at=minutes(31), user="U0REL1", reason="look first"))
+    (hold,) = room.open_hold_ids()
+    released = room.do(HoldReleased(at=minutes(32), hold_id=hold, user="U0ENG1"))
+    assert room.state() is RunState.PAUSED  # a pause still stops it
+    room.do(Freeze(at=minutes(33), user="U0REL1", reason="and freeze"))
+    room.do(Resume(at=minutes(34), user="U0REL1"))
+    assert room.state() is RunState.FROZEN
+    unfrozen = room.do(Unfreeze(at=minutes(35), user="U0REL1"))
+    assert room.state() is RunState.HYPERCARE
+    passing = room.results("hypercare", minutes(40), **dict.fromkeys(["auth_success", "latency"], "pass"))
+    room.results("hypercare", minutes(45), **dict.fromkeys(["auth_success", "latency"], "pass"))
+    for transition in (released, unfrozen, passing, room.do(Tick(at=minutes(50)))):
+        assert transition.of(ShiftTraffic) == ()
+    assert room.progress.traffic == {"merchant-a": 25}
+
+
+def test_results_for_a_checkpoint_during_hyper_care_and_for_hyper_care_during_the_stages_are_ignored() -> (
+    None
+):
+    stages = hypercare_room()
+    stages.sign_off().start()
+    early = stages.results("hypercare", minutes(1), latency="fail")
+    assert stages.ledger_kinds(early) == [LedgerKind.GATE_RESULTS_IGNORED]
+    room = reach(RunState.HYPERCARE)
+    before = room.progress
+    late = room.results("full", minutes(30), latency="fail")
+    assert late.progress == before
+    assert room.ledger_kinds(late) == [LedgerKind.GATE_RESULTS_IGNORED]
+
+
+def test_a_run_stopped_when_hyper_care_runs_out_completes_at_the_first_tick_after_its_release() -> None:
+    room = reach(RunState.HYPERCARE)
+    room.do(HoldOpened(at=minutes(140), user="U0SEC1", reason="looking"))
+    room.do(Tick(at=HC_END + timedelta(minutes=5)))
+    assert room.state() is RunState.HELD
+    (hold,) = room.open_hold_ids()
+    room.do(HoldReleased(at=HC_END + timedelta(minutes=10), hold_id=hold, user="U0REL1"))
+    assert room.state() is RunState.HYPERCARE
+    room.do(Tick(at=HC_END + timedelta(minutes=11)))
+    assert room.state() is RunState.COMPLETED
+
+
+def test_a_checkpoint_done_or_an_abort_in_hyper_care_is_illegal_and_says_why() -> None:
+    room = reach(RunState.HYPERCARE)
+    with pytest.raises(IllegalTransition, match="in hyper-care; roll back"):
+        room.do(Abort(at=minutes(30), user="U0REL1", reason="done"))
+    with pytest.raises(IllegalTransition, match="in hyper-care"):
+        room.do(CheckpointDone(at=minutes(30), checkpoint="full", user="U0RISK1"))
+    # Paused, it is still a run whose stages are over.
+    room.do(Pause(at=minutes(32), user="U0REL1", reason="think"))
+    with pytest.raises(IllegalTransition, match="in hyper-care; roll back instead"):
+        room.do(Abort(at=minutes(33), user="U0REL1", reason="done"))
+
+
+def test_a_global_rollback_request_in_hyper_care_ends_the_run_rolled_back() -> None:
+    room = reach(RunState.HYPERCARE)
+    transition = room.do(RollbackRequested(at=minutes(30), user="U0REL1", scope="all", reason="abandon"))
+    assert [(s.percent, s.checkpoint) for s in transition.of(ShiftTraffic)] == [(0, "hypercare")]
+    assert StopGateChecks(checkpoint=None) in transition.effects
+    room.confirm_shifts(minutes(31))
+    assert room.state() is RunState.ROLLED_BACK
+
+
+def test_progress_in_hyper_care_round_trips_through_plain_json() -> None:
+    room = reach(RunState.HYPERCARE)
+    room.results("hypercare", minutes(30), latency="pass", parity="no-data")
+    assert room.progress.hypercare_since is not None and room.progress.hypercare_evidence
+    text = json.dumps(room.progress.as_json())
+    assert RunProgress.from_json(json.loads(text)) == room.progress
+    older = {k: v for k, v in json.loads(text).items() if not k.startswith("hypercare")}
+    assert RunProgress.from_json(older).hypercare_since is None  # rows saved before hyper-care existed
+
+
+def test_the_hyper_care_cadence_gives_every_interval_its_own_slot() -> None:
+    plan = make_plan(HYPERCARE_CUTOVER, hypercare=HYPERCARE)
+    assert plan.hypercare is not None
+    care = plan.hypercare
+    assert care.length == timedelta(hours=2)
+    assert care.step_at(timedelta(minutes=59)) == (0, care.cadence[0])
+    assert care.step_at(timedelta(minutes=60)) == (1, care.cadence[1])
+    assert care.step_at(timedelta(hours=2)) is None
+    slots = [care.slot_at(timedelta(minutes=m)) for m in range(0, 120)]
+    assert slots[0] == 0 and slots[59] == 11 and slots[60] == 12 and slots[119] == 15
+    assert slots == sorted(slots)
+    assert len(set(slots)) == 12 + 4

@@ -1,11 +1,11 @@
 """The engine's invariants over random plans and random event sequences.
 
 Each example builds a plan (plain, traffic, gated and hold checkpoints, some protected, random
-gate actions and gate policy), then plays a random sequence of moves against it: sign-offs,
-starts, ticks, gate results, done, holds and releases by the right and the wrong people, packet
-adoptions (some with conflict holds), pauses, freezes, rollbacks, control-plane answers, delegate
-switches. Moves that the engine refuses are fine; what must never happen is checked after every
-step that went through.
+gate actions and gate policy, and in about half of them a hyper-care period), then plays a random
+sequence of moves against it: sign-offs, starts, ticks, gate results (hyper-care's included),
+done, holds and releases by the right and the wrong people, packet adoptions (some with conflict
+holds), pauses, freezes, rollbacks, control-plane answers, delegate switches. Moves that the
+engine refuses are fine; what must never happen is checked after every step that went through.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from packets.events import (
     Tick,
     Unfreeze,
 )
-from packets.gates import GateResult, Outcome, last_failed, remember, streak_passes
+from packets.gates import GateResult, Outcome, Verdict, last_failed, remember, streak_passes, verdict
 from packets.packet import HoldSource, Packet
-from packets.plan import ACTIONS, Plan
+from packets.plan import ACTIONS, HYPERCARE_CHECKPOINT, Plan
 from packets.redact import redact
 from packets.run_progress import TERMINAL, CheckpointState, HoldState, RunProgress, RunState
 from packets.stages import EngineError, Transition, new_run, row_for, step
@@ -68,7 +68,8 @@ USERS = [*MEMBERS, "U0NOBODY"]
 
 
 @st.composite
-def plans(draw: st.DrawFn) -> Plan:
+def plans(draw: st.DrawFn, hypercare: bool | None = None) -> Plan:
+    """A random plan; with hyper-care when `hypercare` is True, without when False, else either."""
     count = draw(st.integers(1, 5))
     cohorts = ["merchant-a", "merchant-token"]
     reached = dict.fromkeys(cohorts, 0)
@@ -105,7 +106,27 @@ def plans(draw: st.DrawFn) -> Plan:
         "consecutive_passes": draw(st.integers(1, 3)),
         "no_data": draw(st.sampled_from(["fail", "pass", "ignore"])),
     }
-    return make_plan(checkpoints, gates=matrix, policy=policy)
+    care = None
+    if hypercare if hypercare is not None else draw(st.booleans()):
+        # A widening cadence over the next hour or two; its gates, or (empty) every gate.
+        cadence = draw(
+            st.sampled_from(
+                [
+                    [{"every": "5m", "until": "30m"}],
+                    [{"every": "5m", "until": "30m"}, {"every": "15m", "until": "1h"}],
+                    [
+                        {"every": "1m", "until": "10m"},
+                        {"every": "10m", "until": "1h"},
+                        {"every": "1h", "until": "2h"},
+                    ],
+                ]
+            )
+        )
+        care = {
+            "gates": draw(st.lists(st.sampled_from(sorted(GATES)), max_size=3, unique=True)),
+            "cadence": cadence,
+        }
+    return make_plan(checkpoints, gates=matrix, policy=policy, hypercare=care)
 
 
 # Each move is an event kind (bar `switch`, a delegate hand-over) and how often it is tried when
@@ -173,7 +194,8 @@ class Game:
 def event_for(game: Game, move: str, seed: int, text: str) -> Event | None:
     plan, progress, authority = game.plan, game.progress, game.plan.authority
     if move == "tick":
-        game.now += timedelta(minutes=seed % 25)
+        # Longer strides in hyper-care, which lasts hours: some runs see it end.
+        game.now += timedelta(minutes=seed % (60 if progress.in_hypercare else 25))
     at = game.now
     flight = game.in_flight()
     if move == "signoff":
@@ -185,11 +207,16 @@ def event_for(game: Game, move: str, seed: int, text: str) -> Event | None:
     if move == "tick":
         return Tick(at=at)
     if move == "gates":
-        checkpoint = flight or plan.checkpoints[seed % len(plan.checkpoints)].id
         outcomes = [*[Outcome.PASS] * 10, Outcome.FAIL, Outcome.NO_DATA]
+        if flight is None and (progress.in_hypercare or seed % 7 == 0) and plan.hypercare is not None:
+            # Hyper-care's checks (now and then sent during the stages too, where they count for nothing).
+            checkpoint, gates = HYPERCARE_CHECKPOINT, list(plan.hypercare_gates())
+        else:
+            checkpoint = flight or plan.checkpoints[seed % len(plan.checkpoints)].id
+            gates = plan.checkpoint(checkpoint).gates or ["latency"]
         results = tuple(
             GateResult(gate=g, outcome=outcomes[(seed >> (4 * i)) % len(outcomes)], value=0.5, reason=text)
-            for i, g in enumerate(plan.checkpoint(checkpoint).gates or ["latency"])
+            for i, g in enumerate(gates)
         )
         return GateResults(at=at, checkpoint=checkpoint, results=results)
     if move == "done":
@@ -322,6 +349,8 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
         assert names_who_or_which_results(entries[0].payload["cause"]), entries[0].payload
         if shift.percent <= shift.previous_percent:
             continue
+        # Traffic never rises during hyper-care: every checkpoint is done, nothing is left to advance.
+        assert not before.in_hypercare and not after.in_hypercare, shift
         # Traffic never rises while a hold is open, while paused or frozen ...
         assert after.state is RunState.RUNNING and not after.open_holds()
         assert after.paused is None and after.frozen is None
@@ -394,36 +423,40 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
         assert all(p == 0 for p in after.traffic.values()), after.traffic
         assert all(s.percent == 0 for s in shifts)
 
+    # Hyper-care begins only once every checkpoint is done, and only for a plan that declares it.
+    if after.in_hypercare:
+        assert plan.hypercare is not None
+        assert all(p.state is CheckpointState.DONE for p in after.checkpoints.values())
+        if not before.in_hypercare:
+            assert after.hypercare_since == event.at and after.state is RunState.HYPERCARE
+    # With hyper-care, the run completes only when a tick comes after its last cadence step.
+    if after.state is RunState.COMPLETED and before.state is not RunState.COMPLETED:
+        if plan.hypercare is None:
+            assert after.hypercare_since is None
+        else:
+            assert before.state is RunState.HYPERCARE and isinstance(event, Tick)
+            assert after.hypercare_since is not None
+            assert event.at >= after.hypercare_since + plan.hypercare.length
+    # A failing hyper-care gate never leaves the run quietly in hyper-care: it takes its action.
+    if (
+        before.state is RunState.HYPERCARE
+        and isinstance(event, GateResults)
+        and event.checkpoint == HYPERCARE_CHECKPOINT
+        and any(
+            r.gate in plan.hypercare_gates() and verdict(r.outcome, policy.no_data) is Verdict.FAIL
+            for r in event.results
+        )
+    ):
+        assert after.state is not RunState.HYPERCARE, after.state
+        assert any(e.kind == LedgerKind.GATE_FAILED for e in ledger)
+
     # The store's JSON column gives back exactly this progress.
     assert RunProgress.from_json(json.loads(json.dumps(after.as_json()))) == after
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    plan=plans(),
-    prelude=st.sampled_from([True, True, True, True, False]),
-    moves=st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 2**20), TEXT), min_size=10, max_size=80),
-)
-def test_random_runs_keep_every_invariant(
-    plan: Plan, prelude: bool, moves: list[tuple[int, int, str]]
-) -> None:
-    packet = make_packet(plan)
-    game = Game(
-        plan=plan,
-        packet=packet,
-        roster=Roster(plan.roles),
-        progress=new_run(run_id="run-1", plan=plan, packet=packet, at=T0),
-    )
-    if prelude:
-        # Most of what matters happens after the start; get there in most examples.
-        for role in plan.authority.signoff:
-            game.progress = step(
-                game.progress,
-                SignoffGiven(at=T0, user=game.roster.acting_user(role), role=role, revision=plan.revision),
-                plan=plan,
-                packet=packet,
-                roster=game.roster,
-            ).progress
+def play(game: Game, moves: list[tuple[int, int, str]]) -> None:
+    """Random moves against the run; every step that goes through is checked."""
+    plan = game.plan
     after_the_end = 0
     for pick, seed, text in moves:
         after_the_end += game.progress.state in TERMINAL
@@ -443,32 +476,81 @@ def test_random_runs_keep_every_invariant(
         game.packet = packet
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plan=plans(), seeds=st.lists(st.integers(0, 2**20), min_size=5, max_size=80))
-def test_a_cooperative_war_room_always_ends_completed_or_rolled_back(plan: Plan, seeds: list[int]) -> None:
-    """Right people, passing gates, a working control plane: every run reaches its end."""
-    packet = make_packet(plan)
-    roster = Roster(plan.roles)
+def signed(plan: Plan, packet: Packet, roster: Roster) -> RunProgress:
     progress = new_run(run_id="run-1", plan=plan, packet=packet, at=T0)
-    now = T0
     for role in plan.authority.signoff:
         progress = step(
             progress,
-            SignoffGiven(at=now, user=roster.acting_user(role), role=role, revision=plan.revision),
+            SignoffGiven(at=T0, user=roster.acting_user(role), role=role, revision=plan.revision),
             plan=plan,
             packet=packet,
             roster=roster,
         ).progress
+    return progress
+
+
+def cooperate(
+    plan: Plan, packet: Packet, roster: Roster, progress: RunProgress, *, until: RunState
+) -> tuple[RunProgress, datetime]:
+    """Right people, passing gates, a working control plane, seven minutes a move, until `until`."""
+    now = T0
     progress = step(progress, Start(at=now, user="U0REL1"), plan=plan, packet=packet, roster=roster).progress
-    for _ in range(20 * len(plan.checkpoints) + 10):
-        if progress.state is RunState.COMPLETED:
+    # Hyper-care lasts up to two hours here: twenty moves more.
+    for _ in range(20 * len(plan.checkpoints) + 10 + 20):
+        if progress.state is until or progress.state in TERMINAL:
             break
         now += timedelta(minutes=7)
         event = cooperative_move(plan, packet, roster, progress, now)
         progress = step(progress, event, plan=plan, packet=packet, roster=roster).progress
+    return progress, now
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plan=plans(),
+    prelude=st.sampled_from([True, True, True, True, False]),
+    moves=st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 2**20), TEXT), min_size=10, max_size=80),
+)
+def test_random_runs_keep_every_invariant(
+    plan: Plan, prelude: bool, moves: list[tuple[int, int, str]]
+) -> None:
+    packet = make_packet(plan)
+    roster = Roster(plan.roles)
+    # Most of what matters happens after the start; get there in most examples.
+    progress = (
+        signed(plan, packet, roster) if prelude else new_run(run_id="run-1", plan=plan, packet=packet, at=T0)
+    )
+    play(Game(plan=plan, packet=packet, roster=roster, progress=progress), moves)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plan=plans(hypercare=True),
+    moves=st.lists(st.tuples(st.integers(0, 2**16), st.integers(0, 2**20), TEXT), min_size=10, max_size=60),
+)
+def test_random_moves_during_hyper_care_keep_every_invariant(
+    plan: Plan, moves: list[tuple[int, int, str]]
+) -> None:
+    """A cooperative war room brings the run to hyper-care; then anything may happen."""
+    packet = make_packet(plan)
+    roster = Roster(plan.roles)
+    progress, now = cooperate(plan, packet, roster, signed(plan, packet, roster), until=RunState.HYPERCARE)
+    assert progress.state is RunState.HYPERCARE
+    play(Game(plan=plan, packet=packet, roster=roster, progress=progress, now=now), moves)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=plans(), seeds=st.lists(st.integers(0, 2**20), min_size=5, max_size=80))
+def test_a_cooperative_war_room_always_ends_completed_or_rolled_back(plan: Plan, seeds: list[int]) -> None:
+    """Right people, passing gates, a working control plane: every run reaches its end,
+    through hyper-care when the plan declares it."""
+    packet = make_packet(plan)
+    roster = Roster(plan.roles)
+    progress, _ = cooperate(plan, packet, roster, signed(plan, packet, roster), until=RunState.COMPLETED)
     assert progress.state is RunState.COMPLETED
     assert all(p.state is CheckpointState.DONE for p in progress.checkpoints.values())
     assert not progress.open_holds()
+    assert (progress.hypercare_since is not None) is (plan.hypercare is not None)
 
 
 def cooperative_move(
@@ -485,6 +567,11 @@ def cooperative_move(
         role = next(r for r in hold.release_by if r not in done)
         # Every role has a different primary here, so the two-person rule never stands in the way.
         return HoldReleased(at=now, hold_id=hold.id, user=roster.acting_user(role))
+    if progress.state is RunState.HYPERCARE and (now.minute // 7) % 2:
+        # Hyper-care: passing checks now and then, ticks otherwise (the last one completes the run).
+        gates = plan.hypercare_gates()
+        passing = tuple(GateResult(gate=g, outcome=Outcome.PASS, value=1.0) for g in gates)
+        return GateResults(at=now, checkpoint=HYPERCARE_CHECKPOINT, results=passing)
     flight = progress.in_flight(c.id for c in packet.timeline)
     if flight is not None and progress.checkpoints[flight].state in (
         CheckpointState.ACTIVE,

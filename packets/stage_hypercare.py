@@ -1,0 +1,106 @@
+"""Hyper-care: the run's last phase, after its last checkpoint completed.
+
+When the plan declares `hypercare`, the run does not end with its last checkpoint: it enters the
+state `hypercare`, and gate checks go on under the pseudo-checkpoint `hypercare` on the plan's
+widening cadence. A hyper-care gate that fails takes its action from the rollback matrix exactly
+as during the stages (the most severe wins): pause, hold, rollback_cohort (the cohort of the last
+traffic checkpoint goes back to its percent before that checkpoint, then a hold), freeze, or
+global_rollback. Released, resumed or unfrozen, the run is back in `hypercare`: nothing is left to
+advance, so traffic never rises again. A tick at or after the end of the last cadence step
+completes the run.
+
+The acting owners told of a hyper-care gate failure are the owners of the traffic checkpoints and
+the roles that may start and roll back the run: the people who answer for the traffic now on the
+new path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from packets.durations import format_duration
+from packets.effects import LedgerKind, NotifyKind, ScheduleGateChecks, StopGateChecks
+from packets.plan import HYPERCARE_CHECKPOINT, Plan
+from packets.run_progress import RunState
+from packets.stage_draft import Draft
+from packets.stage_end import finish
+
+HYPERCARE = HYPERCARE_CHECKPOINT
+
+
+def ends_at(plan: Plan, since: datetime) -> datetime | None:
+    """When the hyper-care that began at `since` ends, or None for a plan without it."""
+    return since + plan.hypercare.length if plan.hypercare is not None else None
+
+
+def owner_roles(d: Draft) -> list[str]:
+    """Who answers for the traffic on the new path: traffic checkpoint owners, then start_and_rollback."""
+    owners = [d.planned(c).owner_role for c in d.order if d.spec(c).traffic is not None]
+    return list(dict.fromkeys([*owners, *d.plan.authority.start_and_rollback]))
+
+
+def last_traffic_checkpoint(d: Draft) -> str | None:
+    """The last checkpoint of the authoritative timeline that shifts traffic."""
+    shifting = [c for c in d.order if d.spec(c).traffic is not None]
+    return shifting[-1] if shifting else None
+
+
+def _cadence_text(plan: Plan) -> str:
+    assert plan.hypercare is not None
+    return ", ".join(
+        f"every {format_duration(s.every)} until {format_duration(s.until)}" for s in plan.hypercare.cadence
+    )
+
+
+def begin(d: Draft) -> None:
+    """Every checkpoint is done: gate checks go on at the hyper-care cadence."""
+    assert d.plan.hypercare is not None
+    gates = d.plan.hypercare_gates()
+    until = d.at + d.plan.hypercare.length
+    d.update(state=RunState.HYPERCARE, hypercare_since=d.at, hypercare_evidence={})
+    d.emit(ScheduleGateChecks(checkpoint=HYPERCARE, gates=gates))
+    d.ledger(
+        LedgerKind.HYPERCARE_STARTED,
+        actor="engine",
+        payload={
+            "since": d.at.isoformat(),
+            "until": until.isoformat(),
+            "gates": list(gates),
+            "cadence": [
+                {"every": format_duration(s.every), "until": format_duration(s.until)}
+                for s in d.plan.hypercare.cadence
+            ],
+            "traffic": dict(d.progress.traffic),
+        },
+    )
+    d.notify(
+        NotifyKind.HYPERCARE_STARTED,
+        roles=owner_roles(d),
+        data={"until": until.isoformat(), "gates": ", ".join(gates), "cadence": _cadence_text(d.plan)},
+    )
+
+
+def end_if_due(d: Draft) -> None:
+    """Complete the run once the last cadence step ran out; before that a tick changes nothing."""
+    since = d.progress.hypercare_since
+    until = ends_at(d.plan, since) if since is not None else None
+    if since is None or until is None or d.at < until:
+        return
+    d.emit(StopGateChecks(checkpoint=None))
+    d.ledger(
+        LedgerKind.HYPERCARE_ENDED,
+        actor="engine",
+        payload={
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "gates": {g: [r.as_json() for r in rs] for g, rs in d.progress.hypercare_evidence.items()},
+        },
+    )
+    assert d.plan.hypercare is not None
+    length = format_duration(d.plan.hypercare.length)
+    finish(
+        d,
+        RunState.COMPLETED,
+        actor="engine",
+        why=f"every checkpoint is done and hyper-care ran its course ({length})",
+    )
