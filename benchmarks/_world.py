@@ -33,8 +33,14 @@ def quiet() -> None:
     logging.disable(logging.WARNING)
 
 
-def chained_plan(n: int, *, plan_id: str = "fanout", channel: str = "C0BENCH", one_role_each: bool = True,
-                 duration: str = "5m") -> dict[str, Any]:
+def chained_plan(
+    n: int,
+    *,
+    plan_id: str = "fanout",
+    channel: str = "C0BENCH",
+    one_role_each: bool = True,
+    duration: str = "5m",
+) -> dict[str, Any]:
     """`n` checkpoints in a chain; with `one_role_each`, checkpoint i is owned by role r-i (user U0P<i>)."""
     roles: dict[str, Any] = {
         "release-authority": {"primary": AUTHORITY, "delegates": ["U0REL2"]},
@@ -45,8 +51,12 @@ def chained_plan(n: int, *, plan_id: str = "fanout", channel: str = "C0BENCH", o
         owner = f"r-{i}" if one_role_each else "release-eng"
         if one_role_each:
             roles[owner] = {"primary": f"U0P{i:04d}"}
-        cp: dict[str, Any] = {"id": f"cp-{i}", "title": f"Checkpoint {i}", "owner": owner,
-                              "duration": duration}
+        cp: dict[str, Any] = {
+            "id": f"cp-{i}",
+            "title": f"Checkpoint {i}",
+            "owner": owner,
+            "duration": duration,
+        }
         if i:
             cp["after"] = [f"cp-{i - 1}"]
         checkpoints.append(cp)
@@ -54,8 +64,7 @@ def chained_plan(n: int, *, plan_id: str = "fanout", channel: str = "C0BENCH", o
         "plan": plan_id,
         "title": "Benchmark plan",
         "channel": channel,
-        "window": {"start": WINDOW_START.isoformat(),
-                   "end": (WINDOW_START + timedelta(days=3)).isoformat()},
+        "window": {"start": WINDOW_START.isoformat(), "end": (WINDOW_START + timedelta(days=3)).isoformat()},
         "material_shift": "5m",
         "roles": roles,
         "authority": {
@@ -80,11 +89,16 @@ def gated_plan(*, plan_id: str, channel: str) -> dict[str, Any]:
         "fallback-health": {"query": "fallback", "pass": ">= 1", "on_fail": "freeze"},
         "error-rate": {"query": "errors", "pass": "< 0.05", "on_fail": "global_rollback"},
     }
-    plan["checkpoints"] = [{
-        "id": "canary", "title": "Shift merchant cohort A", "owner": "release-eng",
-        "traffic": {"percent": 5, "cohort": "merchant-a"}, "soak": "24h",
-        "gates": ["auth-success", "lookup-latency", "fallback-health", "error-rate"],
-    }]
+    plan["checkpoints"] = [
+        {
+            "id": "canary",
+            "title": "Shift merchant cohort A",
+            "owner": "release-eng",
+            "traffic": {"percent": 5, "cohort": "merchant-a"},
+            "soak": "24h",
+            "gates": ["auth-success", "lookup-latency", "fallback-health", "error-rate"],
+        }
+    ]
     return plan
 
 
@@ -100,8 +114,12 @@ class World:
     def reopened(self, *, fast_writes: bool = False) -> World:
         """The same database and clock over a fresh engine (the old one is left to `close`)."""
         uow = UnitOfWork(_engine(self.url, fast_writes=fast_writes))
-        deps = Deps(uow=uow, clock=self.clock, telemetry_for=self.deps.telemetry_for,
-                    actuator_for=self.deps.actuator_for)
+        deps = Deps(
+            uow=uow,
+            clock=self.clock,
+            telemetry_for=self.deps.telemetry_for,
+            actuator_for=self.deps.actuator_for,
+        )
         return World(deps=deps, uow=uow, clock=self.clock, workdir=self.workdir, url=self.url)
 
     async def close(self, *, keep_files: bool = False) -> None:
@@ -149,8 +167,9 @@ async def started_run(world: World, plan_dict: dict[str, Any]) -> str:
     text = json.dumps(plan_dict)
     plan = load_plan(text, source=f"{plan_dict['plan']}.json")
     deps = world.deps
-    outcome = await open_run(c.OpenRun(plan_text=text, source=f"{plan_dict['plan']}.json",
-                                       channel=plan.channel, user=ENG), deps)
+    outcome = await open_run(
+        c.OpenRun(plan_text=text, source=f"{plan_dict['plan']}.json", channel=plan.channel, user=ENG), deps
+    )
     assert outcome.ok, outcome.message
     run = str(outcome.run)
     outcome = await sign_off(c.SignOff(run=run, user=AUTHORITY, revision=plan.revision), deps)
@@ -164,8 +183,9 @@ async def clear_outbox(world: World) -> int:
     """Mark everything pending as sent (the set-up's own notices are not what is measured)."""
     n = 0
     async with world.uow.transaction() as tx:
-        rows = await tx.outbox.claim(now=world.clock.now() + timedelta(days=30), limit=100_000,
-                                     lease=timedelta(minutes=5))
+        rows = await tx.outbox.claim(
+            now=world.clock.now() + timedelta(days=30), limit=100_000, lease=timedelta(minutes=5)
+        )
         for row in rows:
             await tx.outbox.mark_sent(row.id, ts=f"1.{row.id}", channel=row.recipient, at=world.clock.now())
             n += 1

@@ -41,8 +41,13 @@ async def _measure(prefix: str, rates: dict[str, float] | None) -> dict[str, str
             # The set-up's own notices (v1's card among them) go out first, unlimited and unmeasured.
             await dispatcher.drain(now_fn=world.clock.now)
             world.clock.advance(timedelta(minutes=1))
-            late_report = c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0",
-                                       until=WINDOW_START + timedelta(hours=1), reason="keys slow")
+            late_report = c.ReportLate(
+                run=run,
+                user="U0P0000",
+                checkpoint="cp-0",
+                until=WINDOW_START + timedelta(hours=1),
+                reason="keys slow",
+            )
             late = await report_late(late_report, world.deps)
             assert late.ok, late.message
             adopted = await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)

@@ -2,8 +2,9 @@
 
 500 runs of a small plan (one traffic checkpoint with four gates and a long soak), each in its own
 war-room channel (the plans differ only by channel and plan id), started and soaking. One tick is
-`check_gates` for every run (the first tick also parses each of the 500 plans once; the
-second, the steady state, is the one the ratio is about), at most `CONCURRENCY` in flight (as a scheduler firing them would).
+`check_gates` for every run, at most `CONCURRENCY` in flight (as a scheduler firing them would).
+The first tick also parses each of the 500 plans once; the second, the steady state, is the one
+the ratio is about.
 The ratio is the tick's time over the plan's gate interval (60 s): above 1, ticks fall behind.
 
 Set-up: the first run is opened, signed off and started through the use cases; the other 499 are
@@ -61,8 +62,9 @@ def _clone(path: str, copies: int) -> None:
             plan_id, channel = _names(i)
             revision = _revision(i)
 
-            def swap(value: Any, plan_id: str = plan_id, channel: str = channel,
-                     revision: str = revision) -> Any:
+            def swap(
+                value: Any, plan_id: str = plan_id, channel: str = channel, revision: str = revision
+            ) -> Any:
                 if not isinstance(value, str):
                     return value
                 swapped = value.replace(first_id, plan_id).replace(first_channel, channel)
@@ -74,8 +76,10 @@ def _clone(path: str, copies: int) -> None:
                 marks = ", ".join("?" for _ in kept)
                 db.executemany(
                     f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})",
-                    [tuple(swap(v) for col, v in zip(columns, row, strict=True) if col != surrogate)
-                     for row in values],
+                    [
+                        tuple(swap(v) for col, v in zip(columns, row, strict=True) if col != surrogate)
+                        for row in values
+                    ],
                 )
         db.commit()
     finally:
@@ -111,8 +115,9 @@ async def _measure() -> dict[str, str]:
         # The steady state: every plan parsed once already (a running bot parses each plan once).
         world.clock.advance(timedelta(minutes=1))
         began = time.perf_counter()
-        outcomes = await _bounded(CONCURRENCY, [lambda r=r: check_gates(c.CheckGates(run=r), world.deps)
-                                                for r in runs])
+        outcomes = await _bounded(
+            CONCURRENCY, [lambda r=r: check_gates(c.CheckGates(run=r), world.deps) for r in runs]
+        )
         tick = time.perf_counter() - began
         async with world.uow.transaction(read_only=True) as tx:
             measured = 0

@@ -46,15 +46,26 @@ async def _measure() -> tuple[list[float], list[float]]:
                 world.clock.advance(timedelta(seconds=10))
                 seen = len(slack.calls())
                 began = time.monotonic()
-                outcome = await report_late(c.ReportLate(
-                    run=run, user=ENG, checkpoint="cp-0", until=WINDOW_START + timedelta(minutes=60 + i),
-                    reason="replication slow"), world.deps)
+                outcome = await report_late(
+                    c.ReportLate(
+                        run=run,
+                        user=ENG,
+                        checkpoint="cp-0",
+                        until=WINDOW_START + timedelta(minutes=60 + i),
+                        reason="replication slow",
+                    ),
+                    world.deps,
+                )
                 assert outcome.ok, outcome.message
                 handler.append((time.monotonic() - began) * 1000)
                 await dispatcher.drain(now_fn=world.clock.now)
-                arrived = [call.at for call in slack.calls()[seen:]
-                           if call.ok and call.body.get("channel") == plan["channel"]
-                           and "proposed" in str(call.body.get("text", "")).lower()]
+                arrived = [
+                    call.at
+                    for call in slack.calls()[seen:]
+                    if call.ok
+                    and call.body.get("channel") == plan["channel"]
+                    and "proposed" in str(call.body.get("text", "")).lower()
+                ]
                 assert arrived, "no proposed line reached the stand-in"
                 samples.append((arrived[0] - began) * 1000)
         return samples, handler

@@ -102,8 +102,12 @@ async def _until_settled(
             counts = await tx.outbox.counts()
         unfinished = counts.get(OutboxState.PENDING, 0) + counts.get(OutboxState.SENDING, 0)
         if not unfinished:
-            print(json.dumps({"settled": True, "sent": total.sent, "retried": total.retried,
-                              "failed": total.failed}), flush=True)
+            print(
+                json.dumps(
+                    {"settled": True, "sent": total.sent, "retried": total.retried, "failed": total.failed}
+                ),
+                flush=True,
+            )
             return 0
         await asyncio.sleep(0.05)
     print(json.dumps({"settled": False, "sent": total.sent}), flush=True)

@@ -46,8 +46,10 @@ CHANNEL = "C0CLICKS"
 CLICKS_PLAN = (
     BRIDGE_PLAN.replace("plan: bridge", "plan: clicks")
     .replace("channel: C0BRIDGE", f"channel: {CHANNEL}")
-    .replace("hold: {release_by: [release-authority]}",
-             "hold: {release_by: [release-authority, release-eng], mode: any}")
+    .replace(
+        "hold: {release_by: [release-authority]}",
+        "hold: {release_by: [release-authority, release-eng], mode: any}",
+    )
 )
 
 
@@ -84,11 +86,23 @@ async def _click_all_at_once(
     signed = []
     for n, user in enumerate(users):
         rid = f"click-{n}"
-        signed.append((user, rid, signing.signed_block_actions(
-            secret=SECRET, action_id=ActionId.RELEASE_HOLD.value, value=value, user_id=user,
-            username=user.lower(), channel_id=channel, response_url=h.slack.response_url(rid),
-            trigger_id=f"1337.{n}.clicks", action_ts=f"{time.time():.6f}",
-        )))
+        signed.append(
+            (
+                user,
+                rid,
+                signing.signed_block_actions(
+                    secret=SECRET,
+                    action_id=ActionId.RELEASE_HOLD.value,
+                    value=value,
+                    user_id=user,
+                    username=user.lower(),
+                    channel_id=channel,
+                    response_url=h.slack.response_url(rid),
+                    trigger_id=f"1337.{n}.clicks",
+                    action_ts=f"{time.time():.6f}",
+                ),
+            )
+        )
 
     async def one(user: str, rid: str, request: signing.SignedRequest) -> tuple[str, str, int, float]:
         began = time.monotonic()
@@ -98,8 +112,9 @@ async def _click_all_at_once(
     return list(await asyncio.gather(*(one(*s) for s in signed)))
 
 
-async def _the_race(h: BotHarness, *, run: str, channel: str, hold: str, value: str,
-                    users: list[str]) -> dict[str, Any]:
+async def _the_race(
+    h: BotHarness, *, run: str, channel: str, hold: str, value: str, users: list[str]
+) -> dict[str, Any]:
     """Run the hundred clicks and check everything a race could break; returns what was seen."""
     ledger_before = await h.ledger_kinds(run)
     shifts_before = len(h.actuator.shifts)
@@ -109,8 +124,11 @@ async def _the_race(h: BotHarness, *, run: str, channel: str, hold: str, value: 
     assert [status for *_, status, _ in clicks] == [200] * CLICKS
     slowest = max(seconds for *_, seconds in clicks)
     assert slowest < SLACK_ACK_LIMIT, f"an ack took {slowest:.2f} s"
-    await wait_until(lambda: all(h.slack.responses(rid) for _, rid, _, _ in clicks),
-                     what="an answer to every click", timeout=60)
+    await wait_until(
+        lambda: all(h.slack.responses(rid) for _, rid, _, _ in clicks),
+        what="an answer to every click",
+        timeout=60,
+    )
     answers = {rid: h.slack.responses(rid) for _, rid, _, _ in clicks}
     assert all(len(posts) == 1 for posts in answers.values()), "a click was answered twice"
     by_rid = {rid: user for user, rid, _, _ in clicks}
@@ -139,7 +157,7 @@ async def _the_race(h: BotHarness, *, run: str, channel: str, hold: str, value: 
     assert not record.is_open
     assert [(r.user, r.role) for r in record.releases] == [(winner, role)]
     ledger_after = await h.ledger_kinds(run)
-    added = Counter(ledger_after[len(ledger_before):])
+    added = Counter(ledger_after[len(ledger_before) :])
     assert added["hold_released"] == 1 and ledger_after.count("hold_released") == 1, added
     assert added["refused"] == CLICKS - 1, added
     notices = [r for r in await h.outbox_rows(run) if r.kind == "hold_released"]

@@ -81,8 +81,9 @@ class KillingStandin(SlackStandin):
         """Requests the stand-in is still working on (the killed child's among them)."""
         return self._in_flight
 
-    def _answer(self, method: str, token: str | None, body: dict[str, Any],
-                arrived: float) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+    def _answer(
+        self, method: str, token: str | None, body: dict[str, Any], arrived: float
+    ) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
         status, answer, headers = super()._answer(method, token, body, arrived)
         is_dm = method == "chat.postMessage" and str(body.get("channel", "")).startswith("U")
         if is_dm and status == 200 and answer and answer.get("ok"):
@@ -115,11 +116,14 @@ async def _queue_the_fan_out(world: World, slack: SlackStandin) -> tuple[str, se
     outbox = StoreOutbox(world.uow)
     client = make_client(token=slack.token, base_url=slack.base_url)
     opening = await Dispatcher(client=client, outbox=outbox, find_target=outbox.find_target).drain(
-        now_fn=world.clock.now)
+        now_fn=world.clock.now
+    )
     assert opening.sent > 0 and opening.failed == 0 and opening.retried == 0
     world.clock.advance(timedelta(minutes=1))
-    late = await report_late(c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0",
-                                          until=WINDOW_START + timedelta(hours=1)), world.deps)
+    late = await report_late(
+        c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0", until=WINDOW_START + timedelta(hours=1)),
+        world.deps,
+    )
     assert late.ok, late.message
     adopted = await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)
     assert adopted.ok, adopted.message
@@ -130,18 +134,38 @@ async def _queue_the_fan_out(world: World, slack: SlackStandin) -> tuple[str, se
     return run, dms, {r.id for r in rows}
 
 
-def _child(mode: str, *, world: World, slack: SlackStandin, wall_anchor: float,
-           sim_anchor: str, log: Path) -> subprocess.Popen[bytes]:
+def _child(
+    mode: str, *, world: World, slack: SlackStandin, wall_anchor: float, sim_anchor: str, log: Path
+) -> subprocess.Popen[bytes]:
     # Nothing of the bot's configuration leaks in from the environment the tests run in.
     env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
     env["PYTHONPATH"] = str(REPO)
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "tests.crash_child", f"--{mode}",
-             "--database-url", world.url, "--slack-api-url", slack.base_url, "--token", slack.token,
-             "--lease", str(LEASE_S), "--sim-anchor", sim_anchor, "--wall-anchor", repr(wall_anchor),
-             "--limit", str(CHILD_LIMIT_S)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "tests.crash_child",
+                f"--{mode}",
+                "--database-url",
+                world.url,
+                "--slack-api-url",
+                slack.base_url,
+                "--token",
+                slack.token,
+                "--lease",
+                str(LEASE_S),
+                "--sim-anchor",
+                sim_anchor,
+                "--wall-anchor",
+                repr(wall_anchor),
+                "--limit",
+                str(CHILD_LIMIT_S),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -163,7 +187,8 @@ async def _rows(world: World, run: str) -> list[Any]:
 
 
 async def test_a_bot_killed_mid_fan_out_and_started_again_delivers_every_dm_and_repeats_only_those_in_flight(
-    tmp_path: Path, sqlite_template: Path,
+    tmp_path: Path,
+    sqlite_template: Path,
 ) -> None:
     database = tmp_path / "cutover.db"
     shutil.copyfile(sqlite_template, database)
@@ -176,11 +201,18 @@ async def test_a_bot_killed_mid_fan_out_and_started_again_delivers_every_dm_and_
             sim_anchor, wall_anchor = world.clock.now().isoformat(), time.time()
             slack.slow(0.03)  # 8 at a time, 300 DMs: about a second of fan-out, not a blink
             first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
-            first = _child("forever", world=world, slack=slack, wall_anchor=wall_anchor,
-                           sim_anchor=sim_anchor, log=first_log)
+            first = _child(
+                "forever",
+                world=world,
+                slack=slack,
+                wall_anchor=wall_anchor,
+                sim_anchor=sim_anchor,
+                log=first_log,
+            )
             slack.victim = first.pid
             assert await _exit_of(first, timeout=CHILD_LIMIT_S, log=first_log) == -signal.SIGKILL, (
-                first_log.read_text()[-3000:])
+                first_log.read_text()[-3000:]
+            )
             assert slack.killed_after is not None, "the child died on its own"
 
             # Right after the kill: what the dead sender had claimed and not recorded.
@@ -189,16 +221,26 @@ async def test_a_bot_killed_mid_fan_out_and_started_again_delivers_every_dm_and_
             at_kill = await _rows(world, run)
             in_flight = {r.id: r.recipient for r in at_kill if r.state == "sending"}
             sent_before = sum(1 for r in at_kill if r.state == "sent" and r.id in queued)
-            delivered_before = Counter(call.body.get("channel") for call in slack.calls()[before:]
-                                       if call.ok and call.method == "chat.postMessage")
+            delivered_before = Counter(
+                call.body.get("channel")
+                for call in slack.calls()[before:]
+                if call.ok and call.method == "chat.postMessage"
+            )
             assert KILL_AT_DM <= sum(delivered_before[u] for u in dms) < PEOPLE  # killed mid-fan-out
             assert 0 < len(in_flight) <= BATCH, in_flight
 
             slack.slow(0.0)
-            second = _child("until-settled", world=world, slack=slack, wall_anchor=wall_anchor,
-                            sim_anchor=sim_anchor, log=second_log)
+            second = _child(
+                "until-settled",
+                world=world,
+                slack=slack,
+                wall_anchor=wall_anchor,
+                sim_anchor=sim_anchor,
+                log=second_log,
+            )
             assert await _exit_of(second, timeout=CHILD_LIMIT_S + 10, log=second_log) == 0, (
-                second_log.read_text()[-3000:])
+                second_log.read_text()[-3000:]
+            )
             report = json.loads(second_log.read_text().strip().splitlines()[-1])
             calls = slack.calls()[before:]
 
@@ -210,13 +252,17 @@ async def test_a_bot_killed_mid_fan_out_and_started_again_delivers_every_dm_and_
     assert {r.id: (r.kind, r.state, r.last_error) for r in rows if r.state != "sent"} == {}
     assert report["settled"] and report["failed"] == 0
     assert report["sent"] == len(queued) - sent_before  # the second child sent exactly what was left
-    delivered = Counter(call.body.get("channel") for call in calls
-                        if call.ok and call.method == "chat.postMessage")
+    delivered = Counter(
+        call.body.get("channel") for call in calls if call.ok and call.method == "chat.postMessage"
+    )
     assert {user for user in dms if delivered[user] == 0} == set()
 
     # Twice only what the killed process had in flight; nothing three times.
-    ok_calls = Counter((call.method, call.body.get("channel"), call.body.get("ts"), call.body.get("text"))
-                       for call in calls if call.ok)
+    ok_calls = Counter(
+        (call.method, call.body.get("channel"), call.body.get("ts"), call.body.get("text"))
+        for call in calls
+        if call.ok
+    )
     twice = {key: n for key, n in ok_calls.items() if n > 1}
     assert all(n == 2 for n in twice.values()), twice
     assert {key[1] for key in twice} <= set(in_flight.values()), (twice, in_flight)

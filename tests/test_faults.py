@@ -40,8 +40,14 @@ from tests.bot_harness import BRIDGE, BotHarness, bot_world, buttons_of, serving
 from tests.slack_standin import SlackStandin
 
 # Retries in milliseconds: the test exercises the logic, not the patience.
-FAST = RetryPolicy(attempts_per_round=3, first_delay=0.01, max_delay=0.05, round_first_delay=0.05,
-                   round_max_delay=0.3, max_inline_wait=2.0)
+FAST = RetryPolicy(
+    attempts_per_round=3,
+    first_delay=0.01,
+    max_delay=0.05,
+    round_first_delay=0.05,
+    round_max_delay=0.3,
+    max_inline_wait=2.0,
+)
 
 CARD = "4111 1111 1111 1111"
 TOKEN = "xoxb-2948171651-5512008811-Zq8sYxT3kLmN0pQrStUvWx1y"
@@ -78,12 +84,17 @@ class OutageStandin(SlackStandin):
         self.went_down_at: float | None = None
         self.came_up_at: float | None = None
 
-    def _answer(self, method: str, token: str | None, body: dict[str, Any],
-                arrived: float) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
-        if self.went_down_at is not None and self.came_up_at is None and (
-            self.answered_503.total() >= self.for_503s
-            and time.monotonic() - self.went_down_at >= self.for_seconds
-            and max(self.answered_503.values()) >= self.whole_round
+    def _answer(
+        self, method: str, token: str | None, body: dict[str, Any], arrived: float
+    ) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+        if (
+            self.went_down_at is not None
+            and self.came_up_at is None
+            and (
+                self.answered_503.total() >= self.for_503s
+                and time.monotonic() - self.went_down_at >= self.for_seconds
+                and max(self.answered_503.values()) >= self.whole_round
+            )
         ):
             self.came_up_at = time.monotonic()
             self.up()
@@ -110,8 +121,9 @@ async def _unfinished(world: World, run: str) -> list[Any]:
         return [r for r in await tx.outbox.for_run(run) if r.state in ("pending", "sending")]
 
 
-async def _drain_until_settled(dispatcher: Dispatcher, world: World, run: str, *,
-                               limit_s: float = 60) -> None:
+async def _drain_until_settled(
+    dispatcher: Dispatcher, world: World, run: str, *, limit_s: float = 60
+) -> None:
     base, began = world.clock.now(), time.monotonic()
 
     def now_fn() -> datetime:
@@ -129,15 +141,16 @@ async def test_slack_down_in_the_middle_of_a_300_person_fan_out_loses_no_notice_
     world: World,
 ) -> None:
     run = await started_run(world, chained_plan(300))
-    slack = OutageStandin(after_dms=100, for_503s=60, for_seconds=0.5,
-                          whole_round=FAST.attempts_per_round)
+    slack = OutageStandin(after_dms=100, for_503s=60, for_seconds=0.5, whole_round=FAST.attempts_per_round)
     async with slack:
         dispatcher = _dispatcher(slack, world)
         await dispatcher.drain(now_fn=world.clock.now)  # the opening's own notices, Slack still up
         assert slack.went_down_at is None
         world.clock.advance(timedelta(minutes=1))
-        late = await report_late(c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0",
-                                              until=WINDOW_START + timedelta(hours=1)), world.deps)
+        late = await report_late(
+            c.ReportLate(run=run, user="U0P0000", checkpoint="cp-0", until=WINDOW_START + timedelta(hours=1)),
+            world.deps,
+        )
         assert late.ok, late.message
         adopted = await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)
         assert adopted.ok, adopted.message
@@ -155,8 +168,9 @@ async def test_slack_down_in_the_middle_of_a_300_person_fan_out_loses_no_notice_
     statuses = Counter(call.status for call in calls)
     assert statuses[503] >= 60, statuses
     first_503 = next(i for i, call in enumerate(calls) if call.status == 503)
-    delivered_dms_first = [call for call in calls[:first_503]
-                           if call.ok and str(call.body.get("channel")).startswith("U")]
+    delivered_dms_first = [
+        call for call in calls[:first_503] if call.ok and str(call.body.get("channel")).startswith("U")
+    ]
     assert len(delivered_dms_first) == 100
     # At least one row went through a whole round of 503s and was put back in the queue: the
     # outage outlasted the dispatcher's in-round retries, not just one attempt.
@@ -166,12 +180,16 @@ async def test_slack_down_in_the_middle_of_a_300_person_fan_out_loses_no_notice_
     assert after_up, "nothing was delivered after Slack came back"
 
     # Every notice arrived, none twice.
-    delivered = Counter(call.body.get("channel") for call in calls
-                        if call.ok and call.method == "chat.postMessage")
+    delivered = Counter(
+        call.body.get("channel") for call in calls if call.ok and call.method == "chat.postMessage"
+    )
     assert {user for user in dms if delivered[user] == 0} == set()
     assert {user: n for user, n in delivered.items() if user in dms and n > 1} == {}
-    ok_texts = Counter((call.method, call.body.get("channel"), call.body.get("ts"), call.body.get("text"))
-                       for call in calls if call.ok)
+    ok_texts = Counter(
+        (call.method, call.body.get("channel"), call.body.get("ts"), call.body.get("text"))
+        for call in calls
+        if call.ok
+    )
     assert [key for key, n in ok_texts.items() if n > 1] == []
     assert sum(ok_texts.values()) == len(rows)
     async with world.uow.transaction(read_only=True) as tx:
@@ -188,7 +206,8 @@ def _assert_no_secret(places: dict[str, str]) -> None:
 
 
 async def test_a_card_number_and_a_token_in_every_reason_never_reach_slack_the_ledger_the_outbox_or_the_logs(
-    world: World, caplog: pytest.LogCaptureFixture,
+    world: World,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     plan = chained_plan(5, plan_id="secrets", one_role_each=False)
@@ -197,23 +216,48 @@ async def test_a_card_number_and_a_token_in_every_reason_never_reach_slack_the_l
         dispatcher = _dispatcher(slack, world)
         world.clock.advance(timedelta(minutes=1))
         steps: list[tuple[str, Callable[[], Awaitable[Outcome]]]] = [
-            ("late reason", lambda: report_late(
-                c.ReportLate(run=run, user="U0ENG1", checkpoint="cp-0",
-                             until=WINDOW_START + timedelta(hours=1), reason=TYPED), world.deps)),
-            ("reject reason", lambda: reject_packet(
-                c.RejectPacket(run=run, user=AUTHORITY, version=2, reason=TYPED), world.deps)),
-            ("second late reason", lambda: report_late(
-                c.ReportLate(run=run, user="U0ENG1", checkpoint="cp-0",
-                             until=WINDOW_START + timedelta(hours=1, minutes=10), reason=TYPED),
-                world.deps)),
+            (
+                "late reason",
+                lambda: report_late(
+                    c.ReportLate(
+                        run=run,
+                        user="U0ENG1",
+                        checkpoint="cp-0",
+                        until=WINDOW_START + timedelta(hours=1),
+                        reason=TYPED,
+                    ),
+                    world.deps,
+                ),
+            ),
+            (
+                "reject reason",
+                lambda: reject_packet(
+                    c.RejectPacket(run=run, user=AUTHORITY, version=2, reason=TYPED), world.deps
+                ),
+            ),
+            (
+                "second late reason",
+                lambda: report_late(
+                    c.ReportLate(
+                        run=run,
+                        user="U0ENG1",
+                        checkpoint="cp-0",
+                        until=WINDOW_START + timedelta(hours=1, minutes=10),
+                        reason=TYPED,
+                    ),
+                    world.deps,
+                ),
+            ),
             ("adoption", lambda: adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)),
             ("pause reason", lambda: pause(c.Pause(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
             ("resume", lambda: resume(c.Resume(run=run, user=AUTHORITY), world.deps)),
             ("freeze reason", lambda: freeze(c.Freeze(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
             ("unfreeze", lambda: unfreeze(c.Unfreeze(run=run, user=AUTHORITY), world.deps)),
             ("hold reason", lambda: open_hold(c.OpenHold(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
-            ("rollback reason", lambda: rollback(
-                c.Rollback(run=run, user=AUTHORITY, scope="all", reason=TYPED), world.deps)),
+            (
+                "rollback reason",
+                lambda: rollback(c.Rollback(run=run, user=AUTHORITY, scope="all", reason=TYPED), world.deps),
+            ),
         ]
         for what, step in steps:
             outcome = await step()
@@ -242,8 +286,17 @@ async def test_a_card_number_and_a_token_in_every_reason_never_reach_slack_the_l
         assert kind in with_reason, (kind, with_reason)
     assert "pasted by mistake" in sent
     assert "[card ****1111]" in ledger
-    _assert_no_secret({"Slack": sent, "response_url": responses, "ledger": ledger, "outbox": queued,
-                       "holds": held, "packets": packet_reasons, "logs": logs})
+    _assert_no_secret(
+        {
+            "Slack": sent,
+            "response_url": responses,
+            "ledger": ledger,
+            "outbox": queued,
+            "holds": held,
+            "packets": packet_reasons,
+            "logs": logs,
+        }
+    )
 
 
 @pytest.fixture
@@ -291,7 +344,8 @@ TYPED_COMMANDS: list[tuple[str, str]] = [
 
 
 async def test_secrets_typed_into_slash_command_reasons_never_reach_slack_the_ledger_or_the_logs(
-    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture,
+    bot_harness: BotHarness,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     h = bot_harness
     caplog.set_level(logging.DEBUG)
@@ -312,7 +366,8 @@ async def test_secrets_typed_into_slash_command_reasons_never_reach_slack_the_le
 
 
 async def test_a_secret_typed_into_a_rollback_reason_never_reaches_slack_even_in_the_confirm_button(
-    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture,
+    bot_harness: BotHarness,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     h = bot_harness
     caplog.set_level(logging.DEBUG)

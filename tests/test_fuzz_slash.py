@@ -69,7 +69,7 @@ INJECTIONS = [
     "'; DROP TABLE runs;--",
     "Robert'); DROP TABLE ledger;--",
     "1 OR 1=1",
-    "\" OR \"\"=\"",
+    '" OR ""="',
     "{{7*7}}",
     "{{ config.items() }}",
     "{% for x in range(99) %}x{% endfor %}",
@@ -91,18 +91,76 @@ INJECTIONS = [
     "__import__('os').system('id')",
 ]
 MARKUP = [
-    "<!channel>", "<!here>", "<!everyone>", "<!subteam^S0123|@oncall>", "<#C0BRIDGE|cutover>",
-    "<#C0WARROOM>", "<https://evil.example.com/x|click me>", "<mailto:a@b.example|a>", "<@U0REL1>",
-    "<@U0REL2|rel2>", "<@W0GUEST42|guest>", "<@>", "<@U123|x>", "@U0REL2", "<@U0REL2|", "<>",
+    "<!channel>",
+    "<!here>",
+    "<!everyone>",
+    "<!subteam^S0123|@oncall>",
+    "<#C0BRIDGE|cutover>",
+    "<#C0WARROOM>",
+    "<https://evil.example.com/x|click me>",
+    "<mailto:a@b.example|a>",
+    "<@U0REL1>",
+    "<@U0REL2|rel2>",
+    "<@W0GUEST42|guest>",
+    "<@>",
+    "<@U123|x>",
+    "@U0REL2",
+    "<@U0REL2|",
+    "<>",
 ]
 ALMOST = [
-    "drain-queue", "schema-check", "go-decision", "canary", "DRAIN-QUEUE", "run/manual/1",
-    "run/manual/5", "go-decision/plan/1", "plan:go-decision", "v1", "v2", "v3", "V2", "v0",
-    "v999999", "v1234567", "2", "+25m", "+0m", "+2d", "+3d", "+1h30m", "+400d", "+99999999999d",
-    "21:30", "23:59", "00:00", "24:00", "9:5", "21:30-22:00", "22:00-21:30", "00:00-00:00",
-    "release-authority", "release-eng", "security", "dba", "payments-risk", "nobody-role",
-    "cohort", "all", "bridge", "payments-tokenization", "../bridge", "bridge.yaml", "100", "101",
-    "0", "-1", "1e9", "٣", "v٣", "２１:３０",
+    "drain-queue",
+    "schema-check",
+    "go-decision",
+    "canary",
+    "DRAIN-QUEUE",
+    "run/manual/1",
+    "run/manual/5",
+    "go-decision/plan/1",
+    "plan:go-decision",
+    "v1",
+    "v2",
+    "v3",
+    "V2",
+    "v0",
+    "v999999",
+    "v1234567",
+    "2",
+    "+25m",
+    "+0m",
+    "+2d",
+    "+3d",
+    "+1h30m",
+    "+400d",
+    "+99999999999d",
+    "21:30",
+    "23:59",
+    "00:00",
+    "24:00",
+    "9:5",
+    "21:30-22:00",
+    "22:00-21:30",
+    "00:00-00:00",
+    "release-authority",
+    "release-eng",
+    "security",
+    "dba",
+    "payments-risk",
+    "nobody-role",
+    "cohort",
+    "all",
+    "bridge",
+    "payments-tokenization",
+    "../bridge",
+    "bridge.yaml",
+    "100",
+    "101",
+    "0",
+    "-1",
+    "1e9",
+    "٣",
+    "v٣",
+    "２１:３０",
 ]
 SEPARATORS = [" ", "  ", "\t", "\n", "\u00a0", "\u3000", "\u2003", " \r\n "]
 SUBCOMMANDS = sorted({*USAGE, *ALIASES})
@@ -112,8 +170,24 @@ SUBCOMMANDS = sorted({*USAGE, *ALIASES})
 UNLEDGERED_REFUSALS = {("window", "The window must close after it opens.")}
 UNLEDGERED_OPEN = ("No plan named '", "Plan 'payments-tokenization-cutover' runs in <#C0WARROOM>, not here.")
 # Every subcommand that would change the run, were it typed by someone allowed to.
-STATE_CHANGING = {"start", "signoff", "done", "late", "window", "delegate", "hold", "release", "pause",
-                  "resume", "freeze", "unfreeze", "rollback", "adopt", "reject", "ack"}
+STATE_CHANGING = {
+    "start",
+    "signoff",
+    "done",
+    "late",
+    "window",
+    "delegate",
+    "hold",
+    "release",
+    "pause",
+    "resume",
+    "freeze",
+    "unfreeze",
+    "rollback",
+    "adopt",
+    "reject",
+    "ack",
+}
 
 
 def _cased(word: str) -> st.SearchStrategy[str]:
@@ -126,9 +200,11 @@ mention = st.builds(
     st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", max_size=24),
     st.text(max_size=20),
 )
-link = st.builds(lambda host, label: f"<https://{host}/x|{label}>",
-                 st.text(alphabet="abcdefghijklmnopqrstuvwxyz.-", min_size=1, max_size=20),
-                 st.text(max_size=15))
+link = st.builds(
+    lambda host, label: f"<https://{host}/x|{label}>",
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz.-", min_size=1, max_size=20),
+    st.text(max_size=15),
+)
 word = st.one_of(
     st.text(max_size=30),
     st.text(alphabet=st.characters(codec="ascii"), max_size=20),
@@ -158,15 +234,35 @@ def _mostly(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.integers(0, 3).flatmap(lambda n: word if n == 0 else valid)
 
 
-checkpoint = _mostly(st.sampled_from(["drain-queue", "schema-check", "go-decision", "canary", "run",
-                                      "nope", "DRAIN-QUEUE", "plan:go-decision", "manual:drain-queue",
-                                      "go-decision/plan/1", "run/manual/5", "a" * 101]))
+checkpoint = _mostly(
+    st.sampled_from(
+        [
+            "drain-queue",
+            "schema-check",
+            "go-decision",
+            "canary",
+            "run",
+            "nope",
+            "DRAIN-QUEUE",
+            "plan:go-decision",
+            "manual:drain-queue",
+            "go-decision/plan/1",
+            "run/manual/5",
+            "a" * 101,
+        ]
+    )
+)
 hhmm = st.sampled_from(["21:30", "00:00", "23:59", "9:05", "24:00", "21:3", "２１:３０"])
-until = _mostly(st.one_of(hhmm, st.sampled_from(["+25m", "+0m", "+2d", "+3d", "+1h30m", "+400d",
-                                                 "+99999999999d", "+٣m", "+5", "+m"])))
+until = _mostly(
+    st.one_of(
+        hhmm,
+        st.sampled_from(["+25m", "+0m", "+2d", "+3d", "+1h30m", "+400d", "+99999999999d", "+٣m", "+5", "+m"]),
+    )
+)
 span = _mostly(st.builds("{}-{}".format, hhmm, hhmm))
-role = _mostly(st.sampled_from(["release-authority", "release-eng", "security", "dba",
-                                "payments-risk", "no-such-role"]))
+role = _mostly(
+    st.sampled_from(["release-authority", "release-eng", "security", "dba", "payments-risk", "no-such-role"])
+)
 version = _mostly(st.integers(-1, 10**7).map("v{}".format))
 reason = st.lists(word, max_size=6).map(" ".join)
 SHAPED = {
@@ -198,7 +294,7 @@ very_long = st.builds(
     st.integers(min_value=1, max_value=2500),
 )
 slash_text = st.one_of(
-    st.text(max_size=200),                       # any unicode at all
+    st.text(max_size=200),  # any unicode at all
     st.text(max_size=5000),
     subcommand_line(),
     shaped_line,
@@ -209,8 +305,17 @@ slash_text = st.one_of(
 # -- what must hold ----------------------------------------------------------------------------
 
 _EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z0-9_]*(?:Error|Exception|Exit|Interrupt)\b")
-_LEAKS = ("Traceback", 'File "', "sqlalchemy", "sqlite3", "aiosqlite", "asyncpg", "pydantic",
-          "site-packages", "Exception:")
+_LEAKS = (
+    "Traceback",
+    'File "',
+    "sqlalchemy",
+    "sqlite3",
+    "aiosqlite",
+    "asyncpg",
+    "pydantic",
+    "site-packages",
+    "Exception:",
+)
 
 
 def assert_clean(answer: str, typed: str) -> None:
@@ -256,11 +361,13 @@ class Observer:
         self._db.close()
 
     def read(self) -> Store:
-        tables = {name: self._db.execute(f"SELECT * FROM {name} ORDER BY rowid").fetchall()
-                  for name in WATCHED}
+        tables = {
+            name: self._db.execute(f"SELECT * FROM {name} ORDER BY rowid").fetchall() for name in WATCHED
+        }
         rows = self._db.execute("SELECT id, kind, recipient, state FROM outbox ORDER BY id").fetchall()
         (seq,) = self._db.execute(
-            "SELECT coalesce(max(seq), 0) FROM ledger_heads WHERE run_id = ?", (self.run,)).fetchone()
+            "SELECT coalesce(max(seq), 0) FROM ledger_heads WHERE run_id = ?", (self.run,)
+        ).fetchone()
         return Store(tables=tables, outbox=rows, ledger_seq=int(seq))
 
     def ledger_since(self, seq: int) -> list[tuple[str, str]]:
@@ -275,7 +382,7 @@ class Observer:
         for name, rows in before.tables.items():
             assert after.tables[name] == rows, f"table {name} changed after {typed!r}"
         assert after.outbox[: len(before.outbox)] == before.outbox, f"outbox rows changed after {typed!r}"
-        added_rows = [row[1:] for row in after.outbox[len(before.outbox):]]
+        added_rows = [row[1:] for row in after.outbox[len(before.outbox) :]]
         allowed = [("evidence", BRIDGE, "pending")] if evidence_allowed else []
         assert added_rows in ([], allowed), (typed, added_rows)
         if after.ledger_seq != before.ledger_seq:
@@ -288,8 +395,9 @@ class Observer:
 
 
 async def _as(bot: Bot, text: str, user: str) -> Outcome:
-    return await run_text(parse(text), user=user, channel=BRIDGE, deps=bot.deps,
-                          plans=PlanSource(bot.plans_dir))
+    return await run_text(
+        parse(text), user=user, channel=BRIDGE, deps=bot.deps, plans=PlanSource(bot.plans_dir)
+    )
 
 
 async def a_run_with_something_to_act_on(bot: Bot, factory: BotFactory) -> str:
@@ -299,8 +407,11 @@ async def a_run_with_something_to_act_on(bot: Bot, factory: BotFactory) -> str:
         outcome = await _as(bot, text, user)
         assert outcome.ok, (text, outcome.message)
     factory.clock.advance(timedelta(minutes=5))
-    for user, text in [(ENG1, "start"), (ENG1, "late drain-queue +25m pumps are slow"),
-                       (SEC1, "hold vendor on the phone")]:
+    for user, text in [
+        (ENG1, "start"),
+        (ENG1, "late drain-queue +25m pumps are slow"),
+        (SEC1, "hold vendor on the phone"),
+    ]:
         outcome = await _as(bot, text, user)
         assert outcome.ok, (text, outcome.message)
     async with bot.uow.transaction(read_only=True) as tx:
@@ -329,13 +440,13 @@ FUZZ = settings(
     max_examples=FAST_EXAMPLES,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                           HealthCheck.large_base_example],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 
 
 def test_no_slash_command_text_from_someone_without_a_role_raises_leaks_a_traceback_or_changes_state(
-    tmp_path: Path, sqlite_template: Path,
+    tmp_path: Path,
+    sqlite_template: Path,
 ) -> None:
     with bot_on_own_loop(tmp_path, sqlite_template) as (loop, factory, bot):
         run = loop.run(a_run_with_something_to_act_on(bot, factory))
@@ -412,7 +523,9 @@ def _is_evidence(text: str) -> bool:
 
 
 def test_no_slash_command_text_sent_over_http_gets_a_5xx_or_a_traceback_or_changes_state(
-    tmp_path: Path, sqlite_template: Path, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    sqlite_template: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
     with served_on_own_loop(tmp_path, sqlite_template) as (loop, factory, h):
@@ -425,7 +538,11 @@ def test_no_slash_command_text_sent_over_http_gets_a_5xx_or_a_traceback_or_chang
             seen["examples"] += 1
             rid = f"fuzz-{seen['examples']}"
             signed = signing.signed_slash_command(
-                secret=SECRET, text=text, user_id=user, user_name=user.lower(), channel_id=BRIDGE,
+                secret=SECRET,
+                text=text,
+                user_id=user,
+                user_name=user.lower(),
+                channel_id=BRIDGE,
                 response_url=h.slack.response_url(rid),
             )
             status, ack = await h.post(signed.body, signed.headers)
