@@ -1,0 +1,140 @@
+"""The rehearsal: every example plan plays to the end its script expects, through the real use cases."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from bot.rehearsal import rehearse
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REPORT_KEYS = {
+    "plan",
+    "revision",
+    "final_state",
+    "packets",
+    "notices",
+    "holds",
+    "shifts",
+    "refusals",
+    "ledger_verified",
+}
+
+
+def _console() -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=160, highlight=False, soft_wrap=True), out
+
+
+async def _rehearse(name: str, tmp_path: Path, **options: object) -> tuple[int, dict, str]:  # type: ignore[type-arg]
+    console, out = _console()
+    report = tmp_path / f"{name}.json"
+    status = await rehearse(
+        EXAMPLES / f"{name}.yaml",
+        report=report,
+        console=console,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / (name + '.db')}",
+        **options,
+    )  # type: ignore[arg-type]
+    return status, json.loads(report.read_text()), out.getvalue()
+
+
+async def test_the_payments_rehearsal_completes_with_a_refused_release_and_a_two_person_hold(
+    tmp_path: Path,
+) -> None:
+    status, report, printed = await _rehearse("payments-tokenization", tmp_path)
+
+    assert status == 0
+    assert set(report) >= REPORT_KEYS
+    assert report["final_state"] == "completed" and report["ledger_verified"] is True
+    assert any(r["user"] == "U0RISK1" and "release" in r["action"] for r in report["refusals"])
+    retire = next(h for h in report["holds"] if h["checkpoint"] == "retire-legacy")
+    assert {(r["user"], r["role"]) for r in retire["releases"]} == {
+        ("U0RISK1", "payments-risk"),
+        ("U0REL2", "release-authority"),
+    }
+    gate_hold = next(h for h in report["holds"] if h["checkpoint"] == "canary-a" and "latency" in h["reason"])
+    assert [r["user"] for r in gate_hold["releases"]] == ["U0REL2"]  # the release authority's delegate
+    assert [p["state"] for p in report["packets"]][-1] == "authoritative"
+    assert any(p["state"] == "superseded" for p in report["packets"])
+    dms = [n for n in report["notices"] if n["kind"] == "delta_dm"]
+    assert dms and all(n["recipient"].startswith("U") for n in dms)
+    assert report["shifts"][-1]["percent"] == 100
+    assert "Ledger check" in printed and "Traceback" not in printed
+
+
+async def test_the_command_window_rehearsal_holds_the_protected_replication_and_refuses_a_stale_ack(
+    tmp_path: Path,
+) -> None:
+    status, report, _ = await _rehearse("command-window-resequencing", tmp_path)
+
+    assert status == 0 and report["final_state"] == "completed"
+    assert any("v1" in r["reason"] and "acknowledge" in r["action"] for r in report["refusals"])
+    assert any(h["id"].startswith("db-replication/conflict") for h in report["holds"])
+    narrowed = next(p for p in report["packets"] if "window" in p["reason"])
+    replication = next(c for c in narrowed["timeline"] if c["checkpoint"] == "db-replication")
+    assert replication["protected"] is True
+    adopted = [p for p in report["packets"] if p["state"] == "authoritative"]
+    assert adopted and adopted[0]["version"] > 1
+
+
+async def test_the_ga_breach_rehearsal_rolls_back_globally_and_says_that_was_expected(tmp_path: Path) -> None:
+    status, report, _ = await _rehearse("ga-canary-breach", tmp_path)
+
+    assert status == 0 and report["final_state"] == "rolled_back"
+    assert report["shifts"][-1]["percent"] == 0
+    assert max(s["percent"] for s in report["shifts"]) == 25
+
+
+async def test_an_interactive_rehearsal_checks_the_person_at_the_terminal_like_a_button_click(
+    tmp_path: Path,
+) -> None:
+    answers = iter(["U0NOBODY", "y", "U0REL1", "y"] + [""] * 100)
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return next(answers)
+
+    status, report, _ = await _rehearse("payments-tokenization", tmp_path, interactive=True, ask=ask)
+
+    assert asked, "the rehearsal never asked at a hold"
+    assert any(r["user"] == "U0NOBODY" for r in report["refusals"])
+    first = report["holds"][0]
+    assert first["releases"][0]["user"] == "U0REL1"
+    assert status == 0
+
+
+def test_rehearse_on_a_bad_plan_exits_2_naming_the_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (EXAMPLES / "payments-tokenization.yaml")
+        .read_text()
+        .replace("owner: release-eng", "owner: nobody", 1)
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "rehearse", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "bad.yaml" in done.stdout + done.stderr and "owner" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["ga-canary-hypercare"])
+async def test_the_ga_rehearsal_runs_its_72_hours_of_hyper_care_and_completes(
+    tmp_path: Path, name: str
+) -> None:
+    status, report, _ = await _rehearse(name, tmp_path)
+
+    assert status == 0 and report["final_state"] == "completed"
+    assert [s["percent"] for s in report["shifts"]] == [1, 10, 25, 50, 75, 100]
