@@ -74,6 +74,9 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
         if not (won and kept):
             raise Refuse(f"v{new.version} was adopted or withdrawn a moment ago; v{ctx.version} is current.")
         ctx.packet = new.with_state(PacketState.AUTHORITATIVE)
+        # Only one proposal stands at a time, so the pending facts are this version's.
+        if ctx.pending is not None:
+            ctx.facts, ctx.pending = ctx.pending, None
         await apply(ctx, ev.PacketAdopted(at=ctx.now, version=new.version, user=cmd.user), deps)
         delta = diff(old, new, material_shift=ctx.plan.material_shift)
         await ledger(
@@ -140,6 +143,7 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
             ctx.run, packet.version, from_state=_PROPOSED, to_state=str(PacketState.REJECTED), at=ctx.now
         ):
             raise Refuse(f"v{packet.version} is no longer proposed; v{ctx.version} is current.")
+        ctx.pending = None  # the rejected proposal's facts go with it
         reason = redact(cmd.reason)
         await ledger(
             ctx, actor=cmd.user, kind="packet_rejected", payload={"version": packet.version, "reason": reason}

@@ -8,6 +8,7 @@ ledger entry and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
@@ -39,9 +40,24 @@ class RunContext:
     plan: Plan
     packet: Packet
     progress: engine.RunProgress
+    # The facts the authoritative packet was built from (plus what happened since: done times,
+    # released holds). A proposal's facts wait in `pending` until it is adopted; a rejected
+    # proposal's facts are dropped with it.
     facts: Facts
     acting: dict[str, str]
     now: datetime
+    pending: Facts | None = None
+
+    @property
+    def working_facts(self) -> Facts:
+        """What a new proposal builds on: the standing proposal's facts, else the adopted ones."""
+        return self.pending if self.pending is not None else self.facts
+
+    def record_fact(self, change: Callable[[Facts], Facts]) -> None:
+        """A fact of the world (a checkpoint done, a hold released): true for every version."""
+        self.facts = change(self.facts)
+        if self.pending is not None:
+            self.pending = change(self.pending)
 
     @property
     def run(self) -> str:
@@ -75,6 +91,7 @@ async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
         packet=packet,
         progress=engine.RunProgress.from_json(stored["engine"]),
         facts=Facts.from_json(stored.get("facts", {})),
+        pending=Facts.from_json(stored["pending"]) if stored.get("pending") else None,
         acting=dict(row.acting),
         now=now,
     )
@@ -108,7 +125,11 @@ async def enqueue(
 
 async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> None:
     """Write the run row back (compare-and-set on its lock version)."""
-    stored = {"engine": ctx.progress.as_json(), "facts": ctx.facts.as_json()}
+    stored = {
+        "engine": ctx.progress.as_json(),
+        "facts": ctx.facts.as_json(),
+        "pending": ctx.pending.as_json() if ctx.pending is not None else None,
+    }
     row = replace(
         ctx.row,
         progress=stored,

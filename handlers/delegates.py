@@ -33,7 +33,9 @@ async def change_delegate(cmd: ChangeDelegate, deps: Deps) -> Outcome:
             kind="acting_changed",
             payload={"role": cmd.role, "from": before, "to": cmd.to_user},
         )
-        proposed = await propose(ctx, ctx.facts, reason=f"{cmd.role} now acted by {cmd.to_user}", by=cmd.user)
+        proposed = await propose(
+            ctx, ctx.working_facts, reason=f"{cmd.role} now acted by {cmd.to_user}", by=cmd.user
+        )
         await save(ctx)
         tail = f" v{proposed[0].version} proposed: {proposed[1]}." if proposed else ""
         return Outcome.done(

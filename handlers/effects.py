@@ -18,6 +18,7 @@ from handlers.ports import Shift
 from packets import effects as fx
 from packets import events as ev
 from packets import stages
+from packets.packet import HoldSource
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.stage_errors import EngineError
 
@@ -139,6 +140,14 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
         released_as=",".join(effect.roles),
         at=ctx.now,
     )
+    # Later packets must not show a released plan hold, or an accepted conflict, as held again.
+    hold = ctx.progress.holds.get(effect.hold_id)
+    checkpoint = hold.checkpoint if hold is not None else None
+    if hold is not None and checkpoint is not None and ctx.plan.has_checkpoint(checkpoint):
+        if hold.source == HoldSource.PLAN:
+            ctx.record_fact(lambda facts: facts.release(checkpoint))
+        elif hold.source == HoldSource.CONFLICT:
+            ctx.record_fact(lambda facts: facts.waive(checkpoint))
 
 
 async def _notify(ctx: RunContext, effect: fx.Notify) -> None:

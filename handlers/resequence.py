@@ -55,9 +55,14 @@ async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tup
         plan_revision=ctx.plan.revision,
     )
     delta = diff(ctx.packet, packet, material_shift=ctx.plan.material_shift)
-    ctx.facts = facts
     if not delta.material_changes:
+        # Nothing anyone must act on: the fact joins what the next proposal builds on.
+        if ctx.pending is not None:
+            ctx.pending = facts
+        else:
+            ctx.facts = facts
         return None
+    ctx.pending = facts
     for stale in await ctx.tx.packets.in_state(ctx.run, str(PacketState.PROPOSED)):
         # Only one proposal stands at a time: the newest facts win, the older one is superseded.
         await ctx.tx.packets.set_state_cas(
@@ -139,7 +144,7 @@ async def report_late(cmd: ReportLate, deps: Deps) -> Outcome:
             payload={"checkpoint": cmd.checkpoint, "until": cmd.until.isoformat(), "reason": note},
         )
         proposed = await propose(
-            ctx, ctx.facts.report_late(cmd.checkpoint, cmd.until), reason=reason, by=cmd.user
+            ctx, ctx.working_facts.report_late(cmd.checkpoint, cmd.until), reason=reason, by=cmd.user
         )
         await save(ctx)
         return _answer(ctx, proposed, f"Recorded {cmd.checkpoint} late until {_clock(ctx, cmd.until)}")
@@ -167,7 +172,7 @@ async def change_window(cmd: ChangeWindow, deps: Deps) -> Outcome:
         )
         reason = f"{cmd.checkpoint} window now {span}"
         proposed = await propose(
-            ctx, ctx.facts.move_window(cmd.checkpoint, window), reason=reason, by=cmd.user
+            ctx, ctx.working_facts.move_window(cmd.checkpoint, window), reason=reason, by=cmd.user
         )
         await save(ctx)
         return _answer(ctx, proposed, f"Recorded the {cmd.checkpoint} window {span}")
@@ -179,7 +184,7 @@ async def report_done(cmd: ReportDone, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         _require_checkpoint(ctx, cmd.checkpoint)
         await apply(ctx, ev.CheckpointDone(at=ctx.now, checkpoint=cmd.checkpoint, user=cmd.user), deps)
-        ctx.facts = ctx.facts.mark_done(cmd.checkpoint, ctx.now)
+        ctx.record_fact(lambda facts: facts.mark_done(cmd.checkpoint, ctx.now))
         await save(ctx)
         return Outcome.done(
             f"{cmd.checkpoint} done at {_clock(ctx, ctx.now)}; the run is {ctx.progress.state}.",

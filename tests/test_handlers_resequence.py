@@ -299,3 +299,35 @@ async def test_a_window_that_closes_before_it_opens_is_refused(world):
     )
     outcome = await change_window(change, world.deps)
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["must close after it opens"])
+
+
+async def test_a_rejected_late_report_does_not_come_back_in_the_next_proposal(world):
+    from handlers.adoption import reject_packet
+    from packets.packet import Packet
+
+    await world.started()
+    await world.propose_late("canary", "22:40")
+    rejected = await reject_packet(c.RejectPacket(run=world.run, user=REL1, version=2), world.deps)
+    assert rejected.ok, rejected.message
+    switched = await change_delegate(
+        c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
+    )
+    assert switched.ok, switched.message
+
+    rows = {r.version: r for r in await world.packet_rows()}
+    first, after = Packet.from_json(rows[1].document()), Packet.from_json(rows[3].document())
+    assert after.checkpoint("canary").end == first.checkpoint("canary").end
+
+
+async def test_a_released_plan_hold_is_not_shown_held_again_in_a_later_proposal(world):
+    from packets.packet import Packet
+
+    await world.canary_passed()  # the widen hold is open now
+    released = await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold="widen"), world.deps)
+    assert released.ok, released.message
+    await world.propose_late("retire", "23:50")
+
+    latest = max(await world.packet_rows(), key=lambda r: r.version)
+    packet = Packet.from_json(latest.document())
+    assert packet.checkpoint("widen").held is False
+    assert packet.checkpoint("retire").held is True
