@@ -57,7 +57,8 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             if run is None:
                 await respond(**_reply(Outcome.refused("No active cutover run in this channel.")))
             else:
-                await respond(**_confirm_rollback(parsed, run))
+                current = (await status.run_status(run, deps)).current_version
+                await respond(**_confirm_rollback(parsed, run, current))
             return
         await ack()
         outcome = await run_text(
@@ -136,7 +137,8 @@ def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
         scope_text, _, reason_text = (value.rb or "").partition(":")
         scope: Literal["cohort", "all"] = "all" if scope_text == "all" else "cohort"
         reason = reason_text[:500] or "rollback confirmed"
-        return await runs.rollback(Rollback(run=value.run, user=user, scope=scope, reason=reason), deps)
+        command = Rollback(run=value.run, user=user, scope=scope, reason=reason, version=value.v)
+        return await runs.rollback(command, deps)
 
     return {
         ActionId.SIGN_OFF: sign_off,
@@ -148,11 +150,12 @@ def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
     }
 
 
-def _confirm_rollback(parsed: Parsed, run: str) -> dict[str, Any]:
+def _confirm_rollback(parsed: Parsed, run: str, version: int | None) -> dict[str, Any]:
     """A typed rollback is confirmed by a button, so a slip of the keyboard moves no traffic."""
     scope = parsed.scope or "cohort"
     what = "ALL traffic back to legacy" if scope == "all" else "the current cohort back one step"
-    value = ButtonValue(run=run, rb=f"{scope}:{redact(parsed.reason)[:500]}").encode()
+    # The button names the packet version it was rendered for: a late or second click is refused.
+    value = ButtonValue(run=run, v=version, rb=f"{scope}:{redact(parsed.reason)[:500]}").encode()
     return {
         "response_type": "ephemeral",
         "replace_original": False,

@@ -138,6 +138,8 @@ class Rollback:
     user: str
     scope: Literal["cohort", "all"]
     reason: str
+    # The packet version the Confirm button was rendered for; None when typed in a rehearsal.
+    version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -253,11 +253,17 @@ async def unfreeze(cmd: Unfreeze, deps: Deps) -> Outcome:
 async def rollback(cmd: Rollback, deps: Deps) -> Outcome:
     reason = redact(cmd.reason) or "rollback requested"
     verb = "Rolled back everything" if cmd.scope == "all" else "Rolled back the current cohort"
-    return await _simple(
-        cmd.run,
-        cmd.user,
-        f"rollback {cmd.scope}",
-        verb,
-        lambda ctx: ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason),
-        deps,
-    )
+
+    async def body(ctx: RunContext) -> Outcome:
+        if cmd.version is not None and cmd.version != ctx.version:
+            raise Refuse(
+                f"That rollback was confirmed against packet v{cmd.version}; v{ctx.version} is current. "
+                "Type the rollback again if it is still wanted."
+            )
+        await apply(
+            ctx, ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason), deps
+        )
+        await save(ctx)
+        return _state_outcome(ctx, verb)
+
+    return await on_run(cmd.run, user=cmd.user, action=f"rollback {cmd.scope}", deps=deps, body=body)

@@ -149,8 +149,13 @@ async def test_every_subcommand_reaches_its_use_case_and_answers_only_the_person
     # The typed rollback only asks; the confirm button carries the run, the scope and the reason.
     (confirm,) = buttons_of(h.slack.responses()[-1]["blocks"])
     assert confirm["action_id"] == ActionId.CONFIRM_ROLLBACK
-    assert json.loads(confirm["value"]) == {"run": run, "rb": "all:error budget gone"}
+    value = json.loads(confirm["value"])
+    assert {k: value[k] for k in ("run", "rb")} == {"run": run, "rb": "all:error budget gone"}
+    assert isinstance(value["v"], int)  # rendered for the current packet version
     assert "global_rollback" not in await h.ledger_kinds(run)
+    stale = json.dumps({**value, "v": value["v"] - 1})
+    refused = await h.click(confirm["action_id"], stale, user=ENG1)
+    assert "is current" in refused.text and "global_rollback" not in await h.ledger_kinds(run)
     clicked = await h.click(confirm["action_id"], confirm["value"], user=ENG1)
     assert clicked.ok and "Rolled back everything" in clicked.text, clicked.text
 
