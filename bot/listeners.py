@@ -38,6 +38,19 @@ def _reply(outcome: Outcome) -> dict[str, Any]:
 
 
 NOT_OURS = "That button is not one this bot rendered; use /cutover packet."
+FAILED = (
+    "That failed on the bot's side (it is logged for the operators). "
+    "Check /cutover status before trying again."
+)
+
+
+async def _guarded(call: Awaitable[Outcome]) -> Outcome:
+    """The one error boundary after the ack: the person hears something, the log gets the trace."""
+    try:
+        return await call
+    except Exception:
+        log.exception("a use case failed after the ack")
+        return Outcome.refused(FAILED)
 
 
 def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
@@ -61,12 +74,14 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
                 await respond(**_confirm_rollback(parsed, run, current))
             return
         await ack()
-        outcome = await run_text(
-            parsed,
-            user=str(command.get("user_id", "")),
-            channel=str(command.get("channel_id", "")),
-            deps=deps,
-            plans=plans,
+        outcome = await _guarded(
+            run_text(
+                parsed,
+                user=str(command.get("user_id", "")),
+                channel=str(command.get("channel_id", "")),
+                deps=deps,
+                plans=plans,
+            )
         )
         await respond(**_reply(outcome))
 
@@ -80,11 +95,9 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             value = ButtonValue.decode(action["value"])
             handler = clicks[ActionId(action["action_id"])]
         except (KeyError, IndexError, TypeError, ValueError):
-            await respond(
-                **_reply(Outcome.refused("That button is not one this bot rendered; use /cutover packet."))
-            )
+            await respond(**_reply(Outcome.refused(NOT_OURS)))
             return
-        await respond(**_reply(await handler(value, user)))
+        await respond(**_reply(await _guarded(handler(value, user))))
 
     for action_id in ActionId:
         app.action(action_id.value)(on_click)

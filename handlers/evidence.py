@@ -26,7 +26,6 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         ctx = await load(tx, run, deps.clock.now())
         if ctx is None:
             return None
-        signoffs = await tx.signoffs.for_revision(ctx.plan.revision)
         packets = await tx.packets.for_run(run)
         entries = await tx.ledger.entries(run)
         gate_rows = await tx.gate_results.for_run(run)
@@ -60,7 +59,10 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             "window": {"start": ctx.plan.window.start.isoformat(), "end": ctx.plan.window.end.isoformat()},
         },
         "signoffs": [
-            {"role": s.role, "user": s.user, "revision": s.revision, "at": s.at.isoformat()} for s in signoffs
+            # This run's sign-offs, as the engine accepted them: the store keeps sign-offs per
+            # revision, and an earlier run of the same revision must not be credited here.
+            {"role": s.role, "user": s.user, "revision": s.revision, "at": s.at.isoformat()}
+            for s in ctx.progress.signoffs.values()
         ],
         "packets": [
             {

@@ -131,7 +131,7 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
 
     async def body(ctx: RunContext) -> Outcome:
         again = due_now(ctx)
-        if again is None or again.checkpoint != due.checkpoint:
+        if again is None or (again.checkpoint, again.slot) != (due.checkpoint, due.slot):
             return Outcome.done("The run moved on while measuring; nothing recorded.", run=ctx.run)
         fresh = []
         for result in results:

@@ -85,7 +85,6 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
                 supersedes=None,
                 at=now,
             )
-            signed = await tx.signoffs.for_revision(plan.revision)
             await tx.ledger.append(
                 run_id=run,
                 actor=cmd.user,
@@ -114,12 +113,9 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
                 "change_record": plan.change_record,
                 "window": {"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
                 "checkpoints": len(plan.checkpoints),
+                # A new run inherits no sign-off, even of the same revision.
                 "signoffs": [
-                    {
-                        "role": role,
-                        "acting": plan.roles[role].primary,
-                        "signed_by": next((s.user for s in signed if s.role == role), None),
-                    }
+                    {"role": role, "acting": plan.roles[role].primary, "signed_by": None}
                     for role in plan.authority.signoff
                 ],
             }

@@ -185,6 +185,20 @@ async def test_a_malformed_subcommand_is_answered_in_the_ack_with_its_usage_line
     assert h.slack.responses() == [] and _web_api_calls(h) == []
 
 
+async def test_a_use_case_that_fails_on_the_bots_side_gets_a_plain_answer_and_no_traceback(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = bot_harness
+    (h.bot.plans_dir / "garbled.yaml").write_bytes(b"plan: \xff\xfe not utf-8\n")
+
+    reply = await h.command("open garbled", user=ENG1)
+
+    assert reply.status == 200
+    (answer,) = reply.replies
+    assert "failed on the bot's side" in answer["text"] and "Traceback" not in answer["text"]
+    assert any("a use case failed after the ack" in r.getMessage() for r in caplog.records)
+
+
 # -- every button -------------------------------------------------------------------------------
 
 
