@@ -68,6 +68,15 @@ async def _actuate(ctx: RunContext, effect: fx.ShiftTraffic, deps: Deps) -> ev.E
         idempotency_key=effect.key,
     )
     result = await deps.actuator_for(ctx.plan).shift(shift)
+    if result.ok:
+        ctx.shifts_made.append(
+            {
+                "cohort": effect.cohort,
+                "percent": effect.percent,
+                "key": effect.key,
+                "checkpoint": effect.checkpoint,
+            }
+        )
     payload = {
         "checkpoint": effect.checkpoint,
         "cohort": effect.cohort,

@@ -380,3 +380,31 @@ async def test_a_control_plane_that_refuses_the_canary_shift_holds_the_checkpoin
     assert progress.state == "held"
     assert any(h.source == "actuation" for h in progress.open_holds())
     assert "actuation_failed" in (await world.snapshot()).ledger_kinds
+
+
+async def test_a_failure_after_the_control_plane_moved_traffic_is_written_down_before_it_goes_up(
+    world, monkeypatch
+):
+    import pytest
+
+    from handlers.resequence import report_done
+    from store.outbox import Outbox
+
+    await world.preflight_running()
+    world.set_time("21:17")
+    real_enqueue = Outbox.enqueue
+
+    async def broken_enqueue(self, **kwargs):  # the database fails right after the shift
+        if kwargs.get("kind") == "traffic_shift":
+            raise RuntimeError("disk full")
+        return await real_enqueue(self, **kwargs)
+
+    monkeypatch.setattr(Outbox, "enqueue", broken_enqueue)
+    before = await world.progress()
+    with pytest.raises(RuntimeError):
+        await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), world.deps)
+
+    assert (await world.progress()) == before  # the state change rolled back
+    (entry,) = await world.entries("failed_after_shift")
+    assert entry.payload["shifts"][0]["cohort"] == world.actuator.shifts[-1].cohort
+    assert entry.payload["error"] == "RuntimeError"
