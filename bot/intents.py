@@ -13,6 +13,7 @@ from typing import Literal
 from bot.command_text import USAGE, Parsed, resolve_time
 from handlers import adoption, delegates, evidence, holds, resequence, runs, status
 from handlers.commands import (
+    Abort,
     Acknowledge,
     AdoptPacket,
     ChangeDelegate,
@@ -128,6 +129,8 @@ async def _run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Ou
     if name == "rollback":
         scope: Literal["cohort", "all"] = "all" if parsed.scope == "all" else "cohort"
         return await runs.rollback(Rollback(run=run, user=user, scope=scope, reason=reason), deps)
+    if name == "abort":
+        return await runs.abort(Abort(run=run, user=user, reason=reason), deps)
     if name == "adopt":
         return await adoption.adopt_packet(AdoptPacket(run=run, user=user, version=parsed.version), deps)
     if name == "reject":

@@ -143,6 +143,13 @@ class Rollback:
 
 
 @dataclass(frozen=True, slots=True)
+class Abort:
+    run: str
+    user: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CheckGates:
     run: str
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.commands import Freeze, OpenRun, Pause, Resume, Rollback, SignOff, Start, Unfreeze
+from handlers.commands import Abort, Freeze, OpenRun, Pause, Resume, Rollback, SignOff, Start, Unfreeze
 from handlers.context import RunContext, enqueue, plan_from_text, save
 from handlers.deps import Deps
 from handlers.effects import apply
@@ -263,3 +263,16 @@ async def rollback(cmd: Rollback, deps: Deps) -> Outcome:
         return _state_outcome(ctx, verb)
 
     return await on_run(cmd.run, user=cmd.user, action=f"rollback {cmd.scope}", deps=deps, body=body)
+
+
+async def abort(cmd: Abort, deps: Deps) -> Outcome:
+    """Call the run off while no traffic is on the new path (after that it is a rollback)."""
+    reason = redact(cmd.reason) or "aborted"
+    return await _simple(
+        cmd.run,
+        cmd.user,
+        "abort",
+        "Aborted",
+        lambda ctx: ev.Abort(at=ctx.now, user=cmd.user, reason=reason),
+        deps,
+    )

@@ -408,3 +408,19 @@ async def test_a_failure_after_the_control_plane_moved_traffic_is_written_down_b
     (entry,) = await world.entries("failed_after_shift")
     assert entry.payload["shifts"][0]["cohort"] == world.actuator.shifts[-1].cohort
     assert entry.payload["error"] == "RuntimeError"
+
+
+async def test_a_run_with_no_traffic_on_the_new_path_can_be_aborted_and_the_channel_freed(world):
+    from handlers.runs import abort, open_run
+    from tests.handler_fixtures import CHANNEL, plan_text
+
+    await world.started()
+    outcome = await abort(c.Abort(run=world.run, user=ENG1, reason="change window cancelled"), world.deps)
+
+    assert outcome.ok, outcome.message
+    assert (await world.progress()).state == "aborted"
+    world.advance(1)
+    again = await open_run(
+        c.OpenRun(plan_text=plan_text(), source="p.yaml", channel=CHANNEL, user=ENG1), world.deps
+    )
+    assert again.ok, again.message
