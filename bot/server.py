@@ -12,12 +12,15 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics
@@ -99,11 +102,21 @@ def build_web_app(
     return app
 
 
-async def to_bolt_request_from(request: web.Request, body: str):  # type: ignore[no-untyped-def]
-    """Bolt's own adapter reads the body again; hand it the text we already have."""
-    from slack_bolt.request.async_request import AsyncBoltRequest
+async def to_bolt_request_from(request: web.Request, body: str) -> AsyncBoltRequest:
+    """Bolt's own adapter reads the body again; hand it the text we already have.
 
-    return AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+    Bolt decides "this is an interaction" by looking for the substring `payload` anywhere in a
+    form body, so `/cutover hold payload service slow` would parse as an empty request and be
+    dropped with a 404. When the form has no `payload` field, the body is parsed as the plain
+    form it is (the raw text, which the signature covers, is left untouched).
+    """
+    bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=dict(request.headers))
+    if "payload" in body and not request.headers.get("Content-Type", "").startswith("application/json"):
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        if "payload" not in form:
+            bolt_request.body = form
+            bolt_request.context = build_async_context(AsyncBoltContext({}), form)
+    return bolt_request
 
 
 __all__ = ["build_web_app", "to_aiohttp_response", "to_bolt_request"]

@@ -186,6 +186,16 @@ async def test_a_malformed_subcommand_is_answered_in_the_ack_with_its_usage_line
     assert h.slack.responses() == [] and _web_api_calls(h) == []
 
 
+async def test_a_command_whose_text_says_payload_is_still_a_command(bot_harness: BotHarness) -> None:
+    # Bolt alone would take any form body containing "payload" for an interaction and drop it.
+    h = bot_harness
+    reply = await h.command("hold payload", user=ENG1)
+
+    assert reply.status == 200
+    (answer,) = reply.replies
+    assert "No active cutover run" in answer["text"]
+
+
 async def test_a_use_case_that_fails_on_the_bots_side_gets_a_plain_answer_and_no_traceback(
     bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
