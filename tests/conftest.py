@@ -26,6 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# CI explores the same examples on every run, so a red CI is reproducible and a green one is not
+# luck; a developer's machine explores new ones each time (and keeps the failures it finds).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 POSTGRES_URL_ENV = "TEST_DATABASE_URL"
 REQUIRE_ENV = "REQUIRE_INTEGRATION"
