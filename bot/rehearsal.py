@@ -33,15 +33,12 @@ from bot.command_text import Usage, parse
 from bot.intents import PlanSource, run_text
 from bot.render import RenderError, render
 from bot.telemetry.simulated import SimulatedTelemetry
-from handlers import adoption, evidence, gate_checks, holds, resequence, runs
+from handlers import evidence, gate_checks, holds, resequence, runs
 from handlers.commands import (
-    Acknowledge,
-    AdoptPacket,
     CheckGates,
     OpenRun,
     ReleaseHold,
     ReportDone,
-    SignOff,
 )
 from handlers.context import load
 from handlers.deps import Deps
@@ -442,6 +439,3 @@ async def rehearse(
     colour = "green" if ok else "red"
     console.print(f"[bold {colour}]Rehearsal ended {final}; expected {expected}.[/]")
     return 0 if ok else 1
-
-
-__all__ = ["Acknowledge", "AdoptPacket", "SignOff", "adoption", "rehearse"]

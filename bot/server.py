@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, parse_qsl
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
@@ -117,6 +117,3 @@ async def to_bolt_request_from(request: web.Request, body: str) -> AsyncBoltRequ
             bolt_request.body = form
             bolt_request.context = build_async_context(AsyncBoltContext({}), form)
     return bolt_request
-
-
-__all__ = ["build_web_app", "to_aiohttp_response", "to_bolt_request"]

@@ -9,7 +9,7 @@ from handlers.context import RunContext, load
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.durations import format_duration
-from packets.run_progress import IN_FLIGHT, TERMINAL
+from packets.run_progress import TERMINAL
 
 
 async def _peek(run: str, deps: Deps) -> RunContext | None:
@@ -157,6 +157,3 @@ async def status_for_user(user: str, deps: Deps) -> Outcome:
         f"{len(to_release)} holds you may release, across {len(runs)} active runs."
     )
     return Outcome.done(summary, user=user, runs=runs, owned=owned, to_ack=to_ack, to_release=to_release)
-
-
-__all__ = ["IN_FLIGHT", "ledger_tail", "packet_view", "run_in_channel", "run_status", "status_for_user"]
