@@ -12,7 +12,9 @@ the bot can call it at every start.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,12 +79,12 @@ def _take_over_sqlite_transactions(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _try_wal(dbapi_connection)
             # In WAL mode NORMAL survives a crashed or killed process (only a power cut can lose
             # the last commits) and saves an fsync per transaction: the outbox marks every
             # message sent in its own transaction.
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
@@ -93,6 +95,53 @@ def _take_over_sqlite_transactions(engine: AsyncEngine) -> None:
         if mode not in _BEGIN_MODES:
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _try_wal(dbapi_connection: Any) -> bool:
+    """Switch the database file to WAL if it is not already; False if another connection is busy.
+
+    WAL is a property of the file, so one successful switch serves every later connection. The
+    switch needs an exclusive lock and SQLite answers "database is locked" at once, without
+    waiting out the busy timeout, while another connection is mid-transaction (deadlock
+    avoidance). That happens when replicas open a new database together; `upgrade_engine` then
+    retries without blocking the event loop.
+    """
+    # The cursor is closed before returning: a statement left unfinished keeps a read lock.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchall()[0][0]).lower() == "wal":
+            return True
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # SQLite answers with the mode now in force, the old one if it could not switch.
+            return str(cursor.fetchall()[0][0]).lower() == "wal"
+        except Exception as error:  # the driver's OperationalError, wrapped by the async adapter
+            if "locked" in str(error) or "busy" in str(error):
+                return False
+            raise
+    finally:
+        cursor.close()
+
+
+async def _ensure_wal(engine: AsyncEngine) -> None:
+    """Make sure a SQLite database file is in WAL mode, waiting (asynchronously) for a busy peer."""
+    deadline = SQLITE_BUSY_TIMEOUT_MS / 1000
+    waited = 0.0
+    delay = 0.01
+    while True:
+        async with engine.connect() as connection:
+            # No statement goes through SQLAlchemy here, so no BEGIN is issued either.
+            switched = await connection.run_sync(
+                lambda sync: _try_wal(sync.connection.dbapi_connection)
+            )
+        if switched:
+            return
+        if waited >= deadline:
+            raise RuntimeError("could not switch the SQLite database to WAL: it stayed locked")
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 0.5)
 
 
 def alembic_config() -> Config:
@@ -133,10 +182,31 @@ async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
         config.attributes["connection"] = sync_connection
         command.upgrade(config, revision)
 
-    async with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
-        await connection.run_sync(run)
+    async with _in_process_turn():
+        if engine.dialect.name == "sqlite":
+            await _ensure_wal(engine)
+        async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.exec_driver_sql(
+                    f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                )
+            await connection.run_sync(run)
+
+
+# Alembic keeps the running migration's context in a module global (`alembic.context`), so two
+# upgrades interleaving on one event loop would trample each other's. Replicas are separate
+# processes and take turns on the database's lock; within one process they take turns here.
+_upgrade_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _in_process_turn() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _upgrade_turns.get(loop)
+    if lock is None:
+        lock = _upgrade_turns[loop] = asyncio.Lock()
+    return lock
 
 
 async def upgrade(url: str | URL, revision: str = "head") -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -176,15 +177,45 @@ async def test_db_upgrade_reports_an_unreachable_database_without_a_traceback(
     assert "could not upgrade" in capsys.readouterr().err
 
 
-async def test_replicas_upgrading_an_empty_database_at_once_both_succeed(empty_database_url: str) -> None:
-    await asyncio.gather(
-        upgrade(empty_database_url), upgrade(empty_database_url), upgrade(empty_database_url)
-    )
-    engine = make_engine(empty_database_url)
+async def _assert_at_head(url: str) -> None:
+    engine = make_engine(url)
     try:
         assert await current_revision(engine) == head_revision()
     finally:
         await engine.dispose()
+
+
+async def test_replica_processes_upgrading_an_empty_database_at_once_all_succeed(
+    empty_database_url: str,
+) -> None:
+    # Replicas are processes; each runs the same `db upgrade` the bot runs at start.
+    replicas = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "db", "upgrade", "--database-url", empty_database_url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [await replica.communicate() for replica in replicas]
+    assert [replica.returncode for replica in replicas] == [0, 0, 0, 0], outcomes
+    await _assert_at_head(empty_database_url)
+
+
+async def test_upgrades_started_together_in_one_process_take_turns(empty_database_url: str) -> None:
+    await asyncio.gather(*(upgrade(empty_database_url) for _ in range(3)))
+    await _assert_at_head(empty_database_url)
+
+
+async def test_a_new_sqlite_database_is_switched_to_wal_by_the_upgrade(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    await upgrade(url)
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+    finally:
+        await engine.dispose()
+    assert mode == "wal"
 
 
 async def test_downgrading_to_nothing_and_upgrading_again_works(empty_database_url: str) -> None:
