@@ -118,6 +118,13 @@ class OutboxPort(Protocol):
         earlier one for the same recipient is still pending and not yet due."""
         ...
 
+    async def keep(self, row_ids: Sequence[int], /, *, now: datetime) -> set[int]:
+        """Which of these claimed rows this dispatcher still holds, renewing leases about to end.
+
+        Asked before each row is sent. A row not kept was claimed by another dispatcher after
+        its lease passed, and so were (or will be) the ones behind it: the lane stops there."""
+        ...
+
     async def mark_sent(self, row_id: int, /, *, ts: str | None, channel: str | None, at: datetime) -> object:
         """Delivered: record Slack's ts and channel (what a later chat.update of it needs)."""
         ...
@@ -164,6 +171,7 @@ class DrainReport:
     retried: int = 0  # left pending after a round
     failed: int = 0
     deferred: int = 0  # left pending behind an earlier row for the same recipient
+    handed_over: int = 0  # lanes left to another dispatcher that claimed them after a lease passed
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +306,10 @@ class Dispatcher:
         self, rows: list[OutboxRow], now_fn: Callable[[], datetime], report: DrainReport
     ) -> None:
         for index, row in enumerate(rows):
+            if row.id not in await self._outbox.keep([r.id for r in rows[index:]], now=now_fn()):
+                log.warning(M.LOG.handed_over, row.id, row.recipient)
+                report.handed_over += 1
+                return
             outcome = await self._deliver(row)
             await self._record(row, outcome, now_fn, report)
             if isinstance(outcome, _Retry):

@@ -265,6 +265,10 @@ class _Logs:
     rate_limited: str = "%s rate limited, Retry-After %.1fs"
     transient: str = "outbox row %s (%s) attempt %d failed: %s"
     compact_retry: str = "outbox row %s (%s) refused as %s, retrying with a compact rendering"
+    handed_over: str = (
+        "outbox row %s to %s was claimed by another sender after its lease passed; leaving it and"
+        " the rows behind it to that sender"
+    )
     drain_failed: str = "outbox drain failed; trying again shortly"
     # HTTP server (bot/server.py)
     malformed_request: str = "refused a malformed Slack request: %s"

@@ -1,6 +1,9 @@
 """The store's outbox as the dispatcher sees it (`bot.dispatcher.OutboxPort`), one transaction per call.
 
 - `claim`: `store.outbox.Outbox.claim` with a lease (see `DEFAULT_LEASE`);
+- `keep`: which claimed rows are still this sender's, renewing their lease once half of it has
+  passed, so a long lane (one recipient, many rows, Slack answering 429) outlives one lease
+  without another replica claiming its rows and sending them a second time, out of order;
 - `mark_sent`: records delivery, and for a `packet_posted` row also the message's channel and ts
   on the packet version (`tx.packets.set_message`), in the same transaction, so that a later
   `packet_superseded` row finds the message to update;
@@ -40,12 +43,43 @@ class StoreOutbox:
     def __init__(self, uow: UnitOfWork, *, lease: timedelta = DEFAULT_LEASE) -> None:
         self._uow = uow
         self._lease = lease
+        # Rows this sender claimed and has not finished: id -> the lease end it holds them until.
+        self._held: dict[int, datetime] = {}
 
     async def claim(self, *, now: datetime, limit: int) -> Sequence[OutboxRow]:
         async with self._uow.transaction() as tx:
-            return await tx.outbox.claim(now=now, limit=limit, lease=self._lease)
+            rows = await tx.outbox.claim(now=now, limit=limit, lease=self._lease)
+        for row in rows:
+            if row.claimed_until is not None:
+                self._held[row.id] = row.claimed_until
+        return rows
+
+    async def keep(self, row_ids: Sequence[int], /, *, now: datetime) -> set[int]:
+        """The rows of `row_ids` this sender still holds; leases half gone are renewed first."""
+        held = {i for i in row_ids if i in self._held}
+        stale: dict[datetime, list[int]] = {}
+        for row_id in held:
+            if self._held[row_id] - now <= self._lease / 2:
+                stale.setdefault(self._held[row_id], []).append(row_id)
+        if not stale:
+            return held
+        until = now + self._lease
+        async with self._uow.transaction() as tx:
+            renewed = set()
+            for held_until, ids in stale.items():
+                renewed |= await tx.outbox.renew(ids, held_until=held_until, until=until)
+        for ids in stale.values():
+            for row_id in ids:
+                if row_id in renewed:
+                    self._held[row_id] = until
+                else:
+                    # Another sender claimed it after the lease passed: it is theirs now.
+                    del self._held[row_id]
+                    held.discard(row_id)
+        return held
 
     async def mark_sent(self, row_id: int, /, *, ts: str | None, channel: str | None, at: datetime) -> bool:
+        self._held.pop(row_id, None)
         async with self._uow.transaction() as tx:
             row = await tx.outbox.get(row_id)
             finished = await tx.outbox.mark_sent(row_id, ts=ts, channel=channel, at=at)
@@ -56,10 +90,12 @@ class StoreOutbox:
             return finished
 
     async def mark_retry(self, row_id: int, /, *, next_attempt_at: datetime, error: str) -> bool:
+        self._held.pop(row_id, None)
         async with self._uow.transaction() as tx:
             return await tx.outbox.mark_retry(row_id, next_attempt_at=next_attempt_at, error=error)
 
     async def mark_failed(self, row_id: int, /, *, error: str) -> bool:
+        self._held.pop(row_id, None)
         async with self._uow.transaction() as tx:
             return await tx.outbox.mark_failed(row_id, error=error)
 

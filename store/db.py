@@ -132,9 +132,7 @@ async def _ensure_wal(engine: AsyncEngine) -> None:
     while True:
         async with engine.connect() as connection:
             # No statement goes through SQLAlchemy here, so no BEGIN is issued either.
-            switched = await connection.run_sync(
-                lambda sync: _try_wal(sync.connection.dbapi_connection)
-            )
+            switched = await connection.run_sync(lambda sync: _try_wal(sync.connection.dbapi_connection))
         if switched:
             return
         if waited >= deadline:
@@ -187,9 +185,7 @@ async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
             await _ensure_wal(engine)
         async with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
-                await connection.exec_driver_sql(
-                    f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
-                )
+                await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             await connection.run_sync(run)
 
 

@@ -164,6 +164,27 @@ class Outbox:
         rows = [_row(m) for m in (await self._connection.execute(statement)).mappings()]
         return sorted(rows, key=lambda row: row.id)
 
+    async def renew(self, ids: Sequence[int], *, held_until: datetime, until: datetime) -> set[int]:
+        """Extend the lease on claimed rows to `until`; which of `ids` were renewed.
+
+        Only rows still `sending` under the claim that set `held_until` are renewed: a row whose
+        lease passed and that another sender has claimed since carries that sender's
+        `claimed_until`, and is left to it (compare-and-set on the lease end).
+        """
+        if not ids:
+            return set()
+        statement = (
+            update(outbox)
+            .where(
+                outbox.c.id.in_(list(ids)),
+                outbox.c.state == OutboxState.SENDING.value,
+                outbox.c.claimed_until == held_until,
+            )
+            .values(claimed_until=until)
+            .returning(outbox.c.id)
+        )
+        return {row.id for row in await self._connection.execute(statement)}
+
     async def _in_recipient_order(self, candidates: Sequence[tuple[int, str]]) -> list[int]:
         """Drop candidates whose recipient has an earlier unfinished row outside the candidates.
 

@@ -55,6 +55,9 @@ class FakeOutbox:
     sent: list[int] = field(default_factory=list)
     retries: list[tuple[int, datetime, str]] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    # Rows another dispatcher claimed after this one's lease passed.
+    taken_over: set[int] = field(default_factory=set)
+    kept: list[list[int]] = field(default_factory=list)
 
     def add(self, kind: MessageKind, recipient: str, payload: Mapping[str, Any]) -> FakeRow:
         row = FakeRow(id=len(self.rows) + 1, kind=kind.value, recipient=recipient, payload=payload)
@@ -81,6 +84,10 @@ class FakeOutbox:
             row.attempts += 1
         self.claims.append([row.id for row in chosen])
         return chosen
+
+    async def keep(self, row_ids: Sequence[int], /, *, now: datetime) -> set[int]:
+        self.kept.append(list(row_ids))
+        return {i for i in row_ids if self.row(i).state == "sending" and i not in self.taken_over}
 
     async def mark_sent(self, row_id: int, /, *, ts: str | None, channel: str | None, at: datetime) -> bool:
         row = self.row(row_id)
@@ -587,3 +594,20 @@ async def test_after_one_429_the_dispatcher_paces_itself_at_the_rate_slack_let_t
     # Without pacing every one-second window would end in a burst of refusals; with it the first
     # burst's refusals (all in flight at once, at most the concurrency) are the only ones.
     assert 1 <= len(refusals) <= 8
+
+
+async def test_a_lane_stops_at_a_row_another_dispatcher_claimed_after_the_lease_passed(
+    slack: SlackStandin, outbox: FakeOutbox, clock: Clock
+) -> None:
+    first, second, third = (outbox.add(MessageKind.RUN_STATE, "U0ENG1", line(n)) for n in (1, 2, 3))
+    outbox.add(MessageKind.RUN_STATE, "U0SEC1", line(4))
+    outbox.taken_over = {second.id, third.id}
+
+    report = await dispatcher_for(slack, outbox).drain(now_fn=clock.now, until_empty=False)
+
+    # The row before the hand-over goes; the rest are the other dispatcher's to send, in order.
+    assert len(slack.posted_to("U0ENG1")) == 1 and first.state == "sent"
+    assert len(slack.posted_to("U0SEC1")) == 1
+    assert (second.state, third.state) == ("sending", "sending")
+    assert (report.sent, report.handed_over) == (2, 1)
+    assert [first.id, second.id, third.id] in outbox.kept

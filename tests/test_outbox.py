@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.outbox_port import StoreOutbox
 from store.db import make_engine
 from store.outbox import OutboxState
 from store.uow import UnitOfWork
@@ -297,3 +298,39 @@ async def test_the_next_due_time_includes_the_end_of_a_running_lease(uow: UnitOf
     async with uow.transaction() as tx:
         assert await tx.outbox.next_due() == T0 + LEASE
         assert [row.state for row in await tx.outbox.pending()] == ["sending"]
+
+
+async def test_a_sender_past_half_its_lease_renews_it_and_other_senders_stay_off_the_rows(
+    uow: UnitOfWork,
+) -> None:
+    ids = [await enqueue(uow, "U0ENG1") for _ in range(3)]
+    sender = StoreOutbox(uow, lease=LEASE)
+    assert [row.id for row in await sender.claim(now=T0, limit=10)] == ids
+    assert await sender.keep(ids, now=T0 + timedelta(seconds=20)) == set(ids)
+    # The first lease would have ended at T0 + 30 s; the renewed one ends at T0 + 50 s.
+    assert await claim(uow, now=T0 + LEASE + timedelta(seconds=1)) == []
+    async with uow.transaction() as tx:
+        row = await tx.outbox.get(ids[0])
+    assert row is not None and row.claimed_until == T0 + timedelta(seconds=50)
+
+
+async def test_a_sender_early_in_its_lease_keeps_its_rows_without_touching_them(uow: UnitOfWork) -> None:
+    ids = [await enqueue(uow, "U0ENG1") for _ in range(2)]
+    sender = StoreOutbox(uow, lease=LEASE)
+    await sender.claim(now=T0, limit=10)
+    assert await sender.keep(ids, now=T0 + timedelta(seconds=5)) == set(ids)
+    async with uow.transaction() as tx:
+        row = await tx.outbox.get(ids[1])
+    assert row is not None and row.claimed_until == T0 + LEASE
+
+
+async def test_a_sender_whose_rows_were_claimed_by_another_after_its_lease_passed_keeps_none(
+    uow: UnitOfWork,
+) -> None:
+    ids = [await enqueue(uow, "U0ENG1") for _ in range(3)]
+    slow, other = StoreOutbox(uow, lease=LEASE), StoreOutbox(uow, lease=LEASE)
+    await slow.claim(now=T0, limit=10)
+    later = T0 + LEASE + timedelta(seconds=1)
+    assert [row.id for row in await other.claim(now=later, limit=10)] == ids
+    assert await slow.keep(ids, now=later) == set()
+    assert await other.keep(ids, now=later) == set(ids)

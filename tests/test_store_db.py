@@ -191,8 +191,15 @@ async def test_replica_processes_upgrading_an_empty_database_at_once_all_succeed
     # Replicas are processes; each runs the same `db upgrade` the bot runs at start.
     replicas = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", "db", "upgrade", "--database-url", empty_database_url,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "db",
+            "upgrade",
+            "--database-url",
+            empty_database_url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         for _ in range(4)
     ]
