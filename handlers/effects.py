@@ -127,12 +127,14 @@ async def _record(ctx: RunContext, effect: fx.Effect) -> None:
 
 
 async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
-    # The compare-and-set matches the packet version the row was opened under (the engine has
-    # already decided, under the run lock, that this hold closes now).
+    # The engine has already decided, under the run lock, that this hold closes now; the holds
+    # table is its projection, so the row is closed under the version it was opened with. Click
+    # races were settled before the engine ran (the handler's packet-version check). A row that is
+    # missing or already closed means the projection drifted: said in the log, not hidden.
     row = await ctx.tx.holds.get(ctx.run, effect.hold_id)
     version = row.packet_version if row is not None else None
     if effect.withdrawn:
-        await ctx.tx.holds.cancel_cas(
+        closed = await ctx.tx.holds.cancel_cas(
             run_id=ctx.run,
             hold_id=effect.hold_id,
             packet_version=version,
@@ -140,15 +142,19 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
             at=ctx.now,
             note="withdrawn: the run ended",
         )
+    else:
+        closed = await ctx.tx.holds.release_cas(
+            run_id=ctx.run,
+            hold_id=effect.hold_id,
+            packet_version=version,
+            released_by=",".join(effect.by),
+            released_as=",".join(effect.roles),
+            at=ctx.now,
+        )
+    if not closed:
+        log.warning("hold %s of run %s was not open in the holds table", effect.hold_id, ctx.run)
+    if effect.withdrawn:
         return
-    await ctx.tx.holds.release_cas(
-        run_id=ctx.run,
-        hold_id=effect.hold_id,
-        packet_version=version,
-        released_by=",".join(effect.by),
-        released_as=",".join(effect.roles),
-        at=ctx.now,
-    )
     # Later packets must not show a released plan hold, or an accepted conflict, as held again.
     hold = ctx.progress.holds.get(effect.hold_id)
     checkpoint = hold.checkpoint if hold is not None else None
