@@ -132,6 +132,12 @@ class SlackStandin:
             await self._runner.cleanup()
             self._runner = None
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections still open; a killed client's close only after what it had sent."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
+
     async def __aenter__(self) -> SlackStandin:
         return await self.start()
 

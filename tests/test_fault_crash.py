@@ -216,7 +216,12 @@ async def test_a_bot_killed_mid_fan_out_and_started_again_delivers_every_dm_and_
             assert slack.killed_after is not None, "the child died on its own"
 
             # Right after the kill: what the dead sender had claimed and not recorded.
-            await wait_until(lambda: not slack.answering, what="the stand-in to answer what it had")
+            # Requests the child wrote just before dying may still sit in the socket: its
+            # connections close only once the stand-in has read (and answered) all of them.
+            await wait_until(
+                lambda: not slack.answering and slack.open_connections == 0,
+                what="the stand-in to read and answer everything the killed child sent",
+            )
             assert slack.max_in_flight <= CONCURRENCY
             at_kill = await _rows(world, run)
             in_flight = {r.id: r.recipient for r in at_kill if r.state == "sending"}
