@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, timedelta
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.job import Job
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -91,6 +92,14 @@ class Scheduler:
         self._refresh_again: set[str] = set()
         # The asyncio tasks APScheduler runs our jobs in, while they run (stop() awaits them).
         self._inflight: set[asyncio.Task[object]] = set()
+        # Tick jobs APScheduler has seen finish (counted after it frees the job's instance slot,
+        # so a job may be run again from then on: what a test waits for before forcing a run).
+        self.ticks_finished = 0
+        self._aps.add_listener(self._job_finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+
+    def _job_finished(self, event: JobExecutionEvent) -> None:
+        if event.job_id.startswith(TICK_PREFIX):
+            self.ticks_finished += 1
 
     # -- life cycle --------------------------------------------------------------------------
 
