@@ -326,7 +326,7 @@ async def test_a_long_retry_after_leaves_the_row_pending_instead_of_holding_the_
         monotonic=lambda: (clock.at - T0).total_seconds(),
     )
 
-    report = await asyncio.wait_for(dispatcher.drain(now_fn=clock.now), timeout=10)
+    report = await asyncio.wait_for(dispatcher.drain(now_fn=clock.now), timeout=30)
 
     assert report.sent == 0 and report.retried == 2
     assert all(r.next_attempt_at >= T0 + timedelta(seconds=119) for r in (first, second))

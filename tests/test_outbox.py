@@ -223,7 +223,7 @@ async def test_two_claimers_at_once_get_disjoint_rows(uow: UnitOfWork) -> None:
             first_claimed.set()
             if uow.dialect == "postgresql":
                 # Keep the claim uncommitted while the other replica claims: SKIP LOCKED at work.
-                await asyncio.wait_for(second_done.wait(), timeout=10)
+                await asyncio.wait_for(second_done.wait(), timeout=30)
             return [row.id for row in rows]
 
     async def second() -> list[int]:
@@ -251,7 +251,7 @@ async def test_a_claimer_never_overtakes_a_row_another_replica_holds(uow: UnitOf
         async with uow.transaction() as tx:
             rows = await tx.outbox.claim(now=T0, limit=1, lease=LEASE)
             held.set()
-            await asyncio.wait_for(released.wait(), timeout=10)
+            await asyncio.wait_for(released.wait(), timeout=30)
             return [row.id for row in rows]
 
     async def replica_b() -> list[int]:

@@ -110,7 +110,7 @@ async def test_a_read_only_transaction_does_not_wait_for_a_writer(uow: UnitOfWor
         async with uow.transaction(run_id=run_id) as tx:
             await tx.ledger.append(run_id=run_id, actor="U1", kind="k", payload={}, at=T0)
             writer_inside.set()
-            await asyncio.wait_for(reader_done.wait(), timeout=10)
+            await asyncio.wait_for(reader_done.wait(), timeout=30)
 
     async def reader() -> None:
         await writer_inside.wait()
@@ -137,7 +137,7 @@ async def test_two_runs_lock_independently_on_postgresql(uow: UnitOfWork, make_r
     async def hold_first() -> None:
         async with uow.transaction(run_id=first):
             first_locked.set()
-            await asyncio.wait_for(second_done.wait(), timeout=10)
+            await asyncio.wait_for(second_done.wait(), timeout=30)
 
     async def use_second() -> None:
         await first_locked.wait()
