@@ -110,7 +110,8 @@ def _try_wal(dbapi_connection: Any) -> bool:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode")
-        if str(cursor.fetchall()[0][0]).lower() == "wal":
+        # An in-memory database has no file to switch, and no other connection to wait for.
+        if str(cursor.fetchall()[0][0]).lower() in ("wal", "memory"):
             return True
         try:
             cursor.execute("PRAGMA journal_mode=WAL")

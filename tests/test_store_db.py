@@ -242,3 +242,8 @@ async def test_downgrading_to_nothing_and_upgrading_again_works(empty_database_u
         assert await current_revision(engine) == head_revision()
     finally:
         await engine.dispose()
+
+
+async def test_an_in_memory_sqlite_database_upgrades_without_waiting_for_wal() -> None:
+    # WAL does not apply to memory; the upgrade must not wait out the busy timeout for it.
+    await asyncio.wait_for(upgrade("sqlite+aiosqlite:///:memory:"), timeout=20)
