@@ -4,7 +4,8 @@ The bot is built by `bot.wiring` and served on 127.0.0.1 (tests/bot_harness.py);
 a `block_actions` request signed exactly as Slack signs it, carrying the Release button's value
 as the bot rendered it for the current packet version, and its own `response_url` on the Slack
 stand-in. All hundred are sent at once. Slack gives an app 3 seconds to answer an interaction,
-so every request must get its HTTP 200 well within that; then exactly one click releases the
+so every request must get its HTTP 200 before its use case runs (checked by holding the database
+while the clicks arrive, not with a stopwatch); then exactly one click releases the
 hold (the engine records one release, the ledger one `hold_released`, the traffic moves once)
 and the other 99 people are told, on their own response_url, that it was already released, by
 whom, as which role, and when.
@@ -38,8 +39,6 @@ from tests.bot_harness import BRIDGE_PLAN, SECRET, BotHarness, bot_world, servin
 
 REL1, ENG1, RISK1, SEC1, DBA1 = "U0REL1", "U0ENG1", "U0RISK1", "U0SEC1", "U0DBA1"
 CLICKS = 100
-# Slack shows "This app did not respond" after 3 s; an ack must come back well within that.
-SLACK_ACK_LIMIT = 3.0
 CHANNEL = "C0CLICKS"
 
 # The bridge plan in its own channel, with the go-decision hold releasable by either of two roles.
@@ -119,11 +118,14 @@ async def _the_race(
     ledger_before = await h.ledger_kinds(run)
     shifts_before = len(h.actuator.shifts)
 
-    clicks = await _click_all_at_once(h, value, users, channel)
-
-    assert [status for *_, status, _ in clicks] == [200] * CLICKS
-    slowest = max(seconds for *_, seconds in clicks)
-    assert slowest < SLACK_ACK_LIMIT, f"an ack took {slowest:.2f} s"
+    # The test holds the database's write lock while it clicks, so no click's use case can get
+    # past its first write: every ack must come back anyway, because the bot acks before the
+    # work (Slack's 3 s limit), and nobody may have been answered yet. Checked by order, not by
+    # a stopwatch: a loaded machine is slower, never differently ordered.
+    async with h.bot.uow.transaction():
+        clicks = await _click_all_at_once(h, value, users, channel)
+        assert [status for *_, status, _ in clicks] == [200] * CLICKS
+        assert not any(h.slack.responses(rid) for _, rid, _, _ in clicks), "answered before the work"
     await wait_until(
         lambda: all(h.slack.responses(rid) for _, rid, _, _ in clicks),
         what="an answer to every click",
