@@ -56,6 +56,13 @@ class RunContext:
         """What a new proposal builds on: the standing proposal's facts, else the adopted ones."""
         return self.pending if self.pending is not None else self.facts
 
+    @working_facts.setter
+    def working_facts(self, facts: Facts) -> None:
+        if self.pending is not None:
+            self.pending = facts
+        else:
+            self.facts = facts
+
     def record_fact(self, change: Callable[[Facts], Facts]) -> None:
         """A fact of the world (a checkpoint done, a hold released): true for every version."""
         self.facts = change(self.facts)

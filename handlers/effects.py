@@ -151,12 +151,14 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
             released_as=",".join(effect.roles),
             at=ctx.now,
         )
+        _record_release(ctx, effect.hold_id)
     if not closed:
         log.warning("hold %s of run %s was not open in the holds table", effect.hold_id, ctx.run)
-    if effect.withdrawn:
-        return
-    # Later packets must not show a released plan hold, or an accepted conflict, as held again.
-    hold = ctx.progress.holds.get(effect.hold_id)
+
+
+def _record_release(ctx: RunContext, hold_id: str) -> None:
+    """Later packets must not show a released plan hold, or an accepted conflict, as held again."""
+    hold = ctx.progress.holds.get(hold_id)
     checkpoint = hold.checkpoint if hold is not None else None
     if hold is not None and checkpoint is not None and ctx.plan.has_checkpoint(checkpoint):
         if hold.source == HoldSource.PLAN:

@@ -57,10 +57,7 @@ async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tup
     delta = diff(ctx.packet, packet, material_shift=ctx.plan.material_shift)
     if not delta.material_changes:
         # Nothing anyone must act on: the fact joins what the next proposal builds on.
-        if ctx.pending is not None:
-            ctx.pending = facts
-        else:
-            ctx.facts = facts
+        ctx.working_facts = facts
         return None
     ctx.pending = facts
     for stale in await ctx.tx.packets.in_state(ctx.run, str(PacketState.PROPOSED)):

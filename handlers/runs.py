@@ -250,19 +250,15 @@ async def rollback(cmd: Rollback, deps: Deps) -> Outcome:
     reason = redact(cmd.reason) or "rollback requested"
     verb = "Rolled back everything" if cmd.scope == "all" else "Rolled back the current cohort"
 
-    async def body(ctx: RunContext) -> Outcome:
+    def event(ctx: RunContext) -> ev.Event:
         if cmd.version is not None and cmd.version != ctx.version:
             raise Refuse(
                 f"That rollback was confirmed against packet v{cmd.version}; v{ctx.version} is current. "
                 "Type the rollback again if it is still wanted."
             )
-        await apply(
-            ctx, ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason), deps
-        )
-        await save(ctx)
-        return _state_outcome(ctx, verb)
+        return ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason)
 
-    return await on_run(cmd.run, user=cmd.user, action=f"rollback {cmd.scope}", deps=deps, body=body)
+    return await _simple(cmd.run, cmd.user, f"rollback {cmd.scope}", verb, event, deps)
 
 
 async def abort(cmd: Abort, deps: Deps) -> Outcome:
