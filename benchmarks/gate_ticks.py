@@ -35,8 +35,7 @@ RUNS = int(os.environ.get("GATE_RUNS", "500"))
 CONCURRENCY = 8
 INTERVAL_S = 60.0
 # Tables holding a started run's rows (outbox rows are left out: nothing here sends them).
-_TABLES = ("plans", "signoffs", "runs", "packets", "ledger", "ledger_heads")
-_SURROGATE_KEYS = {"signoffs": "id"}
+_TABLES = ("plans", "runs", "packets", "ledger", "ledger_heads")
 
 
 def _names(i: int) -> tuple[str, str]:
@@ -71,15 +70,10 @@ def _clone(path: str, copies: int) -> None:
                 return swapped.replace(first_revision, revision)
 
             for table, (columns, values) in rows.items():
-                surrogate = _SURROGATE_KEYS.get(table)
-                kept = [col for col in columns if col != surrogate]
-                marks = ", ".join("?" for _ in kept)
+                marks = ", ".join("?" for _ in columns)
                 db.executemany(
-                    f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({marks})",
-                    [
-                        tuple(swap(v) for col, v in zip(columns, row, strict=True) if col != surrogate)
-                        for row in values
-                    ],
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                    [tuple(swap(v) for v in row) for row in values],
                 )
         db.commit()
     finally:

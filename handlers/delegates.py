@@ -24,9 +24,6 @@ async def change_delegate(cmd: ChangeDelegate, deps: Deps) -> Outcome:
             change_roles=ctx.plan.authority.change_delegates,
         )
         ctx.acting = roster.acting_map()
-        await ctx.tx.acting.record(
-            run_id=ctx.run, role=cmd.role, from_user=before, to_user=cmd.to_user, by_user=cmd.user, at=ctx.now
-        )
         await ledger(
             ctx,
             actor=cmd.user,

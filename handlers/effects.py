@@ -134,7 +134,7 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
     row = await ctx.tx.holds.get(ctx.run, effect.hold_id)
     version = row.packet_version if row is not None else None
     if effect.withdrawn:
-        closed = await ctx.tx.holds.cancel_cas(
+        closed = await ctx.tx.holds.withdraw_cas(
             run_id=ctx.run,
             hold_id=effect.hold_id,
             packet_version=version,

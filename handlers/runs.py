@@ -151,7 +151,6 @@ async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:
             )
         role = cmd.role or _role_to_sign(ctx, cmd.user)
         await apply(ctx, ev.SignoffGiven(at=ctx.now, user=cmd.user, role=role, revision=cmd.revision), deps)
-        await ctx.tx.signoffs.add(revision=cmd.revision, role=role, user=cmd.user, at=ctx.now)
         remaining = [r for r in ctx.plan.authority.signoff if r not in ctx.progress.signoffs]
         await enqueue(
             ctx,

@@ -1,31 +1,25 @@
 """Holds: stops only a human with a named role can release, as a queryable projection.
 
-Releasing is a compare-and-set (`UPDATE ... WHERE state = 'open' AND packet_version = :v`): of any
-number of simultaneous clicks exactly one wins, and the row then says who released it, as which
-role, and when. A `mode: all` hold collects one approval per role first (`approve`, unique per
-role); the handler releases it once every role has approved.
+The engine's hold record (`runs.progress`) is the truth; a row here has the same id and the same
+states (`packets.run_progress.HoldState`: open, released, withdrawn). Releasing is a
+compare-and-set (`UPDATE ... WHERE state = 'open' AND packet_version = :v`): of any number of
+simultaneous clicks exactly one wins, and the row then says who released it, as which role, and
+when. The partial releases of a `mode: all` hold live only in the engine's record.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from packets.run_progress import HoldState
 from store.runs import TERMINAL_STATES
 from store.sql import insert_unless_exists
-from store.tables import hold_approvals, holds, runs
-
-
-class HoldState(StrEnum):
-    OPEN = "open"
-    RELEASED = "released"
-    # Withdrawn without a release: e.g. a conflict hold that a newer packet no longer has.
-    CANCELLED = "cancelled"
+from store.tables import holds, runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +39,6 @@ class HoldRow:
     released_by: str | None
     released_as: str | None
     release_note: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class HoldApproval:
-    run_id: str
-    hold_id: str
-    role: str
-    user: str
-    at: datetime
 
 
 def _row(mapping: Any) -> HoldRow:
@@ -133,24 +118,6 @@ class Holds:
         )
         return [_row(m) for m in (await self._connection.execute(statement)).mappings()]
 
-    async def approve(self, *, run_id: str, hold_id: str, role: str, user: str, at: datetime) -> bool:
-        """Record one role's approval of a `mode: all` hold; False when that role already approved."""
-        values = {"run_id": run_id, "hold_id": hold_id, "role": role, "user_id": user, "at": at}
-        return await insert_unless_exists(self._connection, hold_approvals, values)
-
-    async def approvals(self, run_id: str, hold_id: str) -> list[HoldApproval]:
-        statement = (
-            select(hold_approvals)
-            .where(hold_approvals.c.run_id == run_id, hold_approvals.c.hold_id == hold_id)
-            .order_by(hold_approvals.c.at, hold_approvals.c.role)
-        )
-        return [
-            HoldApproval(
-                run_id=m["run_id"], hold_id=m["hold_id"], role=m["role"], user=m["user_id"], at=m["at"]
-            )
-            for m in (await self._connection.execute(statement)).mappings()
-        ]
-
     async def release_cas(
         self,
         *,
@@ -181,7 +148,7 @@ class Holds:
             },
         )
 
-    async def cancel_cas(
+    async def withdraw_cas(
         self,
         *,
         run_id: str,
@@ -199,7 +166,7 @@ class Holds:
             packet_version=packet_version,
             expected_state=str(expected_state),
             values={
-                "state": HoldState.CANCELLED.value,
+                "state": HoldState.WITHDRAWN.value,
                 "released_at": at,
                 "released_by": by,
                 "release_note": note,

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -51,16 +50,6 @@ plans = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-signoffs = Table(
-    "signoffs",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("revision", String(HASH), ForeignKey("plans.revision"), nullable=False),
-    Column("role", String(NAME), nullable=False),
-    Column("user_id", String(USER), nullable=False),
-    Column("at", UTCDateTime, nullable=False),
-    UniqueConstraint("revision", "role", "user_id"),
-)
 
 runs = Table(
     "runs",
@@ -98,21 +87,6 @@ packets = Table(
     Index(None, "run_id", "state"),
 )
 
-checkpoints = Table(
-    "checkpoints",
-    metadata,
-    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
-    Column("checkpoint", String(NAME), nullable=False),
-    Column("state", String(32), nullable=False),
-    Column("owner_role", String(NAME), nullable=True),
-    Column("owner_user", String(USER), nullable=True),
-    Column("started_at", UTCDateTime, nullable=True),
-    Column("completed_at", UTCDateTime, nullable=True),
-    Column("detail", Json, nullable=True),
-    Column("updated_at", UTCDateTime, nullable=False),
-    PrimaryKeyConstraint("run_id", "checkpoint"),
-    Index(None, "owner_user"),
-)
 
 holds = Table(
     "holds",
@@ -136,17 +110,6 @@ holds = Table(
     Index(None, "state"),
 )
 
-hold_approvals = Table(
-    "hold_approvals",
-    metadata,
-    Column("run_id", String(NAME), nullable=False),
-    Column("hold_id", String(NAME), nullable=False),
-    Column("role", String(NAME), nullable=False),
-    Column("user_id", String(USER), nullable=False),
-    Column("at", UTCDateTime, nullable=False),
-    PrimaryKeyConstraint("run_id", "hold_id", "role"),
-    ForeignKeyConstraint(["run_id", "hold_id"], ["holds.run_id", "holds.hold_id"]),
-)
 
 gate_results = Table(
     "gate_results",
@@ -175,19 +138,6 @@ acks = Table(
     Index(None, "user_id"),
 )
 
-acting_changes = Table(
-    "acting_changes",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
-    Column("role", String(NAME), nullable=False),
-    Column("from_user", String(USER), nullable=True),
-    Column("to_user", String(USER), nullable=False),
-    Column("by_user", String(USER), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("at", UTCDateTime, nullable=False),
-    Index(None, "run_id"),
-)
 
 # No foreign key to runs: a chain is keyed by a run id, but the ledger must outlive any repair of
 # the runs table, and verifying it must never depend on other tables being intact.

@@ -37,8 +37,6 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from store.acks import Acks
-from store.acting import ActingChanges
-from store.checkpoints import Checkpoints
 from store.db import SQLITE_BEGIN, display_url
 from store.errors import NestedTransaction
 from store.gate_results import GateResults
@@ -48,7 +46,6 @@ from store.outbox import Outbox
 from store.packets import Packets
 from store.plans import Plans
 from store.runs import Runs
-from store.signoffs import Signoffs
 
 
 class Transaction:
@@ -57,14 +54,11 @@ class Transaction:
     def __init__(self, connection: AsyncConnection, *, run_id: str | None) -> None:
         self.run_id = run_id
         self.plans = Plans(connection)
-        self.signoffs = Signoffs(connection)
         self.runs = Runs(connection)
         self.packets = Packets(connection)
-        self.checkpoints = Checkpoints(connection)
         self.holds = Holds(connection)
         self.gate_results = GateResults(connection)
         self.acks = Acks(connection)
-        self.acting = ActingChanges(connection)
         self.ledger = Ledger(connection)
         self.outbox = Outbox(connection)
 

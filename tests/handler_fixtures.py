@@ -218,8 +218,6 @@ async def snapshot(uow: Any, run: str) -> Snapshot:
         holds = await tx.holds.for_run(run)
         acks = await tx.acks.for_run(run)
         gate_rows = await tx.gate_results.for_run(run)
-        signoffs = await tx.signoffs.for_revision(row.plan_revision)
-        acting = await tx.acting.for_run(run)
     return Snapshot(
         state=row.state,
         progress=row.progress,
@@ -232,8 +230,9 @@ async def snapshot(uow: Any, run: str) -> Snapshot:
         holds=tuple((h.hold_id, str(h.state)) for h in holds),
         acks=len(acks),
         gate_rows=len(gate_rows),
-        signoffs=len(signoffs),
-        acting_changes=len(acting),
+        # The ledger is the durable record of sign-offs and delegate switches (no tables of their own).
+        signoffs=sum(1 for e in entries if e.kind == "signoff"),
+        acting_changes=sum(1 for e in entries if e.kind == "acting_changed"),
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
 from bot.cli import main
@@ -247,3 +247,47 @@ async def test_downgrading_to_nothing_and_upgrading_again_works(empty_database_u
 async def test_an_in_memory_sqlite_database_upgrades_without_waiting_for_wal() -> None:
     # WAL does not apply to memory; the upgrade must not wait out the busy timeout for it.
     await asyncio.wait_for(upgrade("sqlite+aiosqlite:///:memory:"), timeout=20)
+
+
+async def test_db_upgrade_moves_a_0001_database_to_head_and_names_withdrawn_holds_as_the_engine_does(
+    empty_database_url: str,
+) -> None:
+    await upgrade(empty_database_url, "0001")
+    engine = make_engine(empty_database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO plans (revision, plan_id, content, source, created_at) "
+                    "VALUES ('r', 'p', 'x', 'p.yaml', :at)"
+                ),
+                {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO runs (run_id, plan_id, plan_revision, channel, state, progress, acting, "
+                    "created_at, updated_at) "
+                    "VALUES ('r-old', 'p', 'r', 'C1', 'rolled_back', '{}', '{}', :at, :at)"
+                ),
+                {"at": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+            for hold_id, state in (("a", "cancelled"), ("b", "released"), ("c", "open")):
+                await connection.execute(
+                    text(
+                        "INSERT INTO holds (run_id, hold_id, source, reason, release_by, mode, state, "
+                        "opened_at) VALUES ('r-old', :id, 'plan', 'x', '[]', 'any', :state, :at)"
+                    ),
+                    {"id": hold_id, "state": state, "at": datetime(2026, 1, 1, tzinfo=UTC)},
+                )
+        status = await asyncio.to_thread(main, ["db", "upgrade", "--database-url", empty_database_url])
+        assert status == 0
+        assert await current_revision(engine) == head_revision()
+        async with engine.connect() as connection:
+            states = (
+                await connection.execute(text("SELECT hold_id, state FROM holds ORDER BY hold_id"))
+            ).all()
+            tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+    assert [tuple(s) for s in states] == [("a", "withdrawn"), ("b", "released"), ("c", "open")]
+    assert not tables & {"checkpoints", "hold_approvals", "signoffs", "acting_changes"}

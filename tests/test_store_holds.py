@@ -4,9 +4,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from store.holds import HoldState
+from packets.run_progress import HoldState
 from store.uow import UnitOfWork
 
 MakeRun = Callable[..., Awaitable[str]]
@@ -173,11 +171,11 @@ async def test_the_compare_and_set_alone_keeps_fifty_releases_to_one_winner(
     assert results.count(True) == 1
 
 
-async def test_a_cancelled_hold_cannot_be_released(uow: UnitOfWork, make_run: MakeRun) -> None:
+async def test_a_withdrawn_hold_cannot_be_released(uow: UnitOfWork, make_run: MakeRun) -> None:
     run_id = await make_run()
     await open_hold(uow, run_id)
     async with uow.transaction(run_id=run_id) as tx:
-        assert await tx.holds.cancel_cas(
+        assert await tx.holds.withdraw_cas(
             run_id=run_id,
             hold_id="hold-widen",
             packet_version=2,
@@ -190,34 +188,10 @@ async def test_a_cancelled_hold_cannot_be_released(uow: UnitOfWork, make_run: Ma
         )
         hold = await tx.holds.get(run_id, "hold-widen")
     assert hold is not None and (hold.state, hold.released_by, hold.release_note) == (
-        "cancelled",
+        "withdrawn",
         "bot",
         "no longer in packet v3",
     )
-
-
-async def test_each_role_approves_a_mode_all_hold_once(uow: UnitOfWork, make_run: MakeRun) -> None:
-    run_id = await make_run()
-    await open_hold(uow, run_id, mode="all")
-    async with uow.transaction(run_id=run_id) as tx:
-        assert await tx.holds.approve(
-            run_id=run_id, hold_id="hold-widen", role="payments-risk", user="U0RISK1", at=T0
-        )
-        assert not await tx.holds.approve(
-            run_id=run_id, hold_id="hold-widen", role="payments-risk", user="U9", at=T0
-        )
-        assert await tx.holds.approve(
-            run_id=run_id,
-            hold_id="hold-widen",
-            role="release-authority",
-            user="U0REL1",
-            at=T0 + timedelta(seconds=1),
-        )
-        approvals = await tx.holds.approvals(run_id, "hold-widen")
-    assert [(a.role, a.user) for a in approvals] == [
-        ("payments-risk", "U0RISK1"),
-        ("release-authority", "U0REL1"),
-    ]
 
 
 async def test_adopting_a_packet_carries_only_open_holds_forward(uow: UnitOfWork, make_run: MakeRun) -> None:
@@ -243,12 +217,3 @@ async def test_open_holds_are_listed_across_active_runs_only(uow: UnitOfWork, ma
         assert [(h.run_id, h.hold_id) for h in await tx.holds.open_on_active_runs()] == [
             ("r-live", "hold-widen")
         ]
-
-
-async def test_an_approval_of_a_hold_that_does_not_exist_is_refused(
-    uow: UnitOfWork, make_run: MakeRun
-) -> None:
-    run_id = await make_run()
-    with pytest.raises(Exception, match=r"(?i)foreign key"):
-        async with uow.transaction(run_id=run_id) as tx:
-            await tx.holds.approve(run_id=run_id, hold_id="nope", role="r", user="U1", at=T0)

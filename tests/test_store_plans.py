@@ -2,9 +2,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from sqlalchemy.exc import IntegrityError
-
 from store.uow import UnitOfWork
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -46,31 +43,3 @@ async def test_the_latest_revision_of_a_plan_is_the_one_stored_last(uow: UnitOfW
         assert [p.content for p in await tx.plans.for_plan("payments")] == ["v1", "v2"]
         assert await tx.plans.latest("unknown") is None
         assert await tx.plans.get("9" * 64) is None
-
-
-async def test_sign_offs_are_listed_per_revision_in_the_order_given(uow: UnitOfWork) -> None:
-    async with uow.transaction() as tx:
-        await tx.plans.add(revision=REV1, plan_id="p", content="x", at=T0)
-        await tx.plans.add(revision=REV2, plan_id="p", content="y", at=T0)
-        assert await tx.signoffs.add(revision=REV1, role="payments-risk", user="U0RISK1", at=T0)
-        assert await tx.signoffs.add(revision=REV1, role="release-authority", user="U0REL1", at=T0)
-        assert await tx.signoffs.add(revision=REV2, role="release-authority", user="U0REL1", at=T0)
-        signed = await tx.signoffs.for_revision(REV1)
-    assert [(s.role, s.user, s.revision, s.at) for s in signed] == [
-        ("payments-risk", "U0RISK1", REV1, T0),
-        ("release-authority", "U0REL1", REV1, T0),
-    ]
-
-
-async def test_signing_the_same_revision_twice_as_the_same_role_is_recorded_once(uow: UnitOfWork) -> None:
-    async with uow.transaction() as tx:
-        await tx.plans.add(revision=REV1, plan_id="p", content="x", at=T0)
-        assert await tx.signoffs.add(revision=REV1, role="release-authority", user="U0REL1", at=T0)
-        assert not await tx.signoffs.add(revision=REV1, role="release-authority", user="U0REL1", at=T0)
-        assert len(await tx.signoffs.for_revision(REV1)) == 1
-
-
-async def test_a_sign_off_of_a_revision_never_stored_is_refused(uow: UnitOfWork) -> None:
-    with pytest.raises(IntegrityError):
-        async with uow.transaction() as tx:
-            await tx.signoffs.add(revision=REV1, role="release-authority", user="U0REL1", at=T0)
