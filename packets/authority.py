@@ -6,24 +6,29 @@ acting map the run has recorded (a role missing from the map is acted for by its
 the acting user may act for a role, so a delegate who is not acting has no more rights than a
 stranger, and a primary who handed over has none until switched back.
 
-Refusals are ordinary outcomes, not bugs: `Refused.reason` is written for the person who clicked,
-and names the user, the role and who is acting instead.
+A hold is released by the acting users of its `release_by` roles: any one of them (`mode: any`)
+or each of them, a different person for each role (`mode: all`, the two-person rule). The engine
+asks `release_role` and `is_released`; nothing else decides who may release.
+
+Refusals are ordinary outcomes, not bugs. `Refused` is the project's one refusal type: this
+module, the stage engine and the use cases raise it, and `handlers.flow` turns it into a
+`refused` ledger entry. `Refused.reason` is written for the person who clicked, and names the
+user, the role and who is acting instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
-from packets.packet import PacketHold
 from packets.plan import Role
 
 ReleaseMode = Literal["any", "all"]
 
 
 class Refused(Exception):
-    """Someone asked for something their roles do not allow; `reason` says why, for a person."""
+    """The action is refused and nothing changes; `reason` says why, for a person."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -88,7 +93,7 @@ class Roster:
         if not change_roles:
             raise Refused("this plan names no role that may change delegates")
         if not any(self.may_act(by_user, r) for r in change_roles):
-            raise Refused(f"{by_user} does not act for {_who_acts(self, change_roles)}")
+            raise Refused(f"{by_user} does not act for {who_acts(self, change_roles)}")
         members = self.roles[role].members
         if to_user not in members:
             approved = ", ".join(members)
@@ -98,34 +103,44 @@ class Roster:
         return Roster(self.roles, {**self.acting, role: to_user})
 
 
-def _who_acts(roster: Roster, roles: Iterable[str]) -> str:
+def who_acts(roster: Roster, roles: Iterable[str], *, joiner: str = " or ") -> str:
+    """Each role with its acting user, for a refusal: who the person should ask instead."""
     # "release-authority (acting: U0REL2) or security (acting: U0SEC1)"
     acting = roster.acting_map()
-    return " or ".join(f"{r} (acting: {acting.get(r, 'nobody')})" for r in roles)
+    return joiner.join(f"{r} (acting: {acting.get(r, 'nobody')})" for r in roles)
+
+
+class ReleasableHold(Protocol):
+    """What the release rule needs of a hold, whichever record carries it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def release_by(self) -> Sequence[str]: ...
+    @property
+    def mode(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ReleaseRule:
-    """Who releases a hold: the acting users of `release_by`, any one of them or all of them."""
+    """Who releases hold `hold`: the acting users of `release_by`, any one of them or all of them."""
 
+    hold: str
     release_by: tuple[str, ...]
     mode: ReleaseMode = "any"
 
     @classmethod
-    def for_hold(cls, hold: PacketHold) -> ReleaseRule:
+    def of(cls, hold: ReleasableHold) -> ReleaseRule:
         mode: ReleaseMode = "all" if hold.mode == "all" else "any"
-        return cls(release_by=tuple(hold.release_by), mode=mode)
+        return cls(hold=hold.id, release_by=tuple(hold.release_by), mode=mode)
 
-
-# The name docs/architecture.md uses.
-HoldReleaseRule = ReleaseRule
 
 # One release already recorded against a hold: (user, role they released as).
-Release = tuple[str, str]
+Given = tuple[str, str]
 
 
-def check_release(rule: ReleaseRule, roster: Roster, *, user: str, already: Sequence[Release]) -> str:
-    """The role `user` releases the hold as, or `Refused`.
+def release_role(rule: ReleaseRule, roster: Roster, *, user: str, already: Sequence[Given]) -> str:
+    """The role `user` releases the open hold as, or `Refused`.
 
     The user must be acting, right now, for one of the release roles that has not released yet.
     Releases already recorded stay valid even if their user has since handed the role over: they
@@ -136,30 +151,28 @@ def check_release(rule: ReleaseRule, roster: Roster, *, user: str, already: Sequ
     the hold then waits for someone else to act for the other role (a delegate switch). Without
     this, one person holding two hats could satisfy a two-person rule alone.
     """
-    if not rule.release_by:
-        raise Refused("nobody may release this hold: it names no release role")
-    released_roles = {role: who for who, role in already}
-    if rule.mode == "any" and is_satisfied(rule, already):
-        who, role = next((w, r) for w, r in already if r in rule.release_by)
-        raise Refused(f"this hold is already released by {who} as {role}")
     mine = [role for role in rule.release_by if roster.may_act(user, role)]
     if not mine:
-        raise Refused(f"{user} does not act for {_who_acts(roster, rule.release_by)}")
-    if rule.mode == "all":
-        earlier = next((role for who, role in already if who == user), None)
-        if earlier is not None:
-            raise Refused(
-                f"{user} already released this hold as {earlier}; "
-                "it needs a different person for each of " + ", ".join(rule.release_by)
-            )
-    open_roles = [role for role in mine if role not in released_roles]
+        if rule.mode == "all":
+            needed = who_acts(roster, rule.release_by, joiner=" and ") + ", a different person for each"
+        else:
+            needed = who_acts(roster, rule.release_by)
+        raise Refused(f"{user} may not release hold {rule.hold}: it takes {needed}")
+    earlier = next((role for who, role in already if who == user), None)
+    if earlier is not None:
+        raise Refused(
+            f"{user} already released hold {rule.hold} as {earlier}; "
+            f"it needs a different person for each of {', '.join(rule.release_by)}"
+        )
+    done = {role: who for who, role in already}
+    open_roles = [role for role in mine if role not in done]
     if not open_roles:
-        done = ", ".join(f"{role} by {released_roles[role]}" for role in mine)
-        raise Refused(f"already released: {done}")
+        released = ", ".join(f"{role} by {done[role]}" for role in mine)
+        raise Refused(f"hold {rule.hold} is already released for {released}")
     return open_roles[0]
 
 
-def is_satisfied(rule: ReleaseRule, releases: Sequence[Release]) -> bool:
+def is_released(rule: ReleaseRule, releases: Sequence[Given]) -> bool:
     """Whether the recorded releases release the hold (distinct people per role in mode `all`)."""
     if not rule.release_by:
         return False

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from packets.authority import Refused, ReleaseRule, Roster, check_release, is_satisfied
+from packets.authority import Refused, ReleaseRule, Roster, is_released, release_role
 from packets.packet import HoldSource, PacketHold
 from packets.plan import Role
 
@@ -155,50 +155,64 @@ def test_a_refusal_over_several_change_roles_names_each_with_its_acting_user() -
     )
 
 
-# Hold releases
+# Hold releases: the rule the engine runs (packets.engine holds), with the wording people see
 
-ANY = ReleaseRule(release_by=("release-authority",), mode="any")
-ALL = ReleaseRule(release_by=("release-authority", "payments-risk"), mode="all")
+ANY = ReleaseRule(hold="go/plan/1", release_by=("release-authority",), mode="any")
+ALL = ReleaseRule(hold="retire/plan/2", release_by=("release-authority", "payments-risk"), mode="all")
 
 
 def test_the_acting_user_of_a_release_role_releases_as_that_role() -> None:
-    assert check_release(ANY, roster(), user="U0REL1", already=[]) == "release-authority"
+    assert release_role(ANY, roster(), user="U0REL1", already=[]) == "release-authority"
 
 
 def test_a_delegate_who_is_not_acting_cannot_release() -> None:
     with pytest.raises(Refused) as excinfo:
-        check_release(ANY, roster(), user="U0REL2", already=[])
-    assert refusal(excinfo) == "U0REL2 does not act for release-authority (acting: U0REL1)"
+        release_role(ANY, roster(), user="U0REL2", already=[])
+    assert (
+        refusal(excinfo)
+        == "U0REL2 may not release hold go/plan/1: it takes release-authority (acting: U0REL1)"
+    )
+
+
+def test_a_refusal_in_mode_all_names_every_role_and_asks_for_a_different_person_each() -> None:
+    with pytest.raises(Refused) as excinfo:
+        release_role(ALL, roster(), user="U0ENG1", already=[])
+    assert refusal(excinfo) == (
+        "U0ENG1 may not release hold retire/plan/2: it takes release-authority (acting: U0REL1) "
+        "and payments-risk (acting: U0RISK1), a different person for each"
+    )
 
 
 def test_an_acting_delegate_releases_and_the_primary_no_longer_can() -> None:
     handed_over = roster(release_authority="U0REL2")
-    assert check_release(ANY, handed_over, user="U0REL2", already=[]) == "release-authority"
+    assert release_role(ANY, handed_over, user="U0REL2", already=[]) == "release-authority"
     with pytest.raises(Refused):
-        check_release(ANY, handed_over, user="U0REL1", already=[])
+        release_role(ANY, handed_over, user="U0REL1", already=[])
 
 
-def test_a_hold_in_mode_any_cannot_be_released_twice() -> None:
+def test_a_hold_in_mode_any_is_released_by_one_release_and_cannot_be_released_twice() -> None:
+    once = [("U0REL1", "release-authority")]
+    assert is_released(ANY, once)
     with pytest.raises(Refused) as excinfo:
-        check_release(ANY, roster(), user="U0REL1", already=[("U0REL1", "release-authority")])
-    assert refusal(excinfo) == "this hold is already released by U0REL1 as release-authority"
+        release_role(ANY, roster(), user="U0REL1", already=once)
+    assert "U0REL1 already released hold go/plan/1 as release-authority" in refusal(excinfo)
 
 
 def test_a_hold_in_mode_all_needs_every_release_role() -> None:
-    first = check_release(ALL, roster(), user="U0REL1", already=[])
+    first = release_role(ALL, roster(), user="U0REL1", already=[])
     releases = [("U0REL1", first)]
-    assert not is_satisfied(ALL, releases)
-    second = check_release(ALL, roster(), user="U0RISK1", already=releases)
+    assert not is_released(ALL, releases)
+    second = release_role(ALL, roster(), user="U0RISK1", already=releases)
     releases.append(("U0RISK1", second))
     assert (first, second) == ("release-authority", "payments-risk")
-    assert is_satisfied(ALL, releases)
+    assert is_released(ALL, releases)
 
 
 def test_a_role_already_released_in_mode_all_is_refused_for_its_next_acting_user() -> None:
     releases = [("U0REL1", "release-authority")]
     with pytest.raises(Refused) as excinfo:
-        check_release(ALL, roster(release_authority="U0REL2"), user="U0REL2", already=releases)
-    assert refusal(excinfo) == "already released: release-authority by U0REL1"
+        release_role(ALL, roster(release_authority="U0REL2"), user="U0REL2", already=releases)
+    assert refusal(excinfo) == "hold retire/plan/2 is already released for release-authority by U0REL1"
 
 
 def test_one_person_acting_for_two_release_roles_counts_once_in_mode_all() -> None:
@@ -209,34 +223,37 @@ def test_one_person_acting_for_two_release_roles_counts_once_in_mode_all() -> No
         },
         {"payments-risk": "U0REL1"},
     )
-    first = check_release(ALL, two_hats, user="U0REL1", already=[])
+    first = release_role(ALL, two_hats, user="U0REL1", already=[])
     with pytest.raises(Refused) as excinfo:
-        check_release(ALL, two_hats, user="U0REL1", already=[("U0REL1", first)])
-    assert "U0REL1 already released this hold as release-authority" in refusal(excinfo)
+        release_role(ALL, two_hats, user="U0REL1", already=[("U0REL1", first)])
+    assert refusal(excinfo) == (
+        "U0REL1 already released hold retire/plan/2 as release-authority; "
+        "it needs a different person for each of release-authority, payments-risk"
+    )
     assert "different person" in refusal(excinfo)
 
 
 def test_two_person_integrity_is_not_satisfied_by_one_person_in_the_record() -> None:
     one_person = [("U0REL1", "release-authority"), ("U0REL1", "payments-risk")]
-    assert not is_satisfied(ALL, one_person)
+    assert not is_released(ALL, one_person)
 
 
 def test_a_release_stays_valid_after_its_user_hands_the_role_over() -> None:
     releases = [("U0REL1", "release-authority")]
     handed_over = roster(release_authority="U0REL2")
-    assert check_release(ALL, handed_over, user="U0RISK1", already=releases) == "payments-risk"
+    assert release_role(ALL, handed_over, user="U0RISK1", already=releases) == "payments-risk"
 
 
 def test_releases_as_other_roles_do_not_satisfy_a_hold() -> None:
-    assert not is_satisfied(ANY, [("U0ENG1", "release-eng")])
-    assert is_satisfied(ANY, [("U0ENG1", "release-eng"), ("U0REL1", "release-authority")])
+    assert not is_released(ANY, [("U0ENG1", "release-eng")])
+    assert is_released(ANY, [("U0ENG1", "release-eng"), ("U0REL1", "release-authority")])
 
 
 def test_a_hold_with_no_release_roles_can_never_be_released() -> None:
-    nobody = ReleaseRule(release_by=(), mode="all")
-    assert not is_satisfied(nobody, [])
-    with pytest.raises(Refused, match="names no release role"):
-        check_release(nobody, roster(), user="U0REL1", already=[])
+    nobody = ReleaseRule(hold="run/manual/3", release_by=(), mode="all")
+    assert not is_released(nobody, [])
+    with pytest.raises(Refused, match="U0REL1 may not release hold run/manual/3"):
+        release_role(nobody, roster(), user="U0REL1", already=[])
 
 
 def test_a_release_rule_is_read_from_a_packet_hold() -> None:
@@ -248,4 +265,6 @@ def test_a_release_rule_is_read_from_a_packet_hold() -> None:
         release_by=("release-authority", "payments-risk"),
         mode="all",
     )
-    assert ReleaseRule.for_hold(hold) == ALL
+    assert ReleaseRule.of(hold) == ReleaseRule(
+        hold="plan:retire-legacy", release_by=("release-authority", "payments-risk"), mode="all"
+    )
