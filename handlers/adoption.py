@@ -11,10 +11,11 @@ from handlers.commands import Acknowledge, AdoptPacket, RejectPacket
 from handlers.context import RunContext, enqueue, ledger, save
 from handlers.deps import Deps
 from handlers.effects import apply
-from handlers.flow import Refuse, on_run
+from handlers.flow import on_run
 from handlers.notices import Notice, change_rows
 from handlers.outcome import Outcome
 from packets import events as ev
+from packets.authority import Refused
 from packets.delta import diff
 from packets.packet import Packet, PacketState
 from packets.redact import redact
@@ -28,7 +29,7 @@ def _require_adopter(ctx: RunContext, user: str) -> str:
         if roster.may_act(user, role):
             return role
     acting = ", ".join(f"{r}: {roster.acting_user(r)}" for r in ctx.plan.authority.adopt_packets)
-    raise Refuse(
+    raise Refused(
         f"Only the acting {', '.join(ctx.plan.authority.adopt_packets)} may adopt or reject a packet "
         f"({acting})."
     )
@@ -38,18 +39,18 @@ async def _proposal(ctx: RunContext, version: int | None) -> Packet:
     if version is None:
         proposed = await ctx.tx.packets.in_state(ctx.run, _PROPOSED)
         if not proposed:
-            raise Refuse(f"There is no proposed packet; v{ctx.version} is current.")
+            raise Refused(f"There is no proposed packet; v{ctx.version} is current.")
         row = max(proposed, key=lambda r: r.version)
     else:
         found = await ctx.tx.packets.get(ctx.run, version)
         if found is None:
-            raise Refuse(f"There is no packet v{version}; v{ctx.version} is current.")
+            raise Refused(f"There is no packet v{version}; v{ctx.version} is current.")
         row = found
     if row.state != _PROPOSED:
-        raise Refuse(f"v{row.version} is {row.state}, not proposed; v{ctx.version} is current.")
+        raise Refused(f"v{row.version} is {row.state}, not proposed; v{ctx.version} is current.")
     packet = Packet.from_json(row.document())
     if packet.supersedes != ctx.version:
-        raise Refuse(
+        raise Refused(
             f"v{packet.version} was proposed against v{packet.supersedes}, but v{ctx.version} is now "
             "current; report the change again for a fresh proposal."
         )
@@ -72,7 +73,7 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
             at=ctx.now,
         )
         if not (won and kept):
-            raise Refuse(f"v{new.version} was adopted or withdrawn a moment ago; v{ctx.version} is current.")
+            raise Refused(f"v{new.version} was adopted or withdrawn a moment ago; v{ctx.version} is current.")
         ctx.packet = new.with_state(PacketState.AUTHORITATIVE)
         # Only one proposal stands at a time, so the pending facts are this version's.
         if ctx.pending is not None:
@@ -142,7 +143,7 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
         if not await ctx.tx.packets.set_state_cas(
             ctx.run, packet.version, from_state=_PROPOSED, to_state=str(PacketState.REJECTED), at=ctx.now
         ):
-            raise Refuse(f"v{packet.version} is no longer proposed; v{ctx.version} is current.")
+            raise Refused(f"v{packet.version} is no longer proposed; v{ctx.version} is current.")
         ctx.pending = None  # the rejected proposal's facts go with it
         reason = redact(cmd.reason)
         await ledger(
@@ -172,11 +173,11 @@ async def acknowledge(cmd: Acknowledge, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         version = ctx.version if cmd.version is None else cmd.version
         if version != ctx.version:
-            raise Refuse(
+            raise Refused(
                 f"v{version} is no longer current; v{ctx.version} is. Acknowledge v{ctx.version} instead."
             )
         if not any(cmd.user in role.members for role in ctx.plan.roles.values()):
-            raise Refuse(f"{cmd.user} has no role in this plan.")
+            raise Refused(f"{cmd.user} has no role in this plan.")
         if not await ctx.tx.acks.add(run_id=ctx.run, version=version, user=cmd.user, at=ctx.now):
             earlier = await ctx.tx.acks.get(ctx.run, version, cmd.user)
             when = earlier.at.isoformat(timespec="minutes") if earlier else "earlier"

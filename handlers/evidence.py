@@ -12,9 +12,10 @@ from typing import Any
 from handlers.commands import ExportEvidence
 from handlers.context import RunContext, enqueue, load
 from handlers.deps import Deps
-from handlers.flow import Refuse, on_run
+from handlers.flow import on_run
 from handlers.notices import Notice
 from handlers.outcome import Outcome
+from packets.authority import Refused
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
 
@@ -248,7 +249,7 @@ async def export_evidence(cmd: ExportEvidence, deps: Deps) -> Outcome:
 
         async def member(ctx: RunContext) -> Outcome:
             if not any(user in role.members for role in ctx.plan.roles.values()):
-                raise Refuse(f"{user} has no role in this plan, so cannot post its evidence.")
+                raise Refused(f"{user} has no role in this plan, so cannot post its evidence.")
             return Outcome.done("", run=ctx.run)
 
         allowed = await on_run(cmd.run, user=user, action="evidence", deps=deps, body=member)

@@ -1,9 +1,10 @@
 """The shape every use case on a run shares: lock, load, decide, write, commit, then tell.
 
 `on_run` opens the run's transaction and hands a loaded `RunContext` to the use case's body. A
-`Refuse` raised by the body (or an `EngineError` from the stage engine) becomes one `refused`
-ledger entry and an `Outcome` with the reason and the current packet version; nothing else the
-body wrote survives, because the refusal is written in a fresh transaction after a rollback.
+`packets.authority.Refused` raised by the body (or an `EngineError` from the stage engine)
+becomes one `refused` ledger entry and an `Outcome` with the reason and the current packet
+version; nothing else the body wrote survives, because the refusal is written in a fresh
+transaction after a rollback.
 """
 
 from __future__ import annotations
@@ -23,14 +24,6 @@ from store.errors import RunNotFound
 log = logging.getLogger("cutover_bot.handlers")
 
 
-class Refuse(Exception):
-    """Raised by a use case body: the action is refused for `reason`."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 Body = Callable[[RunContext], Awaitable[Outcome]]
 
 
@@ -45,7 +38,7 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                 raise RunNotFound(run)
             try:
                 outcome = await body(ctx)
-            except (Refuse, Refused, EngineError) as exc:
+            except (Refused, EngineError) as exc:
                 reason = redact(str(getattr(exc, "reason", None) or exc))
                 raise _RollBack from exc
     except RunNotFound:

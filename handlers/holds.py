@@ -6,9 +6,10 @@ from handlers.commands import OpenHold, ReleaseHold
 from handlers.context import RunContext, save
 from handlers.deps import Deps
 from handlers.effects import apply
-from handlers.flow import Refuse, on_run
+from handlers.flow import on_run
 from handlers.outcome import Outcome
 from packets import events as ev
+from packets.authority import Refused
 from packets.redact import redact
 from packets.run_progress import HoldRecord
 
@@ -18,9 +19,9 @@ async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:
 
     async def body(ctx: RunContext) -> Outcome:
         if not reason:
-            raise Refuse("A hold needs a reason.")
+            raise Refused("A hold needs a reason.")
         if not ctx.roster.roles_of(cmd.user):
-            raise Refuse(f"{cmd.user} does not act for any role in this plan, so cannot open a hold.")
+            raise Refused(f"{cmd.user} does not act for any role in this plan, so cannot open a hold.")
         before = set(ctx.progress.holds)
         await apply(ctx, ev.HoldOpened(at=ctx.now, user=cmd.user, reason=reason), deps)
         await save(ctx)
@@ -49,7 +50,7 @@ def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
     ]
     if not on_checkpoint:
         open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
-        raise Refuse(f"There is no hold '{ref}' (open holds: {open_ids}).")
+        raise Refused(f"There is no hold '{ref}' (open holds: {open_ids}).")
     on_checkpoint.sort(key=lambda h: (h.is_open, h.opened_at))
     return on_checkpoint[-1]
 
@@ -57,7 +58,7 @@ def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
 async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         if cmd.version is not None and cmd.version != ctx.version:
-            raise Refuse(
+            raise Refused(
                 f"That button was for packet v{cmd.version}; v{ctx.version} is current. "
                 "Use the Release button on the current packet."
             )
@@ -66,7 +67,7 @@ async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
             last = hold.releases[-1] if hold.releases else None
             who = f"by {last.user} as {last.role}" if last else "by the engine"
             when = hold.released_at.isoformat(timespec="minutes") if hold.released_at else "earlier"
-            raise Refuse(f"Hold {hold.id} was already released {who} at {when}.")
+            raise Refused(f"Hold {hold.id} was already released {who} at {when}.")
         await apply(ctx, ev.HoldReleased(at=ctx.now, hold_id=hold.id, user=cmd.user), deps)
         await save(ctx)
         after = ctx.progress.holds[hold.id]

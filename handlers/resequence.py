@@ -13,10 +13,11 @@ from handlers.commands import ChangeWindow, ReportDone, ReportLate
 from handlers.context import RunContext, enqueue, ledger, save
 from handlers.deps import Deps
 from handlers.effects import apply
-from handlers.flow import Refuse, on_run
+from handlers.flow import on_run
 from handlers.notices import Notice, delta_counts
 from handlers.outcome import Outcome
 from packets import events as ev
+from packets.authority import Refused
 from packets.delta import diff
 from packets.packet import Packet, PacketState
 from packets.plan import CheckpointWindow
@@ -28,7 +29,7 @@ from packets.timeline import Facts, build_packet
 def _require_checkpoint(ctx: RunContext, checkpoint: str) -> None:
     if not ctx.packet.has(checkpoint):
         known = ", ".join(c.id for c in ctx.packet.timeline[:12])
-        raise Refuse(f"There is no checkpoint '{checkpoint}' (checkpoints: {known}).")
+        raise Refused(f"There is no checkpoint '{checkpoint}' (checkpoints: {known}).")
 
 
 def _require_owner_or(ctx: RunContext, user: str, checkpoint: str, roles: list[str]) -> None:
@@ -36,7 +37,7 @@ def _require_owner_or(ctx: RunContext, user: str, checkpoint: str, roles: list[s
     roster = ctx.roster
     if roster.may_act(user, owner) or any(roster.may_act(user, r) for r in roles):
         return
-    raise Refuse(
+    raise Refused(
         f"{user} does not act for {owner} (acting: {roster.acting_user(owner)}) or for {', '.join(roles)}."
     )
 
@@ -129,9 +130,9 @@ async def report_late(cmd: ReportLate, deps: Deps) -> Outcome:
         _require_owner_or(ctx, cmd.user, cmd.checkpoint, ctx.plan.authority.start_and_rollback)
         state = ctx.progress.checkpoints[cmd.checkpoint].state
         if state == CheckpointState.DONE:
-            raise Refuse(f"{cmd.checkpoint} is already done.")
+            raise Refused(f"{cmd.checkpoint} is already done.")
         if cmd.until <= ctx.now:
-            raise Refuse(f"{_clock(ctx, cmd.until)} has already passed.")
+            raise Refused(f"{_clock(ctx, cmd.until)} has already passed.")
         note = redact(cmd.reason)
         reason = f"{cmd.checkpoint} late until {_clock(ctx, cmd.until)}" + (f": {note}" if note else "")
         await ledger(
@@ -154,7 +155,7 @@ async def change_window(cmd: ChangeWindow, deps: Deps) -> Outcome:
         _require_checkpoint(ctx, cmd.checkpoint)
         _require_owner_or(ctx, cmd.user, cmd.checkpoint, ctx.plan.authority.adopt_packets)
         if cmd.not_after <= cmd.not_before:
-            raise Refuse("The window must close after it opens.")
+            raise Refused("The window must close after it opens.")
         window = CheckpointWindow(not_before=cmd.not_before, not_after=cmd.not_after)
         span = f"{_clock(ctx, cmd.not_before)}-{_clock(ctx, cmd.not_after)}"
         await ledger(

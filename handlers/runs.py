@@ -8,11 +8,12 @@ from handlers.commands import Abort, Freeze, OpenRun, Pause, Resume, Rollback, S
 from handlers.context import RunContext, enqueue, plan_from_text, save
 from handlers.deps import Deps
 from handlers.effects import apply
-from handlers.flow import Refuse, on_run
+from handlers.flow import on_run
 from handlers.notices import Notice
 from handlers.outcome import Outcome
 from packets import events as ev
 from packets import stages
+from packets.authority import Refused
 from packets.packet import PacketState
 from packets.plan import PlanInvalid
 from packets.redact import redact
@@ -145,7 +146,7 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
 async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         if cmd.revision != ctx.plan.revision:
-            raise Refuse(
+            raise Refused(
                 f"That sign-off is for revision {cmd.revision[:12]}, but this run is on revision "
                 f"{ctx.plan.revision[:12]}; a changed plan inherits no sign-off."
             )
@@ -180,9 +181,9 @@ def _role_to_sign(ctx: RunContext, user: str) -> str:
         if role not in ctx.progress.signoffs:
             return role
     if mine:
-        raise Refuse(f"{user} has already signed off as {', '.join(mine)}.")
+        raise Refused(f"{user} has already signed off as {', '.join(mine)}.")
     acting = ", ".join(f"{r}: {roster.acting_user(r)}" for r in ctx.plan.authority.signoff)
-    raise Refuse(f"{user} does not act for a sign-off role ({acting}).")
+    raise Refused(f"{user} does not act for a sign-off role ({acting}).")
 
 
 def _state_outcome(ctx: RunContext, verb: str) -> Outcome:
@@ -251,7 +252,7 @@ async def rollback(cmd: Rollback, deps: Deps) -> Outcome:
 
     def event(ctx: RunContext) -> ev.Event:
         if cmd.version is not None and cmd.version != ctx.version:
-            raise Refuse(
+            raise Refused(
                 f"That rollback was confirmed against packet v{cmd.version}; v{ctx.version} is current. "
                 "Type the rollback again if it is still wanted."
             )
