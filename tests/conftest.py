@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.integration import unavailable
+
 # CI explores the same examples on every run, so a red CI is reproducible and a green one is not
 # luck; a developer's machine explores new ones each time (and keeps the failures it finds).
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -35,7 +37,6 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 POSTGRES_URL_ENV = "TEST_DATABASE_URL"
-REQUIRE_ENV = "REQUIRE_INTEGRATION"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 STORE_T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 
@@ -49,9 +50,7 @@ def postgres_server_url() -> str:
         f"PostgreSQL tests need {POSTGRES_URL_ENV}=postgresql+asyncpg://USER@HOST:PORT/DB "
         "(.ci/run starts a server and sets it)"
     )
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
-    pytest.skip(reason)
+    unavailable(reason)
 
 
 async def _postgres_admin(server_url: str, sql: str) -> None:

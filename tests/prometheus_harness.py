@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
+
+from tests.integration import unavailable
 
 EXPORTER_JOB = "cutover-exporter"
 START_TIMEOUT = 30.0
@@ -56,9 +57,7 @@ def prometheus_binary() -> str:
     if binary and os.access(binary, os.X_OK):
         return binary
     reason = "prometheus binary not found (set PROMETHEUS_BIN or put prometheus on PATH)"
-    if os.environ.get("REQUIRE_INTEGRATION") == "1":
-        pytest.fail(f"{reason}; REQUIRE_INTEGRATION=1 forbids skipping", pytrace=False)
-    pytest.skip(reason)
+    unavailable(reason)
 
 
 def free_port() -> int:
