@@ -19,7 +19,8 @@ from bot.telemetry.simulated import SimulatedTelemetry
 from handlers import commands as c
 from handlers.deps import Deps
 from handlers.runs import open_run, sign_off, start
-from packets.plan import Plan, load_plan
+from packets.plan import Plan
+from packets.plan_load import load_plan
 from store.db import make_engine, upgrade
 from store.uow import UnitOfWork
 

@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks._world import gated_plan, make_world, quiet, started_run
 from handlers import commands as c
 from handlers.gate_checks import check_gates
-from packets.plan import load_plan
+from packets.plan_load import load_plan
 
 RUNS = int(os.environ.get("GATE_RUNS", "500"))
 CONCURRENCY = 8

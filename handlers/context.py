@@ -17,7 +17,8 @@ from typing import Any
 from packets import stages as engine
 from packets.authority import Roster
 from packets.packet import Packet
-from packets.plan import Plan, load_plan
+from packets.plan import Plan
+from packets.plan_load import load_plan
 from packets.redact import redact, redact_data
 from packets.timeline import Facts
 from store.errors import StoreError

@@ -1,8 +1,8 @@
-"""The approved change package: a YAML plan file, parsed into pydantic models.
+"""The approved change package: the pydantic models of a plan file, and `PlanInvalid`.
 
-`load_plan(text, source=...)` is the one way in. It returns a `Plan` or raises `PlanInvalid`
-carrying every problem found, each as `FILE: field.path: what is wrong`. Reading the file is
-the caller's job; this module does no I/O.
+`packets.plan_load.load_plan(text, source=...)` is the one way from text to a `Plan`; the rules
+beyond field types live in `packets.plan_checks`. Imports point one way: plan_load -> plan_checks
+-> plan.
 
 The plan's `revision` is the sha256 of its canonical JSON (sorted keys, no whitespace) so that
 reformatting the YAML never changes it and changing any value always does.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -23,7 +22,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationError,
     field_validator,
 )
 
@@ -299,69 +297,3 @@ class PlanInvalid(Exception):
 
     def lines(self) -> list[str]:
         return [p.render(self.source) for p in self.problems]
-
-
-def load_plan(text: str, *, source: str = "<plan>") -> Plan:
-    """Parse and validate plan YAML text; raise `PlanInvalid` listing every problem.
-
-    Never raises anything else, whatever the text: YAML errors, wrong types, unknown fields and
-    broken cross-references all come back as problems with a field path and a line.
-    """
-    from packets.plan_checks import check_plan, line_of, parse_yaml
-
-    data, lines, problems = parse_yaml(text)
-    if data is None:
-        raise PlanInvalid(source, problems)
-    try:
-        plan = Plan.model_validate(data)
-    except ValidationError as exc:
-        found = problems + _pydantic_problems(exc, lines, line_of)
-        raise PlanInvalid(source, _in_file_order(found)) from None
-    problems = _in_file_order(problems + check_plan(plan, lines))
-    if problems:
-        raise PlanInvalid(source, problems)
-    return plan
-
-
-def _in_file_order(problems: list[Problem]) -> list[Problem]:
-    return sorted(problems, key=lambda p: (p.line is None, p.line or 0))
-
-
-# Python field names that the plan file spells differently.
-_FILE_NAMES = {"pass_": "pass"}
-# Segments pydantic adds to a location that are not fields (union members, validators).
-_SCHEMA_SEGMENT = re.compile(r"^(?:function-[a-z]+|nullable|union|tagged-union|chain|lax-or-strict)\[.*\]$")
-
-
-def _pydantic_problems(exc: ValidationError, lines: Any, line_of: Any) -> list[Problem]:
-    problems: list[Problem] = []
-    for error in exc.errors():
-        loc: list[str] = []
-        key_error = False
-        for part in error["loc"]:
-            text = str(part)
-            if text == "[key]":
-                key_error = True
-            elif not (isinstance(part, str) and _SCHEMA_SEGMENT.match(text)):
-                loc.append(_FILE_NAMES.get(text, text))
-        path = ".".join(loc)
-        kind = error["type"]
-        if key_error:
-            message = "names here must be text"
-        elif kind == "extra_forbidden":
-            message = "unknown field"
-        elif kind == "missing":
-            message = "required field is missing"
-        elif kind == "string_pattern_mismatch":
-            message = "use lowercase letters, digits, '.', '_' and '-', starting with a letter or digit"
-        else:
-            message = _human(str(error["msg"]))
-        problems.append(Problem(path=path, message=message, line=line_of(lines, loc)))
-    return problems
-
-
-def _human(message: str) -> str:
-    """pydantic's wording, trimmed to what a plan author needs."""
-    message = message.removeprefix("Value error, ")
-    message = re.sub(r" or instance of \w+$", "", message)
-    return message.replace("Input should be ", "should be ", 1)

@@ -22,7 +22,8 @@ from handlers import commands as c
 from handlers.outcome import Outcome
 from handlers.resequence import report_done
 from handlers.runs import open_run
-from packets.plan import Plan, load_plan
+from packets.plan import Plan
+from packets.plan_load import load_plan
 from tests import handler_fixtures
 from tests.handler_fixtures import CHANNEL, ENG1, World, at
 

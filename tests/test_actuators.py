@@ -14,7 +14,8 @@ from aiohttp import web
 
 from bot.actuators import LogActuator, WebhookActuator, actuator_for, idempotency_key
 from handlers.ports import ActuationResult, Shift
-from packets.plan import Actuator, load_plan
+from packets.plan import Actuator
+from packets.plan_load import load_plan
 from tests.prometheus_harness import SilentServer, free_port
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from handlers import commands as c
 from handlers.runs import freeze, open_run, pause, resume, rollback, sign_off, start, unfreeze
-from packets.plan import load_plan
+from packets.plan_load import load_plan
 from tests import handler_fixtures
 from tests.handler_fixtures import (
     CHANNEL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import random
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from packets.plan import Plan, PlanInvalid, canonical_json, load_plan
+from packets.plan import Plan, PlanInvalid, canonical_json
 from packets.plan_checks import parse_pass
+from packets.plan_load import load_plan
 from tests.test_plan_checks import dump, small_plan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -299,3 +301,17 @@ def test_the_resequencing_example_narrows_the_replication_window_past_its_work()
     assert "acknowledge v1" in script
     # Replication takes 45m; the narrowed window is 30m: it cannot fit, so it is held.
     assert plan.checkpoint("db-replication").planned_length > timedelta(minutes=30)
+
+
+# --- module shape -----------------------------------------------------------------------------
+
+
+def test_the_plan_modules_import_one_way_models_then_rules_then_loading() -> None:
+    packets = Path(__file__).resolve().parent.parent / "packets"
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((packets / f"{module}.py").read_text(encoding="utf-8"))
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+
+    assert not imported("plan") & {"packets.plan_checks", "packets.plan_load"}
+    assert "packets.plan_load" not in imported("plan_checks")

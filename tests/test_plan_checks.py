@@ -16,8 +16,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from packets.plan import Checkpoint, Plan, PlanInvalid, Problem, load_plan
+from packets.plan import Checkpoint, Plan, PlanInvalid, Problem
 from packets.plan_checks import find_cycles, line_of, parse_pass, parse_yaml
+from packets.plan_load import load_plan
 
 PlanData = dict[str, Any]
 

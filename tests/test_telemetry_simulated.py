@@ -12,7 +12,8 @@ from bot.telemetry import FileTelemetry, PrometheusTelemetry, SimulatedTelemetry
 from bot.telemetry.simulated import plausible_passing_value
 from handlers.ports import Measurement
 from packets.gates import GateSpec
-from packets.plan import Plan, Rehearsal, Telemetry, load_plan
+from packets.plan import Plan, Rehearsal, Telemetry
+from packets.plan_load import load_plan
 
 PLAN = """\
 plan: payments-tokenization-cutover

@@ -31,7 +31,8 @@ from bot.telemetry import telemetry_for
 from handlers.ports import Measurement, Telemetry
 from packets.durations import DurationError, parse_duration
 from packets.gates import GateSpec, GateSpecError, Outcome, evaluate
-from packets.plan import Plan, PlanInvalid, load_plan
+from packets.plan import Plan, PlanInvalid
+from packets.plan_load import load_plan
 
 EXIT_OK = 0
 EXIT_NO_DATA = 1

@@ -21,7 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from packets.packet import Packet, PacketHold
-from packets.plan import Plan, PlanInvalid, load_plan
+from packets.plan import Plan, PlanInvalid
+from packets.plan_load import load_plan
 from packets.timeline import Facts, build_packet
 
 EXIT_OK = 0
