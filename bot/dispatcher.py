@@ -53,8 +53,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import blocks as B
 from bot import messages as M
 from bot import metrics
-from bot.ids import SURFACE, MessageKind, Surface
+from bot.ids import SURFACE, Surface
 from bot.render import RenderError, render, render_home
+from packets.messages import MessageKind
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Every Slack identifier the bot owns: action ids, the slash command, events, message kinds.
+"""Every Slack identifier the bot owns: action ids, the slash command, events, message surfaces.
 
 Nothing else in bot/ spells these as string literals; app-manifest.yml is checked against this
 module by tests/test_manifest.py.
@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from packets.messages import MessageKind
 
 SLASH_COMMAND = "/cutover"
 
@@ -47,33 +49,6 @@ class Surface(StrEnum):
     HOME = "home"  # views.publish of the App Home tab, recipient is the user
 
 
-class MessageKind(StrEnum):
-    """One template per kind (bot/templates/<kind>.j2); the outbox stores the kind with its payload.
-
-    The payload fields each template expects are listed in the template's header comment.
-    """
-
-    PLAN_SUMMARY = "plan_summary"  # channel: the plan opened, its revision, one Sign-off button per role
-    SIGNOFF_RECORDED = "signoff_recorded"  # channel line: who signed which revision as which role
-    PACKET_POSTED = "packet_posted"  # channel: the full packet card (proposed or authoritative)
-    PACKET_SUPERSEDED = "packet_superseded"  # update in place: "superseded by vN", no buttons
-    PACKET_PROPOSED_LINE = "packet_proposed_line"  # channel line: "v3 proposed: 4 checkpoints moved, 1 held"
-    DELTA_DM = "delta_dm"  # DM: only this person's changes, with Acknowledge
-    HOLD_OPENED = "hold_opened"  # channel: a hold, who may release it, with Release
-    HOLD_RELEASED = "hold_released"  # channel line: who released, as which role, on behalf of whom
-    GATE_ALERT = "gate_alert"  # channel: gate, value, threshold, the action taken
-    TRAFFIC_SHIFT = "traffic_shift"  # channel line: cohort moved to N% (or refused by the control plane)
-    RUN_STATE = "run_state"  # channel line: started, paused, frozen, rolled back, completed ...
-    ROLLBACK_REQUESTED = "rollback_requested"  # channel: a rollback awaiting confirmation, with Confirm
-    EVIDENCE = "evidence"  # channel: the evidence packet was exported, its ledger check
-    REFUSAL = "refusal_ephemeral"  # ephemeral: why an action was refused, and the current version
-    REPLY = "reply"  # ephemeral: a plain answer to a command (mrkdwn text)
-    STATUS = "status"  # ephemeral: the run at a glance
-    HELP = "help"  # ephemeral: every subcommand's usage line
-    USAGE = "usage"  # ephemeral: what was wrong with the typed command, and its usage line
-    HOME_VIEW = "home_view"  # App Home: what I own, must acknowledge, may release
-
-
 SURFACE: dict[MessageKind, Surface] = {
     MessageKind.PLAN_SUMMARY: Surface.CHANNEL,
     MessageKind.SIGNOFF_RECORDED: Surface.CHANNEL,
@@ -86,7 +61,7 @@ SURFACE: dict[MessageKind, Surface] = {
     MessageKind.GATE_ALERT: Surface.CHANNEL,
     MessageKind.TRAFFIC_SHIFT: Surface.CHANNEL,
     MessageKind.RUN_STATE: Surface.CHANNEL,
-    MessageKind.ROLLBACK_REQUESTED: Surface.CHANNEL,
+    MessageKind.ROLLBACK_REQUESTED: Surface.EPHEMERAL,
     MessageKind.EVIDENCE: Surface.CHANNEL,
     MessageKind.REFUSAL: Surface.EPHEMERAL,
     MessageKind.REPLY: Surface.EPHEMERAL,

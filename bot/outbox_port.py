@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.dispatcher import OutboxRow
-from bot.ids import MessageKind
+from packets.messages import MessageKind
 from store.uow import UnitOfWork
 
 # How long a claimed row stays reserved for its sender. Longer than the worst single round of

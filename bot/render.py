@@ -29,7 +29,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from bot import blocks as B
 from bot import messages as M
-from bot.ids import ActionId, ButtonValue, MessageKind
+from bot.ids import ActionId, ButtonValue
+from packets.messages import MessageKind
 from packets.redact import redact
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -8,13 +8,15 @@ two proposals can never both win.
 from __future__ import annotations
 
 from handlers.commands import Acknowledge, AdoptPacket, RejectPacket
-from handlers.context import RunContext, enqueue, ledger, save
+from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
-from handlers.notices import Notice, change_rows
+from handlers.notices import change_rows
+from handlers.outbox import post
 from handlers.outcome import Outcome
 from packets import events as ev
+from packets import messages as msg
 from packets.authority import Refused
 from packets.delta import diff
 from packets.packet import Packet, PacketState
@@ -93,37 +95,24 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
             },
         )
         channel = ctx.plan.channel
-        await enqueue(
-            ctx,
-            kind=Notice.PACKET_SUPERSEDED,
-            recipient=channel,
-            payload={"version": old.version, "superseded_by": new.version, "reason": new.reason},
+        superseded = msg.PacketSuperseded(version=old.version, superseded_by=new.version, reason=new.reason)
+        await post(ctx, to=channel, message=superseded)
+        posted = msg.PacketPosted(
+            packet=ctx.packet.as_json(),
+            summary=delta.summary(),
+            released=tuple(h.id for h in ctx.progress.holds.values() if not h.is_open),
         )
-        await enqueue(
-            ctx,
-            kind=Notice.PACKET_POSTED,
-            recipient=channel,
-            payload={
-                "packet": ctx.packet.as_json(),
-                "summary": delta.summary(),
-                "released": [h.id for h in ctx.progress.holds.values() if not h.is_open],
-            },
-            dedupe_key=f"packet:v{new.version}",
-        )
+        await post(ctx, to=channel, message=posted, dedupe_key=f"packet:v{new.version}")
         notices = delta.notices()
         for user, changes in notices.items():
-            await enqueue(
-                ctx,
-                kind=Notice.DELTA_DM,
-                recipient=user,
-                payload={
-                    "version": new.version,
-                    "from_version": old.version,
-                    "channel": channel,
-                    "reason": new.reason,
-                    "changes": change_rows(changes),
-                },
+            dm = msg.DeltaDm(
+                version=new.version,
+                from_version=old.version,
+                channel=channel,
+                reason=new.reason,
+                changes=tuple(change_rows(changes)),
             )
+            await post(ctx, to=user, message=dm)
         await save(ctx, authoritative_version=new.version)
         return Outcome.done(
             f"v{new.version} is authoritative ({delta.summary()}); "
@@ -149,16 +138,10 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
         await ledger(
             ctx, actor=cmd.user, kind="packet_rejected", payload={"version": packet.version, "reason": reason}
         )
-        await enqueue(
-            ctx,
-            kind=Notice.RUN_STATE,
-            recipient=ctx.plan.channel,
-            payload={
-                "state": f"v{packet.version} rejected; v{ctx.version} stays current",
-                "by": cmd.user,
-                "reason": reason,
-            },
+        rejected = msg.RunState(
+            state=f"v{packet.version} rejected; v{ctx.version} stays current", by=cmd.user, reason=reason
         )
+        await post(ctx, to=ctx.plan.channel, message=rejected)
         await save(ctx)
         return Outcome.done(
             f"v{packet.version} rejected; v{ctx.version} stays current.",

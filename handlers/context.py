@@ -125,15 +125,6 @@ async def refuse(ctx: RunContext, *, user: str, action: str, reason: str) -> Non
     )
 
 
-async def enqueue(
-    ctx: RunContext, *, kind: str, recipient: str, payload: dict[str, Any], dedupe_key: str | None = None
-) -> None:
-    body = redact_data({**payload, "run": ctx.run})
-    await ctx.tx.outbox.enqueue(
-        run_id=ctx.run, kind=kind, recipient=recipient, payload=body, dedupe_key=dedupe_key, at=ctx.now
-    )
-
-
 async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> None:
     """Write the run row back (compare-and-set on its lock version)."""
     stored = {

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from handlers.context import RunContext, enqueue, ledger
+from handlers.context import RunContext, ledger
 from handlers.deps import Deps
-from handlers.notices import Notice, hold_payload, state_line
+from handlers.notices import hold_payload, state_line
+from handlers.outbox import post
 from handlers.ports import Shift
 from packets import effects as fx
 from packets import events as ev
+from packets import messages as msg
 from packets import stages
 from packets.packet import HoldSource
 from packets.plan import HYPERCARE_CHECKPOINT
@@ -77,15 +79,15 @@ async def _actuate(ctx: RunContext, effect: fx.ShiftTraffic, deps: Deps) -> ev.E
                 "checkpoint": effect.checkpoint,
             }
         )
-    payload = {
-        "checkpoint": effect.checkpoint,
-        "cohort": effect.cohort,
-        "percent": effect.percent,
-        "previous_percent": effect.previous_percent,
-        "ok": result.ok,
-        "detail": result.detail,
-    }
-    await enqueue(ctx, kind=Notice.TRAFFIC_SHIFT, recipient=ctx.plan.channel, payload=payload)
+    shifted = msg.TrafficShift(
+        checkpoint=effect.checkpoint,
+        cohort=effect.cohort,
+        percent=effect.percent,
+        previous_percent=effect.previous_percent,
+        ok=result.ok,
+        detail=result.detail,
+    )
+    await post(ctx, to=ctx.plan.channel, message=shifted)
     if result.ok:
         return ev.ActuationSucceeded(
             at=ctx.now, checkpoint=effect.checkpoint, cohort=effect.cohort, percent=effect.percent
@@ -116,10 +118,12 @@ async def _record(ctx: RunContext, effect: fx.Effect) -> None:
             packet_version=ctx.version,
             opened_by=hold.opened_by,
         )
-        payload: dict[str, Any] = {"version": ctx.version, "hold": hold_payload(hold)}
-        if hold.opened_by.startswith(("U", "W")):
-            payload["by"] = hold.opened_by
-        await enqueue(ctx, kind=Notice.HOLD_OPENED, recipient=ctx.plan.channel, payload=payload)
+        opened = msg.HoldOpened(
+            version=ctx.version,
+            hold=hold_payload(hold),
+            by=hold.opened_by if hold.opened_by.startswith(("U", "W")) else None,
+        )
+        await post(ctx, to=ctx.plan.channel, message=opened)
     elif isinstance(effect, fx.CloseHold):
         await _close_hold(ctx, effect)
     elif isinstance(effect, fx.Notify):
@@ -175,18 +179,23 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
             return  # the room heard when it started failing; each repeat is in the ledger
         gate = ctx.plan.gates.get(str(data.get("gate")))
         outcome = str(data.get("outcome"))
-        alert = {
-            **data,
-            "threshold": gate.pass_ if gate else "",
-            "at": ctx.now.isoformat(),
-            "outcome": "no_data" if outcome == "no-data" else outcome,
-        }
-        await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=ctx.plan.channel, payload=alert)
+        alert = msg.GateAlert(
+            checkpoint=data.get("checkpoint"),
+            gate=data.get("gate"),
+            value=data.get("value"),
+            outcome="no_data" if outcome == "no-data" else outcome,
+            reason=data.get("reason"),
+            action=data.get("action"),
+            taken=data.get("taken"),
+            threshold=gate.pass_ if gate else "",
+            at=ctx.now.isoformat(),
+        )
+        await post(ctx, to=ctx.plan.channel, message=alert)
         if checkpoint == HYPERCARE_CHECKPOINT:
             # Hyper-care lasts days and the war room has gone home: the acting owners the engine
             # named (traffic checkpoint owners, start_and_rollback) hear it directly as well.
             for user in effect.users:
-                await enqueue(ctx, kind=Notice.GATE_ALERT, recipient=user, payload=alert)
+                await post(ctx, to=user, message=alert)
         return
     if effect.kind in (fx.NotifyKind.HOLD_RELEASED, fx.NotifyKind.HOLD_RELEASE_RECORDED):
         hold = ctx.progress.holds.get(str(data.get("hold")))
@@ -195,18 +204,14 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
             if hold
             else None
         )
-        await enqueue(
-            ctx,
-            kind=Notice.HOLD_RELEASED,
-            recipient=ctx.plan.channel,
-            payload={
-                "hold": {"id": data.get("hold"), "checkpoint": data.get("checkpoint")},
-                "by": data.get("released_by"),
-                "as_role": data.get("role"),
-                "on_behalf_of": release.acting_for if release else None,
-                "remaining": _remaining(hold) if hold else [],
-            },
+        released = msg.HoldReleased(
+            hold={"id": data.get("hold"), "checkpoint": data.get("checkpoint")},
+            by=data.get("released_by"),
+            as_role=data.get("role"),
+            on_behalf_of=release.acting_for if release else None,
+            remaining=tuple(_remaining(hold)) if hold else (),
         )
+        await post(ctx, to=ctx.plan.channel, message=released)
         return
     if effect.kind == fx.NotifyKind.SIGNOFF_RECORDED:
         return  # the sign-off use case posts its own line with the roles still to sign
@@ -216,7 +221,7 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
         return  # the adoption use case posts the adopted packet itself (DESIGN.md, step 6)
     line = state_line(effect)
     if line is not None:
-        await enqueue(ctx, kind=Notice.RUN_STATE, recipient=ctx.plan.channel, payload=line)
+        await post(ctx, to=ctx.plan.channel, message=line)
 
 
 def _still_failing(ctx: RunContext, checkpoint: str, gate: str) -> bool:

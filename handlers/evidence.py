@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.commands import ExportEvidence
-from handlers.context import RunContext, enqueue, load
+from handlers.context import RunContext, load
 from handlers.deps import Deps
 from handlers.flow import on_run
-from handlers.notices import Notice
+from handlers.outbox import post
 from handlers.outcome import Outcome
+from packets import messages as msg
 from packets.authority import Refused
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
@@ -262,24 +263,20 @@ async def export_evidence(cmd: ExportEvidence, deps: Deps) -> Outcome:
     async with deps.uow.transaction(run_id=cmd.run) as tx:
         ctx = await load(tx, cmd.run, deps.clock.now())
         assert ctx is not None
-        await enqueue(
-            ctx,
-            kind=Notice.EVIDENCE,
-            recipient=ctx.plan.channel,
-            payload={
-                "state": evidence["final_state"],
-                "ledger_ok": ledger_state["verified"],
-                "ledger_head": ledger_state["head"],
-                "problem": ledger_state["problem"] or None,
-                "counts": {
-                    "packets": len(evidence["packets"]),
-                    "signoffs": len(evidence["signoffs"]),
-                    "holds": len(evidence["holds"]),
-                    "gates": sum(len(r["gate_results"]) for r in evidence["readiness"]),
-                    "rollbacks": len(evidence["rollbacks"]),
-                },
+        exported = msg.Evidence(
+            state=evidence["final_state"],
+            ledger_ok=ledger_state["verified"],
+            ledger_head=ledger_state["head"],
+            problem=ledger_state["problem"] or None,
+            counts={
+                "packets": len(evidence["packets"]),
+                "signoffs": len(evidence["signoffs"]),
+                "holds": len(evidence["holds"]),
+                "gates": sum(len(r["gate_results"]) for r in evidence["readiness"]),
+                "rollbacks": len(evidence["rollbacks"]),
             },
         )
+        await post(ctx, to=ctx.plan.channel, message=exported)
     deps.on_change(cmd.run)
     return Outcome.done(
         f"Evidence for {cmd.run}: {evidence['final_state']}, ledger "

@@ -1,36 +1,18 @@
-"""Outbox message kinds and the plain payloads the bot renders for them.
+"""Parts of message payloads built from domain values, so no domain object reaches a template.
 
-The kinds are the names of the Jinja2 templates in bot/templates/ (bot.ids.MessageKind has the
-same values; tests/test_notices.py keeps them in step). Payloads are plain JSON, built from
-domain values here so that no ORM row or domain object ever reaches a template.
+The message kinds and their typed payloads are `packets.messages`; the route into the outbox is
+`handlers.outbox.post`. tests/test_render.py renders a sample of every kind.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from packets import effects as fx
 from packets.delta import Change, Delta
+from packets.messages import RunState
 from packets.packet import Packet
 from packets.run_progress import HoldRecord
-
-
-class Notice(StrEnum):
-    PLAN_SUMMARY = "plan_summary"
-    SIGNOFF_RECORDED = "signoff_recorded"
-    PACKET_POSTED = "packet_posted"
-    PACKET_SUPERSEDED = "packet_superseded"
-    PACKET_PROPOSED_LINE = "packet_proposed_line"
-    DELTA_DM = "delta_dm"
-    HOLD_OPENED = "hold_opened"
-    HOLD_RELEASED = "hold_released"
-    GATE_ALERT = "gate_alert"
-    TRAFFIC_SHIFT = "traffic_shift"
-    RUN_STATE = "run_state"
-    EVIDENCE = "evidence"
-    REPLY = "reply"
-
 
 # Engine notifications that the room sees as one line about the run's state.
 _STATE_LINES: dict[str, str] = {
@@ -64,8 +46,8 @@ def hold_payload(hold: HoldRecord) -> dict[str, Any]:
     }
 
 
-def state_line(notify: fx.Notify) -> dict[str, Any] | None:
-    """The run_state payload for an engine notification, or None when it is not a state line."""
+def state_line(notify: fx.Notify) -> RunState | None:
+    """The run_state message for an engine notification, or None when it is not a state line."""
     label = _STATE_LINES.get(notify.kind)
     if label is None:
         return None
@@ -76,10 +58,10 @@ def state_line(notify: fx.Notify) -> dict[str, Any] | None:
     reason = str(data.get("reason") or "")
     if detail:
         reason = "; ".join(filter(None, [reason, ", ".join(detail)]))
-    payload: dict[str, Any] = {"state": label, "reason": reason}
-    if isinstance(data.get("by"), str) and str(data["by"]).startswith(("U", "W")):
-        payload["by"] = data["by"]
-    return payload
+    by = data.get("by")
+    return RunState(
+        state=label, reason=reason, by=by if isinstance(by, str) and by.startswith(("U", "W")) else None
+    )
 
 
 def change_rows(changes: tuple[Change, ...]) -> list[dict[str, Any]]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from handlers.commands import ChangeWindow, ReportDone, ReportLate
-from handlers.context import RunContext, enqueue, ledger, save
+from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
-from handlers.notices import Notice, delta_counts
+from handlers.notices import delta_counts
+from handlers.outbox import post
 from handlers.outcome import Outcome
 from packets import events as ev
+from packets import messages as msg
 from packets.authority import Refused
 from packets.delta import diff
 from packets.packet import Packet, PacketState
@@ -93,18 +95,10 @@ async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tup
             "summary": summary,
         },
     )
-    await enqueue(
-        ctx,
-        kind=Notice.PACKET_PROPOSED_LINE,
-        recipient=ctx.plan.channel,
-        payload={
-            "version": version,
-            "counts": delta_counts(delta),
-            "reason": reason,
-            "by": by,
-            "summary": summary,
-        },
+    line = msg.PacketProposedLine(
+        version=version, counts=delta_counts(delta), reason=reason, by=by, summary=summary
     )
+    await post(ctx, to=ctx.plan.channel, message=line)
     return packet, summary
 
 

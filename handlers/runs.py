@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.commands import Abort, Freeze, OpenRun, Pause, Resume, Rollback, SignOff, Start, Unfreeze
-from handlers.context import RunContext, enqueue, plan_from_text, save
+from handlers.context import RunContext, plan_from_text, save
 from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
-from handlers.notices import Notice
+from handlers.outbox import Opening, post
 from handlers.outcome import Outcome
 from packets import events as ev
+from packets import messages as msg
 from packets import stages
 from packets.authority import Refused
 from packets.packet import PacketState
@@ -106,29 +107,25 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
                 at=now,
                 payload={"version": 1, "hash": packet.hash, "reason": packet.reason},
             )
-            summary = {
-                "run": run,
-                "plan": plan.plan,
-                "title": plan.title,
-                "revision": plan.revision,
-                "change_record": plan.change_record,
-                "window": {"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
-                "checkpoints": len(plan.checkpoints),
+            summary = msg.PlanSummary(
+                plan=plan.plan,
+                title=plan.title,
+                revision=plan.revision,
+                change_record=plan.change_record,
+                window={"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
+                checkpoints=len(plan.checkpoints),
                 # A new run inherits no sign-off, even of the same revision.
-                "signoffs": [
+                signoffs=tuple(
                     {"role": role, "acting": plan.roles[role].primary, "signed_by": None}
                     for role in plan.authority.signoff
-                ],
-            }
-            await tx.outbox.enqueue(
-                run_id=run, kind=Notice.PLAN_SUMMARY, recipient=plan.channel, payload=summary, at=now
+                ),
             )
-            await tx.outbox.enqueue(
-                run_id=run,
-                kind=Notice.PACKET_POSTED,
-                recipient=plan.channel,
-                payload={"run": run, "packet": packet.as_json()},
-                at=now,
+            opening = Opening(tx=tx, run=run, now=now)
+            await post(opening, to=plan.channel, message=summary)
+            await post(
+                opening,
+                to=plan.channel,
+                message=msg.PacketPosted(packet=packet.as_json()),
                 dedupe_key="packet:v1",
             )
     except RunExists:
@@ -153,12 +150,10 @@ async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:
         role = cmd.role or _role_to_sign(ctx, cmd.user)
         await apply(ctx, ev.SignoffGiven(at=ctx.now, user=cmd.user, role=role, revision=cmd.revision), deps)
         remaining = [r for r in ctx.plan.authority.signoff if r not in ctx.progress.signoffs]
-        await enqueue(
-            ctx,
-            kind=Notice.SIGNOFF_RECORDED,
-            recipient=ctx.plan.channel,
-            payload={"revision": cmd.revision, "role": role, "by": cmd.user, "remaining": remaining},
+        signed = msg.SignoffRecorded(
+            revision=cmd.revision, role=role, by=cmd.user, remaining=tuple(remaining)
         )
+        await post(ctx, to=ctx.plan.channel, message=signed)
         await save(ctx)
         left = (
             f"still waiting for {', '.join(remaining)}"

@@ -17,7 +17,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.dispatcher import Dispatcher, OutboxPort, RetryPolicy, make_client
-from bot.ids import MessageKind
+from packets.messages import MessageKind
 from tests.slack_standin import SlackStandin
 from tests.test_render import SAMPLES, packet
 

@@ -20,8 +20,9 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName, MessageKind
+from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName
 from bot.render import render, render_home
+from packets.messages import MessageKind
 from tests import signing
 from tests.integration import REQUIRE_ENV, unavailable
 from tests.test_render import HOME, SAMPLES

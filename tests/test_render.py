@@ -12,8 +12,9 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot import blocks as B
-from bot.ids import ActionId, ButtonValue, ButtonValueError, MessageKind
+from bot.ids import ActionId, ButtonValue, ButtonValueError
 from bot.render import RenderedMessage, RenderError, render, render_home
+from packets.messages import MessageKind
 
 RUN = "r-payments-1"
 REV = "9f2c" * 16
