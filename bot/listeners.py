@@ -1,9 +1,10 @@
 """Bolt listeners: parse the Slack payload, call one use case, render the answer. Nothing else.
 
 Every listener acks first (inside Slack's 3 seconds) and does the work after. Every answer to
-the person who acted is ephemeral; what the room must see travels through the outbox. Button
-values say which run and which packet version or plan revision they were rendered for; the use
-case authorizes from the store, never from the button.
+the person who acted is ephemeral and built in `bot.replies`; what the room must see travels
+through the outbox (`handlers.outbox.post`). Button values say which run and which packet
+version or plan revision they were rendered for; the use case authorizes from the store, never
+from the button.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any, Literal
 
 from slack_bolt.app.async_app import AsyncApp
 
+from bot import replies
 from bot.command_text import Parsed, Usage, parse
 from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName
 from bot.intents import PlanSource, run_text
-from bot.render import render_home
 from handlers import adoption, holds, runs, status
 from handlers.commands import Acknowledge, AdoptPacket, RejectPacket, ReleaseHold, Rollback, SignOff
 from handlers.deps import Deps
@@ -27,14 +28,6 @@ from packets.redact import redact
 log = logging.getLogger("cutover_bot.listeners")
 
 Respond = Callable[..., Awaitable[Any]]
-
-
-def _reply(outcome: Outcome) -> dict[str, Any]:
-    text = outcome.message
-    if not outcome.ok and outcome.current_version is not None and f"v{outcome.current_version}" not in text:
-        text = f"{text} (current packet: v{outcome.current_version})"
-    prefix = "" if outcome.ok else ":no_entry: "
-    return {"response_type": "ephemeral", "replace_original": False, "text": redact(prefix + text)}
 
 
 NOT_OURS = "That button is not one this bot rendered; use /cutover packet."
@@ -62,16 +55,19 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
         try:
             parsed: Parsed = parse(text)
         except Usage as usage:
-            await ack(response_type="ephemeral", text=redact(usage.line))
+            await ack(**replies.usage(usage.line))
             return
         if parsed.name == "rollback":
             await ack()
             run = await status.run_in_channel(str(command.get("channel_id", "")), deps)
             if run is None:
-                await respond(**_reply(Outcome.refused("No active cutover run in this channel.")))
+                await respond(**replies.reply(Outcome.refused("No active cutover run in this channel.")))
             else:
                 current = (await status.run_status(run, deps)).current_version
-                await respond(**_confirm_rollback(parsed, run, current))
+                question = replies.confirm_rollback(
+                    run=run, version=current, scope=parsed.scope or "cohort", reason=redact(parsed.reason)
+                )
+                await respond(**question)
             return
         await ack()
         outcome = await _guarded(
@@ -83,7 +79,7 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
                 plans=plans,
             )
         )
-        await respond(**_reply(outcome))
+        await respond(**replies.reply(outcome))
 
     clicks = _click_handlers(deps)
 
@@ -95,9 +91,9 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             value = ButtonValue.decode(action["value"])
             handler = clicks[ActionId(action["action_id"])]
         except (KeyError, IndexError, TypeError, ValueError):
-            await respond(**_reply(Outcome.refused(NOT_OURS)))
+            await respond(**replies.reply(Outcome.refused(NOT_OURS)))
             return
-        await respond(**_reply(await _guarded(handler(value, user))))
+        await respond(**replies.reply(await _guarded(handler(value, user))))
 
     for action_id in ActionId:
         app.action(action_id.value)(on_click)
@@ -108,7 +104,7 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             return
         user = str(event.get("user", ""))
         outcome = await status.status_for_user(user, deps)
-        await client.views_publish(user_id=user, view=render_home(outcome.data))
+        await client.views_publish(user_id=user, view=replies.home_view(outcome))
 
 
 Click = Callable[[ButtonValue, str], Awaitable[Outcome]]
@@ -160,38 +156,4 @@ def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
         ActionId.ACKNOWLEDGE_PACKET: acknowledge,
         ActionId.RELEASE_HOLD: release,
         ActionId.CONFIRM_ROLLBACK: confirm_rollback,
-    }
-
-
-def _confirm_rollback(parsed: Parsed, run: str, version: int | None) -> dict[str, Any]:
-    """A typed rollback is confirmed by a button, so a slip of the keyboard moves no traffic."""
-    scope = parsed.scope or "cohort"
-    what = "ALL traffic back to legacy" if scope == "all" else "the current cohort back one step"
-    # The button names the packet version it was rendered for: a late or second click is refused.
-    value = ButtonValue(run=run, v=version, rb=f"{scope}:{redact(parsed.reason)[:500]}").encode()
-    return {
-        "response_type": "ephemeral",
-        "replace_original": False,
-        "text": redact(f"Roll back {what}? Reason: {parsed.reason}"),
-        "blocks": [
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": redact(f"Roll back *{what}*?\nReason: {parsed.reason}")[:2900],
-                },
-            },
-            {
-                "type": "actions",
-                "elements": [
-                    {
-                        "type": "button",
-                        "style": "danger",
-                        "action_id": ActionId.CONFIRM_ROLLBACK.value,
-                        "text": {"type": "plain_text", "text": "Confirm rollback"},
-                        "value": value[:2000],
-                    }
-                ],
-            },
-        ],
     }

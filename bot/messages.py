@@ -51,7 +51,6 @@ CONFIRM_ADOPT: Final = "Adopt v{v} as the authoritative timeline for this run?"
 CONFIRM_RELEASE: Final = (
     "Release hold {hold} on {checkpoint}? The timeline moves on once every required role has released."
 )
-CONFIRM_ROLLBACK: Final = "Roll back {scope}? Traffic goes back to the legacy path."
 
 # -- plan summary ----------------------------------------------------------------------------
 
@@ -190,11 +189,10 @@ RUN_STATE_EMOJI: Final[dict[str, str]] = {
 }
 RUN_STATE_EMOJI_OTHER: Final = ":information_source:"
 
-ROLLBACK_TEXT: Final = "Rollback of {scope} requested by {user}: {reason}"
-ROLLBACK_LINE: Final = ":rewind: *Rollback of {scope}* requested by {user} against v{v}: {reason}"
-ROLLBACK_CONFIRM_BY: Final = "Needs confirmation by {roles}"
-ROLLBACK_SCOPE_ALL: Final = "everything"
-ROLLBACK_SCOPE_COHORT: Final = "cohort {cohort}"
+ROLLBACK_QUESTION_TEXT: Final = "Roll back {what}? Reason: {reason}"
+ROLLBACK_QUESTION: Final = "Roll back *{what}*?\nReason: {reason}"
+ROLLBACK_WHAT_ALL: Final = "ALL traffic back to legacy"
+ROLLBACK_WHAT_COHORT: Final = "the current cohort back one step"
 
 EVIDENCE_TEXT: Final = "Evidence packet for run {run} exported"
 EVIDENCE_LINE: Final = ":card_index_dividers: *Evidence packet* for run *{run}* ({state})"

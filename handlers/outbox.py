@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from packets.messages import Message
 from packets.redact import redact_data
@@ -45,25 +45,7 @@ class Opening:
 
 async def post(where: InRun, *, to: str, message: Message, dedupe_key: str | None = None) -> None:
     """Queue `message` for `to` (a channel or a user id) in the transaction of `where`."""
-    plain = {**message.as_json(), "run": where.run}
-    body = _keep_machine_data(plain, redact_data(plain))
+    body = redact_data({**message.as_json(), "run": where.run})
     await where.tx.outbox.enqueue(
         run_id=where.run, kind=message.kind, recipient=to, payload=body, dedupe_key=dedupe_key, at=where.now
     )
-
-
-# Hashes and revisions are hex: a run of 13+ digits in one can pass the Luhn check and would be
-# masked as a card, breaking the Sign-off button (it carries the revision) or the packet's hash.
-_MACHINE_KEYS = frozenset({"revision", "plan_revision", "hash", "ledger_head"})
-
-
-def _keep_machine_data(plain: Any, redacted: Any) -> Any:
-    """`redacted`, with the original value put back under every machine-data key."""
-    if isinstance(plain, dict) and isinstance(redacted, dict):
-        return {
-            key: plain[key] if key in _MACHINE_KEYS else _keep_machine_data(plain.get(key), value)
-            for key, value in redacted.items()
-        }
-    if isinstance(plain, list) and isinstance(redacted, list) and len(plain) == len(redacted):
-        return [_keep_machine_data(p, r) for p, r in zip(plain, redacted, strict=True)]
-    return redacted
