@@ -16,6 +16,7 @@ from typing import Any
 from bot.actuators import LogActuator
 from bot.clock import SimulatedClock
 from bot.telemetry.simulated import SimulatedTelemetry
+from bot.wiring import build_deps
 from handlers import commands as c
 from handlers.deps import Deps
 from handlers.runs import open_run, sign_off, start
@@ -115,7 +116,7 @@ class World:
     def reopened(self, *, fast_writes: bool = False) -> World:
         """The same database and clock over a fresh engine (the old one is left to `close`)."""
         uow = UnitOfWork(_engine(self.url, fast_writes=fast_writes))
-        deps = Deps(
+        deps = build_deps(
             uow=uow,
             clock=self.clock,
             telemetry_for=self.deps.telemetry_for,
@@ -159,7 +160,7 @@ async def make_world(*, fast_writes: bool = False) -> World:
             telemetries[p.revision] = SimulatedTelemetry(p)
         return telemetries[p.revision]
 
-    deps = Deps(uow=uow, clock=clock, telemetry_for=telemetry_for, actuator_for=lambda _p: actuator)
+    deps = build_deps(uow=uow, clock=clock, telemetry_for=telemetry_for, actuator_for=lambda _p: actuator)
     return World(deps=deps, uow=uow, clock=clock, workdir=workdir, url=url)
 
 

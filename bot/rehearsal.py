@@ -33,6 +33,7 @@ from bot.command_text import Usage, parse
 from bot.intents import PlanSource, run_text
 from bot.render import RenderError, render
 from bot.telemetry.simulated import SimulatedTelemetry
+from bot.wiring import build_deps
 from handlers import evidence, gate_checks, holds, resequence, runs
 from handlers.commands import (
     CheckGates,
@@ -405,7 +406,7 @@ async def rehearse(
     clock = SimulatedClock(plan.window.start)
     telemetry = SimulatedTelemetry(plan)
     actuator = LogActuator()
-    deps = Deps(
+    deps = build_deps(
         uow=UnitOfWork(engine),
         clock=clock,
         telemetry_for=lambda _p: telemetry,

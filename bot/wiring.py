@@ -14,9 +14,11 @@ What `build` puts together:
 - the database engine and `UnitOfWork`; an empty or older schema is migrated at start-up (the
   embedded SQLite default needs no separate step; with several PostgreSQL replicas run
   `cutover-bot db upgrade` before rolling them out, so they do not race to migrate);
-- `Deps`: the clock, telemetry per plan (`bot.telemetry.telemetry_for`, relative telemetry paths
-  resolved against the plans directory), the actuator per plan (`bot.actuators.actuator_for`), and
-  `on_change`, which wakes the dispatcher and re-derives that run's scheduler jobs;
+- `Deps`, from `build_deps`, the one builder of `Deps` (serve, the rehearsal, the CLI, the tests
+  and the benchmarks all call it; tests and benchmarks pass their fakes): the clock, telemetry per
+  plan (`bot.telemetry.telemetry_for`, relative telemetry paths resolved against the plans
+  directory), the actuator per plan (`bot.actuators.actuator_for`), and `on_change`, which wakes
+  the dispatcher and re-derives that run's scheduler jobs;
 - the dispatcher over the store's outbox (`bot.outbox_port.StoreOutbox`, which also finds the
   message a `packet_superseded` notice updates);
 - the Bolt `AsyncApp` with every listener (`bot.app.build_app`), the aiohttp web app
@@ -29,6 +31,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -56,6 +59,56 @@ SLACK_TIMEOUT = 15
 
 TelemetryFor = Callable[[Plan], Telemetry]
 ActuatorFor = Callable[[Plan], Actuator]
+
+
+def _nothing_to_wake(_run: str) -> None:
+    return None
+
+
+def _no_outside_world(plan: Plan) -> Any:
+    raise RuntimeError(f"plan {plan.plan}: this Deps was built without telemetry or an actuator")
+
+
+def build_deps(
+    *,
+    uow: UnitOfWork,
+    clock: Clock | None = None,
+    session: aiohttp.ClientSession | None = None,
+    plans_dir: Path | None = None,
+    telemetry_for: TelemetryFor | None = None,
+    actuator_for: ActuatorFor | None = None,
+    on_change: Callable[[str], None] | None = None,
+) -> Deps:
+    """The one builder of `Deps`.
+
+    Unless given, the clock is the system clock, and with an HTTP `session` telemetry and the
+    actuator are the ones each plan names (relative telemetry paths resolved against
+    `plans_dir`). Without a session and without `telemetry_for` / `actuator_for`, reaching for the
+    outside world raises: a store-only caller (evidence export) must not touch it by accident."""
+    if telemetry_for is None:
+        if session is not None:
+            base_dir = plans_dir
+
+            def telemetry_for(plan: Plan) -> Telemetry:
+                return telemetry.telemetry_for(plan, session=session, base_dir=base_dir)
+
+        else:
+            telemetry_for = _no_outside_world
+    if actuator_for is None:
+        if session is not None:
+
+            def actuator_for(plan: Plan) -> Actuator:
+                return actuators.actuator_for(plan, session=session)
+
+        else:
+            actuator_for = _no_outside_world
+    return Deps(
+        uow=uow,
+        clock=clock or SystemClock(),
+        telemetry_for=telemetry_for,
+        actuator_for=actuator_for,
+        on_change=on_change or _nothing_to_wake,
+    )
 
 
 @dataclass
@@ -160,12 +213,13 @@ async def build(
         if scheduler is not None:
             scheduler.refresh_soon(run)
 
-    deps = Deps(
+    deps = build_deps(
         uow=uow,
         clock=clock,
-        telemetry_for=telemetry_for
-        or (lambda plan: telemetry.telemetry_for(plan, session=session, base_dir=plans_dir)),
-        actuator_for=actuator_for or (lambda plan: actuators.actuator_for(plan, session=session)),
+        session=session,
+        plans_dir=plans_dir,
+        telemetry_for=telemetry_for,
+        actuator_for=actuator_for,
         on_change=on_change,
     )
     scheduler = Scheduler(deps=deps, dispatcher=dispatcher)

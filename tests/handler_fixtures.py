@@ -3,8 +3,9 @@
 A small plan as YAML (a protected preflight with a window, a traffic checkpoint with gates and a
 soak, a hold checkpoint, a protected two-person hold), a `SimulatedClock`, telemetry whose gate
 values a test sets by hand, an actuator that records every shift and can refuse, and a `World`
-that wires them into `handlers.deps.Deps` over a fresh database and knows the usual steps of a run
-(open, sign off, start, release the preflight, report it done ...).
+that wires them into `handlers.deps.Deps` (through `bot.wiring.build_deps`, as serve does) over a
+fresh database and knows the usual steps of a run (open, sign off, start, release the preflight,
+report it done ...).
 
 Fakes record instead of mocking: a test asks the telemetry which gates it measured and the
 actuator which shifts it was asked for.
@@ -26,6 +27,7 @@ from typing import Any
 import pytest
 
 from bot.clock import SimulatedClock
+from bot.wiring import build_deps
 from handlers import commands as c
 from handlers.adoption import acknowledge, adopt_packet
 from handlers.deps import Deps
@@ -274,7 +276,7 @@ class World:
 
     @property
     def deps(self) -> Deps:
-        return Deps(
+        return build_deps(
             uow=self.uow,
             clock=self.clock,
             telemetry_for=lambda _plan: self.telemetry,

@@ -48,9 +48,9 @@ from bot.dispatcher import Dispatcher, make_client
 from bot.outbox_port import StoreOutbox
 from bot.settings import Settings
 from bot.telemetry.simulated import SimulatedTelemetry
+from bot.wiring import build_deps
 from handlers import commands as c
 from handlers.adoption import adopt_packet
-from handlers.deps import Deps
 from handlers.resequence import report_late
 from packets.plan import Plan
 from store.db import make_engine
@@ -103,7 +103,7 @@ def _world_on(path: Path) -> World:
     def telemetry_for(plan: Plan) -> SimulatedTelemetry:
         return SimulatedTelemetry(plan)
 
-    deps = Deps(uow=uow, clock=clock, telemetry_for=telemetry_for, actuator_for=lambda _p: actuator)
+    deps = build_deps(uow=uow, clock=clock, telemetry_for=telemetry_for, actuator_for=lambda _p: actuator)
     return World(deps=deps, uow=uow, clock=clock, workdir=str(path.parent), url=url)
 
 

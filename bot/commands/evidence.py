@@ -62,21 +62,16 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _no_outside_world(_plan: Any) -> Any:
-    raise RuntimeError("exporting evidence reads the store only")
-
-
 async def _build(url: str, run_id: str) -> dict[str, Any] | None:
-    from handlers.deps import Deps
+    from bot.wiring import build_deps
     from handlers.evidence import build_evidence
     from store.db import make_engine
     from store.uow import UnitOfWork
 
     uow = UnitOfWork(make_engine(url))
     try:
-        deps = Deps(
-            uow=uow, clock=SystemClock(), telemetry_for=_no_outside_world, actuator_for=_no_outside_world
-        )
+        # No HTTP session: exporting evidence reads the store only, the outside world stays unwired.
+        deps = build_deps(uow=uow, clock=SystemClock())
         return await build_evidence(run_id, deps)
     finally:
         await uow.dispose()
