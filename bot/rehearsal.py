@@ -44,10 +44,10 @@ from handlers.commands import (
 from handlers.context import load
 from handlers.deps import Deps
 from handlers.outcome import Outcome
+from packets.engine.progress import TERMINAL, CheckpointState, RunProgress, RunState
 from packets.plan import Plan, PlanInvalid, RehearsalAction
 from packets.plan_load import load_plan
 from packets.redact import redact
-from packets.run_progress import TERMINAL, CheckpointState, RunProgress, RunState
 from store.db import make_engine, upgrade
 from store.uow import UnitOfWork
 

@@ -15,10 +15,10 @@ from handlers.flow import on_run
 from handlers.notices import change_rows
 from handlers.outbox import post
 from handlers.outcome import Outcome
-from packets import events as ev
 from packets import messages as msg
 from packets.authority import Refused
 from packets.delta import diff
+from packets.engine import events as ev
 from packets.packet import Packet, PacketState
 from packets.redact import redact
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from packets import stages as engine
 from packets.authority import Roster
+from packets.engine.progress import RunProgress
 from packets.packet import Packet
 from packets.plan import Plan
 from packets.plan_load import load_plan
@@ -40,7 +40,7 @@ class RunContext:
     row: RunRow
     plan: Plan
     packet: Packet
-    progress: engine.RunProgress
+    progress: RunProgress
     # The facts the authoritative packet was built from (plus what happened since: done times,
     # released holds). A proposal's facts wait in `pending` until it is adopted; a rejected
     # proposal's facts are dropped with it.
@@ -100,7 +100,7 @@ async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
         row=row,
         plan=plan,
         packet=packet,
-        progress=engine.RunProgress.from_json(stored["engine"]),
+        progress=RunProgress.from_json(stored["engine"]),
         facts=Facts.from_json(stored.get("facts", {})),
         pending=Facts.from_json(stored["pending"]) if stored.get("pending") else None,
         acting=dict(row.acting),

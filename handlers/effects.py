@@ -16,13 +16,13 @@ from handlers.deps import Deps
 from handlers.notices import hold_payload, state_line
 from handlers.outbox import post
 from handlers.ports import Shift
-from packets import effects as fx
-from packets import events as ev
 from packets import messages as msg
-from packets import stages
+from packets.engine import effects as fx
+from packets.engine import events as ev
+from packets.engine import table as stages
+from packets.engine.errors import EngineError
 from packets.packet import HoldSource
 from packets.plan import HYPERCARE_CHECKPOINT
-from packets.stage_errors import EngineError
 
 log = logging.getLogger("cutover_bot.handlers")
 

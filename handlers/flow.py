@@ -17,8 +17,8 @@ from handlers.context import RunContext, ledger, load, refuse
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.authority import Refused
+from packets.engine.errors import EngineError
 from packets.redact import redact
-from packets.stage_errors import EngineError
 from store.errors import RunNotFound
 
 log = logging.getLogger("cutover_bot.handlers")

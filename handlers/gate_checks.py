@@ -28,11 +28,11 @@ from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.outcome import Outcome
-from packets import events as ev
+from packets.engine import events as ev
+from packets.engine.progress import IN_FLIGHT, TERMINAL, RunProgress, RunState
 from packets.gates import GateResult, GateSpec, evaluate
 from packets.gates import Outcome as GateOutcome
 from packets.plan import HYPERCARE_CHECKPOINT, Plan
-from packets.run_progress import IN_FLIGHT, TERMINAL, RunProgress, RunState
 
 HYPERCARE = HYPERCARE_CHECKPOINT
 

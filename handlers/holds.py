@@ -8,10 +8,10 @@ from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.outcome import Outcome
-from packets import events as ev
 from packets.authority import Refused
+from packets.engine import events as ev
+from packets.engine.progress import HoldRecord
 from packets.redact import redact
-from packets.run_progress import HoldRecord
 
 
 async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from packets import effects as fx
 from packets.delta import Change, Delta
+from packets.engine import effects as fx
+from packets.engine.progress import HoldRecord
 from packets.messages import RunState
 from packets.packet import Packet
-from packets.run_progress import HoldRecord
 
 # Engine notifications that the room sees as one line about the run's state.
 _STATE_LINES: dict[str, str] = {

@@ -17,14 +17,14 @@ from handlers.flow import on_run
 from handlers.notices import delta_counts
 from handlers.outbox import post
 from handlers.outcome import Outcome
-from packets import events as ev
 from packets import messages as msg
 from packets.authority import Refused
 from packets.delta import diff
+from packets.engine import events as ev
+from packets.engine.progress import CheckpointState
 from packets.packet import Packet, PacketState
 from packets.plan import CheckpointWindow
 from packets.redact import redact
-from packets.run_progress import CheckpointState
 from packets.timeline import Facts, build_packet
 
 

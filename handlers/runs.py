@@ -11,10 +11,10 @@ from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.outbox import Opening, post
 from handlers.outcome import Outcome
-from packets import events as ev
 from packets import messages as msg
-from packets import stages
 from packets.authority import Refused
+from packets.engine import events as ev
+from packets.engine.table import new_run
 from packets.packet import PacketState
 from packets.plan import PlanInvalid
 from packets.redact import redact
@@ -42,7 +42,7 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
         acting={},
         state=PacketState.AUTHORITATIVE,
     )
-    progress = stages.new_run(run_id=run, plan=plan, packet=packet, at=now)
+    progress = new_run(run_id=run, plan=plan, packet=packet, at=now)
     try:
         async with deps.uow.transaction() as tx:
             active = await tx.runs.active_in_channel(plan.channel)

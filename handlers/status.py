@@ -9,7 +9,7 @@ from handlers.context import RunContext, load
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.durations import format_duration
-from packets.run_progress import TERMINAL
+from packets.engine.progress import TERMINAL
 
 
 async def _peek(run: str, deps: Deps) -> RunContext | None:

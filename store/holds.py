@@ -1,7 +1,7 @@
 """Holds: stops only a human with a named role can release, as a queryable projection.
 
 The engine's hold record (`runs.progress`) is the truth; a row here has the same id and the same
-states (`packets.run_progress.HoldState`: open, released, withdrawn). Releasing is a
+states (`packets.engine.progress.HoldState`: open, released, withdrawn). Releasing is a
 compare-and-set (`UPDATE ... WHERE state = 'open' AND packet_version = :v`): of any number of
 simultaneous clicks exactly one wins, and the row then says who released it, as which role, and
 when. The partial releases of a `mode: all` hold live only in the engine's record.
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from packets.run_progress import HoldState
+from packets.engine.progress import HoldState
 from store.runs import TERMINAL_STATES
 from store.sql import insert_unless_exists
 from store.tables import holds, runs

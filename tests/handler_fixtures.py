@@ -36,9 +36,9 @@ from handlers.outcome import Outcome
 from handlers.ports import ActuationResult, Measurement, Shift
 from handlers.resequence import report_done
 from handlers.runs import open_run, sign_off, start
+from packets.engine.progress import RunProgress
 from packets.plan import Plan
 from packets.plan_load import load_plan
-from packets.run_progress import RunProgress
 
 CHANNEL = "C0ROOM"
 # 21:00 at -05:00, the plan window's start.

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from bot.ids import ActionId
-from packets.run_progress import RunProgress
+from packets.engine.progress import RunProgress
 from tests import signing
 from tests.bot_harness import BRIDGE_PLAN, SECRET, BotHarness, bot_world, serving, wait_until
 

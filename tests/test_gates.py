@@ -29,7 +29,7 @@ from packets.gates import (
     verdict,
 )
 from packets.plan import Action
-from tests.test_stages import make_plan
+from tests.engine_fixtures import make_plan
 
 AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from handlers.evidence import build_evidence, to_markdown
 from handlers.gate_checks import advance, next_interval
 from handlers.holds import release_hold
 from handlers.status import run_status
-from packets.run_progress import RunState
+from packets.engine.progress import RunState
 from tests import handler_fixtures, hypercare_fixtures
 from tests.handler_fixtures import CHANNEL, ENG1, FAILING, GATE_ACTIONS, PASSING, REL1, RISK1
 from tests.hypercare_fixtures import HYPERCARE_SINCE, HYPERCARE_UNTIL, hypercare_plan

@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from packets.run_progress import HoldState
+from packets.engine.progress import HoldState
 from store.uow import UnitOfWork
 
 MakeRun = Callable[..., Awaitable[str]]

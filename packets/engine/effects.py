@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from packets.run_progress import HoldRecord
+from packets.engine.progress import HoldRecord
 
 Plain = str | int | float | bool | None
 

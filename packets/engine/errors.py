@@ -7,8 +7,8 @@ revision or packet version. Either way nothing changes: `step` returns nothing w
 
 from __future__ import annotations
 
-from packets.events import Event
-from packets.run_progress import RunState
+from packets.engine.events import Event
+from packets.engine.progress import RunState
 
 
 class EngineError(Exception):

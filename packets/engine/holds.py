@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from packets.effects import CloseHold, LedgerKind, NotifyKind, OpenHold
+from packets.engine.draft import Draft, clean
+from packets.engine.effects import CloseHold, LedgerKind, NotifyKind, OpenHold
+from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.progress import CheckpointState, HoldRecord, HoldState, Release, ReleaseMode
 from packets.packet import HoldSource
-from packets.run_progress import CheckpointState, HoldRecord, HoldState, Release, ReleaseMode
-from packets.stage_draft import Draft, clean
-from packets.stage_errors import IllegalTransition, Refusal
 
 
 @dataclass(frozen=True, slots=True)

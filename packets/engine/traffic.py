@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from packets.effects import LedgerKind, NotifyKind, ShiftTraffic
-from packets.events import ActuationFailed, ActuationSucceeded
+from packets.engine.draft import Draft
+from packets.engine.effects import LedgerKind, NotifyKind, ShiftTraffic
+from packets.engine.end import finish, wind_down
+from packets.engine.events import ActuationFailed, ActuationSucceeded
+from packets.engine.holds import HoldNeed, has_open_hold, open_hold
+from packets.engine.progress import CheckpointState, RunState, TrafficChange
 from packets.packet import HoldSource
-from packets.run_progress import CheckpointState, RunState, TrafficChange
-from packets.stage_draft import Draft
-from packets.stage_end import finish, wind_down
-from packets.stage_holds import HoldNeed, has_open_hold, open_hold
 
 ADVANCE = "advance"
 ROLLBACK_COHORT = "rollback_cohort"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from packets.effects import LedgerKind, NotifyKind, StopGateChecks
-from packets.run_progress import IN_FLIGHT, CheckpointState, RunState
-from packets.stage_draft import Draft
-from packets.stage_holds import withdraw_all
+from packets.engine.draft import Draft
+from packets.engine.effects import LedgerKind, NotifyKind, StopGateChecks
+from packets.engine.holds import withdraw_all
+from packets.engine.progress import IN_FLIGHT, CheckpointState, RunState
 
 _ENDINGS: dict[RunState, tuple[LedgerKind, NotifyKind]] = {
     RunState.COMPLETED: (LedgerKind.RUN_COMPLETED, NotifyKind.COMPLETED),

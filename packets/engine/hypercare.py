@@ -19,11 +19,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from packets.durations import format_duration
-from packets.effects import LedgerKind, NotifyKind, ScheduleGateChecks, StopGateChecks
+from packets.engine.draft import Draft
+from packets.engine.effects import LedgerKind, NotifyKind, ScheduleGateChecks, StopGateChecks
+from packets.engine.end import finish
+from packets.engine.progress import RunState
 from packets.plan import HYPERCARE_CHECKPOINT, Plan
-from packets.run_progress import RunState
-from packets.stage_draft import Draft
-from packets.stage_end import finish
 
 HYPERCARE = HYPERCARE_CHECKPOINT
 

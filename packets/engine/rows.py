@@ -4,9 +4,13 @@ function here checks who may do it, changes the draft, and lets `advance` move o
 
 from __future__ import annotations
 
-from packets import stage_hypercare as hypercare
-from packets.effects import LedgerKind, NotifyKind
-from packets.events import (
+from packets.engine import hypercare
+from packets.engine.advance import advance, complete, settle
+from packets.engine.draft import Draft
+from packets.engine.effects import LedgerKind, NotifyKind
+from packets.engine.end import finish, wind_down
+from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.events import (
     Abort,
     ActuationFailed,
     ActuationSucceeded,
@@ -24,15 +28,10 @@ from packets.events import (
     Start,
     Unfreeze,
 )
-from packets.packet import HoldSource
-from packets.run_progress import CheckpointProgress, CheckpointState, RunState, Signoff, Stop
-from packets.stage_advance import advance, complete, settle
-from packets.stage_draft import Draft
-from packets.stage_end import finish, wind_down
-from packets.stage_errors import IllegalTransition, Refusal
-from packets.stage_gates import take
-from packets.stage_holds import HoldNeed, open_hold, release
-from packets.stage_traffic import (
+from packets.engine.gates import take
+from packets.engine.holds import HoldNeed, open_hold, release
+from packets.engine.progress import CheckpointProgress, CheckpointState, RunState, Signoff, Stop
+from packets.engine.traffic import (
     confirm,
     failed_rollback,
     global_rollback,
@@ -41,6 +40,7 @@ from packets.stage_traffic import (
     retry,
     rollback_cohort,
 )
+from packets.packet import HoldSource
 
 
 def _illegal(d: Draft, detail: str) -> IllegalTransition:

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from packets.effects import Effect, Ledger, Notify, Plain
-from packets.events import Event
+from packets.engine.effects import Effect, Ledger, Notify, Plain
+from packets.engine.errors import Refusal
+from packets.engine.events import Event
+from packets.engine.progress import CheckpointProgress, RunProgress
 from packets.gates import NoDataPolicy
 from packets.packet import Packet, PlannedCheckpoint
 from packets.plan import Checkpoint, Plan
 from packets.redact import redact, redact_data
-from packets.run_progress import CheckpointProgress, RunProgress
-from packets.stage_errors import Refusal
 
 
 class Acting(Protocol):

@@ -10,23 +10,23 @@ people who froze the run decide what comes next.
 During hyper-care nothing is in flight: results for the pseudo-checkpoint `hypercare` count, for
 the plan's hyper-care gates, and a failure takes the same actions. The cohort a rollback_cohort
 puts back is the last traffic checkpoint's; holds are opened on `hypercare`; the people told are
-the owners of the traffic checkpoints and the start_and_rollback roles (`stage_hypercare`).
+the owners of the traffic checkpoints and the start_and_rollback roles (`engine.hypercare`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from packets import stage_hypercare as hypercare
-from packets.effects import LedgerKind, NotifyKind
-from packets.events import GateResults
+from packets.engine import hypercare
+from packets.engine.draft import Draft, clean
+from packets.engine.effects import LedgerKind, NotifyKind
+from packets.engine.events import GateResults
+from packets.engine.holds import HoldNeed, has_open_hold, open_hold
+from packets.engine.progress import Stop
+from packets.engine.traffic import global_rollback, hold_after_rollback, rollback_cohort
 from packets.gates import GateResult, RollbackMatrix, Verdict, remember, verdict
 from packets.packet import HoldSource
 from packets.plan import Action
-from packets.run_progress import Stop
-from packets.stage_draft import Draft, clean
-from packets.stage_holds import HoldNeed, has_open_hold, open_hold
-from packets.stage_traffic import global_rollback, hold_after_rollback, rollback_cohort
 
 
 def take(d: Draft, event: GateResults) -> None:

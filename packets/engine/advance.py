@@ -11,7 +11,7 @@ confirmed, and each of its gates' last `consecutive_passes` results passing. Wit
 is no threshold to be autonomous inside, so its owner says done.
 
 When the last checkpoint is done the run completes, or, when the plan declares hyper-care, enters
-`hypercare` (see `stage_hypercare`): there is nothing left to walk, so `advance` moves no traffic
+`hypercare` (see `engine.hypercare`): there is nothing left to walk, so `advance` moves no traffic
 from then on.
 """
 
@@ -20,16 +20,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from packets import stage_hypercare as hypercare
-from packets.effects import LedgerKind, NotifyKind, Plain, ScheduleGateChecks, StopGateChecks
-from packets.events import actor_of
+from packets.engine import hypercare
+from packets.engine.draft import Draft
+from packets.engine.effects import LedgerKind, NotifyKind, Plain, ScheduleGateChecks, StopGateChecks
+from packets.engine.end import finish
+from packets.engine.events import actor_of
+from packets.engine.holds import has_open_hold, open_hold, releasers, unmet_before_run
+from packets.engine.progress import TERMINAL, CheckpointState, RunState
+from packets.engine.traffic import ADVANCE, command
 from packets.gates import last_failed, streak_passes
 from packets.plan import Traffic
-from packets.run_progress import TERMINAL, CheckpointState, RunState
-from packets.stage_draft import Draft
-from packets.stage_end import finish
-from packets.stage_holds import has_open_hold, open_hold, releasers, unmet_before_run
-from packets.stage_traffic import ADVANCE, command
 
 _NOT_SETTLED: frozenset[RunState] = frozenset(
     {*TERMINAL, RunState.AWAITING_SIGNOFF, RunState.READY, RunState.ROLLING_BACK}

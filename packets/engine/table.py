@@ -6,12 +6,12 @@ for the run's state raises `IllegalTransition(event, state)`; an event from some
 do it raises `Refusal(reason)`; both are `EngineError`s, and when either is raised nothing
 changes (there is simply no new progress to save).
 
-Run state is derived where it can be (see `stage_advance.settle`): a freeze beats an open hold,
+Run state is derived where it can be (see `engine.advance.settle`): a freeze beats an open hold,
 which beats a pause. So a hold released while paused leaves the run paused, and an unfreeze goes
 back to whatever still stops the run, without remembering a "resume target". With nothing stopping
 it, the run is `running` during the stages and `hypercare` after them.
 
-Hyper-care (`stage_hypercare`): when the last checkpoint completes and the plan declares
+Hyper-care (`engine.hypercare`): when the last checkpoint completes and the plan declares
 `hypercare`, the run is not completed but enters `hypercare`. Gate results for the pseudo-checkpoint
 `hypercare` keep coming on the plan's cadence, and a failure takes its gate's action exactly as
 during the stages; a tick after the last cadence step completes the run. Nothing is left to
@@ -28,20 +28,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from packets import stage_rows as rows
-from packets.effects import (
-    CloseHold,
+from packets.engine import rows
+from packets.engine.draft import Acting, Draft, clean
+from packets.engine.effects import (
     Effect,
-    Ledger,
-    LedgerKind,
-    Notify,
-    NotifyKind,
-    OpenHold,
-    ScheduleGateChecks,
-    ShiftTraffic,
-    StopGateChecks,
 )
-from packets.events import (
+from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.events import (
     EVENT_TYPES,
     Abort,
     ActuationFailed,
@@ -61,69 +54,13 @@ from packets.events import (
     Tick,
     Unfreeze,
 )
-from packets.gates import GateResult, Outcome
-from packets.packet import Packet, PacketState
-from packets.plan import Plan
-from packets.run_progress import (
+from packets.engine.progress import (
     CheckpointProgress,
-    CheckpointState,
-    HoldRecord,
-    HoldState,
-    Release,
     RunProgress,
     RunState,
 )
-from packets.stage_draft import Acting, Draft, clean
-from packets.stage_errors import EngineError, IllegalTransition, Refusal
-
-__all__ = [
-    "TABLE",
-    "Abort",
-    "Acting",
-    "ActuationFailed",
-    "ActuationSucceeded",
-    "CheckpointDone",
-    "CheckpointProgress",
-    "CheckpointState",
-    "CloseHold",
-    "Effect",
-    "EngineError",
-    "Event",
-    "Freeze",
-    "GateResult",
-    "GateResults",
-    "HoldOpened",
-    "HoldRecord",
-    "HoldReleased",
-    "HoldState",
-    "IllegalTransition",
-    "Ledger",
-    "LedgerKind",
-    "Notify",
-    "NotifyKind",
-    "OpenHold",
-    "Outcome",
-    "PacketAdopted",
-    "Pause",
-    "Refusal",
-    "Release",
-    "Resume",
-    "RollbackRequested",
-    "Row",
-    "RunProgress",
-    "RunState",
-    "ScheduleGateChecks",
-    "ShiftTraffic",
-    "SignoffGiven",
-    "Start",
-    "StopGateChecks",
-    "Tick",
-    "Transition",
-    "Unfreeze",
-    "new_run",
-    "row_for",
-    "step",
-]
+from packets.packet import Packet, PacketState
+from packets.plan import Plan
 
 R = RunState
 E = TypeVar("E", bound=Event)

@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from packets.authority import Refused, Roster
-from packets.effects import CloseHold, Ledger, LedgerKind, ShiftTraffic
-from packets.events import (
+from packets.engine.effects import CloseHold, Ledger, LedgerKind, ShiftTraffic
+from packets.engine.errors import EngineError
+from packets.engine.events import (
     Abort,
     ActuationFailed,
     ActuationSucceeded,
@@ -43,13 +44,13 @@ from packets.events import (
     Tick,
     Unfreeze,
 )
+from packets.engine.progress import TERMINAL, CheckpointState, HoldState, RunProgress, RunState
+from packets.engine.table import Transition, new_run, row_for, step
 from packets.gates import GateResult, Outcome, Verdict, last_failed, remember, streak_passes, verdict
 from packets.packet import HoldSource, Packet
 from packets.plan import ACTIONS, HYPERCARE_CHECKPOINT, Plan
 from packets.redact import redact
-from packets.run_progress import TERMINAL, CheckpointState, HoldState, RunProgress, RunState
-from packets.stages import EngineError, Transition, new_run, row_for, step
-from tests.test_stages import GATES, ROLES, T0, make_packet, make_plan
+from tests.engine_fixtures import GATES, ROLES, T0, make_packet, make_plan
 
 SECRETS = [
     "token=abc123def",

@@ -1,0 +1,122 @@
+"""Gate results (packets/engine/gates.py): no-data policy, the action each failure takes, severity."""
+
+from __future__ import annotations
+
+import pytest
+
+from packets.engine.effects import (
+    Ledger,
+    LedgerKind,
+    OpenHold,
+    ShiftTraffic,
+)
+from packets.engine.errors import Refusal
+from packets.engine.events import (
+    Resume,
+    Unfreeze,
+)
+from packets.engine.progress import CheckpointState, RunState
+from tests.engine_fixtures import (
+    WarRoom,
+    make_plan,
+    minutes,
+)
+
+
+@pytest.mark.parametrize(("policy", "counts_as"), [("fail", "fail"), ("pass", "pass"), ("ignore", "ignore")])
+def test_no_data_counts_as_failure_unless_the_gate_policy_says_otherwise(policy: str, counts_as: str) -> None:
+    plan = make_plan(policy={"consecutive_passes": 1, "no_data": policy})
+    room = WarRoom.open(plan).canary_running()
+    transition = room.results("canary", minutes(30), auth_success="pass", latency="no-data")
+    if counts_as == "fail":
+        assert room.progress.state is RunState.HELD and transition.of(OpenHold)
+    elif counts_as == "pass":
+        assert room.cp("canary") is CheckpointState.DONE
+    else:
+        assert room.cp("canary") is CheckpointState.SOAKING and room.progress.state is RunState.RUNNING
+        assert room.progress.checkpoints["canary"].evidence["latency"] == ()
+
+
+def _gated() -> WarRoom:
+    checkpoints = [
+        {
+            "id": "canary",
+            "title": "Canary",
+            "owner": "release-eng",
+            "soak": "10m",
+            "traffic": {"percent": 5, "cohort": "merchant-a"},
+            "gates": ["auth-success", "latency", "parity", "fallback", "doom"],
+        },
+    ]
+    room = WarRoom.open(make_plan(checkpoints)).sign_off().start()
+    room.confirm_shifts(minutes(1))
+    return room
+
+
+def test_a_pause_gate_stops_advancing_until_an_authority_resumes() -> None:
+    room = _gated()
+    room.results("canary", minutes(2), parity="fail")
+    assert room.progress.state is RunState.PAUSED
+    assert room.progress.paused is not None and room.progress.paused.by == "gate:parity"
+    with pytest.raises(Refusal):
+        room.do(Resume(at=minutes(3), user="U0SEC1"))
+    room.do(Resume(at=minutes(3), user="U0ENG1"))
+    assert room.state() is RunState.RUNNING
+
+
+def test_a_hold_gate_holds_the_checkpoint_without_moving_traffic() -> None:
+    room = _gated()
+    transition = room.results("canary", minutes(2), latency="fail")
+    assert transition.of(ShiftTraffic) == ()
+    assert room.progress.state is RunState.HELD and room.cp("canary") is CheckpointState.SOAKING
+
+
+def test_a_rollback_cohort_gate_shifts_the_cohort_to_its_previous_percent_then_holds() -> None:
+    room = _gated()
+    transition = room.results("canary", minutes(2), auth_success="fail")
+    (shift,) = transition.of(ShiftTraffic)
+    assert (shift.percent, shift.previous_percent) == (0, 5)
+    ledger = [e for e in transition.of(Ledger) if e.kind == LedgerKind.TRAFFIC_SHIFTED]
+    assert ledger[0].actor == "gate:auth-success"
+    assert ledger[0].payload["cause"]["gates"][0]["outcome"] == "fail"
+    assert room.progress.state is RunState.HELD
+
+
+def test_a_global_rollback_gate_takes_all_traffic_back_and_the_run_ends_rolled_back() -> None:
+    room = _gated()
+    transition = room.results("canary", minutes(2), doom="fail")
+    assert [s.percent for s in transition.of(ShiftTraffic)] == [0]
+    room.confirm_shifts(minutes(3))
+    assert room.progress.state is RunState.ROLLED_BACK
+    assert room.progress.traffic == {"merchant-a": 0}
+
+
+def test_a_freeze_gate_forbids_traffic_changes_until_an_authority_unfreezes() -> None:
+    room = _gated()
+    room.results("canary", minutes(2), fallback="fail")
+    assert room.progress.state is RunState.FROZEN
+    quiet = room.results("canary", minutes(3), doom="fail")
+    assert quiet.of(ShiftTraffic) == ()
+    with pytest.raises(Refusal):
+        room.do(Unfreeze(at=minutes(4), user="U0SEC1"))
+    room.do(Unfreeze(at=minutes(4), user="U0REL1"))
+    assert room.state() is RunState.RUNNING
+
+
+def test_the_most_severe_action_wins_when_several_gates_fail_at_once() -> None:
+    room = _gated()
+    transition = room.results(
+        "canary", minutes(2), parity="fail", latency="fail", auth_success="fail", fallback="fail"
+    )
+    assert room.progress.state is RunState.FROZEN  # freeze outranks pause, hold and rollback_cohort
+    assert transition.of(ShiftTraffic) == ()
+    (failed,) = [e for e in transition.of(Ledger) if e.kind == LedgerKind.GATE_FAILED]
+    assert (failed.actor, failed.payload["action"]) == ("gate:fallback", "freeze")
+
+
+def test_results_for_a_checkpoint_not_in_flight_change_nothing_but_are_recorded() -> None:
+    room = WarRoom.open().canary_running()
+    before = room.progress
+    transition = room.results("prep", minutes(6), latency="fail")
+    assert transition.progress == before
+    assert room.ledger_kinds(transition) == [LedgerKind.GATE_RESULTS_IGNORED]
