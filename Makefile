@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: rehearse test bench lint clean
+.PHONY: rehearse test bench lint engine-doc clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ rehearse: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# docs/engine.md is generated from the transition table; the tests fail when it is stale.
+engine-doc: $(STAMP)
+	$(BIN)/cutover-bot engine doc -o docs/engine.md
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

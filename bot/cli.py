@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "evidence": "evidence",
     "ledger": "ledger",
     "db": "db",
+    "engine": "engine",
 }
 
 
