@@ -17,10 +17,10 @@ from handlers.notices import hold_payload, state_line
 from handlers.outbox import post
 from handlers.ports import Shift
 from packets import messages as msg
+from packets.authority import Refused
 from packets.engine import effects as fx
 from packets.engine import events as ev
 from packets.engine import table as stages
-from packets.engine.errors import EngineError
 from packets.packet import HoldSource
 from packets.plan import HYPERCARE_CHECKPOINT
 
@@ -31,7 +31,7 @@ _MAX_EFFECTS = 500
 
 
 async def apply(ctx: RunContext, event: ev.Event, deps: Deps) -> stages.Transition:
-    """Step the engine with `event` and carry out every effect. Raises EngineError on refusal."""
+    """Step the engine with `event` and carry out every effect. Raises `Refused` on refusal."""
     transition = stages.step(ctx.progress, event, plan=ctx.plan, packet=ctx.packet, roster=ctx.roster)
     return await carry_out(ctx, transition, deps)
 
@@ -49,7 +49,7 @@ async def carry_out(ctx: RunContext, transition: stages.Transition, deps: Deps) 
             follow = await _actuate(ctx, effect, deps)
             try:
                 more = stages.step(progress, follow, plan=ctx.plan, packet=ctx.packet, roster=ctx.roster)
-            except EngineError as exc:  # a late answer the engine no longer wants: keep it on record
+            except Refused as exc:  # a late answer the engine no longer wants: keep it on record
                 log.info("actuation answer not applicable: %s", exc)
                 continue
             progress = more.progress

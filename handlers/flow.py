@@ -1,7 +1,7 @@
 """The shape every use case on a run shares: lock, load, decide, write, commit, then tell.
 
 `on_run` opens the run's transaction and hands a loaded `RunContext` to the use case's body. A
-`packets.authority.Refused` raised by the body (or an `EngineError` from the stage engine)
+`packets.authority.Refused` raised by the body or by the stage engine
 becomes one `refused` ledger entry and an `Outcome` with the reason and the current packet
 version; nothing else the body wrote survives, because the refusal is written in a fresh
 transaction after a rollback.
@@ -17,7 +17,6 @@ from handlers.context import RunContext, ledger, load, refuse
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.authority import Refused
-from packets.engine.errors import EngineError
 from packets.redact import redact
 from store.errors import RunNotFound
 
@@ -38,7 +37,7 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                 raise RunNotFound(run)
             try:
                 outcome = await body(ctx)
-            except (Refused, EngineError) as exc:
+            except Refused as exc:
                 reason = redact(str(getattr(exc, "reason", None) or exc))
                 raise _RollBack from exc
     except RunNotFound:

@@ -103,11 +103,18 @@ class Roster:
         return Roster(self.roles, {**self.acting, role: to_user})
 
 
-def who_acts(roster: Roster, roles: Iterable[str], *, joiner: str = " or ") -> str:
+class Acting(Protocol):
+    """Who acts for which role right now: what the rules below ask; a `Roster` is one."""
+
+    def acting_user(self, role: str) -> str: ...
+
+    def may_act(self, user: str, role: str) -> bool: ...
+
+
+def who_acts(roster: Acting, roles: Iterable[str], *, joiner: str = " or ") -> str:
     """Each role with its acting user, for a refusal: who the person should ask instead."""
     # "release-authority (acting: U0REL2) or security (acting: U0SEC1)"
-    acting = roster.acting_map()
-    return joiner.join(f"{r} (acting: {acting.get(r, 'nobody')})" for r in roles)
+    return joiner.join(f"{role} (acting: {roster.acting_user(role)})" for role in roles)
 
 
 class ReleasableHold(Protocol):
@@ -139,7 +146,7 @@ class ReleaseRule:
 Given = tuple[str, str]
 
 
-def release_role(rule: ReleaseRule, roster: Roster, *, user: str, already: Sequence[Given]) -> str:
+def release_role(rule: ReleaseRule, roster: Acting, *, user: str, already: Sequence[Given]) -> str:
     """The role `user` releases the open hold as, or `Refused`.
 
     The user must be acting, right now, for one of the release roles that has not released yet.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from packets.authority import Refused
 from packets.engine.effects import (
     Ledger,
     LedgerKind,
 )
-from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
     CheckpointDone,
     HoldReleased,
@@ -69,7 +70,7 @@ def test_a_traffic_checkpoint_without_gates_is_completed_by_its_owner_after_its_
     assert room.cp("drain") is CheckpointState.SOAKING  # no thresholds, no autonomy
     with pytest.raises(IllegalTransition, match="soaks until"):
         room.do(CheckpointDone(at=minutes(5), checkpoint="drain", user="U0ENG1"))
-    with pytest.raises(Refusal, match=r"release-eng \(acting: U0ENG1\)"):
+    with pytest.raises(Refused, match=r"release-eng \(acting: U0ENG1\)"):
         room.do(CheckpointDone(at=minutes(11), checkpoint="drain", user="U0REL1"))
     room.do(CheckpointDone(at=minutes(11), checkpoint="drain", user="U0ENG1"))
     assert room.progress.state is RunState.COMPLETED

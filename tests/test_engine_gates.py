@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from packets.authority import Refused
 from packets.engine.effects import (
     Ledger,
     LedgerKind,
     OpenHold,
     ShiftTraffic,
 )
-from packets.engine.errors import Refusal
 from packets.engine.events import (
     Resume,
     Unfreeze,
@@ -58,7 +58,7 @@ def test_a_pause_gate_stops_advancing_until_an_authority_resumes() -> None:
     room.results("canary", minutes(2), parity="fail")
     assert room.progress.state is RunState.PAUSED
     assert room.progress.paused is not None and room.progress.paused.by == "gate:parity"
-    with pytest.raises(Refusal):
+    with pytest.raises(Refused):
         room.do(Resume(at=minutes(3), user="U0SEC1"))
     room.do(Resume(at=minutes(3), user="U0ENG1"))
     assert room.state() is RunState.RUNNING
@@ -97,7 +97,7 @@ def test_a_freeze_gate_forbids_traffic_changes_until_an_authority_unfreezes() ->
     assert room.progress.state is RunState.FROZEN
     quiet = room.results("canary", minutes(3), doom="fail")
     assert quiet.of(ShiftTraffic) == ()
-    with pytest.raises(Refusal):
+    with pytest.raises(Refused):
         room.do(Unfreeze(at=minutes(4), user="U0SEC1"))
     room.do(Unfreeze(at=minutes(4), user="U0REL1"))
     assert room.state() is RunState.RUNNING

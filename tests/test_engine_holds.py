@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from packets.authority import Refused
 from packets.engine.effects import (
     CloseHold,
     Ledger,
@@ -11,7 +12,7 @@ from packets.engine.effects import (
     OpenHold,
     ShiftTraffic,
 )
-from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
     CheckpointDone,
     HoldReleased,
@@ -33,9 +34,9 @@ from tests.engine_fixtures import (
 
 def test_a_hold_checkpoint_is_released_only_by_the_acting_user_of_its_release_role() -> None:
     room = WarRoom.open().canary_passed()
-    with pytest.raises(Refusal, match=r"release-authority \(acting: U0REL1\)"):
+    with pytest.raises(Refused, match=r"release-authority \(acting: U0REL1\)"):
         room.do(HoldReleased(at=minutes(30), hold_id="widen/plan/1", user="U0REL2"))
-    with pytest.raises(Refusal):
+    with pytest.raises(Refused):
         room.do(HoldReleased(at=minutes(30), hold_id="widen/plan/1", user="U0ENG1"))
     assert room.open_hold_ids() == ["widen/plan/1"]
     room.do(HoldReleased(at=minutes(30), hold_id="widen/plan/1", user="U0REL1"))
@@ -63,7 +64,7 @@ def test_a_hold_in_mode_all_needs_a_different_person_for_each_role() -> None:
     partial = room.do(HoldReleased(at=minutes(31), hold_id=retire, user="U0REL1"))
     assert room.ledger_kinds(partial) == [LedgerKind.HOLD_RELEASE_RECORDED]
     assert partial.of(CloseHold) == ()
-    with pytest.raises(Refusal, match="different person"):
+    with pytest.raises(Refused, match="different person"):
         room.do(HoldReleased(at=minutes(32), hold_id=retire, user="U0REL1"))
     transition = room.do(HoldReleased(at=minutes(33), hold_id=retire, user="U0RISK1"))
     assert transition.of(CloseHold)[0].by == ("U0REL1", "U0RISK1")
@@ -83,7 +84,7 @@ def test_one_person_acting_for_both_roles_of_a_mode_all_hold_cannot_release_it_a
             change_roles=["release-authority"],
         )
     room.do(HoldReleased(at=minutes(31), hold_id=retire, user="U0REL2"))
-    with pytest.raises(Refusal, match="different person"):
+    with pytest.raises(Refused, match="different person"):
         room.do(HoldReleased(at=minutes(32), hold_id=retire, user="U0REL2"))
     assert room.open_hold_ids() == [retire]
 

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from packets.authority import Refused, Roster
 from packets.engine.effects import CloseHold, Ledger, LedgerKind, ShiftTraffic
-from packets.engine.errors import EngineError
 from packets.engine.events import (
     Abort,
     ActuationFailed,
@@ -470,7 +469,7 @@ def play(game: Game, moves: list[tuple[int, int, str]]) -> None:
         before = game.progress
         try:
             transition = step(before, event, plan=plan, packet=packet, roster=game.roster)
-        except EngineError:
+        except Refused:
             continue  # refused or illegal: nothing to save, nothing changed
         check(game, before, event, transition, packet)
         game.progress = transition.progress

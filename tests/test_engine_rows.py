@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from packets.authority import Roster
-from packets.engine.errors import IllegalTransition, Refusal
+from packets.authority import Refused, Roster
+from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
     Abort,
     SignoffGiven,
@@ -25,7 +25,7 @@ def test_a_run_cannot_start_until_every_signoff_role_signed_the_exact_revision()
     with pytest.raises(IllegalTransition, match=r"payments-risk \(acting: U0RISK1\)"):
         room.do(Start(at=T0, user="U0REL1"))
     room.do(SignoffGiven(at=T0, user="U0REL1", role="release-authority", revision=room.plan.revision))
-    with pytest.raises(Refusal, match="inherits no sign-off"):
+    with pytest.raises(Refused, match="inherits no sign-off"):
         room.do(SignoffGiven(at=T0, user="U0RISK1", role="payments-risk", revision="0" * 64))
     with pytest.raises(IllegalTransition):
         room.do(Start(at=T0, user="U0REL1"))
@@ -36,9 +36,9 @@ def test_a_run_cannot_start_until_every_signoff_role_signed_the_exact_revision()
 
 def test_a_signoff_by_someone_not_acting_for_the_role_is_refused() -> None:
     room = WarRoom.open()
-    with pytest.raises(Refusal, match="U0REL1 acts for it"):
+    with pytest.raises(Refused, match="U0REL1 acts for it"):
         room.do(SignoffGiven(at=T0, user="U0REL2", role="release-authority", revision=room.plan.revision))
-    with pytest.raises(Refusal, match="does not sign off"):
+    with pytest.raises(Refused, match="does not sign off"):
         room.do(SignoffGiven(at=T0, user="U0SEC1", role="security", revision=room.plan.revision))
 
 
@@ -49,14 +49,14 @@ def test_one_person_acting_for_two_signoff_roles_signs_off_once() -> None:
         by_user="U0REL1", role="release-authority", to_user="U0REL2", change_roles=["release-authority"]
     )
     room.do(SignoffGiven(at=T0, user="U0REL2", role="release-authority", revision=room.plan.revision))
-    with pytest.raises(Refusal, match="already signed off"):
+    with pytest.raises(Refused, match="already signed off"):
         room.do(SignoffGiven(at=T0, user="U0REL2", role="release-authority", revision=room.plan.revision))
 
 
 def test_only_a_start_role_may_start() -> None:
     room = WarRoom.open().sign_off()
     with pytest.raises(
-        Refusal, match=r"release-authority \(acting: U0REL1\) or release-eng \(acting: U0ENG1\)"
+        Refused, match=r"release-authority \(acting: U0REL1\) or release-eng \(acting: U0ENG1\)"
     ):
         room.do(Start(at=T0, user="U0RISK1"))
     assert room.progress.state is RunState.READY

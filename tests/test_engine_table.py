@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from packets.authority import Refused
 from packets.engine.effects import (
     CloseHold,
     Ledger,
@@ -22,7 +23,7 @@ from packets.engine.effects import (
     ShiftTraffic,
     StopGateChecks,
 )
-from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
     EVENT_TYPES,
     Abort,
@@ -474,7 +475,7 @@ def test_adopting_a_packet_in_hyper_care_only_changes_the_version() -> None:
 
 def test_a_pauser_pauses_hyper_care_and_resuming_returns_to_it() -> None:
     room = reach(RunState.HYPERCARE)
-    with pytest.raises(Refusal):
+    with pytest.raises(Refused):
         room.do(Pause(at=minutes(30), user="U0SEC1", reason="dashboards"))
     room.do(Pause(at=minutes(30), user="U0REL1", reason="dashboards"))
     assert room.state() is RunState.PAUSED
@@ -642,13 +643,13 @@ def test_every_row_of_the_transition_table_has_a_test_of_its_own() -> None:
 def test_a_proposed_packet_changes_nothing_until_it_is_adopted() -> None:
     room = WarRoom.open().canary_running()
     v2 = make_packet(room.plan, version=2, state=PacketState.PROPOSED)
-    with pytest.raises(Refusal, match="follows packet v1"):
+    with pytest.raises(Refused, match="follows packet v1"):
         room.do(Tick(at=minutes(30)), packet=v2)
-    with pytest.raises(Refusal, match="adopt"):
+    with pytest.raises(Refused, match="adopt"):
         room.do(PacketAdopted(at=minutes(30), version=2, user="U0ENG1"), packet=v2)
     room.do(PacketAdopted(at=minutes(30), version=2, user="U0REL1"), packet=v2)
     assert room.progress.packet_version == 2
-    with pytest.raises(Refusal, match="follows packet v2"):
+    with pytest.raises(Refused, match="follows packet v2"):
         room.do(Tick(at=minutes(31)))
 
 

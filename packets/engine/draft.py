@@ -10,24 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from packets.authority import Acting, Refused, who_acts
 from packets.engine.effects import Effect, Ledger, Notify, Plain
-from packets.engine.errors import Refusal
 from packets.engine.events import Event
 from packets.engine.progress import CheckpointProgress, RunProgress
 from packets.gates import NoDataPolicy
 from packets.packet import Packet, PlannedCheckpoint
 from packets.plan import Checkpoint, Plan
 from packets.redact import redact, redact_data
-
-
-class Acting(Protocol):
-    """Who acts for which role right now; `packets.authority.Roster` is one."""
-
-    def acting_user(self, role: str) -> str: ...
-
-    def may_act(self, user: str, role: str) -> bool: ...
 
 
 def clean(text: str) -> str:
@@ -102,16 +94,15 @@ class Draft:
         return tuple(dict.fromkeys(self.roster.acting_user(role) for role in roles))
 
     def who_acts(self, roles: Iterable[str], *, joiner: str = " or ") -> str:
-        # "release-authority (acting: U0REL1) or release-eng (acting: U0ENG2)"
-        return joiner.join(f"{role} (acting: {self.roster.acting_user(role)})" for role in roles)
+        return who_acts(self.roster, roles, joiner=joiner)
 
     def require(self, user: str, roles: Iterable[str], doing: str) -> str:
-        """The first of `roles` that `user` acts for now, or a `Refusal` naming who does."""
+        """The first of `roles` that `user` acts for now, or a `Refused` naming who does."""
         role_list = list(roles)
         for role in role_list:
             if self.roster.may_act(user, role):
                 return role
-        raise Refusal(f"{user} may not {doing}: that takes {self.who_acts(role_list)}")
+        raise Refused(f"{user} may not {doing}: that takes {self.who_acts(role_list)}")
 
     def primary_of(self, role: str) -> str | None:
         found = self.plan.roles.get(role)

@@ -1,30 +1,22 @@
-"""The stage engine's two ways of saying no, under one base so a use case catches one type.
+"""The stage engine's refusal that is about timing, not about people.
 
 `IllegalTransition`: the event does not fit where the run (or the checkpoint it names) is now.
-`Refusal`: the event fits, but the person may not do it, or it was made for another plan
-revision or packet version. Either way nothing changes: `step` returns nothing when it raises.
+Every other refusal (the person may not do it, or it was made for another plan revision or packet
+version) is a plain `packets.authority.Refused`. `IllegalTransition` is a `Refused` too, so a use
+case catches one type. Either way nothing changes: `step` returns nothing when it raises.
 """
 
 from __future__ import annotations
 
+from packets.authority import Refused
 from packets.engine.events import Event
 from packets.engine.progress import RunState
 
 
-class EngineError(Exception):
-    """Base of everything `stages.step` raises on purpose; the message is written for a person."""
-
-
-class IllegalTransition(EngineError):
+class IllegalTransition(Refused):
     def __init__(self, event: Event, state: RunState, detail: str = "") -> None:
+        message = f"{event.kind} is not possible while the run is {state}"
+        super().__init__(f"{message}: {detail}" if detail else message)
         self.event = event
         self.state = state
         self.detail = detail
-        message = f"{event.kind} is not possible while the run is {state}"
-        super().__init__(f"{message}: {detail}" if detail else message)
-
-
-class Refusal(EngineError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason

@@ -1,19 +1,19 @@
 """Holds inside the stage engine: which holds a checkpoint needs before it runs, opening one,
 releasing one (any/all, two-person rule), and withdrawing every open hold when a run ends.
 
-Release semantics match `packets.authority.check_release`: only the user acting for a release
-role right now may release as that role; in mode `all` each role needs a different person, so one
-person holding two hats cannot satisfy a two-person rule alone.
+Who may release, and when a hold counts as released, is `packets.authority`'s release rule (the
+two-person rule of mode `all` included); this module only records what it decides.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from packets.authority import Refused, ReleaseMode, ReleaseRule, is_released, release_role
 from packets.engine.draft import Draft, clean
 from packets.engine.effects import CloseHold, LedgerKind, NotifyKind, OpenHold
-from packets.engine.errors import IllegalTransition, Refusal
-from packets.engine.progress import CheckpointState, HoldRecord, HoldState, Release, ReleaseMode
+from packets.engine.errors import IllegalTransition
+from packets.engine.progress import CheckpointState, HoldRecord, HoldState, Release, RunProgress
 from packets.packet import HoldSource
 
 
@@ -141,19 +141,29 @@ def has_open_hold(d: Draft, checkpoint: str | None, *sources: HoldSource) -> boo
     )
 
 
+def refuse_if_closed(progress: RunProgress, hold_id: str) -> None:
+    """A closed hold is refused the same way in every run state: by whom and when it closed."""
+    hold = progress.holds.get(hold_id)
+    if hold is None or hold.is_open:
+        return
+    last = hold.releases[-1] if hold.releases else None
+    who = f"by {last.user} as {last.role}" if last else "by the engine"
+    when = hold.released_at.isoformat(timespec="minutes") if hold.released_at else "earlier"
+    raise Refused(f"Hold {hold.id} was already released {who} at {when}.")
+
+
 def release(d: Draft, hold_id: str, user: str) -> None:
     hold = d.progress.holds.get(hold_id)
     if hold is None:
         raise IllegalTransition(d.event, d.progress.state, f"there is no hold {hold_id}")
-    if not hold.is_open:
-        by = ", ".join(f"{r.user} as {r.role}" for r in hold.releases) or "the engine"
-        raise IllegalTransition(d.event, d.progress.state, f"hold {hold_id} is already {hold.state} ({by})")
-    role = _release_role(d, hold, user)
+    refuse_if_closed(d.progress, hold_id)
+    rule = ReleaseRule.of(hold)
+    role = release_role(rule, d.roster, user=user, already=[(r.user, r.role) for r in hold.releases])
     primary = d.primary_of(role)
     entry = Release(user=user, role=role, at=d.at, acting_for=primary if primary != user else None)
     releases = (*hold.releases, entry)
     released_roles = {r.role for r in releases}
-    complete = hold.mode == "any" or released_roles >= set(hold.release_by)
+    complete = is_released(rule, [(r.user, r.role) for r in releases])
     payload = {
         "hold": hold.id,
         "checkpoint": hold.checkpoint,
@@ -187,28 +197,6 @@ def release(d: Draft, hold_id: str, user: str) -> None:
         data={"hold": hold.id, "checkpoint": hold.checkpoint, "released_by": user, "role": role},
     )
     _unblock(d, hold.checkpoint)
-
-
-def _release_role(d: Draft, hold: HoldRecord, user: str) -> str:
-    mine = [role for role in hold.release_by if d.roster.may_act(user, role)]
-    if not mine:
-        if hold.mode == "all":
-            needed = d.who_acts(hold.release_by, joiner=" and ") + ", a different person for each"
-        else:
-            needed = d.who_acts(hold.release_by)
-        raise Refusal(f"{user} may not release hold {hold.id}: it takes {needed}")
-    earlier = next((r for r in hold.releases if r.user == user), None)
-    if earlier is not None:
-        raise Refusal(
-            f"{user} already released hold {hold.id} as {earlier.role}; "
-            f"it needs a different person for each of {', '.join(hold.release_by)}"
-        )
-    done = {r.role: r.user for r in hold.releases}
-    open_roles = [role for role in mine if role not in done]
-    if not open_roles:
-        already = ", ".join(f"{role} by {done[role]}" for role in mine)
-        raise Refusal(f"hold {hold.id} is already released for {already}")
-    return open_roles[0]
 
 
 def _unblock(d: Draft, checkpoint: str | None) -> None:

@@ -19,13 +19,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
+from packets.authority import ReleaseMode
 from packets.gates import GateResult
 from packets.packet import HoldSource
 from packets.plan import HYPERCARE_CHECKPOINT
-
-ReleaseMode = Literal["any", "all"]
 
 
 class RunState(StrEnum):

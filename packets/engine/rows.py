@@ -4,12 +4,13 @@ function here checks who may do it, changes the draft, and lets `advance` move o
 
 from __future__ import annotations
 
+from packets.authority import Refused
 from packets.engine import hypercare
 from packets.engine.advance import advance, complete, settle
 from packets.engine.draft import Draft
 from packets.engine.effects import LedgerKind, NotifyKind
 from packets.engine.end import finish, wind_down
-from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
     Abort,
     ActuationFailed,
@@ -61,23 +62,23 @@ def missing_signoffs(d: Draft) -> list[str]:
 def signoff(d: Draft, event: SignoffGiven) -> None:
     roles = d.plan.authority.signoff
     if event.role not in roles:
-        raise Refusal(f"{event.role} does not sign off this plan; sign-off is by {', '.join(roles)}")
+        raise Refused(f"{event.role} does not sign off this plan; sign-off is by {', '.join(roles)}")
     if not d.roster.may_act(event.user, event.role):
-        raise Refusal(
+        raise Refused(
             f"{event.user} may not sign off as {event.role}: {d.roster.acting_user(event.role)} acts for it"
         )
     if event.revision != d.progress.plan_revision:
-        raise Refusal(
+        raise Refused(
             f"that sign-off is for plan revision {event.revision[:12]}, but this run was opened with "
             f"{d.progress.plan_revision[:12]}; a changed plan inherits no sign-off"
         )
     earlier = d.progress.signoffs.get(event.role)
     if earlier is not None:
-        raise Refusal(f"{event.role} already signed off, by {earlier.user} at {earlier.at.isoformat()}")
+        raise Refused(f"{event.role} already signed off, by {earlier.user} at {earlier.at.isoformat()}")
     other = next((s for s in d.progress.signoffs.values() if s.user == event.user), None)
     if other is not None:
         # Each sign-off role is a separate approval: one person wearing two hats approves once.
-        raise Refusal(f"{event.user} already signed off as {other.role}; {event.role} needs another person")
+        raise Refused(f"{event.user} already signed off as {other.role}; {event.role} needs another person")
     record = Signoff(role=event.role, user=event.user, revision=event.revision, at=event.at)
     d.update(signoffs={**d.progress.signoffs, event.role: record})
     d.ledger(LedgerKind.SIGNOFF, actor=event.user, payload={"role": event.role, "revision": event.revision})
@@ -167,12 +168,11 @@ def checkpoint_done(d: Draft, event: CheckpointDone) -> None:
 
 
 def hold_opened(d: Draft, event: HoldOpened) -> None:
-    if not any(d.roster.may_act(event.user, role) for role in d.plan.roles):
-        raise Refusal(f"{event.user} acts for no role in this plan, so may not hold the run")
+    # Who may open a hold at all is checked before the table (table._refuse_in_any_state).
     release_by = event.release_by or tuple(d.plan.authority.start_and_rollback)
     unknown = [r for r in release_by if r not in d.plan.roles]
     if unknown:
-        raise Refusal(f"there is no role named {', '.join(unknown)} in this plan")
+        raise Refused(f"there is no role named {', '.join(unknown)} in this plan")
     if event.checkpoint and not d.packet.has(event.checkpoint):
         raise _illegal(d, f"packet v{d.packet.version} has no checkpoint {event.checkpoint}")
     # Unnamed: the checkpoint in flight, or hyper-care once the stages are over, else the whole run.

@@ -3,7 +3,8 @@
 The transition table below is the whole of what may happen: a row names the run states it applies
 in, the event, the states the run may be in afterwards, and what it does. An event with no row
 for the run's state raises `IllegalTransition(event, state)`; an event from someone who may not
-do it raises `Refusal(reason)`; both are `EngineError`s, and when either is raised nothing
+do it raises `packets.authority.Refused(reason)`; `IllegalTransition` is a `Refused` too, and
+when either is raised nothing
 changes (there is simply no new progress to save).
 
 Run state is derived where it can be (see `engine.advance.settle`): a freeze beats an open hold,
@@ -28,12 +29,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from packets.authority import Acting, Refused, who_acts
 from packets.engine import rows
-from packets.engine.draft import Acting, Draft, clean
+from packets.engine.draft import Draft, clean
 from packets.engine.effects import (
     Effect,
 )
-from packets.engine.errors import IllegalTransition, Refusal
+from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
     EVENT_TYPES,
     Abort,
@@ -54,6 +56,7 @@ from packets.engine.events import (
     Tick,
     Unfreeze,
 )
+from packets.engine.holds import refuse_if_closed
 from packets.engine.progress import (
     CheckpointProgress,
     RunProgress,
@@ -213,7 +216,7 @@ class Transition:
 def new_run(*, run_id: str, plan: Plan, packet: Packet, at: datetime) -> RunProgress:
     """A run of `plan` following `packet` (its authoritative version), waiting for sign-off."""
     if packet.plan_revision != plan.revision:
-        raise Refusal(f"packet v{packet.version} was built from another plan revision")
+        raise Refused(f"packet v{packet.version} was built from another plan revision")
     cohorts = sorted({c.traffic.cohort for c in plan.checkpoints if c.traffic is not None})
     return RunProgress(
         run_id=run_id,
@@ -229,6 +232,7 @@ def new_run(*, run_id: str, plan: Plan, packet: Packet, at: datetime) -> RunProg
 
 def step(progress: RunProgress, event: Event, *, plan: Plan, packet: Packet, roster: Acting) -> Transition:
     """Apply one event. `packet` is the authoritative packet (for `PacketAdopted`: the one adopted)."""
+    _refuse_in_any_state(progress, event, plan=plan, roster=roster)
     row = _INDEX.get((progress.state, type(event)))
     if row is None:
         raise IllegalTransition(event, progress.state, _why_not(progress, event, plan, roster))
@@ -241,30 +245,38 @@ def step(progress: RunProgress, event: Event, *, plan: Plan, packet: Packet, ros
     return Transition(progress=draft.progress, effects=tuple(draft.effects))
 
 
+def _refuse_in_any_state(progress: RunProgress, event: Event, *, plan: Plan, roster: Acting) -> None:
+    """Refusals that do not depend on the run's state, so they read the same whatever the state."""
+    if isinstance(event, HoldOpened) and not any(roster.may_act(event.user, role) for role in plan.roles):
+        raise Refused(f"{event.user} does not act for any role in this plan, so cannot open a hold.")
+    if isinstance(event, HoldReleased):
+        refuse_if_closed(progress, event.hold_id)
+
+
 def _check_inputs(progress: RunProgress, event: Event, *, plan: Plan, packet: Packet) -> None:
     if plan.revision != progress.plan_revision:
-        raise Refusal(
+        raise Refused(
             f"this run follows plan revision {progress.plan_revision[:12]}, not {plan.revision[:12]}"
         )
     if packet.plan_revision != progress.plan_revision:
-        raise Refusal(f"packet v{packet.version} belongs to another plan revision")
+        raise Refused(f"packet v{packet.version} belongs to another plan revision")
     if isinstance(event, PacketAdopted):
         if packet.version != event.version:
-            raise Refusal(f"the adoption names v{event.version} but came with packet v{packet.version}")
+            raise Refused(f"the adoption names v{event.version} but came with packet v{packet.version}")
         if event.version <= progress.packet_version:
-            raise Refusal(
+            raise Refused(
                 f"v{event.version} is not newer than v{progress.packet_version}, which the run follows"
             )
         if packet.state in (PacketState.REJECTED, PacketState.SUPERSEDED):
-            raise Refusal(f"v{packet.version} is {packet.state} and cannot be adopted")
+            raise Refused(f"v{packet.version} is {packet.state} and cannot be adopted")
     elif packet.version != progress.packet_version:
-        raise Refusal(
+        raise Refused(
             f"the run follows packet v{progress.packet_version}; v{packet.version} ({packet.state}) "
             "changes nothing until it is adopted"
         )
     strangers = [c.id for c in packet.timeline if not plan.has_checkpoint(c.id)]
     if strangers:
-        raise Refusal(f"packet v{packet.version} names checkpoints the plan lacks: {', '.join(strangers)}")
+        raise Refused(f"packet v{packet.version} names checkpoints the plan lacks: {', '.join(strangers)}")
 
 
 def _redacted(event: Event) -> Event:
@@ -282,9 +294,7 @@ def _why_not(progress: RunProgress, event: Event, plan: Plan, roster: Acting) ->
     state = progress.state
     if isinstance(event, Start) and state is R.AWAITING_SIGNOFF:
         missing = [r for r in plan.authority.signoff if r not in progress.signoffs]
-        return "waiting for sign-off from " + " and ".join(
-            f"{r} (acting: {roster.acting_user(r)})" for r in missing
-        )
+        return "waiting for sign-off from " + who_acts(roster, missing, joiner=" and ")
     if isinstance(event, HoldReleased) and not progress.open_holds():
         return "no hold is open"
     if isinstance(event, Resume) and progress.paused is None:
