@@ -179,16 +179,3 @@ async def started_run(world: World, plan_dict: dict[str, Any]) -> str:
     outcome = await start(c.Start(run=run, user=ENG), deps)
     assert outcome.ok, outcome.message
     return run
-
-
-async def clear_outbox(world: World) -> int:
-    """Mark everything pending as sent (the set-up's own notices are not what is measured)."""
-    n = 0
-    async with world.uow.transaction() as tx:
-        rows = await tx.outbox.claim(
-            now=world.clock.now() + timedelta(days=30), limit=100_000, lease=timedelta(minutes=5)
-        )
-        for row in rows:
-            await tx.outbox.mark_sent(row.id, ts=f"1.{row.id}", channel=row.recipient, at=world.clock.now())
-            n += 1
-    return n

@@ -54,9 +54,6 @@ class Change:
     old: PlannedCheckpoint | None = None  # for rendering "was 21:40, now 22:20"
     new: PlannedCheckpoint | None = None
 
-    def concerns(self, user: str) -> bool:
-        return user in self.principals
-
 
 @dataclass(frozen=True, slots=True)
 class Delta:

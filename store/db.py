@@ -48,10 +48,6 @@ def database_url(explicit: str | None = None, *, environ: Mapping[str, str] | No
     return explicit or env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
-def is_sqlite(url: str | URL) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def display_url(url: str | URL) -> str:
     """The URL with any password masked, for messages and logs."""
     return make_url(url).render_as_string(hide_password=True)

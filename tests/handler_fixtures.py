@@ -174,9 +174,6 @@ class RecordingActuator:
     def refuse(self, detail: str = "control plane says no") -> None:
         self.refusing = detail
 
-    def accept(self) -> None:
-        self.refusing = None
-
     async def shift(self, shift: Shift) -> ActuationResult:
         self.shifts.append(shift)
         if self.refusing is not None:

@@ -73,7 +73,6 @@ class Exporter:
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self.scrapes = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -118,7 +117,6 @@ class Exporter:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        self.scrapes += 1
         return web.Response(text=self.exposition(), content_type="text/plain", charset="utf-8")
 
 

@@ -46,7 +46,6 @@ from tests.slack_standin import Call
 
 ENG1, ENG2, REL1, REL2 = "U0ENG1", "U0ENG2", "U0REL1", "U0REL2"
 RISK1, SEC1, SEC2, DBA1 = "U0RISK1", "U0SEC1", "U0SEC2", "U0DBA1"
-EVERYONE = {ENG1, ENG2, REL1, REL2, RISK1, SEC1, SEC2, DBA1}
 
 
 @pytest.fixture
