@@ -17,8 +17,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 rehearse: $(STAMP)
 	$(BIN)/cutover-bot rehearse examples/payments-tokenization.yaml
 
+# One pytest worker per core (pytest-xdist); `PYTEST_WORKERS=0` runs in one process, as a single
+# test file often is best run. Every worker has its own SQLite template and its own PostgreSQL
+# database (tests/conftest.py), so workers never share a database.
+PYTEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # docs/engine.md is generated from the transition table; the tests fail when it is stale.
 engine-doc: $(STAMP)
