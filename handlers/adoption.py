@@ -138,7 +138,7 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
         await ledger(
             ctx, actor=cmd.user, kind="packet_rejected", payload={"version": packet.version, "reason": reason}
         )
-        rejected = msg.RunState(
+        rejected = msg.RunStateLine(
             state=f"v{packet.version} rejected; v{ctx.version} stays current", by=cmd.user, reason=reason
         )
         await post(ctx, to=ctx.plan.channel, message=rejected)

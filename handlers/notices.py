@@ -11,7 +11,7 @@ from typing import Any
 from packets.delta import Change, Delta
 from packets.engine import effects as fx
 from packets.engine.progress import HoldRecord
-from packets.messages import RunState
+from packets.messages import RunStateLine
 from packets.packet import Packet
 
 # Engine notifications that the room sees as one line about the run's state.
@@ -46,22 +46,10 @@ def hold_payload(hold: HoldRecord) -> dict[str, Any]:
     }
 
 
-def state_line(notify: fx.Notify) -> RunState | None:
+def state_line(notify: fx.Notify) -> RunStateLine | None:
     """The run_state message for an engine notification, or None when it is not a state line."""
     label = _STATE_LINES.get(notify.kind)
-    if label is None:
-        return None
-    data = dict(notify.data)
-    detail = [
-        f"{k}: {v}" for k, v in sorted(data.items()) if k not in ("by", "reason") and v not in (None, "")
-    ]
-    reason = str(data.get("reason") or "")
-    if detail:
-        reason = "; ".join(filter(None, [reason, ", ".join(detail)]))
-    by = data.get("by")
-    return RunState(
-        state=label, reason=reason, by=by if isinstance(by, str) and by.startswith(("U", "W")) else None
-    )
+    return RunStateLine.line(label, notify.data) if label is not None else None
 
 
 def change_rows(changes: tuple[Change, ...]) -> list[dict[str, Any]]:

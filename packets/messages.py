@@ -12,6 +12,7 @@ into the outbox (`handlers.outbox.post`) adds it, so a payload cannot name anoth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -165,11 +166,29 @@ class TrafficShift(_Payload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RunState(_Payload):
+class RunStateLine(_Payload):
     kind: ClassVar[MessageKind] = MessageKind.RUN_STATE
     state: str
     reason: str
     by: str | None = _optional()
+
+    @classmethod
+    def line(cls, state: str, details: Mapping[str, Any]) -> RunStateLine:
+        """`state`, with `details` read as one line: its `reason` first, then every other detail.
+
+        `by` is named only when it is a person (a user id), not the engine or a gate.
+        """
+        extra = [
+            f"{k}: {v}"
+            for k, v in sorted(details.items())
+            if k not in ("by", "reason") and v not in (None, "")
+        ]
+        reason = str(details.get("reason") or "")
+        if extra:
+            reason = "; ".join(filter(None, [reason, ", ".join(extra)]))
+        by = details.get("by")
+        person = by if isinstance(by, str) and by.startswith(("U", "W")) else None
+        return cls(state=state, reason=reason, by=person)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,7 +269,7 @@ Message = (
     | HoldReleased
     | GateAlert
     | TrafficShift
-    | RunState
+    | RunStateLine
     | RollbackRequested
     | Evidence
     | Refusal
@@ -274,7 +293,7 @@ PAYLOADS: dict[MessageKind, type[Message]] = {
         HoldReleased,
         GateAlert,
         TrafficShift,
-        RunState,
+        RunStateLine,
         RollbackRequested,
         Evidence,
         Refusal,
