@@ -20,7 +20,6 @@ from packets.authority import Refused
 from packets.delta import diff
 from packets.engine import events as ev
 from packets.packet import Packet, PacketState
-from packets.redact import redact
 
 _PROPOSED = str(PacketState.PROPOSED)
 
@@ -134,7 +133,7 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
         ):
             raise Refused(f"v{packet.version} is no longer proposed; v{ctx.version} is current.")
         ctx.pending = None  # the rejected proposal's facts go with it
-        reason = redact(cmd.reason)
+        reason = cmd.reason
         await ledger(
             ctx, actor=cmd.user, kind="packet_rejected", payload={"version": packet.version, "reason": reason}
         )

@@ -19,7 +19,7 @@ from packets.engine.progress import RunProgress
 from packets.packet import Packet
 from packets.plan import Plan
 from packets.plan_load import load_plan
-from packets.redact import redact, redact_data
+from packets.redact import redact_data
 from packets.timeline import Facts
 from store.errors import StoreError
 from store.runs import RunRow
@@ -121,7 +121,7 @@ async def refuse(ctx: RunContext, *, user: str, action: str, reason: str) -> Non
         ctx,
         actor=user,
         kind="refused",
-        payload={"action": action, "reason": redact(reason), "current_version": ctx.version},
+        payload={"action": action, "reason": reason, "current_version": ctx.version},
     )
 
 
