@@ -9,11 +9,10 @@ outbox rows, hold effects update the holds table. All of it commits with the new
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from handlers.context import RunContext, ledger
 from handlers.deps import Deps
-from handlers.notices import hold_payload, state_line
+from handlers.notices import hold_payload
 from handlers.outbox import post
 from handlers.ports import Shift
 from packets import messages as msg
@@ -172,66 +171,21 @@ def _record_release(ctx: RunContext, hold_id: str) -> None:
 
 
 async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
-    data = dict(effect.data)
-    if effect.kind == fx.NotifyKind.GATE_FAILED:
-        checkpoint = str(data.get("checkpoint"))
-        if _still_failing(ctx, checkpoint, str(data.get("gate"))):
+    message = effect.message
+    if isinstance(message, msg.GateAlert):
+        if _still_failing(ctx, str(message.checkpoint), str(message.gate)):
             return  # the room heard when it started failing; each repeat is in the ledger
-        gate = ctx.plan.gates.get(str(data.get("gate")))
-        outcome = str(data.get("outcome"))
-        alert = msg.GateAlert(
-            checkpoint=data.get("checkpoint"),
-            gate=data.get("gate"),
-            value=data.get("value"),
-            outcome="no_data" if outcome == "no-data" else outcome,
-            reason=data.get("reason"),
-            action=data.get("action"),
-            taken=data.get("taken"),
-            threshold=gate.pass_ if gate else "",
-            at=ctx.now.isoformat(),
-        )
-        await post(ctx, to=ctx.plan.channel, message=alert)
-        if checkpoint == HYPERCARE_CHECKPOINT:
+        await post(ctx, to=ctx.plan.channel, message=message)
+        if message.checkpoint == HYPERCARE_CHECKPOINT:
             # Hyper-care lasts days and the war room has gone home: the acting owners the engine
             # named (traffic checkpoint owners, start_and_rollback) hear it directly as well.
             for user in effect.users:
-                await post(ctx, to=user, message=alert)
+                await post(ctx, to=user, message=message)
         return
-    if effect.kind in (fx.NotifyKind.HOLD_RELEASED, fx.NotifyKind.HOLD_RELEASE_RECORDED):
-        hold = ctx.progress.holds.get(str(data.get("hold")))
-        release = (
-            next((r for r in reversed(hold.releases) if r.user == data.get("released_by")), None)
-            if hold
-            else None
-        )
-        released = msg.HoldReleased(
-            hold={"id": data.get("hold"), "checkpoint": data.get("checkpoint")},
-            by=data.get("released_by"),
-            as_role=data.get("role"),
-            on_behalf_of=release.acting_for if release else None,
-            remaining=tuple(_remaining(hold)) if hold else (),
-        )
-        await post(ctx, to=ctx.plan.channel, message=released)
-        return
-    if effect.kind == fx.NotifyKind.SIGNOFF_RECORDED:
-        return  # the sign-off use case posts its own line with the roles still to sign
-    if effect.kind == fx.NotifyKind.HOLD_OPENED:
-        return  # posted from the OpenHold effect, which carries the whole hold
-    if effect.kind == fx.NotifyKind.PACKET_FOLLOWED:
-        return  # the adoption use case posts the adopted packet itself (DESIGN.md, step 6)
-    line = state_line(effect)
-    if line is not None:
-        await post(ctx, to=ctx.plan.channel, message=line)
+    await post(ctx, to=ctx.plan.channel, message=message)
 
 
 def _still_failing(ctx: RunContext, checkpoint: str, gate: str) -> bool:
     """Whether the gate's reading before this one had failed too (so this is not news)."""
     history = ctx.progress.evidence_of(checkpoint).get(gate, ())
     return len(history) >= 2 and str(history[-2].outcome) != "pass"
-
-
-def _remaining(hold: Any) -> list[str]:
-    if not hold.is_open:
-        return []
-    done = {r.role for r in hold.releases}
-    return [role for role in hold.release_by if role not in done]

@@ -9,30 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from packets.delta import Change, Delta
-from packets.engine import effects as fx
 from packets.engine.progress import HoldRecord
-from packets.messages import RunStateLine
 from packets.packet import Packet
-
-# Engine notifications that the room sees as one line about the run's state.
-_STATE_LINES: dict[str, str] = {
-    fx.NotifyKind.RUN_READY: "ready",
-    fx.NotifyKind.RUN_STARTED: "started",
-    fx.NotifyKind.CHECKPOINT_STARTED: "checkpoint started",
-    fx.NotifyKind.CHECKPOINT_COMPLETED: "checkpoint done",
-    fx.NotifyKind.PAUSED: "paused",
-    fx.NotifyKind.RESUMED: "resumed",
-    fx.NotifyKind.FROZEN: "frozen",
-    fx.NotifyKind.UNFROZEN: "unfrozen",
-    fx.NotifyKind.COHORT_ROLLED_BACK: "cohort rolled back",
-    fx.NotifyKind.ROLLBACK_STARTED: "rolling back",
-    fx.NotifyKind.ROLLED_BACK: "rolled back",
-    fx.NotifyKind.ACTUATION_FAILED: "traffic shift refused by the control plane",
-    fx.NotifyKind.PACKET_FOLLOWED: "following the adopted packet",
-    fx.NotifyKind.HYPERCARE_STARTED: "hypercare",
-    fx.NotifyKind.COMPLETED: "completed",
-    fx.NotifyKind.ABORTED: "aborted",
-}
 
 
 def hold_payload(hold: HoldRecord) -> dict[str, Any]:
@@ -44,12 +22,6 @@ def hold_payload(hold: HoldRecord) -> dict[str, Any]:
         "release_by": list(hold.release_by),
         "mode": hold.mode,
     }
-
-
-def state_line(notify: fx.Notify) -> RunStateLine | None:
-    """The run_state message for an engine notification, or None when it is not a state line."""
-    label = _STATE_LINES.get(notify.kind)
-    return RunStateLine.line(label, notify.data) if label is not None else None
 
 
 def change_rows(changes: tuple[Change, ...]) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from packets.engine.events import (
     Unfreeze,
 )
 from packets.engine.progress import CheckpointState, RunState
+from packets.messages import RunStateLine
 from tests.engine_fixtures import (
     GATES,
     HC_END,
@@ -78,7 +79,11 @@ def test_with_hyper_care_the_last_checkpoint_starts_hyper_care_instead_of_comple
     (started,) = [e for e in transition.of(Ledger) if e.kind == LedgerKind.HYPERCARE_STARTED]
     assert started.payload["until"] == HC_END.isoformat()
     assert started.payload["cadence"] == [{"every": "5m", "until": "1h"}, {"every": "15m", "until": "2h"}]
-    (told,) = [n for n in transition.of(Notify) if n.kind == "hypercare_started"]
+    (told,) = [
+        n
+        for n in transition.of(Notify)
+        if isinstance(n.message, RunStateLine) and n.message.state == "hypercare"
+    ]
     assert told.users == ("U0ENG1", "U0RISK1", "U0REL1")
 
 

@@ -47,6 +47,7 @@ from packets.engine.events import (
 from packets.engine.progress import CheckpointState, HoldState, RunState
 from packets.engine.table import TABLE, row_for, step
 from packets.gates import Outcome
+from packets.messages import MessageKind, RunStateLine
 from packets.packet import HoldSource, PacketState
 from tests.engine_fixtures import (
     HC_END,
@@ -383,7 +384,9 @@ def test_a_refused_rollback_shift_is_told_and_the_run_keeps_rolling_back() -> No
     assert room.progress.state is RunState.ROLLING_BACK
     assert room.progress.traffic["merchant-a"] == 0
     (told,) = transition.of(Notify)
-    assert told.kind == "actuation_failed" and set(told.users) == {"U0REL1", "U0ENG1"}
+    assert told.kind == MessageKind.RUN_STATE and set(told.users) == {"U0REL1", "U0ENG1"}
+    assert isinstance(told.message, RunStateLine)
+    assert told.message.state == "traffic shift refused by the control plane"
 
 
 @pytest.mark.parametrize(
@@ -445,7 +448,7 @@ def test_gate_results_in_hyper_care_record_evidence_and_a_failure_takes_its_acti
     )
     assert opened.hold.release_by == ("release-authority", "release-eng")
     assert "during hyper-care" in opened.hold.reason
-    (told,) = [n for n in transition.of(Notify) if n.kind == "gate_failed"]
+    (told,) = [n for n in transition.of(Notify) if n.kind == MessageKind.GATE_ALERT]
     # The owners of the traffic checkpoints and the start_and_rollback roles, as during the stages.
     assert told.roles == ("release-eng", "payments-risk", "release-authority")
     assert told.users == ("U0ENG1", "U0RISK1", "U0REL1")

@@ -22,7 +22,7 @@ from typing import Any
 
 from packets.engine import hypercare
 from packets.engine.draft import Draft
-from packets.engine.effects import LedgerKind, NotifyKind, Plain, ScheduleGateChecks, StopGateChecks
+from packets.engine.effects import LedgerKind, Plain, ScheduleGateChecks, StopGateChecks
 from packets.engine.end import finish
 from packets.engine.events import actor_of
 from packets.engine.holds import has_open_hold, open_hold, releasers, unmet_before_run
@@ -184,7 +184,7 @@ def _start(
         "soak_until": (d.at + soak).isoformat(),
     }
     d.ledger(LedgerKind.CHECKPOINT_STARTED, actor=actor_of(d.event), payload=data)
-    d.notify(NotifyKind.CHECKPOINT_STARTED, roles=[planned.owner_role, *planned.observer_roles], data=data)
+    d.tell_state("checkpoint started", roles=[planned.owner_role, *planned.observer_roles], data=data)
 
 
 def _try_complete(d: Draft, checkpoint: str) -> bool:
@@ -216,8 +216,8 @@ def complete(d: Draft, checkpoint: str, *, by: tuple[str, ...]) -> None:
     if spec.gates:
         d.emit(StopGateChecks(checkpoint=checkpoint))
     planned = d.planned(checkpoint)
-    d.notify(
-        NotifyKind.CHECKPOINT_COMPLETED,
+    d.tell_state(
+        "checkpoint done",
         roles=[planned.owner_role, *planned.observer_roles],
         data={"checkpoint": checkpoint, "title": spec.title, "by": ", ".join(by)},
     )

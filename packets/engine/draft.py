@@ -8,7 +8,7 @@ never outlives one call, so the engine stays a pure function of its arguments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from packets.engine.effects import Effect, Ledger, Notify, Plain
 from packets.engine.events import Event
 from packets.engine.progress import CheckpointProgress, RunProgress
 from packets.gates import NoDataPolicy
+from packets.messages import Message, RunStateLine
 from packets.packet import Packet, PlannedCheckpoint
 from packets.plan import Checkpoint, Plan
 from packets.redact import redact, redact_data
@@ -81,12 +82,16 @@ class Draft:
         # Redacted here as well as at the event boundary: a payload may quote plan text.
         self.emit(Ledger(kind=kind, actor=actor, payload=redact_data(dict(payload))))
 
-    def notify(
-        self, kind: str, *, roles: Iterable[str], data: Mapping[str, Plain], users: Iterable[str] = ()
-    ) -> None:
+    def notify(self, message: Message, *, roles: Iterable[str], users: Iterable[str] = ()) -> None:
         role_list = tuple(dict.fromkeys(roles))
         recipients = tuple(dict.fromkeys([*self.acting(role_list), *users]))
-        self.emit(Notify(kind=kind, roles=role_list, users=recipients, data=redact_data(dict(data))))
+        # Redacted here as well as at the event boundary: a message may quote plan text.
+        cleaned = {f.name: redact_data(getattr(message, f.name)) for f in fields(message)}
+        self.emit(Notify(message=type(message)(**cleaned), roles=role_list, users=recipients))
+
+    def tell_state(self, state: str, *, roles: Iterable[str], data: Mapping[str, Plain]) -> None:
+        """The room's one line about the run: `state`, with `data` as its reason and details."""
+        self.notify(RunStateLine.line(state, redact_data(dict(data))), roles=roles)
 
     # -- who acts -----------------------------------------------------------------------------
 

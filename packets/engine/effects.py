@@ -15,32 +15,9 @@ from enum import StrEnum
 from typing import Any
 
 from packets.engine.progress import HoldRecord
+from packets.messages import Message, MessageKind
 
 Plain = str | int | float | bool | None
-
-
-class NotifyKind(StrEnum):
-    SIGNOFF_RECORDED = "signoff_recorded"
-    RUN_READY = "run_ready"
-    RUN_STARTED = "run_started"
-    CHECKPOINT_STARTED = "checkpoint_started"
-    CHECKPOINT_COMPLETED = "checkpoint_completed"
-    HOLD_OPENED = "hold_opened"
-    HOLD_RELEASE_RECORDED = "hold_release_recorded"
-    HOLD_RELEASED = "hold_released"
-    GATE_FAILED = "gate_failed"
-    PAUSED = "paused"
-    RESUMED = "resumed"
-    FROZEN = "frozen"
-    UNFROZEN = "unfrozen"
-    COHORT_ROLLED_BACK = "cohort_rolled_back"
-    ROLLBACK_STARTED = "rollback_started"
-    ROLLED_BACK = "rolled_back"
-    ACTUATION_FAILED = "actuation_failed"
-    PACKET_FOLLOWED = "packet_followed"
-    HYPERCARE_STARTED = "hypercare_started"
-    COMPLETED = "completed"
-    ABORTED = "aborted"
 
 
 class LedgerKind(StrEnum):
@@ -104,12 +81,16 @@ class CloseHold:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Notify:
-    """A message for people: the acting users of `roles`, plus `users` named directly."""
+    """A message for the room (`packets.messages`), concerning the acting users of `roles` and the
+    `users` named directly (the handlers DM them where the room is not enough: hyper-care alerts)."""
 
-    kind: str
+    message: Message
     roles: tuple[str, ...]
     users: tuple[str, ...]
-    data: dict[str, Plain]
+
+    @property
+    def kind(self) -> MessageKind:
+        return self.message.kind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from packets.engine.draft import Draft
-from packets.engine.effects import LedgerKind, NotifyKind, StopGateChecks
+from packets.engine.effects import LedgerKind, StopGateChecks
 from packets.engine.holds import withdraw_all
 from packets.engine.progress import IN_FLIGHT, CheckpointState, RunState
 
-_ENDINGS: dict[RunState, tuple[LedgerKind, NotifyKind]] = {
-    RunState.COMPLETED: (LedgerKind.RUN_COMPLETED, NotifyKind.COMPLETED),
-    RunState.ROLLED_BACK: (LedgerKind.RUN_ROLLED_BACK, NotifyKind.ROLLED_BACK),
-    RunState.ABORTED: (LedgerKind.RUN_ABORTED, NotifyKind.ABORTED),
+# The ledger kind of each ending, and the state the room's run_state line names.
+_ENDINGS: dict[RunState, tuple[LedgerKind, str]] = {
+    RunState.COMPLETED: (LedgerKind.RUN_COMPLETED, "completed"),
+    RunState.ROLLED_BACK: (LedgerKind.RUN_ROLLED_BACK, "rolled back"),
+    RunState.ABORTED: (LedgerKind.RUN_ABORTED, "aborted"),
 }
 
 
@@ -27,7 +28,7 @@ def wind_down(d: Draft, *, actor: str, why: str) -> None:
 
 
 def finish(d: Draft, state: RunState, *, actor: str, why: str) -> None:
-    ledger_kind, notify_kind = _ENDINGS[state]
+    ledger_kind, label = _ENDINGS[state]
     d.update(state=state, ended_at=d.at, end_reason=why)
     done = sum(1 for c in d.progress.checkpoints.values() if c.state is CheckpointState.DONE)
     d.ledger(
@@ -35,8 +36,8 @@ def finish(d: Draft, state: RunState, *, actor: str, why: str) -> None:
         actor=actor,
         payload={"why": why, "checkpoints_done": done, "traffic": dict(d.progress.traffic)},
     )
-    d.notify(
-        notify_kind,
+    d.tell_state(
+        label,
         roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
         data={"why": why, "checkpoints_done": done},
     )

@@ -19,12 +19,13 @@ from dataclasses import replace
 
 from packets.engine import hypercare
 from packets.engine.draft import Draft, clean
-from packets.engine.effects import LedgerKind, NotifyKind
+from packets.engine.effects import LedgerKind
 from packets.engine.events import GateResults
 from packets.engine.holds import HoldNeed, has_open_hold, open_hold
 from packets.engine.progress import Stop
 from packets.engine.traffic import global_rollback, hold_after_rollback, rollback_cohort
 from packets.gates import GateResult, RollbackMatrix, Verdict, remember, verdict
+from packets.messages import GateAlert
 from packets.packet import HoldSource
 from packets.plan import Action
 
@@ -76,19 +77,20 @@ def take(d: Draft, event: GateResults) -> None:
         if in_hypercare
         else [d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback]
     )
-    d.notify(
-        NotifyKind.GATE_FAILED,
-        roles=roles,
-        data={
-            "checkpoint": checkpoint,
-            "gate": chosen.gate,
-            "value": chosen.value,
-            "outcome": str(chosen.outcome),
-            "reason": chosen.reason,
-            "action": action,
-            "taken": not frozen,
-        },
+    gate = d.plan.gates.get(chosen.gate)
+    outcome = str(chosen.outcome)
+    alert = GateAlert(
+        checkpoint=checkpoint,
+        gate=chosen.gate,
+        value=chosen.value,
+        outcome="no_data" if outcome == "no-data" else outcome,
+        reason=chosen.reason,
+        action=action,
+        taken=not frozen,
+        threshold=gate.pass_ if gate else "",
+        at=d.at.isoformat(),
     )
+    d.notify(alert, roles=roles)
     if not frozen:
         _act(d, action, checkpoint, failing, actor)
 
@@ -106,7 +108,7 @@ def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], a
         if d.progress.paused is None:
             d.update(paused=Stop(by=actor, reason=reason, at=d.at))
             d.ledger(LedgerKind.RUN_PAUSED, actor=actor, payload={"reason": reason, "cause": why})
-            d.notify(NotifyKind.PAUSED, roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
+            d.tell_state("paused", roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
     elif action == "hold":
         if not has_open_hold(d, checkpoint, HoldSource.GATE):
             need = HoldNeed(reason, HoldSource.GATE, tuple(d.plan.authority.start_and_rollback))
@@ -119,6 +121,6 @@ def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], a
     elif action == "freeze":
         d.update(frozen=Stop(by=actor, reason=reason, at=d.at))
         d.ledger(LedgerKind.RUN_FROZEN, actor=actor, payload={"reason": reason, "cause": why})
-        d.notify(NotifyKind.FROZEN, roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
+        d.tell_state("frozen", roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
     else:
         global_rollback(d, actor=actor, why=why, reason=reason, checkpoint=checkpoint)

@@ -11,9 +11,10 @@ from dataclasses import dataclass, replace
 
 from packets.authority import Refused, ReleaseMode, ReleaseRule, is_released, release_role
 from packets.engine.draft import Draft, clean
-from packets.engine.effects import CloseHold, LedgerKind, NotifyKind, OpenHold
+from packets.engine.effects import CloseHold, LedgerKind, OpenHold
 from packets.engine.errors import IllegalTransition
 from packets.engine.progress import CheckpointState, HoldRecord, HoldState, Release, RunProgress
+from packets.messages import HoldReleased
 from packets.packet import HoldSource
 
 
@@ -121,17 +122,6 @@ def open_hold(d: Draft, need: HoldNeed, *, checkpoint: str | None, opened_by: st
             "mode": record.mode,
         },
     )
-    d.notify(
-        NotifyKind.HOLD_OPENED,
-        roles=record.release_by,
-        data={
-            "hold": record.id,
-            "checkpoint": checkpoint,
-            "reason": record.reason,
-            "source": str(record.source),
-            "mode": record.mode,
-        },
-    )
     return record
 
 
@@ -179,11 +169,14 @@ def release(d: Draft, hold_id: str, user: str) -> None:
         remaining = [r for r in hold.release_by if r not in released_roles]
         d.progress = d.progress.with_hold(replace(hold, releases=releases))
         d.ledger(LedgerKind.HOLD_RELEASE_RECORDED, actor=user, payload={**payload, "remaining": remaining})
-        d.notify(
-            NotifyKind.HOLD_RELEASE_RECORDED,
-            roles=remaining,
-            data={"hold": hold.id, "checkpoint": hold.checkpoint, "released_by": user, "role": role},
+        released = HoldReleased(
+            hold={"id": hold.id, "checkpoint": hold.checkpoint},
+            by=user,
+            as_role=role,
+            on_behalf_of=entry.acting_for,
+            remaining=tuple(remaining),
         )
+        d.notify(released, roles=remaining)
         return
     closed = replace(hold, releases=releases, released_at=d.at, state=HoldState.RELEASED)
     d.progress = d.progress.with_hold(closed)
@@ -191,11 +184,14 @@ def release(d: Draft, hold_id: str, user: str) -> None:
         CloseHold(hold_id=hold.id, by=tuple(r.user for r in releases), roles=tuple(r.role for r in releases))
     )
     d.ledger(LedgerKind.HOLD_RELEASED, actor=user, payload=payload)
-    d.notify(
-        NotifyKind.HOLD_RELEASED,
-        roles=hold.release_by,
-        data={"hold": hold.id, "checkpoint": hold.checkpoint, "released_by": user, "role": role},
+    released = HoldReleased(
+        hold={"id": hold.id, "checkpoint": hold.checkpoint},
+        by=user,
+        as_role=role,
+        on_behalf_of=entry.acting_for,
+        remaining=(),
     )
+    d.notify(released, roles=hold.release_by)
     _unblock(d, hold.checkpoint)
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from packets.durations import format_duration
 from packets.engine.draft import Draft
-from packets.engine.effects import LedgerKind, NotifyKind, ScheduleGateChecks, StopGateChecks
+from packets.engine.effects import LedgerKind, ScheduleGateChecks, StopGateChecks
 from packets.engine.end import finish
 from packets.engine.progress import RunState
 from packets.plan import HYPERCARE_CHECKPOINT, Plan
@@ -73,8 +73,8 @@ def begin(d: Draft) -> None:
             "traffic": dict(d.progress.traffic),
         },
     )
-    d.notify(
-        NotifyKind.HYPERCARE_STARTED,
+    d.tell_state(
+        "hypercare",
         roles=owner_roles(d),
         data={"until": until.isoformat(), "gates": ", ".join(gates), "cadence": _cadence_text(d.plan)},
     )

@@ -8,7 +8,7 @@ from packets.authority import Refused
 from packets.engine import hypercare
 from packets.engine.advance import advance, complete, settle
 from packets.engine.draft import Draft
-from packets.engine.effects import LedgerKind, NotifyKind
+from packets.engine.effects import LedgerKind
 from packets.engine.end import finish, wind_down
 from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
@@ -83,15 +83,10 @@ def signoff(d: Draft, event: SignoffGiven) -> None:
     d.update(signoffs={**d.progress.signoffs, event.role: record})
     d.ledger(LedgerKind.SIGNOFF, actor=event.user, payload={"role": event.role, "revision": event.revision})
     waiting = missing_signoffs(d)
-    d.notify(
-        NotifyKind.SIGNOFF_RECORDED,
-        roles=[*roles, *d.plan.authority.start_and_rollback],
-        data={"role": event.role, "user": event.user, "waiting_for": ", ".join(waiting)},
-    )
     if not waiting:
         d.update(state=RunState.READY)
         d.ledger(LedgerKind.RUN_READY, actor="engine", payload={"signoffs": sorted(d.progress.signoffs)})
-        d.notify(NotifyKind.RUN_READY, roles=d.plan.authority.start_and_rollback, data={})
+        d.tell_state("ready", roles=d.plan.authority.start_and_rollback, data={})
 
 
 def start(d: Draft, event: Start) -> None:
@@ -104,8 +99,8 @@ def start(d: Draft, event: Start) -> None:
         actor=event.user,
         payload={"role": role, "packet_version": d.progress.packet_version},
     )
-    d.notify(
-        NotifyKind.RUN_STARTED,
+    d.tell_state(
+        "started",
         roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
         data={"by": event.user, "packet_version": d.progress.packet_version},
     )
@@ -205,11 +200,6 @@ def packet_adopted(d: Draft, event: PacketAdopted) -> None:
         actor=event.user,
         payload={"version": event.version, "previous": previous, "in_flight": in_flight},
     )
-    d.notify(
-        NotifyKind.PACKET_FOLLOWED,
-        roles=d.plan.authority.start_and_rollback,
-        data={"version": event.version, "previous": previous, "by": event.user},
-    )
     if d.progress.state not in (RunState.AWAITING_SIGNOFF, RunState.READY):
         advance(d)
 
@@ -220,9 +210,7 @@ def pause(d: Draft, event: Pause) -> None:
         raise _illegal(d, f"already paused by {d.progress.paused.by}")
     d.update(paused=Stop(by=event.user, reason=event.reason, at=event.at))
     d.ledger(LedgerKind.RUN_PAUSED, actor=event.user, payload={"reason": event.reason})
-    d.notify(
-        NotifyKind.PAUSED, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason}
-    )
+    d.tell_state("paused", roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason})
     settle(d)
 
 
@@ -235,7 +223,7 @@ def resume(d: Draft, event: Resume) -> None:
     d.ledger(
         LedgerKind.RUN_RESUMED, actor=event.user, payload={"paused_by": paused.by, "reason": paused.reason}
     )
-    d.notify(NotifyKind.RESUMED, roles=d.plan.authority.pausers, data={"by": event.user})
+    d.tell_state("resumed", roles=d.plan.authority.pausers, data={"by": event.user})
     advance(d)
 
 
@@ -243,9 +231,7 @@ def freeze(d: Draft, event: Freeze) -> None:
     d.require(event.user, d.plan.authority.pausers, "freeze the run")
     d.update(frozen=Stop(by=event.user, reason=event.reason, at=event.at))
     d.ledger(LedgerKind.RUN_FROZEN, actor=event.user, payload={"reason": event.reason})
-    d.notify(
-        NotifyKind.FROZEN, roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason}
-    )
+    d.tell_state("frozen", roles=d.plan.authority.pausers, data={"by": event.user, "reason": event.reason})
     settle(d)
 
 
@@ -258,7 +244,7 @@ def unfreeze(d: Draft, event: Unfreeze) -> None:
     d.ledger(
         LedgerKind.RUN_UNFROZEN, actor=event.user, payload={"frozen_by": frozen.by, "reason": frozen.reason}
     )
-    d.notify(NotifyKind.UNFROZEN, roles=d.plan.authority.pausers, data={"by": event.user})
+    d.tell_state("unfrozen", roles=d.plan.authority.pausers, data={"by": event.user})
     advance(d)
 
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from packets.engine.draft import Draft
-from packets.engine.effects import LedgerKind, NotifyKind, ShiftTraffic
+from packets.engine.effects import LedgerKind, ShiftTraffic
 from packets.engine.end import finish, wind_down
 from packets.engine.events import ActuationFailed, ActuationSucceeded
 from packets.engine.holds import HoldNeed, has_open_hold, open_hold
@@ -156,8 +156,8 @@ def refuse(d: Draft, event: ActuationFailed) -> None:
         "now_commanded": d.progress.traffic[event.cohort],
     }
     d.ledger(LedgerKind.ACTUATION_FAILED, actor="engine", payload=payload)
-    d.notify(
-        NotifyKind.ACTUATION_FAILED,
+    d.tell_state(
+        "traffic shift refused by the control plane",
         roles=d.plan.authority.start_and_rollback,
         data={
             "cohort": event.cohort,
@@ -221,8 +221,8 @@ def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any], checkpoint: st
             "cause": why,
         },
     )
-    d.notify(
-        NotifyKind.COHORT_ROLLED_BACK,
+    d.tell_state(
+        "cohort rolled back",
         roles=[d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback],
         data={"checkpoint": checkpoint, "cohort": traffic.cohort, "percent": progress.previous_percent},
     )
@@ -266,8 +266,8 @@ def global_rollback(
             )
     wind_down(d, actor=actor, why=reason)
     d.update(state=RunState.ROLLING_BACK)
-    d.notify(
-        NotifyKind.ROLLBACK_STARTED,
+    d.tell_state(
+        "rolling back",
         roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
         data={"checkpoint": checkpoint, "reason": reason, "by": actor},
     )
