@@ -411,6 +411,7 @@ async def rehearse(
         clock=clock,
         telemetry_for=lambda _p: telemetry,
         actuator_for=lambda _p: actuator,
+        drain_shifts=True,
     )
     console.rule(f"Rehearsal: {plan.title}")
     console.print(

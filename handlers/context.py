@@ -9,7 +9,7 @@ ledger entry and nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -48,9 +48,6 @@ class RunContext:
     acting: dict[str, str]
     now: datetime
     pending: Facts | None = None
-    # Shifts the control plane accepted in this transaction: if the transaction then fails, the
-    # traffic has still moved, and flow.on_run writes that down in a fresh one.
-    shifts_made: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def working_facts(self) -> Facts:

@@ -27,3 +27,8 @@ class Deps:
     # Called after a commit that changed a run: wakes the outbox dispatcher and re-derives the
     # run's scheduler jobs. Never called inside a transaction.
     on_change: Callable[[str], None] = field(default=_ignore)
+    # Traffic shifts a use case queued are sent after its commit. Serve leaves this off: the
+    # scheduler's background loop sends them, woken by `on_change`. The tests and the rehearsal
+    # turn it on to send them right after each use case (`handlers.shifts.drain`), on the same
+    # simulated clock, so what they observe does not depend on a background task's timing.
+    drain_shifts: bool = False

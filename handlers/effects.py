@@ -1,9 +1,10 @@
 """Carrying out what the stage engine decided, inside the use case's transaction.
 
-Traffic shifts go to the actuator while the run is locked, so two shifts of one run are never in
-flight at once; the actuator's answer is stepped back into the engine (succeeded or failed) and
-its own effects carried out in turn. Ledger effects become ledger entries, notifications become
-outbox rows, hold effects update the holds table. All of it commits with the new run state.
+Ledger effects become ledger entries, notifications become outbox rows, hold effects update the
+holds table, and traffic shifts become `traffic_shifts` rows. All of it commits with the new run
+state. No shift is sent from here: `handlers.shifts` sends them after the commit (no HTTP call
+while the run is locked) and hands the actuator's answer back through `answer`, in a transaction
+of its own, as the `ActuationSucceeded` or `ActuationFailed` event the engine waits for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from handlers.context import RunContext, ledger
 from handlers.deps import Deps
 from handlers.notices import hold_payload
 from handlers.outbox import post
-from handlers.ports import Shift
+from handlers.ports import ActuationResult
 from packets import messages as msg
 from packets.authority import Refused
 from packets.engine import effects as fx
@@ -25,9 +26,6 @@ from packets.plan import HYPERCARE_CHECKPOINT
 
 log = logging.getLogger("cutover_bot.handlers")
 
-# A transition that keeps asking for shifts is a bug; stop rather than loop.
-_MAX_EFFECTS = 500
-
 
 async def apply(ctx: RunContext, event: ev.Event, deps: Deps) -> stages.Transition:
     """Step the engine with `event` and carry out every effect. Raises `Refused` on refusal."""
@@ -36,72 +34,64 @@ async def apply(ctx: RunContext, event: ev.Event, deps: Deps) -> stages.Transiti
 
 
 async def carry_out(ctx: RunContext, transition: stages.Transition, deps: Deps) -> stages.Transition:
-    progress = transition.progress
-    effects: list[fx.Effect] = list(transition.effects)
-    index = 0
-    while index < len(effects):
-        if index > _MAX_EFFECTS:
-            raise RuntimeError("the engine kept producing effects")
-        effect = effects[index]
-        index += 1
-        if isinstance(effect, fx.ShiftTraffic):
-            follow = await _actuate(ctx, effect, deps)
-            try:
-                more = stages.step(progress, follow, plan=ctx.plan, packet=ctx.packet, roster=ctx.roster)
-            except Refused as exc:  # a late answer the engine no longer wants: keep it on record
-                log.info("actuation answer not applicable: %s", exc)
-                continue
-            progress = more.progress
-            effects.extend(more.effects)
-    ctx.progress = progress
-    for effect in effects:
+    ctx.progress = transition.progress
+    for effect in transition.effects:
         await _record(ctx, effect)
-    return stages.Transition(progress=progress, effects=tuple(effects))
+    return transition
 
 
-async def _actuate(ctx: RunContext, effect: fx.ShiftTraffic, deps: Deps) -> ev.Event:
-    shift = Shift(
-        run=ctx.run,
-        checkpoint=effect.checkpoint or "",
-        cohort=effect.cohort,
-        percent=effect.percent,
-        packet_version=effect.packet_version,
-        idempotency_key=effect.key,
-    )
-    result = await deps.actuator_for(ctx.plan).shift(shift)
-    if result.ok:
-        ctx.shifts_made.append(
-            {
-                "cohort": effect.cohort,
-                "percent": effect.percent,
-                "key": effect.key,
-                "checkpoint": effect.checkpoint,
-            }
-        )
+async def answer(ctx: RunContext, shift: dict[str, Any], result: ActuationResult, deps: Deps) -> None:
+    """Feed the actuator's answer to a queued shift (`_queue_shift`'s payload) back to the engine."""
     shifted = msg.TrafficShift(
-        checkpoint=effect.checkpoint,
-        cohort=effect.cohort,
-        percent=effect.percent,
-        previous_percent=effect.previous_percent,
+        checkpoint=shift.get("checkpoint"),
+        cohort=str(shift["cohort"]),
+        percent=float(shift["percent"]),
+        previous_percent=float(shift["previous_percent"]),
         ok=result.ok,
         detail=result.detail,
     )
     await post(ctx, to=ctx.plan.channel, message=shifted)
+    checkpoint, cohort, percent = shift.get("checkpoint"), str(shift["cohort"]), float(shift["percent"])
+    event: ev.Event
     if result.ok:
-        return ev.ActuationSucceeded(
-            at=ctx.now, checkpoint=effect.checkpoint, cohort=effect.cohort, percent=effect.percent
+        event = ev.ActuationSucceeded(at=ctx.now, checkpoint=checkpoint, cohort=cohort, percent=percent)
+    else:
+        event = ev.ActuationFailed(
+            at=ctx.now,
+            checkpoint=checkpoint,
+            cohort=cohort,
+            percent=percent,
+            detail=result.detail or "refused",
         )
-    return ev.ActuationFailed(
+    try:
+        transition = stages.step(ctx.progress, event, plan=ctx.plan, packet=ctx.packet, roster=ctx.roster)
+    except Refused as exc:  # a late answer the engine no longer wants: keep it on record
+        log.info("actuation answer not applicable: %s", exc)
+        return
+    await carry_out(ctx, transition, deps)
+
+
+async def _queue_shift(ctx: RunContext, effect: fx.ShiftTraffic) -> None:
+    await ctx.tx.shifts.queue(
+        run_id=ctx.run,
+        idempotency_key=effect.key,
+        payload={
+            "checkpoint": effect.checkpoint,
+            "cohort": effect.cohort,
+            "percent": effect.percent,
+            "previous_percent": effect.previous_percent,
+            "packet_version": effect.packet_version,
+            "cause": effect.cause,
+            "key": effect.key,
+        },
         at=ctx.now,
-        checkpoint=effect.checkpoint,
-        cohort=effect.cohort,
-        percent=effect.percent,
-        detail=result.detail or "refused",
     )
 
 
 async def _record(ctx: RunContext, effect: fx.Effect) -> None:
-    if isinstance(effect, fx.Ledger):
+    if isinstance(effect, fx.ShiftTraffic):
+        await _queue_shift(ctx, effect)
+    elif isinstance(effect, fx.Ledger):
         await ledger(ctx, actor=effect.actor, kind=effect.kind, payload=effect.payload)
     elif isinstance(effect, fx.OpenHold):
         hold = effect.hold

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from handlers.context import RunContext, ledger, load, refuse
+from handlers import shifts
+from handlers.context import RunContext, load, refuse
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.authority import Refused
@@ -29,10 +29,9 @@ Body = Callable[[RunContext], Awaitable[Outcome]]
 async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) -> Outcome:
     now = deps.clock.now()
     reason: str | None = None
-    loaded: RunContext | None = None
     try:
         async with deps.uow.transaction(run_id=run) as tx:
-            loaded = ctx = await load(tx, run, now)
+            ctx = await load(tx, run, now)
             if ctx is None:
                 raise RunNotFound(run)
             try:
@@ -44,33 +43,10 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
         return Outcome.refused(f"There is no run '{redact(run)}'.")
     except _RollBack:
         return await _record_refusal(run, user=user, action=action, reason=reason or "refused", deps=deps)
-    except Exception as exc:
-        shifts = loaded.shifts_made if loaded is not None else []
-        if not shifts:
-            raise
-        # The control plane moved traffic, then the transaction failed: the state did not change,
-        # but the record must say what really happened before the error goes up.
-        log.exception("%s on run %s failed after %d traffic shifts", action, run, len(shifts))
-        await _record_failure(
-            run, user=user, action=action, error=type(exc).__name__, shifts=shifts, deps=deps
-        )
-        raise
     deps.on_change(run)
+    if deps.drain_shifts:
+        await shifts.drain(deps)
     return outcome
-
-
-async def _record_failure(
-    run: str, *, user: str, action: str, error: str, shifts: list[dict[str, Any]], deps: Deps
-) -> None:
-    async with deps.uow.transaction(run_id=run) as tx:
-        ctx = await load(tx, run, deps.clock.now())
-        assert ctx is not None
-        await ledger(
-            ctx,
-            actor=user,
-            kind="failed_after_shift",
-            payload={"action": action, "error": error, "shifts": shifts},
-        )
 
 
 class _RollBack(Exception):

@@ -197,3 +197,25 @@ Index(
     sqlite_where=outbox.c.run_id.is_(None),
     postgresql_where=outbox.c.run_id.is_(None),
 )
+
+# Traffic shifts the engine asked for, queued like outbox messages: written in the use case's
+# transaction, sent to the actuator after it commits (never while a run is locked), answered in a
+# transaction of their own. `pending` -> `sending` (a leased claim) -> `done`; a row whose answer
+# came back but could not be fed to the engine waits as `answered` (never sent again).
+traffic_shifts = Table(
+    "traffic_shifts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(NAME), ForeignKey("runs.run_id"), nullable=False),
+    Column("idempotency_key", String(NAME), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("ok", Integer, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("answered_at", UTCDateTime, nullable=True),
+    Index(None, "state", "id"),
+    Index(None, "run_id", "id"),
+)

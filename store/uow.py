@@ -46,6 +46,7 @@ from store.outbox import Outbox
 from store.packets import Packets
 from store.plans import Plans
 from store.runs import Runs
+from store.shifts import Shifts
 
 
 class Transaction:
@@ -61,6 +62,7 @@ class Transaction:
         self.acks = Acks(connection)
         self.ledger = Ledger(connection)
         self.outbox = Outbox(connection)
+        self.shifts = Shifts(connection)
 
 
 # asyncio locks belong to one event loop; a second loop (a CLI run in a thread) gets its own and

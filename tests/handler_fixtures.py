@@ -279,6 +279,7 @@ class World:
             telemetry_for=lambda _plan: self.telemetry,
             actuator_for=lambda _plan: self.actuator,
             on_change=self.changed.append,
+            drain_shifts=True,
         )
 
     @property

@@ -336,7 +336,9 @@ async def test_rolling_back_everything_ends_the_run_rolled_back_at_zero_traffic(
     outcome = await rollback(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps)
 
     assert outcome.ok, outcome.message
-    assert outcome.data["state"] == "rolled_back"
+    # The reply is written before the control plane answers (no HTTP call inside the use case's
+    # transaction); the confirmation, fed back right after, ends the run.
+    assert outcome.data["state"] == "rolling_back"
     progress = await world.progress()
     assert progress.state == "rolled_back"
     assert progress.traffic == {"merchant-a": 0.0}
@@ -385,13 +387,19 @@ async def test_a_control_plane_that_refuses_the_canary_shift_holds_the_checkpoin
 async def test_a_failure_after_the_control_plane_moved_traffic_is_written_down_before_it_goes_up(
     world, monkeypatch
 ):
+    from dataclasses import replace
+
     import pytest
 
+    from handlers import shifts
     from handlers.resequence import report_done
     from store.outbox import Outbox
 
     await world.preflight_running()
     world.set_time("21:17")
+    queued_only = replace(world.deps, drain_shifts=False)
+    done = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), queued_only)
+    assert done.ok, done.message
     real_enqueue = Outbox.enqueue
 
     async def broken_enqueue(self, **kwargs):  # the database fails right after the shift
@@ -402,12 +410,61 @@ async def test_a_failure_after_the_control_plane_moved_traffic_is_written_down_b
     monkeypatch.setattr(Outbox, "enqueue", broken_enqueue)
     before = await world.progress()
     with pytest.raises(RuntimeError):
-        await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), world.deps)
+        await shifts.drain(world.deps)
 
-    assert (await world.progress()) == before  # the state change rolled back
+    assert (await world.progress()) == before  # the answer's state change rolled back
     (entry,) = await world.entries("failed_after_shift")
     assert entry.payload["shifts"][0]["cohort"] == world.actuator.shifts[-1].cohort
     assert entry.payload["error"] == "RuntimeError"
+
+    # The answer was kept: once the database works again it is fed, and the shift is not resent.
+    monkeypatch.undo()
+    await shifts.drain(world.deps)
+    assert world.actuator.percents("merchant-a") == [5.0]
+    assert (await world.progress()).traffic_history["merchant-a"][-1].confirmed is True
+
+
+async def test_the_actuator_is_only_called_with_no_transaction_open(world):
+    from contextlib import asynccontextmanager
+    from dataclasses import replace
+
+    from handlers.ports import ActuationResult
+    from handlers.resequence import report_done
+    from store.uow import UnitOfWork
+
+    class WatchedUnitOfWork(UnitOfWork):
+        """Counts the transactions open right now (any of them could hold the run's lock)."""
+
+        open = 0
+
+        @asynccontextmanager
+        async def transaction(self, run_id=None, *, read_only=False):
+            self.open += 1
+            try:
+                async with super().transaction(run_id, read_only=read_only) as tx:
+                    yield tx
+            finally:
+                self.open -= 1
+
+    watched = WatchedUnitOfWork(world.uow.engine)
+    seen: list[tuple[float, int]] = []
+
+    class WatchingActuator:
+        async def shift(self, shift):
+            seen.append((shift.percent, watched.open))
+            return ActuationResult(ok=True, detail="recorded")
+
+    actuator = WatchingActuator()
+    deps = replace(world.deps, uow=watched, actuator_for=lambda _plan: actuator)
+    await world.preflight_running()
+    world.set_time("21:17")
+    done = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), deps)
+    world.advance(2)
+    back = await rollback(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), deps)
+
+    assert done.ok and back.ok, (done.message, back.message)
+    assert seen == [(5.0, 0), (0.0, 0)]
+    assert (await world.progress()).state == "rolled_back"
 
 
 async def test_a_run_with_no_traffic_on_the_new_path_can_be_aborted_and_the_channel_freed(world):
