@@ -13,6 +13,8 @@ change to a run (`refresh`, called through `Deps.on_change`), and by a periodic 
 - `resync`: every `resync_every`, the job list is derived again from the store: jobs of runs that
   finished (or whose hyper-care ended) are removed, runs opened by another replica get theirs.
 - the outbox: `Dispatcher.run_forever` as one asyncio task, woken by `Deps.on_change`.
+- traffic shifts: `handlers.shifts.drain` in a loop of its own, woken by `nudge_shifts` (from
+  `Deps.on_change`) and every `dispatch_poll` seconds (an expired claim, an answer to feed again).
 
 Misfires and restarts: every job has `coalesce=True`, `max_instances=1` and
 `misfire_grace_time=None`. A tick is never run twice at once for one run; a tick that came due
@@ -41,6 +43,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import metrics
 from bot.dispatcher import Dispatcher
+from handlers import shifts
 from handlers.commands import CheckGates
 from handlers.context import RunContext, load
 from handlers.deps import Deps
@@ -87,6 +90,8 @@ class Scheduler:
         self._running = False
         self._stop_dispatch = asyncio.Event()
         self._dispatch_task: asyncio.Task[None] | None = None
+        self._shift_task: asyncio.Task[None] | None = None
+        self._shifts_due = asyncio.Event()
         self._startup_task: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refresh_again: set[str] = set()
@@ -125,6 +130,9 @@ class Scheduler:
                 ),
                 name="outbox dispatcher",
             )
+        if dispatch_loop:
+            self._stop_dispatch.clear()
+            self._shift_task = asyncio.create_task(self._send_shifts_forever(), name="traffic shifts")
 
     async def stop(self) -> None:
         """Stop ticking and sending. Ticks in flight are cancelled (their transactions roll back)
@@ -136,6 +144,7 @@ class Scheduler:
         # AsyncIOScheduler shuts down on the loop's next turn: no job starts after this.
         await asyncio.sleep(0)
         self._stop_dispatch.set()
+        self._shifts_due.set()
         if self._dispatcher is not None:
             self._dispatcher.nudge()
         started: list[asyncio.Task[Any] | None] = [self._startup_task, *self._refreshing.values()]
@@ -152,6 +161,15 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatch_task
             self._dispatch_task = None
+        if self._shift_task is not None:
+            # A shift being sent finishes and its answer is fed; past the grace its row stays
+            # claimed until the lease ends and goes again under the same idempotency key.
+            done, _ = await asyncio.wait({self._shift_task}, timeout=self._stop_grace)
+            if not done:
+                self._shift_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._shift_task
+            self._shift_task = None
         self._refreshing.clear()
         self._inflight.clear()
 
@@ -210,6 +228,20 @@ class Scheduler:
             job.reschedule(trigger)
             log.info("gate ticks of run %s now every %s", run, interval)
         return True
+
+    def nudge_shifts(self) -> None:
+        """A run changed: it may have queued a traffic shift, send it now rather than at the poll."""
+        self._shifts_due.set()
+
+    async def _send_shifts_forever(self) -> None:
+        while not self._stop_dispatch.is_set():
+            self._shifts_due.clear()
+            try:
+                await shifts.drain(self._deps)
+            except Exception:
+                log.exception("sending traffic shifts failed; the rest go at the next wake-up")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._shifts_due.wait(), timeout=self._dispatch_poll)
 
     def refresh_soon(self, run: str) -> None:
         """`refresh(run)` in the background (for `Deps.on_change`, which must not block)."""

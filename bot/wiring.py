@@ -46,6 +46,7 @@ from bot.outbox_port import StoreOutbox
 from bot.scheduler import Scheduler
 from bot.server import build_web_app
 from bot.settings import Settings
+from handlers import shifts
 from handlers.deps import Deps
 from handlers.ports import Actuator, Clock, Telemetry
 from packets.plan import Plan
@@ -139,7 +140,8 @@ class Bot:
         await self.uow.dispose()
 
     async def drain(self) -> DrainReport:
-        """Send every outbox row that is due now (on the bot's clock)."""
+        """Send every traffic shift, then every outbox row, that is due now (on the bot's clock)."""
+        await shifts.drain(self.deps)
         return await self.dispatcher.drain(now_fn=self.clock.now)
 
 
@@ -211,6 +213,7 @@ async def build(
     def on_change(run: str) -> None:
         dispatcher.nudge()
         if scheduler is not None:
+            scheduler.nudge_shifts()
             scheduler.refresh_soon(run)
 
     deps = build_deps(

@@ -106,10 +106,9 @@ async def _write_down(
     async with deps.uow.transaction(run_id=row.run_id) as tx:
         ctx = await load(tx, row.run_id, deps.clock.now())
         assert ctx is not None
-        if held_until is not None:
-            await tx.shifts.answer(
-                row.id, held_until=row.claimed_until, ok=answer.ok, detail=answer.detail, at=ctx.now
-            )
+        if held_until is None:
+            return  # already written down when it first failed; it is tried again at each wake-up
+        await tx.shifts.answer(row.id, held_until=held_until, ok=answer.ok, detail=answer.detail, at=ctx.now)
         payload = row.payload
         shift = {k: payload.get(k) for k in ("cohort", "percent", "key", "checkpoint")}
         await ledger(
