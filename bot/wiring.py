@@ -176,6 +176,7 @@ async def build(
     telemetry_for: TelemetryFor | None = None,
     actuator_for: ActuatorFor | None = None,
     retry_policy: RetryPolicy | None = None,
+    drain_shifts: bool = False,
 ) -> Bot:
     """Build the whole bot inside the running event loop. Nothing is started yet."""
     clock = clock or SystemClock()
@@ -224,6 +225,7 @@ async def build(
         telemetry_for=telemetry_for,
         actuator_for=actuator_for,
         on_change=on_change,
+        drain_shifts=drain_shifts,
     )
     scheduler = Scheduler(deps=deps, dispatcher=dispatcher)
     signing_secret = settings.slack_signing_secret.get_secret_value()

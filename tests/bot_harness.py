@@ -290,6 +290,8 @@ class BotFactory:
             telemetry_for=telemetry_for or self.telemetry_for,
             actuator_for=actuator_for or (lambda _plan: actuator),
             retry_policy=FAST,
+            # Queued traffic shifts go right after each use case, so a test reads them at once.
+            drain_shifts=True,
         )
         self.bots.append(bot)
         return bot
