@@ -79,6 +79,7 @@ def build_deps(
     telemetry_for: TelemetryFor | None = None,
     actuator_for: ActuatorFor | None = None,
     on_change: Callable[[str], None] | None = None,
+    drain_shifts: bool = False,
 ) -> Deps:
     """The one builder of `Deps`.
 
@@ -109,6 +110,7 @@ def build_deps(
         telemetry_for=telemetry_for,
         actuator_for=actuator_for,
         on_change=on_change or _nothing_to_wake,
+        drain_shifts=drain_shifts,
     )
 
 
