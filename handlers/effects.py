@@ -10,6 +10,7 @@ of its own, as the `ActuationSucceeded` or `ActuationFailed` event the engine wa
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from handlers.context import RunContext, ledger
 from handlers.deps import Deps
