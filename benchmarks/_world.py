@@ -19,7 +19,7 @@ from bot.telemetry.simulated import SimulatedTelemetry
 from bot.wiring import build_deps
 from handlers import commands as c
 from handlers.deps import Deps
-from handlers.runs import open_run, sign_off, start
+from handlers.runs import ask_engine, open_run, sign_off
 from packets.plan import Plan
 from packets.plan_load import load_plan
 from store.db import make_engine, upgrade
@@ -176,6 +176,6 @@ async def started_run(world: World, plan_dict: dict[str, Any]) -> str:
     run = str(outcome.run)
     outcome = await sign_off(c.SignOff(run=run, user=AUTHORITY, revision=plan.revision), deps)
     assert outcome.ok, outcome.message
-    outcome = await start(c.Start(run=run, user=ENG), deps)
+    outcome = await ask_engine(c.EngineIntent(run=run, user=ENG, move=c.Move.START), deps)
     assert outcome.ok, outcome.message
     return run

@@ -2,17 +2,17 @@
 
 `parse(text)` returns a `Parsed` value or raises `Usage` carrying the usage line of the
 subcommand the person was trying to type (or the whole help when the subcommand is unknown).
-Nothing here touches the store: resolving times against the plan window happens in
-`resolve_time`, given the reference time and the window's offset.
+Nothing here touches the store: a typed time stays a `TimeOfDay` or a delay, resolved against the
+plan window by the use case, inside the run's transaction (`packets.durations.resolve_time`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from packets.durations import DurationError, parse_duration
+from packets.durations import DurationError, TimeOfDay, parse_duration
 
 USAGE: dict[str, str] = {
     "help": "/cutover help",
@@ -59,12 +59,6 @@ class Usage(Exception):
         usage = USAGE.get(subcommand or "", "")
         self.line = f"{problem}. Usage: {usage}" if usage else f"{problem}. Try /cutover help"
         super().__init__(self.line)
-
-
-@dataclass(frozen=True, slots=True)
-class TimeOfDay:
-    hour: int
-    minute: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,18 +260,3 @@ _PARSERS = {
     "reject": _parse_reject,
     "ledger": _parse_ledger,
 }
-
-
-def resolve_time(spec: TimeOfDay | timedelta, *, now: datetime, tz_of: datetime) -> datetime:
-    """Turn `+30m` or `23:40` into an instant.
-
-    `+30m` is from now. `HH:MM` is wall-clock time in the offset of the plan window (`tz_of`),
-    and means its next occurrence within 12 hours either side of now that is closest to now:
-    in an evening window that crosses midnight, `00:30` typed at 23:10 means the next day.
-    """
-    if isinstance(spec, timedelta):
-        return now + spec
-    local_now = now.astimezone(tz_of.tzinfo)
-    candidate = local_now.replace(hour=spec.hour, minute=spec.minute, second=0, microsecond=0)
-    options = [candidate + timedelta(days=d) for d in (-1, 0, 1)]
-    return min(options, key=lambda c: abs(c - local_now))

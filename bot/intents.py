@@ -1,42 +1,82 @@
-"""From a parsed `/cutover` line to one use case: shared by the Slack listener and the rehearsal.
+"""From a parsed `/cutover` line to one typed command, and from a command to its use case.
+
+`run_text` turns the parsed line into the command of `handlers.commands` it names, then
+`dispatch` looks the command's type up in `USE_CASES`, the one table from command to use case
+(the Slack listeners, buttons included, and the rehearsal go through it too).
 
 Run commands are accepted only in their run's war-room channel: the run is found from the
-channel, never from anything the person typed.
+channel, never from anything the person typed. Typed times stay as typed (`23:40`, `+30m`): the
+use case resolves them against the plan window inside the run's one transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from bot.command_text import USAGE, Parsed, resolve_time
-from handlers import adoption, delegates, evidence, holds, resequence, runs, status
+from bot.command_text import USAGE, Parsed
+from handlers import adoption, delegates, evidence, gate_checks, holds, resequence, runs, status
 from handlers.commands import (
-    Abort,
     Acknowledge,
     AdoptPacket,
+    Advance,
     ChangeDelegate,
     ChangeWindow,
+    CheckGates,
+    Command,
+    EngineIntent,
     ExportEvidence,
-    Freeze,
+    Move,
     OpenHold,
     OpenRun,
-    Pause,
     RejectPacket,
     ReleaseHold,
     ReportDone,
     ReportLate,
-    Resume,
     Rollback,
+    ShowLedger,
+    ShowPacket,
+    ShowStatus,
     SignOff,
-    Start,
-    Unfreeze,
+    StatusFor,
 )
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 
 HELP = "\n".join(["*/cutover* subcommands:", *(f"• `{line}`" for line in USAGE.values())])
+
+UseCase = Callable[[Any, Deps], Awaitable[Outcome]]
+
+# Command type -> use case: the one place a command meets the code that carries it out.
+USE_CASES: dict[type[Any], UseCase] = {
+    OpenRun: runs.open_run,
+    SignOff: runs.sign_off,
+    EngineIntent: runs.ask_engine,
+    Rollback: runs.ask_engine,
+    ReportDone: resequence.report_done,
+    ReportLate: resequence.report_late,
+    ChangeWindow: resequence.change_window,
+    ChangeDelegate: delegates.change_delegate,
+    OpenHold: holds.open_hold,
+    ReleaseHold: holds.release_hold,
+    AdoptPacket: adoption.adopt_packet,
+    RejectPacket: adoption.reject_packet,
+    Acknowledge: adoption.acknowledge,
+    CheckGates: gate_checks.check_gates,
+    Advance: gate_checks.advance,
+    ExportEvidence: evidence.export_evidence,
+    StatusFor: lambda cmd, deps: status.status_for_user(cmd.user, deps),
+    ShowStatus: lambda cmd, deps: status.run_status(cmd.run, deps),
+    ShowPacket: lambda cmd, deps: status.packet_view(cmd.run, deps),
+    ShowLedger: lambda cmd, deps: status.ledger_tail(cmd.run, cmd.count, deps),
+}
+
+
+async def dispatch(command: Command, deps: Deps) -> Outcome:
+    """Carry out one typed command through its use case."""
+    return await USE_CASES[type(command)](command, deps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,79 +103,65 @@ async def run_text(parsed: Parsed, *, user: str, channel: str, deps: Deps, plans
         if found is None:
             return Outcome.refused(f"No plan named '{parsed.plan}' in the plans directory.")
         text, source = found
-        return await runs.open_run(OpenRun(plan_text=text, source=source, channel=channel, user=user), deps)
+        return await dispatch(OpenRun(plan_text=text, source=source, channel=channel, user=user), deps)
     if name == "status" and channel.startswith("D"):
-        return await status.status_for_user(user, deps)
+        return await dispatch(StatusFor(user=user), deps)
     run = await status.run_in_channel(channel, deps)
     if run is None:
         return Outcome.refused("No active cutover run in this channel. Start one with `/cutover open PLAN`.")
-    return await _run_command(parsed, run=run, user=user, deps=deps)
+    command = await run_command(parsed, run=run, user=user, deps=deps)
+    if command is None:
+        return Outcome.refused(f"'{name}' is not something I can do yet.", run=run)
+    return await dispatch(command, deps)
 
 
-async def _run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Outcome:
+_MOVES = {str(move): move for move in Move}
+
+
+async def run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Command | None:
+    """The typed command a parsed line names on `run`; None for a subcommand that has none."""
     name = parsed.name
     reason = parsed.reason
+    if name in _MOVES:
+        return EngineIntent(run=run, user=user, move=_MOVES[name], reason=reason)
     if name == "status":
-        return await status.run_status(run, deps)
+        return ShowStatus(run=run)
     if name == "packet":
-        return await status.packet_view(run, deps)
+        return ShowPacket(run=run)
     if name == "ledger":
-        return await status.ledger_tail(run, parsed.count or 10, deps)
+        return ShowLedger(run=run, count=parsed.count or 10)
     if name == "evidence":
-        return await evidence.export_evidence(ExportEvidence(run=run, user=user), deps)
-    if name == "start":
-        return await runs.start(Start(run=run, user=user), deps)
+        return ExportEvidence(run=run, user=user)
     if name == "signoff":
         revision = await status.run_revision(run, deps)
-        return await runs.sign_off(SignOff(run=run, user=user, revision=revision, role=parsed.role), deps)
+        return SignOff(run=run, user=user, revision=revision, role=parsed.role)
     if name == "done":
         assert parsed.checkpoint is not None
-        return await resequence.report_done(
-            ReportDone(run=run, user=user, checkpoint=parsed.checkpoint), deps
-        )
+        return ReportDone(run=run, user=user, checkpoint=parsed.checkpoint)
     if name == "late":
         assert parsed.checkpoint is not None and parsed.until is not None
-        window_start = await status.window_start(run, deps)
-        until = resolve_time(parsed.until, now=deps.clock.now(), tz_of=window_start)
-        command = ReportLate(run=run, user=user, checkpoint=parsed.checkpoint, until=until, reason=reason)
-        return await resequence.report_late(command, deps)
+        return ReportLate(run=run, user=user, checkpoint=parsed.checkpoint, until=parsed.until, reason=reason)
     if name == "window":
         assert parsed.checkpoint is not None and parsed.window is not None
-        window_start = await status.window_start(run, deps)
-        now = deps.clock.now()
-        opens = resolve_time(parsed.window[0], now=now, tz_of=window_start)
-        closes = resolve_time(parsed.window[1], now=opens, tz_of=window_start)
-        change = ChangeWindow(
+        opens, closes = parsed.window
+        return ChangeWindow(
             run=run, user=user, checkpoint=parsed.checkpoint, not_before=opens, not_after=closes
         )
-        return await resequence.change_window(change, deps)
     if name == "delegate":
         assert parsed.role is not None and parsed.user is not None
-        switch = ChangeDelegate(run=run, user=user, role=parsed.role, to_user=parsed.user)
-        return await delegates.change_delegate(switch, deps)
+        return ChangeDelegate(run=run, user=user, role=parsed.role, to_user=parsed.user)
     if name == "hold":
-        return await holds.open_hold(OpenHold(run=run, user=user, reason=reason), deps)
+        return OpenHold(run=run, user=user, reason=reason)
     if name == "release":
         assert parsed.checkpoint is not None
-        return await holds.release_hold(ReleaseHold(run=run, user=user, hold=parsed.checkpoint), deps)
-    if name == "pause":
-        return await runs.pause(Pause(run=run, user=user, reason=reason), deps)
-    if name == "resume":
-        return await runs.resume(Resume(run=run, user=user), deps)
-    if name == "freeze":
-        return await runs.freeze(Freeze(run=run, user=user, reason=reason), deps)
-    if name == "unfreeze":
-        return await runs.unfreeze(Unfreeze(run=run, user=user), deps)
+        return ReleaseHold(run=run, user=user, hold=parsed.checkpoint)
     if name == "rollback":
         scope: Literal["cohort", "all"] = "all" if parsed.scope == "all" else "cohort"
-        return await runs.rollback(Rollback(run=run, user=user, scope=scope, reason=reason), deps)
-    if name == "abort":
-        return await runs.abort(Abort(run=run, user=user, reason=reason), deps)
+        return Rollback(run=run, user=user, scope=scope, reason=reason)
     if name == "adopt":
-        return await adoption.adopt_packet(AdoptPacket(run=run, user=user, version=parsed.version), deps)
+        return AdoptPacket(run=run, user=user, version=parsed.version)
     if name == "reject":
-        rejection = RejectPacket(run=run, user=user, version=parsed.version, reason=reason)
-        return await adoption.reject_packet(rejection, deps)
+        return RejectPacket(run=run, user=user, version=parsed.version, reason=reason)
     if name == "ack":
-        return await adoption.acknowledge(Acknowledge(run=run, user=user, version=parsed.version), deps)
-    return Outcome.refused(f"'{name}' is not something I can do yet.", run=run)
+        return Acknowledge(run=run, user=user, version=parsed.version)
+    return None

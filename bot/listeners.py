@@ -18,9 +18,18 @@ from slack_bolt.app.async_app import AsyncApp
 from bot import replies
 from bot.command_text import Parsed, Usage, parse
 from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName
-from bot.intents import PlanSource, run_text
-from handlers import adoption, holds, runs, status
-from handlers.commands import Acknowledge, AdoptPacket, RejectPacket, ReleaseHold, Rollback, SignOff
+from bot.intents import PlanSource, dispatch, run_text
+from handlers import status
+from handlers.commands import (
+    Acknowledge,
+    AdoptPacket,
+    RejectPacket,
+    ReleaseHold,
+    Rollback,
+    ShowStatus,
+    SignOff,
+    StatusFor,
+)
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.redact import redact
@@ -63,7 +72,7 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             if run is None:
                 await respond(**replies.reply(Outcome.refused("No active cutover run in this channel.")))
             else:
-                current = (await status.run_status(run, deps)).current_version
+                current = (await dispatch(ShowStatus(run=run), deps)).current_version
                 question = replies.confirm_rollback(
                     run=run, version=current, scope=parsed.scope or "cohort", reason=redact(parsed.reason)
                 )
@@ -103,7 +112,7 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
         if event.get("tab") not in (None, "home"):
             return
         user = str(event.get("user", ""))
-        outcome = await status.status_for_user(user, deps)
+        outcome = await dispatch(StatusFor(user=user), deps)
         await client.views_publish(user_id=user, view=replies.home_view(outcome))
 
 
@@ -115,31 +124,29 @@ def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
     no_version = Outcome.refused("That button names no packet version.")
 
     async def sign_off(value: ButtonValue, user: str) -> Outcome:
-        return await runs.sign_off(
+        return await dispatch(
             SignOff(run=value.run, user=user, revision=value.rev or "", role=value.role), deps
         )
 
     async def adopt(value: ButtonValue, user: str) -> Outcome:
         if value.v is None:
             return no_version
-        return await adoption.adopt_packet(AdoptPacket(run=value.run, user=user, version=value.v), deps)
+        return await dispatch(AdoptPacket(run=value.run, user=user, version=value.v), deps)
 
     async def reject(value: ButtonValue, user: str) -> Outcome:
         if value.v is None:
             return no_version
-        return await adoption.reject_packet(RejectPacket(run=value.run, user=user, version=value.v), deps)
+        return await dispatch(RejectPacket(run=value.run, user=user, version=value.v), deps)
 
     async def acknowledge(value: ButtonValue, user: str) -> Outcome:
         if value.v is None:
             return no_version
-        return await adoption.acknowledge(Acknowledge(run=value.run, user=user, version=value.v), deps)
+        return await dispatch(Acknowledge(run=value.run, user=user, version=value.v), deps)
 
     async def release(value: ButtonValue, user: str) -> Outcome:
         if value.hold is None or value.v is None:
             return Outcome.refused("That button names no hold and version.")
-        return await holds.release_hold(
-            ReleaseHold(run=value.run, user=user, hold=value.hold, version=value.v), deps
-        )
+        return await dispatch(ReleaseHold(run=value.run, user=user, hold=value.hold, version=value.v), deps)
 
     async def confirm_rollback(value: ButtonValue, user: str) -> Outcome:
         # rb is "SCOPE:REASON", rendered by _confirm_rollback for the person who typed it.
@@ -147,7 +154,7 @@ def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
         scope: Literal["cohort", "all"] = "all" if scope_text == "all" else "cohort"
         reason = reason_text[:500] or "rollback confirmed"
         command = Rollback(run=value.run, user=user, scope=scope, reason=reason, version=value.v)
-        return await runs.rollback(command, deps)
+        return await dispatch(command, deps)
 
     return {
         ActionId.SIGN_OFF: sign_off,

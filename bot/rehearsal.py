@@ -30,11 +30,11 @@ from rich.markdown import Markdown
 from bot.actuators import LogActuator
 from bot.clock import SimulatedClock
 from bot.command_text import Usage, parse
-from bot.intents import PlanSource, run_text
+from bot.intents import PlanSource, dispatch, run_text
 from bot.render import RenderError, render
 from bot.telemetry.simulated import SimulatedTelemetry
 from bot.wiring import build_deps
-from handlers import evidence, gate_checks, holds, resequence, runs
+from handlers import evidence, gate_checks
 from handlers.commands import (
     CheckGates,
     OpenRun,
@@ -191,9 +191,7 @@ class Rehearsal:
                 due = max(due, state.started_at + spec.planned_length)
             if self.clock.now() >= due:
                 owner = ctx.roster.acting_user(spec.owner)
-                outcome = await resequence.report_done(
-                    ReportDone(run=self.run, user=owner, checkpoint=line.id), self.deps
-                )
+                outcome = await dispatch(ReportDone(run=self.run, user=owner, checkpoint=line.id), self.deps)
                 self.say(owner, f"done {line.id}", outcome)
 
     async def ask_holds(self) -> None:
@@ -216,7 +214,7 @@ class Rehearsal:
                     break
                 if self.ask(f"Release {hold.id} as {user}? [y/N] ").strip().lower() not in ("y", "yes"):
                     break
-                outcome = await holds.release_hold(
+                outcome = await dispatch(
                     ReleaseHold(run=self.run, user=user, hold=hold.id, version=ctx.version), self.deps
                 )
                 self.say(user, f"release {hold.id}", outcome)
@@ -241,7 +239,7 @@ class Rehearsal:
         window = self.plan.window
         self.clock.set(window.start)
         opener = self.plan.roles[self.plan.authority.adopt_packets[0]].primary
-        opened = await runs.open_run(
+        opened = await dispatch(
             OpenRun(plan_text=self.plan_text, source=self.source, channel=self.plan.channel, user=opener),
             self.deps,
         )
@@ -266,7 +264,7 @@ class Rehearsal:
             if self.interactive:
                 await self.ask_holds()
             await self.auto_done()
-            await gate_checks.check_gates(CheckGates(run=self.run), self.deps)
+            await dispatch(CheckGates(run=self.run), self.deps)
             await self.drain()
             progress = await self.progress()
             state = progress.state

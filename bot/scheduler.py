@@ -7,7 +7,7 @@ change to a run (`refresh`, called through `Deps.on_change`), and by a periodic 
 - `gate-tick:<run>`: for every active run, an `IntervalTrigger` at the plan's
   `gate_policy.interval`; for a run in hyper-care, at the interval of the cadence step in force
   (`handlers.gate_checks.next_interval`), re-derived after every tick so the cadence widens by
-  itself. Each tick calls `handlers.gate_checks.check_gates(CheckGates(run))`. A tick that
+  itself. Each tick dispatches `CheckGates(run)` (to `handlers.gate_checks.check_gates`). A tick that
   raises is logged and counted (`cutover_gate_tick_errors_total`) and the run is simply tried at
   its next tick; the other runs never notice.
 - `resync`: every `resync_every`, the job list is derived again from the store: jobs of runs that
@@ -43,11 +43,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import metrics
 from bot.dispatcher import Dispatcher
+from bot.intents import dispatch
 from handlers import shifts
 from handlers.commands import CheckGates
 from handlers.context import RunContext, load
 from handlers.deps import Deps
-from handlers.gate_checks import check_gates, next_interval
+from handlers.gate_checks import next_interval
 from handlers.outcome import Outcome
 from store.outbox import UNFINISHED
 
@@ -275,7 +276,7 @@ class Scheduler:
     async def tick(self, run: str) -> Outcome | None:
         """One gate check of one run; never raises (a failing run must not stop the others)."""
         try:
-            outcome = await check_gates(CheckGates(run=run), self._deps)
+            outcome = await dispatch(CheckGates(run=run), self._deps)
         except Exception:
             metrics.GATE_TICK_ERRORS.inc()
             log.exception("gate tick of run %s failed; it is tried again at its next tick", run)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
+
+from packets.durations import TimeSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +31,6 @@ class SignOff:
 
 
 @dataclass(frozen=True, slots=True)
-class Start:
-    run: str
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
 class ReportDone:
     run: str
     user: str
@@ -45,7 +42,8 @@ class ReportLate:
     run: str
     user: str
     checkpoint: str
-    until: datetime
+    # As typed (`23:40`, `+30m`): resolved against the plan window inside the run's transaction.
+    until: TimeSpec | datetime
     reason: str = ""
 
 
@@ -54,8 +52,9 @@ class ChangeWindow:
     run: str
     user: str
     checkpoint: str
-    not_before: datetime
-    not_after: datetime
+    # As typed; the close is resolved from the open (a window may cross midnight).
+    not_before: TimeSpec | datetime
+    not_after: TimeSpec | datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,30 +105,28 @@ class ReleaseHold:
     version: int | None = None
 
 
+class Move(StrEnum):
+    """The run-wide moves a person asks the engine for by name; each becomes one engine event."""
+
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    FREEZE = "freeze"
+    UNFREEZE = "unfreeze"
+    ABORT = "abort"
+
+
 @dataclass(frozen=True, slots=True)
-class Pause:
+class EngineIntent:
+    """One run-wide move (`Move`): the use case turns it into the engine event of the same name.
+
+    One shape for all of them rather than a class per event that repeats the event's fields;
+    `reason` is read by the moves whose events carry one (pause, freeze, abort)."""
+
     run: str
     user: str
+    move: Move
     reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Resume:
-    run: str
-    user: str
-
-
-@dataclass(frozen=True, slots=True)
-class Freeze:
-    run: str
-    user: str
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Unfreeze:
-    run: str
-    user: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +137,6 @@ class Rollback:
     reason: str
     # The packet version the Confirm button was rendered for; None when typed in a rehearsal.
     version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Abort:
-    run: str
-    user: str
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +161,44 @@ class ExportEvidence:
 @dataclass(frozen=True, slots=True)
 class StatusFor:
     user: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowStatus:
+    run: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowPacket:
+    run: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowLedger:
+    run: str
+    count: int = 10
+
+
+# Every command: `bot.intents.USE_CASES` maps each of these types to its one use case.
+Command = (
+    OpenRun
+    | SignOff
+    | EngineIntent
+    | Rollback
+    | ReportDone
+    | ReportLate
+    | ChangeWindow
+    | ChangeDelegate
+    | OpenHold
+    | ReleaseHold
+    | AdoptPacket
+    | RejectPacket
+    | Acknowledge
+    | CheckGates
+    | Advance
+    | ExportEvidence
+    | StatusFor
+    | ShowStatus
+    | ShowPacket
+    | ShowLedger
+)

@@ -20,6 +20,7 @@ from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.authority import Refused
 from packets.delta import diff
+from packets.durations import resolve_time
 from packets.engine import events as ev
 from packets.engine.progress import CheckpointState
 from packets.packet import Packet, PacketState
@@ -119,47 +120,52 @@ def _answer(ctx: RunContext, proposed: tuple[Packet, str] | None, what: str) -> 
 
 
 async def report_late(cmd: ReportLate, deps: Deps) -> Outcome:
+    """One transaction: the typed time is resolved against the plan window of the locked run."""
+
     async def body(ctx: RunContext) -> Outcome:
+        until = resolve_time(cmd.until, now=ctx.now, tz_of=ctx.plan.window.start)
         _require_checkpoint(ctx, cmd.checkpoint)
         _require_owner_or(ctx, cmd.user, cmd.checkpoint, ctx.plan.authority.start_and_rollback)
         state = ctx.progress.checkpoints[cmd.checkpoint].state
         if state == CheckpointState.DONE:
             raise Refused(f"{cmd.checkpoint} is already done.")
-        if cmd.until <= ctx.now:
-            raise Refused(f"{_clock(ctx, cmd.until)} has already passed.")
+        if until <= ctx.now:
+            raise Refused(f"{_clock(ctx, until)} has already passed.")
         note = redact(cmd.reason)
-        reason = f"{cmd.checkpoint} late until {_clock(ctx, cmd.until)}" + (f": {note}" if note else "")
+        reason = f"{cmd.checkpoint} late until {_clock(ctx, until)}" + (f": {note}" if note else "")
         await ledger(
             ctx,
             actor=cmd.user,
             kind="late_reported",
-            payload={"checkpoint": cmd.checkpoint, "until": cmd.until.isoformat(), "reason": note},
+            payload={"checkpoint": cmd.checkpoint, "until": until.isoformat(), "reason": note},
         )
         proposed = await propose(
-            ctx, ctx.working_facts.report_late(cmd.checkpoint, cmd.until), reason=reason, by=cmd.user
+            ctx, ctx.working_facts.report_late(cmd.checkpoint, until), reason=reason, by=cmd.user
         )
         await save(ctx)
-        return _answer(ctx, proposed, f"Recorded {cmd.checkpoint} late until {_clock(ctx, cmd.until)}")
+        return _answer(ctx, proposed, f"Recorded {cmd.checkpoint} late until {_clock(ctx, until)}")
 
     return await on_run(cmd.run, user=cmd.user, action=f"late {cmd.checkpoint}", deps=deps, body=body)
 
 
 async def change_window(cmd: ChangeWindow, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
+        not_before = resolve_time(cmd.not_before, now=ctx.now, tz_of=ctx.plan.window.start)
+        not_after = resolve_time(cmd.not_after, now=not_before, tz_of=ctx.plan.window.start)
         _require_checkpoint(ctx, cmd.checkpoint)
         _require_owner_or(ctx, cmd.user, cmd.checkpoint, ctx.plan.authority.adopt_packets)
-        if cmd.not_after <= cmd.not_before:
+        if not_after <= not_before:
             raise Refused("The window must close after it opens.")
-        window = CheckpointWindow(not_before=cmd.not_before, not_after=cmd.not_after)
-        span = f"{_clock(ctx, cmd.not_before)}-{_clock(ctx, cmd.not_after)}"
+        window = CheckpointWindow(not_before=not_before, not_after=not_after)
+        span = f"{_clock(ctx, not_before)}-{_clock(ctx, not_after)}"
         await ledger(
             ctx,
             actor=cmd.user,
             kind="window_changed",
             payload={
                 "checkpoint": cmd.checkpoint,
-                "not_before": cmd.not_before.isoformat(),
-                "not_after": cmd.not_after.isoformat(),
+                "not_before": not_before.isoformat(),
+                "not_after": not_after.isoformat(),
             },
         )
         reason = f"{cmd.checkpoint} window now {span}"

@@ -1,10 +1,12 @@
-"""Use cases for the run as a whole: open, sign off, start, pause, resume, freeze, unfreeze, roll back."""
+"""Use cases for the run as a whole: open, sign off, and every run-wide move asked of the engine."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
-from handlers.commands import Abort, Freeze, OpenRun, Pause, Resume, Rollback, SignOff, Start, Unfreeze
+from handlers.commands import EngineIntent, Move, OpenRun, Rollback, SignOff
 from handlers.context import RunContext, plan_from_text, save
 from handlers.deps import Deps
 from handlers.effects import apply
@@ -190,62 +192,44 @@ def _state_outcome(ctx: RunContext, verb: str) -> Outcome:
     )
 
 
-async def _simple(run: str, user: str, action: str, verb: str, event: Any, deps: Deps) -> Outcome:
-    async def body(ctx: RunContext) -> Outcome:
-        await apply(ctx, event(ctx), deps)
-        await save(ctx)
-        return _state_outcome(ctx, verb)
-
-    return await on_run(run, user=user, action=action, deps=deps, body=body)
-
-
-async def start(cmd: Start, deps: Deps) -> Outcome:
-    return await _simple(
-        cmd.run, cmd.user, "start", "Started", lambda ctx: ev.Start(at=ctx.now, user=cmd.user), deps
-    )
+@dataclass(frozen=True, slots=True)
+class _MoveRule:
+    verb: str
+    # The reason logged when none was typed; None: the move's event carries no reason.
+    default_reason: str | None
+    event: Callable[[datetime, str, str], ev.Event]
 
 
-async def pause(cmd: Pause, deps: Deps) -> Outcome:
-    reason = redact(cmd.reason) or "paused by hand"
-    return await _simple(
-        cmd.run,
-        cmd.user,
-        "pause",
-        "Paused",
-        lambda ctx: ev.Pause(at=ctx.now, user=cmd.user, reason=reason),
-        deps,
-    )
+_MOVES: dict[Move, _MoveRule] = {
+    Move.START: _MoveRule("Started", None, lambda at, user, _r: ev.Start(at=at, user=user)),
+    Move.PAUSE: _MoveRule(
+        "Paused", "paused by hand", lambda at, user, r: ev.Pause(at=at, user=user, reason=r)
+    ),
+    Move.RESUME: _MoveRule("Resumed", None, lambda at, user, _r: ev.Resume(at=at, user=user)),
+    Move.FREEZE: _MoveRule(
+        "Frozen", "frozen by hand", lambda at, user, r: ev.Freeze(at=at, user=user, reason=r)
+    ),
+    Move.UNFREEZE: _MoveRule("Unfrozen", None, lambda at, user, _r: ev.Unfreeze(at=at, user=user)),
+    Move.ABORT: _MoveRule("Aborted", "aborted", lambda at, user, r: ev.Abort(at=at, user=user, reason=r)),
+}
 
 
-async def resume(cmd: Resume, deps: Deps) -> Outcome:
-    return await _simple(
-        cmd.run, cmd.user, "resume", "Resumed", lambda ctx: ev.Resume(at=ctx.now, user=cmd.user), deps
-    )
-
-
-async def freeze(cmd: Freeze, deps: Deps) -> Outcome:
-    reason = redact(cmd.reason) or "frozen by hand"
-    return await _simple(
-        cmd.run,
-        cmd.user,
-        "freeze",
-        "Frozen",
-        lambda ctx: ev.Freeze(at=ctx.now, user=cmd.user, reason=reason),
-        deps,
-    )
-
-
-async def unfreeze(cmd: Unfreeze, deps: Deps) -> Outcome:
-    return await _simple(
-        cmd.run, cmd.user, "unfreeze", "Unfrozen", lambda ctx: ev.Unfreeze(at=ctx.now, user=cmd.user), deps
-    )
-
-
-async def rollback(cmd: Rollback, deps: Deps) -> Outcome:
-    reason = redact(cmd.reason) or "rollback requested"
-    verb = "Rolled back everything" if cmd.scope == "all" else "Rolled back the current cohort"
+async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
+    """Start, pause, resume, freeze, unfreeze, abort or roll back: one engine event at the
+    transaction's instant, saved. An abort calls the run off while no traffic is on the new path
+    (after that it is a rollback); a rollback confirmed by a button must match the current packet."""
+    if isinstance(cmd, Rollback):
+        action = f"rollback {cmd.scope}"
+        verb = "Rolled back everything" if cmd.scope == "all" else "Rolled back the current cohort"
+        reason = redact(cmd.reason) or "rollback requested"
+    else:
+        rule = _MOVES[cmd.move]
+        action, verb = str(cmd.move), rule.verb
+        reason = (redact(cmd.reason) or rule.default_reason) if rule.default_reason is not None else ""
 
     def event(ctx: RunContext) -> ev.Event:
+        if not isinstance(cmd, Rollback):
+            return _MOVES[cmd.move].event(ctx.now, cmd.user, reason)
         if cmd.version is not None and cmd.version != ctx.version:
             raise Refused(
                 f"That rollback was confirmed against packet v{cmd.version}; v{ctx.version} is current. "
@@ -253,17 +237,9 @@ async def rollback(cmd: Rollback, deps: Deps) -> Outcome:
             )
         return ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason)
 
-    return await _simple(cmd.run, cmd.user, f"rollback {cmd.scope}", verb, event, deps)
+    async def body(ctx: RunContext) -> Outcome:
+        await apply(ctx, event(ctx), deps)
+        await save(ctx)
+        return _state_outcome(ctx, verb)
 
-
-async def abort(cmd: Abort, deps: Deps) -> Outcome:
-    """Call the run off while no traffic is on the new path (after that it is a rollback)."""
-    reason = redact(cmd.reason) or "aborted"
-    return await _simple(
-        cmd.run,
-        cmd.user,
-        "abort",
-        "Aborted",
-        lambda ctx: ev.Abort(at=ctx.now, user=cmd.user, reason=reason),
-        deps,
-    )
+    return await on_run(cmd.run, user=cmd.user, action=action, deps=deps, body=body)

@@ -1,9 +1,11 @@
-"""Durations as people write them in plans and slash commands: `15m`, `1h30m`, `90s`, `2d`."""
+"""Durations as people write them in plans and slash commands: `15m`, `1h30m`, `90s`, `2d`; and
+the times a slash command names (`23:40`, `+30m`), resolved against the run's clock and window."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 _PART = re.compile(r"(\d+)([dhms])")
 _WHOLE = re.compile(r"^(?:\d+[dhms])+$")
@@ -41,3 +43,30 @@ def format_duration(value: timedelta) -> str:
             parts.append(f"{total // size}{unit}")
             total %= size
     return sign + "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeOfDay:
+    hour: int
+    minute: int
+
+
+# What a person may type for "when": a wall-clock time, a delay from now, or (from code) an instant.
+TimeSpec = TimeOfDay | timedelta
+
+
+def resolve_time(spec: TimeSpec | datetime, *, now: datetime, tz_of: datetime) -> datetime:
+    """Turn `+30m` or `23:40` into an instant (an instant is already one).
+
+    `+30m` is from now. `HH:MM` is wall-clock time in the offset of the plan window (`tz_of`),
+    and means its next occurrence within 12 hours either side of now that is closest to now:
+    in an evening window that crosses midnight, `00:30` typed at 23:10 means the next day.
+    """
+    if isinstance(spec, datetime):
+        return spec
+    if isinstance(spec, timedelta):
+        return now + spec
+    local_now = now.astimezone(tz_of.tzinfo)
+    candidate = local_now.replace(hour=spec.hour, minute=spec.minute, second=0, microsecond=0)
+    options = [candidate + timedelta(days=d) for d in (-1, 0, 1)]
+    return min(options, key=lambda c: abs(c - local_now))

@@ -35,7 +35,7 @@ from handlers.holds import release_hold
 from handlers.outcome import Outcome
 from handlers.ports import ActuationResult, Measurement, Shift
 from handlers.resequence import report_done
-from handlers.runs import open_run, sign_off, start
+from handlers.runs import ask_engine, open_run, sign_off
 from packets.engine.progress import RunProgress
 from packets.plan import Plan
 from packets.plan_load import load_plan
@@ -351,7 +351,7 @@ class World:
         """Signed and started a minute in: the protected preflight is held for a release."""
         await self.signed()
         self.advance(1)
-        outcome = await start(c.Start(run=self.run, user=ENG1), self.deps)
+        outcome = await ask_engine(c.EngineIntent(run=self.run, user=ENG1, move=c.Move.START), self.deps)
         assert outcome.ok, outcome.message
 
     async def preflight_running(self) -> None:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.command_text import USAGE, Parsed, TimeOfDay, Usage, parse, resolve_time
+from bot.command_text import USAGE, Parsed, Usage, parse
+from packets.durations import TimeOfDay, resolve_time
 
 EST = timezone(timedelta(hours=-5))
 

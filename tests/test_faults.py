@@ -35,7 +35,7 @@ from handlers.adoption import adopt_packet, reject_packet
 from handlers.holds import open_hold
 from handlers.outcome import Outcome
 from handlers.resequence import report_late
-from handlers.runs import freeze, pause, resume, rollback, unfreeze
+from handlers.runs import ask_engine
 from tests.bot_harness import BRIDGE, BotHarness, bot_world, buttons_of, serving
 from tests.slack_standin import SlackStandin
 
@@ -249,14 +249,32 @@ async def test_a_card_number_and_a_token_in_every_reason_never_reach_slack_the_l
                 ),
             ),
             ("adoption", lambda: adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)),
-            ("pause reason", lambda: pause(c.Pause(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
-            ("resume", lambda: resume(c.Resume(run=run, user=AUTHORITY), world.deps)),
-            ("freeze reason", lambda: freeze(c.Freeze(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
-            ("unfreeze", lambda: unfreeze(c.Unfreeze(run=run, user=AUTHORITY), world.deps)),
+            (
+                "pause reason",
+                lambda: ask_engine(
+                    c.EngineIntent(run=run, user=AUTHORITY, reason=TYPED, move=c.Move.PAUSE), world.deps
+                ),
+            ),
+            (
+                "resume",
+                lambda: ask_engine(c.EngineIntent(run=run, user=AUTHORITY, move=c.Move.RESUME), world.deps),
+            ),
+            (
+                "freeze reason",
+                lambda: ask_engine(
+                    c.EngineIntent(run=run, user=AUTHORITY, reason=TYPED, move=c.Move.FREEZE), world.deps
+                ),
+            ),
+            (
+                "unfreeze",
+                lambda: ask_engine(c.EngineIntent(run=run, user=AUTHORITY, move=c.Move.UNFREEZE), world.deps),
+            ),
             ("hold reason", lambda: open_hold(c.OpenHold(run=run, user=AUTHORITY, reason=TYPED), world.deps)),
             (
                 "rollback reason",
-                lambda: rollback(c.Rollback(run=run, user=AUTHORITY, scope="all", reason=TYPED), world.deps),
+                lambda: ask_engine(
+                    c.Rollback(run=run, user=AUTHORITY, scope="all", reason=TYPED), world.deps
+                ),
             ),
         ]
         for what, step in steps:

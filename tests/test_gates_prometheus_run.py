@@ -21,7 +21,7 @@ from bot.clock import SimulatedClock
 from bot.settings import Settings
 from bot.wiring import Bot, build
 from handlers import runs
-from handlers.commands import OpenRun, SignOff, Start
+from handlers.commands import EngineIntent, Move, OpenRun, SignOff
 from tests.bot_harness import WINDOW_START
 from tests.prometheus_harness import PrometheusStack, running_prometheus
 
@@ -99,7 +99,7 @@ async def test_a_gate_failing_in_prometheus_takes_the_plans_action_on_the_run(
     signed = await runs.sign_off(SignOff(run=run, user="U0REL1", revision=opened.data["revision"]), bot.deps)
     assert signed.ok, signed.message
     clock.set(WINDOW_START)
-    started = await runs.start(Start(run=run, user="U0ENG1"), bot.deps)
+    started = await runs.ask_engine(EngineIntent(run=run, user="U0ENG1", move=Move.START), bot.deps)
     assert started.ok and "running" in started.message, started.message
 
     passing = await bot.scheduler.tick(run)

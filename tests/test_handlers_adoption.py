@@ -8,7 +8,7 @@ from handlers import commands as c
 from handlers.adoption import reject_packet
 from handlers.holds import release_hold
 from handlers.resequence import change_window
-from handlers.runs import sign_off, start
+from handlers.runs import ask_engine, sign_off
 from packets.delta import diff
 from packets.packet import Packet
 from tests import handler_fixtures
@@ -181,7 +181,7 @@ async def test_a_conflict_adopted_before_the_start_holds_the_protected_checkpoin
     for user in (REL1, RISK1):
         assert (await sign_off(c.SignOff(run=world.run, user=user, revision=world.revision), world.deps)).ok
     world.advance(1)
-    assert (await start(c.Start(run=world.run, user=ENG1), world.deps)).ok
+    assert (await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.START), world.deps)).ok
     holds = {h.source: h.id for h in (await world.progress()).open_holds()}
     assert set(holds) == {"plan", "conflict"}
 

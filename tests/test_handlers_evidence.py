@@ -111,10 +111,10 @@ async def test_the_evidence_of_a_whole_run_ties_sign_offs_packets_holds_and_gate
 async def test_the_evidence_lists_refusals_and_rollbacks(world):
     await world.canary_soaking()
     assert not (await release_hold(c.ReleaseHold(run=world.run, user=SEC1, hold="preflight"), world.deps)).ok
-    from handlers.runs import rollback
+    from handlers.runs import ask_engine
 
     assert (
-        await rollback(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps)
+        await ask_engine(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps)
     ).ok
 
     evidence = (await export_evidence(c.ExportEvidence(run=world.run), world.deps)).data["evidence"]
@@ -175,10 +175,10 @@ async def test_status_follows_acknowledgements_and_delegate_switches(world):
 
 async def test_a_finished_run_drops_out_of_everyones_status(world):
     await world.canary_soaking()
-    from handlers.runs import rollback
+    from handlers.runs import ask_engine
 
     assert (
-        await rollback(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps)
+        await ask_engine(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps)
     ).ok
 
     assert (await status_for_user(ENG1, world.deps)).data["runs"] == []

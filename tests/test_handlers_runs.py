@@ -7,7 +7,7 @@ Every refusal is checked the same way: an Outcome with ok=False and a reason, ex
 from __future__ import annotations
 
 from handlers import commands as c
-from handlers.runs import freeze, open_run, pause, resume, rollback, sign_off, start, unfreeze
+from handlers.runs import ask_engine, open_run, sign_off
 from packets.plan_load import load_plan
 from tests import handler_fixtures
 from tests.handler_fixtures import (
@@ -181,7 +181,7 @@ async def test_starting_before_sign_off_is_refused_naming_who_is_missing(world):
     assert (await sign_off(c.SignOff(run=world.run, user=REL1, revision=world.revision), world.deps)).ok
     before = await world.snapshot()
 
-    outcome = await start(c.Start(run=world.run, user=ENG1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.START), world.deps)
 
     assert_refused_and_unchanged(
         outcome,
@@ -197,7 +197,7 @@ async def test_starting_after_sign_off_walks_to_the_protected_preflight_and_hold
     await world.signed()
     world.advance(1)
 
-    outcome = await start(c.Start(run=world.run, user=ENG1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.START), world.deps)
 
     assert outcome.ok
     progress = await world.progress()
@@ -216,7 +216,7 @@ async def test_someone_outside_start_and_rollback_may_not_start(world):
     await world.signed()
     before = await world.snapshot()
 
-    outcome = await start(c.Start(run=world.run, user=RISK1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=RISK1, move=c.Move.START), world.deps)
 
     assert_refused_and_unchanged(
         outcome, before, await world.snapshot(), says=[RISK1, "release-eng (acting: U0ENG1)"]
@@ -224,7 +224,7 @@ async def test_someone_outside_start_and_rollback_may_not_start(world):
 
 
 async def test_a_use_case_on_a_run_that_does_not_exist_is_refused(world):
-    outcome = await start(c.Start(run="no-such-run", user=ENG1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run="no-such-run", user=ENG1, move=c.Move.START), world.deps)
 
     assert not outcome.ok
     assert "no-such-run" in outcome.message
@@ -236,11 +236,13 @@ async def test_a_use_case_on_a_run_that_does_not_exist_is_refused(world):
 async def test_pause_and_resume_by_a_start_and_rollback_role(world):
     await world.preflight_running()
 
-    paused = await pause(c.Pause(run=world.run, user=ENG1, reason="checking a dashboard"), world.deps)
+    paused = await ask_engine(
+        c.EngineIntent(run=world.run, user=ENG1, reason="checking a dashboard", move=c.Move.PAUSE), world.deps
+    )
     assert paused.ok and paused.data["state"] == "paused"
     assert (await world.progress()).paused.by == ENG1
 
-    resumed = await resume(c.Resume(run=world.run, user=REL1), world.deps)
+    resumed = await ask_engine(c.EngineIntent(run=world.run, user=REL1, move=c.Move.RESUME), world.deps)
     assert resumed.ok and resumed.data["state"] == "running"
     assert (await world.progress()).paused is None
     assert {"run_paused", "run_resumed"} <= set((await world.snapshot()).ledger_kinds)
@@ -249,10 +251,12 @@ async def test_pause_and_resume_by_a_start_and_rollback_role(world):
 async def test_freeze_and_unfreeze_by_a_start_and_rollback_role(world):
     await world.canary_soaking()
 
-    frozen = await freeze(c.Freeze(run=world.run, user=REL1, reason="fallback looks odd"), world.deps)
+    frozen = await ask_engine(
+        c.EngineIntent(run=world.run, user=REL1, reason="fallback looks odd", move=c.Move.FREEZE), world.deps
+    )
     assert frozen.ok and frozen.data["state"] == "frozen"
 
-    thawed = await unfreeze(c.Unfreeze(run=world.run, user=ENG1), world.deps)
+    thawed = await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.UNFREEZE), world.deps)
     assert thawed.ok and thawed.data["state"] == "running"
     assert world.actuator.percents("merchant-a") == [5.0]
 
@@ -261,17 +265,17 @@ async def test_someone_without_the_role_may_not_pause(world):
     await world.preflight_running()
     before = await world.snapshot()
 
-    outcome = await pause(c.Pause(run=world.run, user=SEC1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=SEC1, move=c.Move.PAUSE), world.deps)
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1, "release-authority"])
 
 
 async def test_someone_without_the_role_may_not_resume(world):
     await world.preflight_running()
-    assert (await pause(c.Pause(run=world.run, user=ENG1), world.deps)).ok
+    assert (await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.PAUSE), world.deps)).ok
     before = await world.snapshot()
 
-    outcome = await resume(c.Resume(run=world.run, user=RISK1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=RISK1, move=c.Move.RESUME), world.deps)
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1])
 
@@ -280,17 +284,17 @@ async def test_someone_without_the_role_may_not_freeze(world):
     await world.preflight_running()
     before = await world.snapshot()
 
-    outcome = await freeze(c.Freeze(run=world.run, user=STRANGER), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=STRANGER, move=c.Move.FREEZE), world.deps)
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[STRANGER])
 
 
 async def test_someone_without_the_role_may_not_unfreeze(world):
     await world.preflight_running()
-    assert (await freeze(c.Freeze(run=world.run, user=REL1), world.deps)).ok
+    assert (await ask_engine(c.EngineIntent(run=world.run, user=REL1, move=c.Move.FREEZE), world.deps)).ok
     before = await world.snapshot()
 
-    outcome = await unfreeze(c.Unfreeze(run=world.run, user=SEC1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=SEC1, move=c.Move.UNFREEZE), world.deps)
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[SEC1])
 
@@ -299,7 +303,7 @@ async def test_resuming_a_run_that_is_not_paused_is_refused(world):
     await world.preflight_running()
     before = await world.snapshot()
 
-    outcome = await resume(c.Resume(run=world.run, user=ENG1), world.deps)
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.RESUME), world.deps)
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["not paused"])
 
@@ -311,7 +315,7 @@ async def test_rolling_back_the_cohort_puts_its_traffic_back_and_holds_the_check
     await world.canary_soaking()
     world.advance(2)
 
-    outcome = await rollback(
+    outcome = await ask_engine(
         c.Rollback(run=world.run, user=ENG1, scope="cohort", reason="auth dips"), world.deps
     )
 
@@ -333,7 +337,9 @@ async def test_rolling_back_everything_ends_the_run_rolled_back_at_zero_traffic(
     await world.canary_soaking()
     world.advance(2)
 
-    outcome = await rollback(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps)
+    outcome = await ask_engine(
+        c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), world.deps
+    )
 
     assert outcome.ok, outcome.message
     # The reply is written before the control plane answers (no HTTP call inside the use case's
@@ -352,7 +358,7 @@ async def test_rolling_back_the_cohort_with_no_cohort_in_flight_is_refused(world
     await world.preflight_running()
     before = await world.snapshot()
 
-    outcome = await rollback(c.Rollback(run=world.run, user=ENG1, scope="cohort", reason="x"), world.deps)
+    outcome = await ask_engine(c.Rollback(run=world.run, user=ENG1, scope="cohort", reason="x"), world.deps)
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["no cohort is in flight"])
 
@@ -361,7 +367,7 @@ async def test_someone_without_the_role_may_not_roll_back(world):
     await world.canary_soaking()
     before = await world.snapshot()
 
-    outcome = await rollback(c.Rollback(run=world.run, user=RISK1, scope="all", reason="x"), world.deps)
+    outcome = await ask_engine(c.Rollback(run=world.run, user=RISK1, scope="all", reason="x"), world.deps)
 
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=[RISK1])
     assert world.actuator.percents("merchant-a") == [5.0]
@@ -468,11 +474,14 @@ async def test_the_actuator_is_only_called_with_no_transaction_open(world):
 
 
 async def test_a_run_with_no_traffic_on_the_new_path_can_be_aborted_and_the_channel_freed(world):
-    from handlers.runs import abort, open_run
+    from handlers.runs import ask_engine, open_run
     from tests.handler_fixtures import CHANNEL, plan_text
 
     await world.started()
-    outcome = await abort(c.Abort(run=world.run, user=ENG1, reason="change window cancelled"), world.deps)
+    outcome = await ask_engine(
+        c.EngineIntent(run=world.run, user=ENG1, reason="change window cancelled", move=c.Move.ABORT),
+        world.deps,
+    )
 
     assert outcome.ok, outcome.message
     assert (await world.progress()).state == "aborted"
