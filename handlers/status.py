@@ -28,12 +28,6 @@ async def run_revision(run: str, deps: Deps) -> str:
     return ctx.plan.revision if ctx else ""
 
 
-async def window_start(run: str, deps: Deps) -> datetime:
-    ctx = await _peek(run, deps)
-    assert ctx is not None
-    return ctx.plan.window.start
-
-
 def _clock(ctx: RunContext, value: datetime) -> str:
     return value.astimezone(ctx.plan.window.start.tzinfo).strftime("%H:%M")
 
