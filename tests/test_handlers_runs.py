@@ -466,7 +466,7 @@ async def test_the_actuator_is_only_called_with_no_transaction_open(world):
     world.set_time("21:17")
     done = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), deps)
     world.advance(2)
-    back = await rollback(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), deps)
+    back = await ask_engine(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), deps)
 
     assert done.ok and back.ok, (done.message, back.message)
     assert seen == [(5.0, 0), (0.0, 0)]
