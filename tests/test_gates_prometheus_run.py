@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from bot.clock import SimulatedClock
 from bot.settings import Settings
 from bot.wiring import Bot, build
-from handlers import runs
+from handlers import runs, shifts
 from handlers.commands import EngineIntent, Move, OpenRun, SignOff
 from tests.bot_harness import WINDOW_START
 from tests.prometheus_harness import PrometheusStack, running_prometheus
@@ -112,6 +112,7 @@ async def test_a_gate_failing_in_prometheus_takes_the_plans_action_on_the_run(
     failing = await bot.scheduler.tick(run)
 
     assert failing is not None and "failing: success-ratio" in failing.message, failing
+    await shifts.drain(bot.deps)  # a rollback's shifts go to the control plane after the commit
     assert await _state(bot, run) == state
     async with bot.uow.transaction(read_only=True) as tx:
         results = await tx.gate_results.for_run(run)
