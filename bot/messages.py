@@ -271,6 +271,7 @@ class _Logs:
     # HTTP server (bot/server.py)
     malformed_request: str = "refused a malformed Slack request: %s"
     dispatch_failed: str = "a Slack request failed inside Bolt"
+    unhandled_request: str = "acknowledged a Slack request no listener takes"
 
 
 LOG: Final = _Logs()

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
 from aiohttp import web
@@ -48,6 +49,41 @@ def _malformed(body: str, content_type: str) -> str | None:
             return "payload is not JSON"
         if not isinstance(payload, dict):
             return "payload is not a JSON object"
+        return _payload_problem(payload)
+    return None
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _payload_problem(payload: dict[str, Any]) -> str | None:
+    """Why an interaction payload cannot be read, or None. Unknown kinds pass (and are ignored).
+
+    Bolt's matchers index straight into these parts, so a payload without them would end in a 500.
+    """
+    kind = payload.get("type")
+    if not _is_text(kind):
+        return "payload has no type"
+    user = payload.get("user")
+    if user is not None and not (isinstance(user, dict) and _is_text(user.get("id"))):
+        return "payload user has no id"
+    if kind == "block_actions":
+        actions = payload.get("actions")
+        if not (isinstance(actions, list) and actions):
+            return "block_actions payload has no actions"
+        if not all(isinstance(action, dict) and _is_text(action.get("action_id")) for action in actions):
+            return "block_actions payload has an action without an action_id"
+    elif kind in ("view_submission", "view_closed"):
+        view = payload.get("view")
+        if not (isinstance(view, dict) and _is_text(view.get("type"))):
+            return f"{kind} payload has no view with a type"
+    elif kind == "block_suggestion" and not _is_text(payload.get("action_id")):
+        return "block_suggestion payload has no action_id"
+    elif kind in ("shortcut", "message_action", "interactive_message") and not _is_text(
+        payload.get("callback_id")
+    ):
+        return f"{kind} payload has no callback_id"
     return None
 
 
@@ -84,6 +120,11 @@ def build_web_app(
             return web.json_response({"error": "internal error"}, status=500)
         metrics.REQUESTS.labels(outcome=str(bolt_response.status)).inc()
         metrics.ACK_SECONDS.observe(time.perf_counter() - started)
+        if bolt_response.status == 404:
+            # A well-formed request no listener takes (a kind of interaction this bot does not
+            # offer): acknowledged and ignored, so Slack shows the person no error.
+            log.info(LOG.unhandled_request)
+            return web.json_response({}, status=200)
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_request: web.Request) -> web.Response:

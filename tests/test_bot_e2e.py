@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -750,3 +751,59 @@ async def test_evidence_prints_the_runs_evidence_as_markdown_or_json(
     assert [s["role"] for s in evidence["signoffs"]] == ["release-authority", "payments-risk"]
     assert evidence["ledger"]["verified"] is True
     assert unknown == (1, "", "there is no run 'no-such-run'\n")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "view_submission", "team": {"id": "T0"}, "user": {"id": ENG1}},
+        {"type": "view_submission", "team": {"id": "T0"}, "user": {"id": ENG1}, "view": {"id": "V1"}},
+        {"type": "view_submission", "user": {"id": ENG1}, "view": "not a view"},
+        {"type": "view_closed", "user": {"id": ENG1}},
+        {"type": "view_closed", "user": {"id": ENG1}, "view": {"callback_id": 5}},
+        {"type": "shortcut", "user": {"id": ENG1}},
+        {"type": "message_action", "user": {"id": ENG1}, "channel": {"id": BRIDGE}},
+        {"type": "block_suggestion", "user": {"id": ENG1}},
+        {"type": "block_actions", "user": {"id": ENG1}},
+        {"type": "block_actions", "user": {"id": ENG1}, "actions": "none"},
+        {"type": "block_actions", "user": "U0ENG1", "actions": [{"action_id": "release_hold"}]},
+        {"type": "interactive_message", "user": {"id": ENG1}},
+        {"user": {"id": ENG1}},
+    ],
+    ids=lambda payload: str(payload.get("type", "no type")),
+)
+async def test_a_signed_payload_of_any_kind_with_missing_parts_gets_400_and_changes_nothing(
+    bot_harness: BotHarness, payload: dict[str, Any]
+) -> None:
+    h = bot_harness
+    body = "payload=" + quote(json.dumps(payload))
+    signed = signing.sign(body, secret=SECRET, content_type="application/x-www-form-urlencoded")
+
+    status, answer = await h.post(signed.body, signed.headers)
+
+    assert status == 400 and set(answer) == {"error"}, (status, answer)
+    await _nothing_changed(h)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "view_submission", "user": {"id": ENG1}, "view": {"type": "modal", "callback_id": "x"}},
+        {"type": "view_closed", "user": {"id": ENG1}, "view": {"type": "modal", "callback_id": "x"}},
+        {"type": "shortcut", "user": {"id": ENG1}, "callback_id": "x", "trigger_id": "1.2.3"},
+        {"type": "block_suggestion", "user": {"id": ENG1}, "action_id": "x", "value": "a"},
+        {"type": "something_new", "user": {"id": ENG1}},
+    ],
+    ids=lambda payload: str(payload["type"]),
+)
+async def test_a_well_formed_interaction_the_bot_does_not_offer_is_acknowledged_and_ignored(
+    bot_harness: BotHarness, payload: dict[str, Any]
+) -> None:
+    h = bot_harness
+    body = "payload=" + quote(json.dumps(payload))
+    signed = signing.sign(body, secret=SECRET, content_type="application/x-www-form-urlencoded")
+
+    status, answer = await h.post(signed.body, signed.headers)
+
+    assert (status, answer) == (200, {})
+    await _nothing_changed(h)
