@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from packets.bundle import Bundle
 from packets.durations import DurationError, format_duration, parse_duration
 
 Action = Literal["pause", "hold", "rollback_cohort", "global_rollback", "freeze"]
@@ -247,9 +248,13 @@ class Plan(_Model):
     checkpoints: list[Checkpoint] = Field(min_length=1)
     hypercare: HyperCare | None = None
     rehearsal: Rehearsal | None = None
+    # Optional, and left out of the canonical JSON when absent: plans written before bundles
+    # existed keep their revision (and their sign-offs).
+    bundle: Bundle | None = None
 
     def canonical_json(self) -> str:
-        return canonical_json(self.model_dump(mode="json", by_alias=True))
+        leave_out = {"bundle"} if self.bundle is None else None
+        return canonical_json(self.model_dump(mode="json", by_alias=True, exclude=leave_out))
 
     @cached_property
     def revision(self) -> str:

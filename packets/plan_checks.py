@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from packets.bundle_checks import check_bundle
 from packets.durations import format_duration
 from packets.plan import HYPERCARE_CHECKPOINT, Checkpoint, Plan, Problem
 
@@ -220,6 +221,8 @@ def check_plan(plan: Plan, lines: LineIndex) -> list[Problem]:
     _check_adapters(plan, report)
     _check_cadences(plan, report)
     _check_rehearsal(plan, report)
+    for path, message in check_bundle(plan):
+        report.add(path, message)
     return sorted(report.problems, key=lambda p: (p.line is None, p.line or 0))
 
 
