@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "plan": "plan",
     "gates": "gates",
     "evidence": "evidence",
+    "manifest": "manifest",
     "ledger": "ledger",
     "db": "db",
     "engine": "engine",

@@ -229,6 +229,9 @@ async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
 
     def event(ctx: RunContext) -> ev.Event:
         if not isinstance(cmd, Rollback):
+            refusal = handoff_refusal(ctx) if cmd.move is Move.START else None
+            if refusal is not None:
+                raise Refused(refusal)
             return _MOVES[cmd.move].event(ctx.now, cmd.user, reason)
         if cmd.version is not None and cmd.version != ctx.version:
             raise Refused(
@@ -243,3 +246,21 @@ async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
         return _state_outcome(ctx, verb)
 
     return await on_run(cmd.run, user=cmd.user, action=action, deps=deps, body=body)
+
+
+def handoff_refusal(ctx: RunContext) -> str | None:
+    """Why a bundle may not be handed to its deployment queue now, or None when it may."""
+    bundle = ctx.plan.bundle
+    if bundle is None:
+        return None
+    window = bundle.handoff.window
+    if window.contains(ctx.now):
+        return None
+    tz = window.start.tzinfo
+    when = f"{window.start.astimezone(tz):%Y-%m-%d %H:%M}-{window.end.astimezone(tz):%H:%M %z}"
+    now = ctx.now.astimezone(tz)
+    side = "has not opened yet" if ctx.now < window.start else "has closed"
+    return (
+        f"The handoff to deployment queue {bundle.handoff.queue} is only accepted inside its window "
+        f"{when}; it is {now:%H:%M}, and the window {side}."
+    )
