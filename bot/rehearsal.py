@@ -34,7 +34,7 @@ from bot.intents import PlanSource, dispatch, run_text
 from bot.render import RenderError, render
 from bot.telemetry.simulated import SimulatedTelemetry
 from bot.wiring import build_deps
-from handlers import evidence, gate_checks
+from handlers import evidence, gate_checks, manifest
 from handlers.commands import (
     CheckGates,
     OpenRun,
@@ -45,6 +45,7 @@ from handlers.context import load
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.engine.progress import TERMINAL, CheckpointState, RunProgress, RunState
+from packets.manifest import differences
 from packets.plan import Plan, PlanInvalid, RehearsalAction
 from packets.plan_load import load_plan
 from packets.redact import redact
@@ -79,6 +80,8 @@ class Rehearsal:
     ask: Callable[[str], str] = input
     record: Record = field(default_factory=Record)
     run: str = ""
+    # The approval manifest emitted when a bundle run became ready, and what verifying it found.
+    manifest: dict[str, Any] | None = None
     _sent: int = 0
     _asked: set[str] = field(default_factory=set)
 
@@ -227,6 +230,35 @@ class Rehearsal:
             ctx = await load(tx, self.run, self.clock.now())
         return ctx is not None and ctx.progress.holds[hold_id].is_open
 
+    # -- the approval manifest ------------------------------------------------------------------
+
+    async def emit_manifest_when_ready(self) -> None:
+        """A bundle run's manifest is emitted once, as soon as every sign-off role has approved."""
+        if self.plan.bundle is None or self.manifest is not None:
+            return
+        progress = await self.progress()
+        if progress.state != RunState.READY:
+            return
+        async with self.deps.uow.transaction(read_only=True) as tx:
+            ctx = await load(tx, self.run, self.clock.now())
+        assert ctx is not None
+        user = ctx.roster.acting_user(self.plan.authority.start_and_rollback[0])
+        outcome = await manifest.emit_manifest(manifest.EmitManifest(run=self.run, user=user), self.deps)
+        self.say(user, "manifest", outcome)
+        if outcome.ok:
+            self.manifest = outcome.data["manifest"]
+        await self.drain()
+
+    async def verify_manifest(self) -> list[str] | None:
+        """What verifying the emitted manifest against the plan file and the ledger found."""
+        if self.plan.bundle is None:
+            return None
+        if self.manifest is None:
+            return ["no manifest was emitted: the revision was never signed off by every role"]
+        found = differences(self.manifest, load_plan(self.plan_text, source=self.source))
+        found += await manifest.check_manifest(self.manifest, self.deps)
+        return found
+
     # -- the loop -------------------------------------------------------------------------------
 
     async def progress(self) -> RunProgress:
@@ -263,6 +295,7 @@ class Rehearsal:
                 await self.drain()
             if self.interactive:
                 await self.ask_holds()
+            await self.emit_manifest_when_ready()
             await self.auto_done()
             await dispatch(CheckGates(run=self.run), self.deps)
             await self.drain()
@@ -302,6 +335,13 @@ class Rehearsal:
             "[green]verified[/green]" if ledger["verified"] else f"[red]BROKEN: {ledger['problem']}[/red]"
         )
         self.console.print(f"Ledger check: {ledger['entries']} entries, {verdict}, head {ledger['head']}")
+        manifest_problems = await self.verify_manifest()
+        if manifest_problems is not None:
+            shown = "[green]verified[/green]" if not manifest_problems else "[red]NOT verified[/red]"
+            digest = self.manifest["hash"] if self.manifest is not None else "none"
+            self.console.print(f"Manifest check: {digest}, {shown} against the plan file and the ledger")
+            for problem in manifest_problems:
+                self.console.print(f"  {_escape(problem)}")
         async with self.deps.uow.transaction(read_only=True) as tx:
             packets = await tx.packets.for_run(self.run)
         return {
@@ -357,6 +397,13 @@ class Rehearsal:
                 for r in exported["refusals"]
             ],
             "ledger_verified": bool(ledger["verified"]),
+            "manifest": None
+            if manifest_problems is None
+            else {
+                "manifest": self.manifest,
+                "verified": not manifest_problems,
+                "problems": manifest_problems,
+            },
             "evidence": exported,
         }
 
@@ -436,7 +483,8 @@ async def rehearse(
     if report is not None:
         report.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         console.print(f"Report written to {report}")
-    ok = final == expected and result["ledger_verified"]
+    manifest_ok = result["manifest"] is None or result["manifest"]["verified"]
+    ok = final == expected and result["ledger_verified"] and manifest_ok
     colour = "green" if ok else "red"
     console.print(f"[bold {colour}]Rehearsal ended {final}; expected {expected}.[/]")
     return 0 if ok else 1

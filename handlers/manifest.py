@@ -21,7 +21,7 @@ from handlers.flow import Refuse, on_run
 from handlers.outcome import Outcome
 from packets.manifest import LedgerPoint, Link, build_manifest, manifest_hash, signer_list
 from packets.plan import Plan
-from packets.run_progress import RunProgress
+from packets.engine.progress import RunProgress
 from store.uow import Transaction
 
 MANIFEST_EMITTED = "manifest_emitted"

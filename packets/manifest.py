@@ -21,7 +21,7 @@ from typing import Any
 
 from packets.bundle import Bundle
 from packets.plan import Plan, canonical_json
-from packets.run_progress import HoldRecord, Signoff
+from packets.engine.progress import HoldRecord, Signoff
 
 FORMAT = "cutover-bot approval manifest 1"
 # The fields `differences` checks against the plan file, in the order it reports them.

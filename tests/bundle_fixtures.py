@@ -15,7 +15,8 @@ import pytest
 from handlers import commands as c
 from handlers.outcome import Outcome
 from handlers.runs import open_run
-from packets.plan import Plan, load_plan
+from packets.plan import Plan
+from packets.plan_load import load_plan
 from tests.handler_fixtures import CHANNEL, ENG1, World, _all_chains_verify, plan_text
 
 DIGEST = "sha256:" + "ab" * 32

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from packets.bundle import BundleHoldKind, WaiverState, bundle_holds
-from packets.plan import PlanInvalid, load_plan
+from packets.plan import PlanInvalid
+from packets.plan_load import load_plan
 from tests.test_plan_checks import PlanData, dump, small_plan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -101,7 +101,8 @@ def dump(manifest: dict[str, Any]) -> str:
 
 def verify(path: Path, *, plan_path: Path, url: str | None) -> int:
     from packets.manifest import differences
-    from packets.plan import PlanInvalid, load_plan
+    from packets.plan import PlanInvalid
+    from packets.plan_load import load_plan
 
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
