@@ -17,8 +17,9 @@ from typing import Any
 
 from handlers.context import RunContext, ledger, plan_from_text
 from handlers.deps import Deps
-from handlers.flow import Refuse, on_run
+from handlers.flow import on_run
 from handlers.outcome import Outcome
+from packets.authority import Refused
 from packets.manifest import LedgerPoint, Link, build_manifest, manifest_hash, signer_list
 from packets.plan import Plan
 from packets.engine.progress import RunProgress
@@ -39,19 +40,19 @@ async def emit_manifest(cmd: EmitManifest, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
         plan = ctx.plan
         if plan.bundle is None:
-            raise Refuse(
+            raise Refused(
                 f"Plan {plan.plan} has no bundle section: there is nothing to hand to a deployment queue."
             )
         signed = {s["role"] for s in signer_list(plan, ctx.progress.signoffs)}
         missing = [role for role in plan.authority.signoff if role not in signed]
         if missing:
-            raise Refuse(
+            raise Refused(
                 f"No manifest yet: revision {plan.revision[:12]} still waits for sign-off "
                 f"by {', '.join(missing)}."
             )
         approval = await _approval_point(ctx.tx, ctx.run)
         if approval is None:
-            raise Refuse("No manifest yet: the ledger has no record of the run becoming ready.")
+            raise Refused("No manifest yet: the ledger has no record of the run becoming ready.")
         earlier, supersedes = await _history(ctx.tx, ctx.progress)
         manifest = build_manifest(
             plan=plan,
