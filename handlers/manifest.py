@@ -20,9 +20,9 @@ from handlers.deps import Deps
 from handlers.flow import on_run
 from handlers.outcome import Outcome
 from packets.authority import Refused
+from packets.engine.progress import RunProgress
 from packets.manifest import LedgerPoint, Link, build_manifest, manifest_hash, signer_list
 from packets.plan import Plan
-from packets.engine.progress import RunProgress
 from store.uow import Transaction
 
 MANIFEST_EMITTED = "manifest_emitted"

@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from packets.bundle import Bundle
-from packets.plan import Plan, canonical_json
 from packets.engine.progress import HoldRecord, Signoff
+from packets.plan import Plan, canonical_json
 
 FORMAT = "cutover-bot approval manifest 1"
 # The fields `differences` checks against the plan file, in the order it reports them.

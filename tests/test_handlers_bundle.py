@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers import commands as c
 from handlers.runs import ask_engine
-from packets.run_progress import RunState
+from packets.engine.progress import RunState
 from tests import bundle_fixtures, handler_fixtures
 from tests.bundle_fixtures import BundleWorld
 from tests.handler_fixtures import ENG1
@@ -23,7 +23,9 @@ async def test_a_start_before_the_queue_window_opens_is_refused_with_a_clear_sen
     await bundle_world.signed()
     bundle_world.set_time("21:10")
 
-    outcome = await ask_engine(c.EngineIntent(run=bundle_world.run, user=ENG1, move=c.Move.START), bundle_world.deps)
+    outcome = await ask_engine(
+        c.EngineIntent(run=bundle_world.run, user=ENG1, move=c.Move.START), bundle_world.deps
+    )
 
     assert not outcome.ok
     assert outcome.message == (
@@ -39,7 +41,9 @@ async def test_a_start_after_the_queue_window_closed_is_refused(bundle_world: Bu
     await bundle_world.signed()
     bundle_world.set_time("23:10")
 
-    outcome = await ask_engine(c.EngineIntent(run=bundle_world.run, user=ENG1, move=c.Move.START), bundle_world.deps)
+    outcome = await ask_engine(
+        c.EngineIntent(run=bundle_world.run, user=ENG1, move=c.Move.START), bundle_world.deps
+    )
 
     assert not outcome.ok
     assert outcome.message.endswith("it is 23:10, and the window has closed.")
@@ -50,7 +54,9 @@ async def test_a_start_inside_the_queue_window_hands_the_bundle_over(bundle_worl
     await bundle_world.signed()
     bundle_world.set_time("22:59")
 
-    outcome = await ask_engine(c.EngineIntent(run=bundle_world.run, user=ENG1, move=c.Move.START), bundle_world.deps)
+    outcome = await ask_engine(
+        c.EngineIntent(run=bundle_world.run, user=ENG1, move=c.Move.START), bundle_world.deps
+    )
 
     assert outcome.ok, outcome.message
     (started,) = await bundle_world.entries("run_started")
