@@ -131,7 +131,10 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
                 dedupe_key="packet:v1",
             )
     except RunExists:
-        return Outcome.refused("A run of this plan was opened this very second; try again.")
+        # The database keeps one active run per channel: someone else's open committed first.
+        return Outcome.refused(
+            f"Someone opened a run in <#{plan.channel}> a moment ago; /cutover status shows it."
+        )
     deps.on_change(run)
     return Outcome.done(
         f"Opened run {run} of {plan.plan} (revision {plan.revision[:12]}); "

@@ -69,6 +69,18 @@ runs = Table(
     Index(None, "state"),
 )
 
+# One active run per channel, kept by the database itself: two `/cutover open` racing on two
+# replicas cannot both commit. The states listed are the ones a run never leaves (`superseded`
+# included, so a superseding run can open in the same channel).
+ENDED_STATES_SQL = "state NOT IN ('completed', 'rolled_back', 'aborted', 'superseded')"
+Index(
+    "uq_runs_one_active_per_channel",
+    runs.c.channel,
+    unique=True,
+    sqlite_where=text(ENDED_STATES_SQL),
+    postgresql_where=text(ENDED_STATES_SQL),
+)
+
 packets = Table(
     "packets",
     metadata,

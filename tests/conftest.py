@@ -194,7 +194,7 @@ def make_run(uow: Any) -> MakeRun:
     async def make(
         run_id: str = "r-payments-1",
         *,
-        channel: str = "C0WARROOM",
+        channel: str | None = None,
         state: str = "running",
         plan_revision: str = "a" * 64,
         at: datetime = STORE_T0,
@@ -205,7 +205,9 @@ def make_run(uow: Any) -> MakeRun:
                 run_id=run_id,
                 plan_id="payments",
                 plan_revision=plan_revision,
-                channel=channel,
+                # Each run in its own channel unless the test says otherwise: the database keeps
+                # one active run per channel.
+                channel=channel or f"C0{run_id.upper()}",
                 state=state,
                 progress={"state": state},
                 acting={"release-authority": "U0REL1"},

@@ -6,9 +6,16 @@ Every refusal is checked the same way: an Outcome with ok=False and a reason, ex
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
+from bot.clock import SimulatedClock
+from bot.wiring import build_deps
 from handlers import commands as c
 from handlers.runs import ask_engine, open_run, sign_off
 from packets.plan_load import load_plan
+from store.db import make_engine
+from store.uow import UnitOfWork
 from tests import handler_fixtures
 from tests.handler_fixtures import (
     CHANNEL,
@@ -100,6 +107,38 @@ async def test_a_second_run_in_the_same_channel_is_refused_and_ledgered_on_the_a
     assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["already active", world.run])
     async with world.uow.transaction(read_only=True) as tx:
         assert [r.run_id for r in await tx.runs.active()] == [world.run]
+
+
+async def test_two_opens_racing_on_two_replicas_make_one_run_and_a_clear_answer(database_url: str) -> None:
+    # Two replicas: two engines on one database, their clocks a second apart (two run ids), so
+    # only the database's one-active-run-per-channel index can stop the second.
+    replicas = [UnitOfWork(make_engine(database_url)) for _ in range(2)]
+    clocks = [
+        SimulatedClock(handler_fixtures.at("20:55")),
+        SimulatedClock(handler_fixtures.at("20:55") + timedelta(seconds=1)),
+    ]
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                open_run(
+                    c.OpenRun(plan_text=plan_text(), source="p.yaml", channel=CHANNEL, user=ENG1),
+                    build_deps(uow=uow, clock=clock),
+                )
+                for uow, clock in zip(replicas, clocks, strict=True)
+            )
+        )
+        async with replicas[0].transaction(read_only=True) as tx:
+            active = await tx.runs.active()
+    finally:
+        for uow in replicas:
+            await uow.dispose()
+
+    assert len(active) == 1
+    opened = [o for o in outcomes if o.ok]
+    refused = [o for o in outcomes if not o.ok]
+    assert len(opened) == 1 and opened[0].run == active[0].run_id
+    assert len(refused) == 1
+    assert any(words in refused[0].message for words in ("a moment ago", "already active")), refused[0]
 
 
 # -- sign off -----------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ async def test_active_runs_leave_out_completed_rolled_back_and_aborted_ones(
     uow: UnitOfWork, make_run: MakeRun
 ) -> None:
     for n, state in enumerate(["running", "completed", "rolled_back", "aborted", "paused"]):
-        await make_run(f"r-{n}", state=state, at=T0 + timedelta(minutes=n))
+        await make_run(f"r-{n}", channel=f"C{n}", state=state, at=T0 + timedelta(minutes=n))
     async with uow.transaction() as tx:
         assert [r.run_id for r in await tx.runs.active()] == ["r-0", "r-4"]
 
@@ -126,3 +126,25 @@ async def test_an_explicit_expected_lock_version_overrides_the_rows_own(
         run = await tx.runs.require(run_id)
         with pytest.raises(StaleWrite):
             await tx.runs.save(run, at=T0, expected_lock_version=5)
+
+
+async def test_a_second_active_run_in_one_channel_is_refused_by_the_database(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
+    await make_run("r-first", channel="C1", state="held")
+    with pytest.raises(RunExists):
+        await make_run("r-second", channel="C1", state="awaiting_signoff", plan_revision="b" * 64)
+    await make_run("r-elsewhere", channel="C2", state="running", plan_revision="c" * 64)
+    async with uow.transaction() as tx:
+        assert sorted(r.run_id for r in await tx.runs.active()) == ["r-elsewhere", "r-first"]
+
+
+@pytest.mark.parametrize("ended", ["completed", "rolled_back", "aborted", "superseded"])
+async def test_a_channel_whose_run_has_ended_takes_a_new_run(
+    uow: UnitOfWork, make_run: MakeRun, ended: str
+) -> None:
+    await make_run("r-first", channel="C1", state=ended)
+    await make_run("r-next", channel="C1", state="awaiting_signoff", plan_revision="b" * 64)
+    async with uow.transaction() as tx:
+        found = await tx.runs.active_in_channel("C1")
+    assert found is not None and found.run_id == "r-next"
