@@ -19,6 +19,7 @@ next tick completes the run.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,11 +47,25 @@ _ADVANCING: frozenset[RunState] = frozenset({RunState.RUNNING, RunState.HYPERCAR
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """What this tick measures: the gates of one checkpoint (or of hyper-care) in one slot."""
+    """What this tick measures: the gates of one checkpoint (or of hyper-care), each in its slot.
+
+    During the stages each gate has its own interval (`Plan.gate_policy_of`), so its own slots;
+    during hyper-care every gate shares the cadence step's slot.
+    """
 
     checkpoint: str
-    gates: tuple[str, ...]
-    slot: int
+    slots: tuple[tuple[str, int], ...]
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return tuple(g for g, _ in self.slots)
+
+    def slot_of(self, gate: str) -> int:
+        return dict(self.slots)[gate]
+
+    def only(self, gates: Iterable[str]) -> Due:
+        keep = set(gates)
+        return Due(checkpoint=self.checkpoint, slots=tuple((g, s) for g, s in self.slots if g in keep))
 
 
 def hypercare_step(plan: Plan, since: datetime, now: datetime) -> tuple[int, timedelta] | None:
@@ -76,7 +91,7 @@ def next_interval(plan: Plan, progress: RunProgress, now: datetime) -> timedelta
         step = hypercare_step(plan, since, now)
         if step is not None:
             return step[1]
-    return plan.gate_policy.interval
+    return min(plan.gate_intervals())
 
 
 def due_now(ctx: RunContext) -> Due | None:
@@ -90,15 +105,32 @@ def due_now(ctx: RunContext) -> Due | None:
         slot = plan.hypercare.slot_at(now - since)
         if slot is None:
             return None  # hyper-care ran out: the next tick completes the run
-        return Due(checkpoint=HYPERCARE, gates=plan.hypercare_gates(), slot=slot)
+        return Due(checkpoint=HYPERCARE, slots=tuple((g, slot) for g in plan.hypercare_gates()))
     current = progress.in_flight(c.id for c in ctx.packet.timeline)
     if current is None or progress.checkpoints[current].state not in IN_FLIGHT:
         return None
     gates = tuple(plan.checkpoint(current).gates)
     if not gates:
         return None
-    slot = int((now - plan.window.start) // plan.gate_policy.interval)
-    return Due(checkpoint=current, gates=gates, slot=slot)
+    elapsed = now - plan.window.start
+    return Due(
+        checkpoint=current, slots=tuple((g, int(elapsed // plan.gate_policy_of(g).interval)) for g in gates)
+    )
+
+
+async def _not_yet_measured(ctx: RunContext, due: Due) -> Due:
+    """The gates of `due` whose slot is not recorded yet. The scheduler ticks at the shortest gate
+    interval; a gate with a longer one is measured only when its own slot comes round."""
+    shortest = min(ctx.plan.gate_intervals())
+    keep = []
+    for gate, slot in due.slots:
+        if due.checkpoint == HYPERCARE or ctx.plan.gate_policy_of(gate).interval <= shortest:
+            keep.append(gate)
+            continue
+        latest = await ctx.tx.gate_results.latest(ctx.run, due.checkpoint, gate, limit=1)
+        if not latest or latest[0].slot != slot:
+            keep.append(gate)
+    return due.only(keep)
 
 
 async def _measure(plan: Plan, due: Due, deps: Deps, at: datetime) -> tuple[GateResult, ...]:
@@ -110,7 +142,7 @@ async def _measure(plan: Plan, due: Due, deps: Deps, at: datetime) -> tuple[Gate
         return evaluate(
             reading.value,
             GateSpec.parse(spec.pass_),
-            plan.gate_policy.no_data,
+            plan.gate_policy_of(gate).no_data,
             gate=gate,
             at=at,
             why_missing=reading.reason,
@@ -125,13 +157,15 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
         peek = await load(tx, cmd.run, deps.clock.now())
         due = due_now(peek) if peek is not None else None
         plan = peek.plan if peek is not None else None
-    if due is None or plan is None:
+        if peek is not None and due is not None:
+            due = await _not_yet_measured(peek, due)
+    if due is None or plan is None or not due.slots:
         return await advance(Advance(run=cmd.run), deps)
     results = await _measure(plan, due, deps, deps.clock.now())
 
     async def body(ctx: RunContext) -> Outcome:
         again = due_now(ctx)
-        if again is None or (again.checkpoint, again.slot) != (due.checkpoint, due.slot):
+        if again is None or again.checkpoint != due.checkpoint or not set(due.slots) <= set(again.slots):
             return Outcome.done("The run moved on while measuring; nothing recorded.", run=ctx.run)
         fresh = []
         for result in results:
@@ -139,7 +173,7 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
                 run_id=ctx.run,
                 checkpoint=due.checkpoint,
                 gate=result.gate,
-                slot=due.slot,
+                slot=due.slot_of(result.gate),
                 outcome=str(result.outcome),
                 value=result.value,
                 reason=result.reason,
@@ -149,8 +183,9 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
             if recorded:
                 fresh.append(result)
         if not fresh:
+            slots = ", ".join(str(s) for s in sorted({s for _, s in due.slots}))
             return Outcome.done(
-                f"Slot {due.slot} was already checked.", run=ctx.run, current_version=ctx.version
+                f"Slot {slots} was already checked.", run=ctx.run, current_version=ctx.version
             )
         await apply(ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=tuple(fresh)), deps)
         await apply(ctx, ev.Tick(at=ctx.now), deps)

@@ -19,13 +19,13 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from packets.plan import Action, Plan
+from packets.plan import Action, GatePolicy, Plan
 
-NoDataPolicy = Literal["fail", "pass", "ignore"]
+NoDataPolicy = Literal["fail", "hold", "pass", "ignore"]
 
 # Least to most severe. Freeze outranks a cohort rollback because it forbids every traffic change,
 # the rollback included: it is what a plan uses when the fallback path itself is unhealthy, where
@@ -139,7 +139,12 @@ def evaluate(
     """One reading against one rule. A missing or non-finite value is no-data, never a pass."""
     if value is None or not math.isfinite(value):
         missing = why_missing or ("no value" if value is None else f"value {value} is not a number")
-        counted = {"fail": "counts as a failure", "pass": "counts as a pass", "ignore": "is ignored"}
+        counted = {
+            "fail": "counts as a failure",
+            "hold": "holds the checkpoint",
+            "pass": "counts as a pass",
+            "ignore": "is ignored",
+        }
         reason = f"{missing}; no-data {counted[no_data]} under this plan's gate policy"
         return GateResult(gate=gate, outcome=Outcome.NO_DATA, value=None, reason=reason, at=at)
     if spec.admits(value):
@@ -153,7 +158,9 @@ def verdict(outcome: Outcome, no_data: NoDataPolicy) -> Verdict:
         return Verdict.PASS
     if outcome is Outcome.FAIL:
         return Verdict.FAIL
-    return {"fail": Verdict.FAIL, "pass": Verdict.PASS, "ignore": Verdict.IGNORE}[no_data]
+    return {"fail": Verdict.FAIL, "hold": Verdict.FAIL, "pass": Verdict.PASS, "ignore": Verdict.IGNORE}[
+        no_data
+    ]
 
 
 # -- consecutive-pass bookkeeping ---------------------------------------------------------------
@@ -183,6 +190,66 @@ def last_failed(window: tuple[GateResult, ...], *, no_data: NoDataPolicy) -> boo
     return bool(window) and verdict(window[-1].outcome, no_data) is Verdict.FAIL
 
 
+# -- when a failing gate acts ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GateTally:
+    """One gate's failures inside the current stage (attempt), for `for` and `failure_limit`.
+
+    `failures` counts every failing reading of the stage (Argo Rollouts' failureLimit counts the
+    stage's failed measurements, not a streak); `failing_since` is when the current run of failing
+    readings began, reset by one passing reading. `ready` is set once a readiness gate has gathered
+    its passes: from then on it is judged like any gate.
+    """
+
+    failures: int = 0
+    failing_since: datetime | None = None
+    ready: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        since = self.failing_since.isoformat() if self.failing_since is not None else None
+        return {"failures": self.failures, "failing_since": since, "ready": self.ready}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GateTally:
+        since = data.get("failing_since")
+        return cls(
+            failures=int(data.get("failures", 0)),
+            failing_since=datetime.fromisoformat(since) if since else None,
+            ready=bool(data.get("ready", False)),
+        )
+
+    def failed_for(self, at: datetime) -> timedelta:
+        return at - self.failing_since if self.failing_since is not None else timedelta(0)
+
+
+def tally(current: GateTally, result: GateResult, *, no_data: NoDataPolicy) -> GateTally:
+    """The tally after one reading stamped with its time. An ignored no-data changes nothing."""
+    counted = verdict(result.outcome, no_data)
+    if counted is Verdict.PASS:
+        return GateTally(failures=current.failures, failing_since=None, ready=current.ready)
+    if counted is Verdict.FAIL:
+        since = current.failing_since or result.at
+        return GateTally(failures=current.failures + 1, failing_since=since, ready=current.ready)
+    return current
+
+
+def failure_acts(current: GateTally, *, at: datetime, policy: GatePolicy) -> bool:
+    """Whether a failing gate takes its action now: more failures in the stage than its
+    `failure_limit` tolerates, and failing without a pass for at least its `for`."""
+    if current.failing_since is None:
+        return False
+    return current.failures > policy.tolerated and current.failed_for(at) >= policy.lasting
+
+
+def readiness_timed_out(
+    current: GateTally, *, started: datetime | None, at: datetime, timeout: timedelta
+) -> bool:
+    """A readiness gate that has not become ready acts only once its timeout since the stage began ran out."""
+    return not current.ready and started is not None and at - started >= timeout
+
+
 # -- the rollback matrix ------------------------------------------------------------------------
 
 
@@ -200,12 +267,17 @@ class RollbackMatrix:
     """Each gate's `on_fail` action, as the plan wrote it."""
 
     actions: Mapping[str, Action]
+    # Gates whose no-data policy is `hold`: a no-data reading holds, whatever `on_fail` says.
+    no_data_holds: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, plan: Plan) -> RollbackMatrix:
-        return cls({name: gate.on_fail for name, gate in plan.gates.items()})
+        holds = frozenset(name for name in plan.gates if plan.gate_policy_of(name).no_data == "hold")
+        return cls({name: gate.on_fail for name, gate in plan.gates.items()}, holds)
 
-    def action_for(self, gate: str) -> Action:
+    def action_for(self, gate: str, outcome: Outcome = Outcome.FAIL) -> Action:
+        if outcome is Outcome.NO_DATA and gate in self.no_data_holds:
+            return "hold"
         # A result for a gate the plan does not define cannot be judged; treat it as the
         # strictest stop that still leaves the decision to a person.
         return self.actions.get(gate, "hold")
@@ -217,7 +289,7 @@ class RollbackMatrix:
         """
         chosen: tuple[Action, GateResult] | None = None
         for result in failing:
-            action = self.action_for(result.gate)
+            action = self.action_for(result.gate, result.outcome)
             if chosen is None or severity(action) > severity(chosen[0]):
                 chosen = (action, result)
         return chosen

@@ -116,10 +116,31 @@ class Telemetry(_Model):
     timeout: Duration = timedelta(seconds=5)
 
 
+NoData = Literal["fail", "hold", "pass", "ignore"]
+
+
 class GatePolicy(_Model):
+    """The plan's defaults for every gate; a gate may set any of them for itself."""
+
     interval: Duration = timedelta(minutes=1)
     consecutive_passes: int = Field(default=3, ge=1, le=100)
-    no_data: Literal["fail", "pass", "ignore"] = "fail"
+    # fail: counts as a failing reading; hold: holds the checkpoint whatever `on_fail` says;
+    # pass: counts as a pass (kept for plans that wrote it); ignore: neither breaks nor extends a streak.
+    no_data: NoData = "fail"
+    # A failure acts only once the gate has failed this long without a passing reading between.
+    # None (unset) is 0; unset stays out of the canonical JSON, so older plans keep their revision.
+    for_: Duration | None = Field(default=None, alias="for")
+    # Failing readings tolerated inside the stage before acting (Argo Rollouts' failureLimit:
+    # the gate acts when its failures in the stage exceed the limit).
+    failure_limit: int | None = Field(default=None, ge=0, le=1000)
+
+    @property
+    def lasting(self) -> timedelta:
+        return self.for_ or timedelta(0)
+
+    @property
+    def tolerated(self) -> int:
+        return self.failure_limit or 0
 
 
 class Gate(_Model):
@@ -127,6 +148,15 @@ class Gate(_Model):
     pass_: str = Field(alias="pass", min_length=1)
     on_fail: Action
     description: str | None = None
+    # threshold: a failing reading is a failure; readiness: the gate must become true, and until it
+    # passes it keeps the checkpoint waiting; only after `timeout` does it take its action.
+    kind: Literal["threshold", "readiness"] | None = None
+    timeout: Duration | None = None
+    interval: Duration | None = None
+    consecutive_passes: int | None = Field(default=None, ge=1, le=100)
+    no_data: NoData | None = None
+    for_: Duration | None = Field(default=None, alias="for")
+    failure_limit: int | None = Field(default=None, ge=0, le=1000)
 
 
 class Actuator(_Model):
@@ -254,7 +284,12 @@ class Plan(_Model):
 
     def canonical_json(self) -> str:
         leave_out = {"bundle"} if self.bundle is None else None
-        return canonical_json(self.model_dump(mode="json", by_alias=True, exclude=leave_out))
+        dumped = self.model_dump(mode="json", by_alias=True, exclude=leave_out)
+        return canonical_json(_without_unset_gate_fields(dumped))
+
+    def is_readiness(self, gate: str) -> bool:
+        found = self.gates.get(gate)
+        return found is not None and found.kind == "readiness"
 
     @cached_property
     def revision(self) -> str:
@@ -270,11 +305,53 @@ class Plan(_Model):
     def has_checkpoint(self, checkpoint_id: str) -> bool:
         return any(c.id == checkpoint_id for c in self.checkpoints)
 
+    def gate_policy_of(self, gate: str) -> GatePolicy:
+        """The policy in force for one gate: its own settings over the plan's `gate_policy`."""
+        found = self.gates.get(gate)
+        if found is None:
+            return self.gate_policy
+        own = {
+            name: getattr(found, name)
+            for name in ("interval", "consecutive_passes", "no_data", "for_", "failure_limit")
+            if getattr(found, name) is not None
+        }
+        return self.gate_policy.model_copy(update=own) if own else self.gate_policy
+
+    def gate_intervals(self) -> tuple[timedelta, ...]:
+        return tuple(self.gate_policy_of(g).interval for g in self.gates) or (self.gate_policy.interval,)
+
     def hypercare_gates(self) -> tuple[str, ...]:
         """The gates checked during hyper-care: the ones it names, or every gate of the plan."""
         if self.hypercare is None:
             return ()
         return tuple(self.hypercare.gates) or tuple(self.gates)
+
+
+# Gate fields added after plans were approved: left unset they are not part of the revision, so a
+# plan that does not use them keeps the revision it was signed off under.
+_LATER_GATE_FIELDS = (
+    "kind",
+    "timeout",
+    "interval",
+    "consecutive_passes",
+    "no_data",
+    "for",
+    "failure_limit",
+    "baseline",
+)
+
+
+def _without_unset_gate_fields(data: dict[str, Any]) -> dict[str, Any]:
+    policy = {
+        k: v
+        for k, v in data.get("gate_policy", {}).items()
+        if not (k in _LATER_GATE_FIELDS[5:] and v is None)
+    }
+    gates = {
+        name: {k: v for k, v in gate.items() if not (k in _LATER_GATE_FIELDS and v is None)}
+        for name, gate in data.get("gates", {}).items()
+    }
+    return {**data, "gate_policy": policy, "gates": gates}
 
 
 def canonical_json(value: Any) -> str:

@@ -20,7 +20,7 @@ import yaml
 
 from packets.bundle_checks import check_bundle
 from packets.durations import format_duration
-from packets.plan import HYPERCARE_CHECKPOINT, Checkpoint, Plan, Problem
+from packets.plan import HYPERCARE_CHECKPOINT, Checkpoint, Gate, Plan, Problem
 
 # A field path: mapping keys and list indexes, all as strings, e.g. ("checkpoints", "2", "after", "0").
 FieldPath = tuple[str, ...]
@@ -425,10 +425,26 @@ def _check_gates(plan: Plan, report: _Report) -> None:
                 f"cannot read '{gate.pass_}': write OP NUMBER like '>= 0.995' "
                 f"(OP: {', '.join(PASS_OPERATORS)})",
             )
+        _check_gate_policy(name, gate, report)
     for i, checkpoint in enumerate(plan.checkpoints):
         _check_references(report, ("checkpoints", str(i), "gates"), checkpoint.gates, gates, "gate")
     if plan.hypercare is not None:
         _check_references(report, ("hypercare", "gates"), plan.hypercare.gates, gates, "gate")
+
+
+def _check_gate_policy(name: str, gate: Gate, report: _Report) -> None:
+    at = ("gates", name)
+    if gate.interval is not None and gate.interval <= timedelta(0):
+        report.add((*at, "interval"), "interval must be longer than 0")
+    if gate.kind == "readiness":
+        if gate.timeout is None or gate.timeout <= timedelta(0):
+            report.add(
+                (*at, "timeout") if gate.timeout is not None else (*at, "kind"),
+                "a readiness gate needs a timeout longer than 0, like 30m: how long it may keep the "
+                "checkpoint waiting before it takes its on_fail action",
+            )
+    elif gate.timeout is not None:
+        report.add((*at, "timeout"), "only a readiness gate (kind: readiness) has a timeout")
 
 
 def _check_adapters(plan: Plan, report: _Report) -> None:

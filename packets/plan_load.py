@@ -40,7 +40,7 @@ def _in_file_order(problems: list[Problem]) -> list[Problem]:
 
 
 # Python field names that the plan file spells differently.
-_FILE_NAMES = {"pass_": "pass"}
+_FILE_NAMES = {"pass_": "pass", "for_": "for"}
 # Segments pydantic adds to a location that are not fields (union members, validators).
 _SCHEMA_SEGMENT = re.compile(r"^(?:function-[a-z]+|nullable|union|tagged-union|chain|lax-or-strict)\[.*\]$")
 

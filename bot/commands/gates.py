@@ -162,7 +162,12 @@ def evaluate_reading(plan: Plan, name: str, measurement: Measurement, *, at: dat
     except GateSpecError as exc:  # the plan checks refuse this; a plan built in code may not be checked
         return GateCheck(name, gate.query, gate.pass_, measurement.value, Outcome.NO_DATA, str(exc))
     result = evaluate(
-        measurement.value, spec, plan.gate_policy.no_data, gate=name, at=at, why_missing=measurement.reason
+        measurement.value,
+        spec,
+        plan.gate_policy_of(name).no_data,
+        gate=name,
+        at=at,
+        why_missing=measurement.reason,
     )
     reason = result.reason
     if result.outcome is not Outcome.NO_DATA and measurement.reason:

@@ -129,7 +129,7 @@ def _run(d: Draft, checkpoint: str) -> bool:
 
 def _gate_failing(d: Draft, checkpoint: str) -> list[str]:
     evidence = d.checkpoint(checkpoint).evidence
-    return [g for g in d.spec(checkpoint).gates if last_failed(evidence.get(g, ()), no_data=d.no_data)]
+    return [g for g in d.spec(checkpoint).gates if last_failed(evidence.get(g, ()), no_data=d.no_data(g))]
 
 
 def _shift(d: Draft, checkpoint: str, traffic: Traffic) -> bool:
@@ -171,6 +171,7 @@ def _start(
         attempt=progress.attempt + 1,
         # A new attempt earns its own streak: evidence from before a rollback does not count.
         evidence={},
+        tallies={},
         previous_percent=previous_percent if previous_percent is not None else progress.previous_percent,
         shift_confirmed=False,
     )
@@ -197,7 +198,10 @@ def _try_complete(d: Draft, checkpoint: str) -> bool:
     if spec.traffic is not None and not progress.shift_confirmed:
         return False
     evidence = progress.evidence
-    if all(streak_passes(evidence.get(g, ()), needed=d.needed_passes, no_data=d.no_data) for g in spec.gates):
+    if all(
+        streak_passes(evidence.get(g, ()), needed=d.needed_passes(g), no_data=d.no_data(g))
+        for g in spec.gates
+    ):
         complete(d, checkpoint, by=("engine",))
         return True
     return False

@@ -47,13 +47,11 @@ class Draft:
         """The authoritative packet's timeline order: the order the engine follows."""
         return tuple(c.id for c in self.packet.timeline)
 
-    @property
-    def no_data(self) -> NoDataPolicy:
-        return self.plan.gate_policy.no_data
+    def no_data(self, gate: str) -> NoDataPolicy:
+        return self.plan.gate_policy_of(gate).no_data
 
-    @property
-    def needed_passes(self) -> int:
-        return self.plan.gate_policy.consecutive_passes
+    def needed_passes(self, gate: str) -> int:
+        return self.plan.gate_policy_of(gate).consecutive_passes
 
     def spec(self, checkpoint: str) -> Checkpoint:
         return self.plan.checkpoint(checkpoint)

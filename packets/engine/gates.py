@@ -16,6 +16,7 @@ the owners of the traffic checkpoints and the start_and_rollback roles (`engine.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 from packets.engine import hypercare
 from packets.engine.draft import Draft, clean
@@ -24,7 +25,18 @@ from packets.engine.events import GateResults
 from packets.engine.holds import HoldNeed, has_open_hold, open_hold
 from packets.engine.progress import Stop
 from packets.engine.traffic import global_rollback, hold_after_rollback, rollback_cohort
-from packets.gates import GateResult, RollbackMatrix, Verdict, remember, verdict
+from packets.gates import (
+    GateResult,
+    GateTally,
+    RollbackMatrix,
+    Verdict,
+    failure_acts,
+    readiness_timed_out,
+    remember,
+    streak_passes,
+    tally,
+    verdict,
+)
 from packets.messages import GateAlert
 from packets.packet import HoldSource
 from packets.plan import Action
@@ -47,15 +59,22 @@ def take(d: Draft, event: GateResults) -> None:
     gates = d.plan.hypercare_gates() if in_hypercare else tuple(d.spec(checkpoint).gates)
     results = [_stamped(d, r) for r in event.results if r.gate in gates]
     evidence = dict(d.progress.evidence_of(checkpoint))
+    tallies = dict(d.progress.tallies_of(checkpoint))
     for result in results:
-        evidence[result.gate] = remember(
-            evidence.get(result.gate, ()), result, keep=d.needed_passes, no_data=d.no_data
+        name = result.gate
+        evidence[name] = remember(
+            evidence.get(name, ()), result, keep=d.needed_passes(name), no_data=d.no_data(name)
         )
+        counted = tally(tallies.get(name, GateTally()), result, no_data=d.no_data(name))
+        if streak_passes(evidence[name], needed=d.needed_passes(name), no_data=d.no_data(name)):
+            counted = replace(counted, ready=True)
+        tallies[name] = counted
     if in_hypercare:
-        d.update(hypercare_evidence=evidence)
+        d.update(hypercare_evidence=evidence, hypercare_tallies=tallies)
     else:
-        d.update_checkpoint(checkpoint, evidence=evidence)
-    failing = [r for r in results if verdict(r.outcome, d.no_data) is Verdict.FAIL]
+        d.update_checkpoint(checkpoint, evidence=evidence, tallies=tallies)
+    started = d.progress.hypercare_since if in_hypercare else _attempt_start(d, checkpoint)
+    failing = [r for r in results if _acts(d, r, tallies[r.gate], started=started)]
     decision = RollbackMatrix.of(d.plan).decide(failing)
     if decision is None:
         return
@@ -93,6 +112,28 @@ def take(d: Draft, event: GateResults) -> None:
     d.notify(alert, roles=roles)
     if not frozen:
         _act(d, action, checkpoint, failing, actor)
+
+
+def _acts(d: Draft, result: GateResult, counted: GateTally, *, started: datetime | None) -> bool:
+    """Whether this reading makes its gate take its action now (per-gate policy).
+
+    A readiness gate that has not yet gathered its passes is waiting, not failing: it keeps the
+    checkpoint from completing and acts only once its timeout ran out. Any other failing reading
+    acts once the gate's failures exceed its `failure_limit` and it has failed for its `for`.
+    """
+    if verdict(result.outcome, d.no_data(result.gate)) is not Verdict.FAIL:
+        return False
+    gate = d.plan.gates.get(result.gate)
+    if gate is not None and gate.kind == "readiness" and not counted.ready:
+        timeout = gate.timeout or timedelta(0)
+        return readiness_timed_out(counted, started=started, at=d.at, timeout=timeout)
+    return failure_acts(counted, at=d.at, policy=d.plan.gate_policy_of(result.gate))
+
+
+def _attempt_start(d: Draft, checkpoint: str) -> datetime | None:
+    # `_start` sets soak_until = start + soak for each attempt: the attempt began soak before it.
+    soak_until = d.checkpoint(checkpoint).soak_until
+    return soak_until - d.spec(checkpoint).soak if soak_until is not None else None
 
 
 def _stamped(d: Draft, result: GateResult) -> GateResult:

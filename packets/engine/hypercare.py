@@ -57,7 +57,7 @@ def begin(d: Draft) -> None:
     assert d.plan.hypercare is not None
     gates = d.plan.hypercare_gates()
     until = d.at + d.plan.hypercare.length
-    d.update(state=RunState.HYPERCARE, hypercare_since=d.at, hypercare_evidence={})
+    d.update(state=RunState.HYPERCARE, hypercare_since=d.at, hypercare_evidence={}, hypercare_tallies={})
     d.emit(ScheduleGateChecks(checkpoint=HYPERCARE, gates=gates))
     d.ledger(
         LedgerKind.HYPERCARE_STARTED,

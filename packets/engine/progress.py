@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from packets.authority import ReleaseMode
-from packets.gates import GateResult
+from packets.gates import GateResult, GateTally
 from packets.packet import HoldSource
 from packets.plan import HYPERCARE_CHECKPOINT
 
@@ -185,6 +185,8 @@ class CheckpointProgress:
     done_by: tuple[str, ...] = ()
     # Per gate, the last `consecutive_passes` counted results of the current attempt.
     evidence: dict[str, tuple[GateResult, ...]] = field(default_factory=dict)
+    # Per gate, its failures in the current attempt (`for`, `failure_limit`, readiness).
+    tallies: dict[str, GateTally] = field(default_factory=dict)
     # How many times its traffic was shifted (or its work started); a retry starts a fresh streak.
     attempt: int = 0
     # The cohort's percent before this checkpoint's latest shift: where rollback_cohort returns it.
@@ -205,7 +207,7 @@ class CheckpointProgress:
             "previous_percent": self.previous_percent,
             "shift_confirmed": self.shift_confirmed,
             "cleared": self.cleared,
-        }
+        } | _tallies_json(self.tallies)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CheckpointProgress:
@@ -221,6 +223,7 @@ class CheckpointProgress:
             previous_percent=float(previous) if previous is not None else None,
             shift_confirmed=data.get("shift_confirmed", False),
             cleared=data.get("cleared", False),
+            tallies=_tallies(data.get("tallies")),
         )
 
 
@@ -302,6 +305,7 @@ class RunProgress:
     hypercare_since: datetime | None = None
     # Per hyper-care gate, the last `consecutive_passes` counted results.
     hypercare_evidence: dict[str, tuple[GateResult, ...]] = field(default_factory=dict)
+    hypercare_tallies: dict[str, GateTally] = field(default_factory=dict)
 
     # -- questions ------------------------------------------------------------------------------
 
@@ -309,6 +313,12 @@ class RunProgress:
     def in_hypercare(self) -> bool:
         """Whether the stages are over and hyper-care began (whatever stops the run now)."""
         return self.hypercare_since is not None
+
+    def tallies_of(self, checkpoint: str) -> dict[str, GateTally]:
+        if checkpoint == HYPERCARE_CHECKPOINT and self.in_hypercare:
+            return self.hypercare_tallies
+        found = self.checkpoints.get(checkpoint)
+        return found.tallies if found is not None else {}
 
     def evidence_of(self, checkpoint: str) -> dict[str, tuple[GateResult, ...]]:
         """The gate evidence of a checkpoint, or of hyper-care for its pseudo-checkpoint."""
@@ -374,7 +384,7 @@ class RunProgress:
             "hypercare_evidence": {
                 gate: [r.as_json() for r in rs] for gate, rs in self.hypercare_evidence.items()
             },
-        }
+        } | {"hypercare_" + k: v for k, v in _tallies_json(self.hypercare_tallies).items()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunProgress:
@@ -403,4 +413,14 @@ class RunProgress:
                 gate: tuple(GateResult.from_json(r) for r in rs)
                 for gate, rs in data.get("hypercare_evidence", {}).items()
             },
+            hypercare_tallies=_tallies(data.get("hypercare_tallies")),
         )
+
+
+def _tallies_json(tallies: Mapping[str, GateTally]) -> dict[str, Any]:
+    # Left out while empty, so the progress of a run that never failed a gate reads as before.
+    return {"tallies": {gate: t.as_json() for gate, t in tallies.items()}} if tallies else {}
+
+
+def _tallies(data: Mapping[str, Any] | None) -> dict[str, GateTally]:
+    return {gate: GateTally.from_json(t) for gate, t in (data or {}).items()}
