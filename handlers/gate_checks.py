@@ -29,6 +29,7 @@ from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.outcome import Outcome
+from handlers.ports import Measurement, Telemetry
 from packets.engine import events as ev
 from packets.engine.progress import IN_FLIGHT, TERMINAL, RunProgress, RunState
 from packets.gates import GateResult, GateSpec, evaluate
@@ -136,19 +137,30 @@ async def _not_yet_measured(ctx: RunContext, due: Due) -> Due:
 async def _measure(plan: Plan, due: Due, deps: Deps, at: datetime) -> tuple[GateResult, ...]:
     telemetry = deps.telemetry_for(plan)
 
-    async def one(gate: str) -> GateResult:
-        spec = plan.gates[gate]
-        reading = await telemetry.measure(gate=gate, query=spec.query, at=at)
-        return evaluate(
-            reading.value,
-            GateSpec.parse(spec.pass_),
-            plan.gate_policy_of(gate).no_data,
-            gate=gate,
-            at=at,
-            why_missing=reading.reason,
-        )
+    return tuple(await asyncio.gather(*(measure_gate(plan, g, telemetry, at=at) for g in due.gates)))
 
-    return tuple(await asyncio.gather(*(one(g) for g in due.gates)))
+
+async def measure_gate(plan: Plan, gate: str, telemetry: Telemetry, *, at: datetime) -> GateResult:
+    """One reading of one gate, with its baseline read for the same instant when it has one."""
+    spec = plan.gates[gate]
+    base: Measurement | None = None
+    if spec.baseline is None:
+        reading = await telemetry.measure(gate=gate, query=spec.query, at=at)
+    else:
+        reading, base = await asyncio.gather(
+            telemetry.measure(gate=gate, query=spec.query, at=at),
+            telemetry.measure(gate=plan.baseline_series(gate), query=spec.baseline, at=at),
+        )
+    return evaluate(
+        reading.value,
+        GateSpec.parse(spec.pass_),
+        plan.gate_policy_of(gate).no_data,
+        gate=gate,
+        at=at,
+        why_missing=reading.reason,
+        baseline=base.value if base is not None else None,
+        baseline_missing=base.reason if base is not None else "",
+    )
 
 
 async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:

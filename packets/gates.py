@@ -32,11 +32,16 @@ NoDataPolicy = Literal["fail", "hold", "pass", "ignore"]
 # moving traffic back would make things worse. A global rollback ends the run, so it is last.
 SEVERITY: tuple[Action, ...] = ("pause", "hold", "rollback_cohort", "freeze", "global_rollback")
 
-_RULE = re.compile(r"^\s*(>=|<=|==|>|<)\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_RULE = re.compile(rf"^\s*(>=|<=|==|>|<)\s*([-+]?{_NUMBER})\s*$")
+# Against a baseline read at the same instant: `<= 2x baseline`, `<= baseline + 0.005`, `>= baseline`.
+_BASELINE_RULE = re.compile(
+    rf"^\s*(>=|<=|==|>|<)\s*(?:({_NUMBER})\s*[x*]\s*)?baseline\s*(?:([-+])\s*({_NUMBER}))?\s*$"
+)
 
 
 class GateSpecError(ValueError):
-    """A pass rule that is not `<op> <number>` with op one of >=, >, <=, <, ==."""
+    """A pass rule that is neither `<op> <number>` nor `<op> [Nx] baseline [+|- N]` (op: >=, >, <=, <, ==)."""
 
 
 class Comparison(StrEnum):
@@ -62,36 +67,78 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Relative:
+    """A bound read off a baseline: `factor` times the baseline's reading plus `offset`."""
+
+    factor: float = 1.0
+    offset: float = 0.0
+
+    def bound(self, baseline: float) -> float:
+        return self.factor * baseline + self.offset
+
+    def __str__(self) -> str:
+        scaled = "baseline" if self.factor == 1 else f"{self.factor:g}x baseline"
+        if self.offset == 0:
+            return scaled
+        return f"{scaled} {'+' if self.offset > 0 else '-'} {abs(self.offset):g}"
+
+
+@dataclass(frozen=True, slots=True)
 class GateSpec:
     comparison: Comparison
     threshold: float
+    # Set for a rule against the gate's baseline; `threshold` is then unused (0).
+    relative: Relative | None = None
 
     @classmethod
     def parse(cls, text: str) -> GateSpec:
         match = _RULE.match(text)
         if match is None:
-            raise GateSpecError(
-                f"{text!r} is not a gate rule like '>= 0.995' (one of >=, >, <=, <, == and a number)"
-            )
+            return cls._parse_relative(text)
         threshold = float(match.group(2))
         if not math.isfinite(threshold):
             raise GateSpecError(f"{text!r} needs a finite number")
         return cls(Comparison(match.group(1)), threshold)
 
-    def admits(self, value: float) -> bool:
+    @classmethod
+    def _parse_relative(cls, text: str) -> GateSpec:
+        match = _BASELINE_RULE.match(text)
+        if match is None:
+            raise GateSpecError(
+                f"{text!r} is not a gate rule like '>= 0.995' or '<= 2x baseline' "
+                "(one of >=, >, <=, <, == and a number, or [Nx] baseline [+ or - N])"
+            )
+        factor = float(match.group(2)) if match.group(2) else 1.0
+        offset = float(match.group(4)) if match.group(4) else 0.0
+        if not (math.isfinite(factor) and math.isfinite(offset)):
+            raise GateSpecError(f"{text!r} needs finite numbers")
+        offset = -offset if match.group(3) == "-" else offset
+        return cls(Comparison(match.group(1)), 0.0, Relative(factor, offset))
+
+    def bound(self, baseline: float | None = None) -> float:
+        if self.relative is None:
+            return self.threshold
+        if baseline is None:
+            raise ValueError("a rule against a baseline needs the baseline's reading")
+        return self.relative.bound(baseline)
+
+    def admits(self, value: float, baseline: float | None = None) -> bool:
+        limit = self.bound(baseline)
         match self.comparison:
             case Comparison.AT_LEAST:
-                return value >= self.threshold
+                return value >= limit
             case Comparison.ABOVE:
-                return value > self.threshold
+                return value > limit
             case Comparison.AT_MOST:
-                return value <= self.threshold
+                return value <= limit
             case Comparison.BELOW:
-                return value < self.threshold
+                return value < limit
             case Comparison.EQUAL:
-                return value == self.threshold
+                return value == limit
 
     def __str__(self) -> str:
+        if self.relative is not None:
+            return f"{self.comparison} {self.relative}"
         return f"{self.comparison} {self.threshold:g}"
 
 
@@ -135,10 +182,17 @@ def evaluate(
     gate: str,
     at: datetime | None = None,
     why_missing: str = "",
+    baseline: float | None = None,
+    baseline_missing: str = "",
 ) -> GateResult:
-    """One reading against one rule. A missing or non-finite value is no-data, never a pass."""
-    if value is None or not math.isfinite(value):
-        missing = why_missing or ("no value" if value is None else f"value {value} is not a number")
+    """One reading against one rule. A missing or non-finite value is no-data, never a pass; so is
+    a rule against a baseline whose own reading is missing (no-data on either side is no-data)."""
+    no_baseline = spec.relative is not None and (baseline is None or not math.isfinite(baseline))
+    if value is None or not math.isfinite(value) or no_baseline:
+        if value is None or not math.isfinite(value):
+            missing = why_missing or ("no value" if value is None else f"value {value} is not a number")
+        else:
+            missing = f"the baseline has no data ({baseline_missing or 'no value'})"
         counted = {
             "fail": "counts as a failure",
             "hold": "holds the checkpoint",
@@ -147,9 +201,12 @@ def evaluate(
         }
         reason = f"{missing}; no-data {counted[no_data]} under this plan's gate policy"
         return GateResult(gate=gate, outcome=Outcome.NO_DATA, value=None, reason=reason, at=at)
-    if spec.admits(value):
-        return GateResult(gate=gate, outcome=Outcome.PASS, value=value, reason=f"{value:.6g} {spec}", at=at)
-    reason = f"{value:.6g} is not {spec}"
+    rule = str(spec)
+    if spec.relative is not None and baseline is not None:
+        rule += f" (baseline {baseline:.6g}, so {spec.comparison} {spec.bound(baseline):.6g})"
+    if spec.admits(value, baseline):
+        return GateResult(gate=gate, outcome=Outcome.PASS, value=value, reason=f"{value:.6g} {rule}", at=at)
+    reason = f"{value:.6g} is not {rule}"
     return GateResult(gate=gate, outcome=Outcome.FAIL, value=value, reason=reason, at=at)
 
 

@@ -151,6 +151,9 @@ class Gate(_Model):
     # threshold: a failing reading is a failure; readiness: the gate must become true, and until it
     # passes it keeps the checkpoint waiting; only after `timeout` does it take its action.
     kind: Literal["threshold", "readiness"] | None = None
+    # A query read at the same instant as the gate's own; the pass rule may then compare with it
+    # (`<= 2x baseline`, `<= baseline + 0.005`).
+    baseline: str | None = Field(default=None, min_length=1)
     timeout: Duration | None = None
     interval: Duration | None = None
     consecutive_passes: int | None = Field(default=None, ge=1, le=100)
@@ -316,6 +319,10 @@ class Plan(_Model):
             if getattr(found, name) is not None
         }
         return self.gate_policy.model_copy(update=own) if own else self.gate_policy
+
+    def baseline_series(self, gate: str) -> str:
+        """The rehearsal telemetry name of a gate's baseline series."""
+        return f"{gate}@baseline"
 
     def gate_intervals(self) -> tuple[timedelta, ...]:
         return tuple(self.gate_policy_of(g).interval for g in self.gates) or (self.gate_policy.interval,)

@@ -20,6 +20,7 @@ import yaml
 
 from packets.bundle_checks import check_bundle
 from packets.durations import format_duration
+from packets.gates import GateSpec, GateSpecError
 from packets.plan import HYPERCARE_CHECKPOINT, Checkpoint, Gate, Plan, Problem
 
 # A field path: mapping keys and list indexes, all as strings, e.g. ("checkpoints", "2", "after", "0").
@@ -419,7 +420,9 @@ def _check_traffic(plan: Plan, report: _Report) -> None:
 def _check_gates(plan: Plan, report: _Report) -> None:
     gates = list(plan.gates)
     for name, gate in plan.gates.items():
-        if parse_pass(gate.pass_) is None:
+        if _names_baseline(gate.pass_):
+            _check_baseline_rule(name, gate, report)
+        elif parse_pass(gate.pass_) is None:
             report.add(
                 ("gates", name, "pass"),
                 f"cannot read '{gate.pass_}': write OP NUMBER like '>= 0.995' "
@@ -432,7 +435,30 @@ def _check_gates(plan: Plan, report: _Report) -> None:
         _check_references(report, ("hypercare", "gates"), plan.hypercare.gates, gates, "gate")
 
 
+def _names_baseline(rule: str) -> bool:
+    return "baseline" in rule
+
+
+def _check_baseline_rule(name: str, gate: Gate, report: _Report) -> None:
+    try:
+        GateSpec.parse(gate.pass_)
+    except GateSpecError:
+        report.add(
+            ("gates", name, "pass"),
+            f"cannot read '{gate.pass_}': write OP [Nx] baseline [+ or - N] like '<= 2x baseline' "
+            f"or '<= baseline + 0.005' (OP: {', '.join(PASS_OPERATORS)})",
+        )
+        return
+    if gate.baseline is None:
+        report.add(("gates", name, "pass"), f"'{gate.pass_}' compares with a baseline: add baseline: QUERY")
+
+
 def _check_gate_policy(name: str, gate: Gate, report: _Report) -> None:
+    if gate.baseline is not None and not _names_baseline(gate.pass_):
+        report.add(
+            ("gates", name, "baseline"),
+            "the pass rule does not use the baseline; write it like '<= 2x baseline'",
+        )
     at = ("gates", name)
     if gate.interval is not None and gate.interval <= timedelta(0):
         report.add((*at, "interval"), "interval must be longer than 0")
@@ -483,7 +509,10 @@ def _check_rehearsal(plan: Plan, report: _Report) -> None:
     gates = list(plan.gates)
     for name, points in plan.rehearsal.telemetry.items():
         at = ("rehearsal", "telemetry", name)
-        if name not in plan.gates:
+        owner = name.removesuffix("@baseline")
+        if owner != name and owner in plan.gates and plan.gates[owner].baseline is None:
+            report.add(at, f"gate {owner} has no baseline: query for this series to stand in for")
+        elif owner not in plan.gates:
             report.add(at, _unknown("gate", name, gates))
         latest: timedelta | None = None
         for k, (offset, _value) in enumerate(points):

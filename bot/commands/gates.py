@@ -147,14 +147,23 @@ async def _check_one(plan: Plan, name: str, telemetry: Telemetry, *, at: datetim
     gate = plan.gates.get(name)
     if gate is None:
         return GateCheck(name, "", "", None, Outcome.NO_DATA, "gate is not defined in the plan")
+    measurement = await _reading(telemetry, gate=name, query=gate.query, at=at)
+    baseline = None
+    if gate.baseline is not None:
+        baseline = await _reading(telemetry, gate=plan.baseline_series(name), query=gate.baseline, at=at)
+    return evaluate_reading(plan, name, measurement, at=at, baseline=baseline)
+
+
+async def _reading(telemetry: Telemetry, *, gate: str, query: str, at: datetime) -> Measurement:
     try:
-        measurement = await telemetry.measure(gate=name, query=gate.query, at=at)
+        return await telemetry.measure(gate=gate, query=query, at=at)
     except Exception as exc:  # the contract says never; a check command still reports, not crashes
-        measurement = Measurement(None, f"telemetry provider raised {type(exc).__name__}")
-    return evaluate_reading(plan, name, measurement, at=at)
+        return Measurement(None, f"telemetry provider raised {type(exc).__name__}")
 
 
-def evaluate_reading(plan: Plan, name: str, measurement: Measurement, *, at: datetime) -> GateCheck:
+def evaluate_reading(
+    plan: Plan, name: str, measurement: Measurement, *, at: datetime, baseline: Measurement | None = None
+) -> GateCheck:
     """One reading against the gate's rule, through `packets.gates` like the engine does."""
     gate = plan.gates[name]
     try:
@@ -168,6 +177,8 @@ def evaluate_reading(plan: Plan, name: str, measurement: Measurement, *, at: dat
         gate=name,
         at=at,
         why_missing=measurement.reason,
+        baseline=baseline.value if baseline is not None else None,
+        baseline_missing=baseline.reason if baseline is not None else "",
     )
     reason = result.reason
     if result.outcome is not Outcome.NO_DATA and measurement.reason:

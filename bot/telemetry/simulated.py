@@ -50,19 +50,41 @@ class SimulatedTelemetry:
             if value is None or not math.isfinite(value):
                 return Measurement(None, f"rehearsal timeline says no data from +{format_duration(offset)}")
             return Measurement(value, f"rehearsal timeline from +{format_duration(offset)}")
-        return self._default(gate, before_first=bool(points))
+        return self._default(gate, before_first=bool(points), at=at)
 
-    def _default(self, gate: str, *, before_first: bool) -> Measurement:
+    def _default(self, gate: str, *, before_first: bool, at: datetime) -> Measurement:
         where = "before its first rehearsal point" if before_first else "no rehearsal timeline"
         if self._rehearsal.default == "no-data":
             return Measurement(None, f"{where}; rehearsal.default is no-data")
+        owner = gate.removesuffix("@baseline")
+        if owner != gate and owner in self._plan.gates:
+            return Measurement(BASELINE_DEFAULT, f"{where}; rehearsal default baseline")
         spec = self._plan.gates.get(gate)
         if spec is None:
             return Measurement(None, f"gate {gate} is not in the plan and has no rehearsal timeline")
+        if spec.baseline is not None:
+            return self._relative_default(gate, spec.pass_, where=where, at=at)
         value = plausible_passing_value(spec.pass_)
         if value is None:
             return Measurement(None, f"{where}; cannot derive a passing value from {spec.pass_!r}")
         return Measurement(value, f"{where}; rehearsal default: a passing value")
+
+    def _relative_default(self, gate: str, rule: str, *, where: str, at: datetime) -> Measurement:
+        """A rule against a baseline passes on a value derived from the baseline's reading now."""
+        baseline = self.reading(self._plan.baseline_series(gate), at=at)
+        if baseline.value is None:
+            return Measurement(None, f"{where}; the baseline has no data")
+        try:
+            spec = GateSpec.parse(rule)
+        except (GateSpecError, ValueError):
+            return Measurement(None, f"{where}; cannot derive a passing value from {rule!r}")
+        bound = spec.bound(baseline.value)
+        value = {Comparison.BELOW: bound - 1, Comparison.ABOVE: bound + 1}.get(spec.comparison, bound)
+        return Measurement(value, f"{where}; rehearsal default: a passing value against the baseline")
+
+
+# A baseline series with no rehearsal timeline reads this (any positive number would do).
+BASELINE_DEFAULT = 0.2
 
 
 def plausible_passing_value(rule: str) -> float | None:
