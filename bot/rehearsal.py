@@ -34,7 +34,7 @@ from bot.intents import PlanSource, dispatch, run_text
 from bot.render import RenderError, render
 from bot.telemetry.simulated import SimulatedTelemetry
 from bot.wiring import build_deps
-from handlers import evidence, gate_checks, manifest
+from handlers import evidence, gate_checks, manifest, status
 from handlers.commands import (
     CheckGates,
     OpenRun,
@@ -134,6 +134,7 @@ class Rehearsal:
         self.console.print(f"{self.stamp()} [bold {colour}]→ {where}[/] [dim]{kind}[/dim] {_escape(text)}")
         if kind == "packet_posted":
             self._print_packet(payload["packet"])
+            self._print_forecast(payload.get("forecast"))
         if kind == "delta_dm":
             for change in payload.get("changes", []):
                 self.console.print(
@@ -151,6 +152,31 @@ class Rehearsal:
             self.console.print(
                 f"        {start:%H:%M}-{end:%H:%M} {line['id']:<28} "
                 f"{line['owner_role']}/{line['owner_user']:<8} [dim]{flags}[/dim]{conflict}"
+            )
+
+    async def print_forecast(self, *, full: bool) -> None:
+        """Planned / actual / forecast: every checkpoint when asked, else the path and the end."""
+        outcome = await status.forecast_view(self.run, self.deps)
+        lines = outcome.message.splitlines()
+        for line in lines if full else lines[-2:]:
+            self.console.print(f"        [dim]{_escape(line)}[/dim]")
+
+    def _print_forecast(self, forecast: dict[str, Any] | None) -> None:
+        if not forecast:
+            return
+        tz = self.plan.window.start.tzinfo
+
+        def hhmm(value: str | None) -> str:
+            return datetime.fromisoformat(value).astimezone(tz).strftime("%H:%M") if value else "—"
+
+        for c in forecast["checkpoints"]:
+            actual = (
+                f"{hhmm(c['actual_start'])}-{hhmm(c['actual_end'])}" if c["actual_start"] else "not started"
+            )
+            behind = f" [red]behind by {c['behind']} min[/red]" if c["behind"] > 0 else ""
+            self.console.print(
+                f"        {c['id']:<28} planned {hhmm(c['planned_start'])}-{hhmm(c['planned_end'])} "
+                f"actual {actual} forecast {hhmm(c['start'])}-{hhmm(c['end'])}{behind}"
             )
 
     def say(self, who: str, action: str, outcome: Outcome) -> None:
@@ -311,6 +337,7 @@ class Rehearsal:
                 self.console.print(
                     f"{self.stamp()} [bold]{bar}[/bold] {done}/{total} done · {state} · {shares}"
                 )
+                await self.print_forecast(full=state in TERMINAL)
             if state in TERMINAL and not actions:
                 return str(state)
             step = gate_checks.next_interval(self.plan, progress, now) or self.plan.gate_policy.interval
@@ -344,6 +371,12 @@ class Rehearsal:
                 self.console.print(f"  {_escape(problem)}")
         async with self.deps.uow.transaction(read_only=True) as tx:
             packets = await tx.packets.for_run(self.run)
+        tz = self.plan.window.start.tzinfo
+        adopted = {
+            p["version"]: datetime.fromisoformat(p["adopted"]["at"]).astimezone(tz).isoformat()
+            for p in exported["packets"]
+            if p["adopted"]
+        }
         return {
             "plan": self.plan.plan,
             "revision": self.plan.revision,
@@ -356,6 +389,8 @@ class Rehearsal:
                     "state": p.state,
                     "reason": p.reason,
                     "hash": p.hash,
+                    "proposed_at": p.created_at.astimezone(tz).isoformat(),
+                    **({"adopted_at": adopted[p.version]} if p.version in adopted else {}),
                     "timeline": [
                         {
                             "checkpoint": c["id"],
@@ -369,6 +404,10 @@ class Rehearsal:
                     ],
                 }
                 for p in packets
+            ],
+            "actuals": [
+                {"checkpoint": t["checkpoint"], "started_at": t["actual_start"], "ended_at": t["actual_end"]}
+                for t in exported["timeline"]
             ],
             "notices": self.record.notices,
             "holds": [

@@ -56,7 +56,11 @@ class RenderedMessage:
 # The first listed is shortened first when several are long.
 SHRINKABLE: dict[MessageKind, dict[str, tuple[str, ...]]] = {
     MessageKind.PLAN_SUMMARY: {"signoffs": ("signoffs",)},
-    MessageKind.PACKET_POSTED: {"timeline": ("packet", "timeline"), "holds": ("packet", "holds")},
+    MessageKind.PACKET_POSTED: {
+        "forecast": ("forecast", "checkpoints"),
+        "timeline": ("packet", "timeline"),
+        "holds": ("packet", "holds"),
+    },
     MessageKind.DELTA_DM: {"changes": ("changes",)},
     MessageKind.STATUS: {"holds": ("open_holds",), "gates": ("gates",)},
     MessageKind.HELP: {"usage": ("usage",)},

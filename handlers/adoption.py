@@ -10,6 +10,7 @@ from __future__ import annotations
 from handlers.commands import Acknowledge, AdoptPacket, RejectPacket
 from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
+from handlers.drift import forecast_of
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.notices import change_rows
@@ -100,6 +101,7 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
             packet=ctx.packet.as_json(),
             summary=delta.summary(),
             released=tuple(h.id for h in ctx.progress.holds.values() if not h.is_open),
+            forecast=forecast_of(ctx).as_json(),
         )
         await post(ctx, to=channel, message=posted, dedupe_key=f"packet:v{new.version}")
         notices = delta.notices()

@@ -17,6 +17,7 @@ from handlers.outbox import post
 from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.authority import Refused
+from packets.forecast import actuals
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
 
@@ -85,6 +86,9 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             }
             for p in packets
         ],
+        # Planned (the authoritative packet) against actual (the engine and people's facts), per
+        # checkpoint in the packet's order; times in the plan window's offset, null while unknown.
+        "timeline": _planned_vs_actual(ctx),
         "readiness": [
             {
                 "checkpoint": cid,
@@ -169,6 +173,33 @@ def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, 
     }
 
 
+def _authoritative(evidence: dict[str, Any]) -> str:
+    found = [p["version"] for p in evidence["packets"] if p["state"] == "authoritative"]
+    return str(found[-1]) if found else "?"
+
+
+def _planned_vs_actual(ctx: RunContext) -> list[dict[str, Any]]:
+    tz = ctx.plan.window.start.tzinfo
+    known = actuals(ctx.progress, ctx.facts)
+
+    def iso(value: Any) -> str | None:
+        return value.astimezone(tz).isoformat() if value is not None else None
+
+    out: list[dict[str, Any]] = []
+    for line in ctx.packet.timeline:
+        actual = known.get(line.id)
+        out.append(
+            {
+                "checkpoint": line.id,
+                "planned_start": iso(line.start),
+                "planned_end": iso(line.end),
+                "actual_start": iso(actual.started_at if actual else None),
+                "actual_end": iso(actual.ended_at if actual else None),
+            }
+        )
+    return out
+
+
 def to_markdown(evidence: dict[str, Any]) -> str:
     plan = evidence["plan"]
     out = [
@@ -197,6 +228,12 @@ def to_markdown(evidence: dict[str, Any]) -> str:
             else ""
         )
         out.append(f"- v{p['version']} {p['state']}: {p['reason']} `{p['hash'][:12]}` {how}".rstrip())
+    out += ["", f"## Planned and actual (packet v{_authoritative(evidence)})"]
+    out += [
+        f"- {t['checkpoint']}: planned {t['planned_start']} to {t['planned_end']}; actual "
+        f"{t['actual_start'] or 'not started'} to {t['actual_end'] or 'not ended'}"
+        for t in evidence.get("timeline", [])
+    ]
     out += ["", "## Readiness evidence"]
     for r in evidence["readiness"]:
         gates = "; ".join(

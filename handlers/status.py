@@ -7,6 +7,7 @@ from typing import Any
 
 from handlers.context import RunContext, load
 from handlers.deps import Deps
+from handlers.drift import forecast_of
 from handlers.outcome import Outcome
 from packets.durations import format_duration
 from packets.engine.progress import TERMINAL
@@ -62,7 +63,15 @@ async def run_status(run: str, deps: Deps) -> Outcome:
         )
     done = sum(1 for c in progress.checkpoints.values() if c.state == "done")
     lines.append(f"{done} of {len(order)} checkpoints done.")
-    return Outcome.done("\n".join(lines), run=run, current_version=ctx.version, state=str(progress.state))
+    ahead = forecast_of(ctx)
+    lines += ahead.lines()
+    return Outcome.done(
+        "\n".join(lines),
+        run=run,
+        current_version=ctx.version,
+        state=str(progress.state),
+        forecast=ahead.as_json(),
+    )
 
 
 async def packet_view(run: str, deps: Deps) -> Outcome:
@@ -79,7 +88,26 @@ async def packet_view(run: str, deps: Deps) -> Outcome:
             f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)} {line.title} <@{line.owner_user}>"
             f" [{state.state if state else 'pending'}]" + (f" ({'; '.join(flags)})" if flags else "")
         )
-    return Outcome.done("\n".join(lines), run=run, current_version=ctx.version, packet=ctx.packet.as_json())
+    ahead = forecast_of(ctx)
+    lines += ahead.lines()
+    return Outcome.done(
+        "\n".join(lines),
+        run=run,
+        current_version=ctx.version,
+        packet=ctx.packet.as_json(),
+        forecast=ahead.as_json(),
+    )
+
+
+async def forecast_view(run: str, deps: Deps) -> Outcome:
+    """Planned / actual / forecast per checkpoint, the critical path and the forecast end."""
+    ctx = await _peek(run, deps)
+    if ctx is None:
+        return Outcome.refused(f"There is no run '{run}'.")
+    ahead = forecast_of(ctx)
+    return Outcome.done(
+        "\n".join(ahead.lines()), run=run, current_version=ctx.version, forecast=ahead.as_json()
+    )
 
 
 async def ledger_tail(run: str, count: int, deps: Deps) -> Outcome:
@@ -114,6 +142,7 @@ async def status_for_user(user: str, deps: Deps) -> Outcome:
                 "state": str(ctx.progress.state),
             }
         )
+        ahead = forecast_of(ctx)
         for line in ctx.packet.timeline:
             state = ctx.progress.checkpoints.get(line.id)
             if (
@@ -130,6 +159,9 @@ async def status_for_user(user: str, deps: Deps) -> Outcome:
                         "end": line.end.isoformat(),
                         "status": str(state.state),
                         "held": state.state == "held",
+                        "forecast_start": ahead.of(line.id).start.isoformat(),
+                        "forecast_end": ahead.of(line.id).end.isoformat(),
+                        "behind": int(ahead.of(line.id).behind.total_seconds() // 60),
                     }
                 )
         if roles and acked[(ctx.run, ctx.version)] is None:

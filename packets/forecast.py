@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from packets.durations import format_duration
 from packets.engine.progress import CheckpointState, RunProgress
@@ -71,6 +72,20 @@ class CheckpointForecast:
     def done(self) -> bool:
         return self.actual_end is not None
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "planned_start": self.planned_start.isoformat(),
+            "planned_end": self.planned_end.isoformat(),
+            "actual_start": _iso(self.actual_start),
+            "actual_end": _iso(self.actual_end),
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "behind": _whole_minutes(self.behind),
+            "critical": self.critical,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
@@ -90,6 +105,27 @@ class Forecast:
     @property
     def behind(self) -> timedelta:
         return max(self.end - self.planned_end, _ZERO)
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for the templates: times in the plan's offset, `behind`/`overrun` in minutes."""
+        return {
+            "at": self.at.isoformat(),
+            "version": self.packet_version,
+            "end": self.end.isoformat(),
+            "planned_end": self.planned_end.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "behind": _whole_minutes(self.behind),
+            "overrun": _whole_minutes(self.overrun),
+            "critical_path": list(self.critical_path),
+            "checkpoints": [c.as_json() for c in self.checkpoints],
+        }
+
+    def lines(self) -> list[str]:
+        """The forecast as sentences, one per checkpoint, then the critical path and the end."""
+        out = [_line(c) for c in self.checkpoints]
+        out.append(f"Critical path: {' → '.join(self.critical_path) or 'none'}.")
+        out.append(_end_line(self))
+        return out
 
     def of(self, checkpoint: str) -> CheckpointForecast:
         for line in self.checkpoints:
@@ -112,7 +148,8 @@ def actuals(progress: RunProgress, facts: Facts) -> dict[str, Actual]:
         ended = state.done_at if state is not None and state.state is CheckpointState.DONE else None
         started = started or facts.started.get(cid)
         ended = ended or facts.done.get(cid)
-        if started is not None and ended is not None and started > ended:
+        if ended is not None and (started is None or started > ended):
+            # What ended had started: a hold checkpoint completes in the moment it is released.
             started = ended
         if started is None and ended is None:
             continue
@@ -279,3 +316,35 @@ def describe_cause(progress: RunProgress, *, since: datetime, now: datetime) -> 
 
 def _minutes(value: timedelta) -> timedelta:
     return timedelta(minutes=max(1, round(value.total_seconds() / 60)))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _whole_minutes(value: timedelta) -> int:
+    return int(value.total_seconds() // 60)
+
+
+def _hhmm(value: datetime | None) -> str:
+    return value.strftime("%H:%M") if value is not None else "—"
+
+
+def _line(c: CheckpointForecast) -> str:
+    actual = f"{_hhmm(c.actual_start)}–{_hhmm(c.actual_end)}" if c.actual_start else "not started"
+    text = (
+        f"{c.title}: planned {_hhmm(c.planned_start)}–{_hhmm(c.planned_end)}, actual {actual}, "
+        f"forecast {_hhmm(c.start)}–{_hhmm(c.end)}"
+    )
+    if c.behind >= timedelta(minutes=1):
+        text += f", behind by {_whole_minutes(c.behind)} min"
+    return text + "."
+
+
+def _end_line(f: Forecast) -> str:
+    if f.overrun > _ZERO:
+        return (
+            f"Forecast end {_hhmm(f.end)}, {_whole_minutes(f.overrun)} min past the window end "
+            f"{_hhmm(f.window_end)}."
+        )
+    return f"Forecast end {_hhmm(f.end)}, inside the window that ends {_hhmm(f.window_end)}."

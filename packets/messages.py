@@ -92,6 +92,8 @@ class PacketPosted(_Payload):
     packet: dict[str, Any]
     summary: str | None = _optional()
     released: tuple[str, ...] | None = _optional()
+    # packets.forecast.Forecast.as_json(): planned / actual / forecast per checkpoint, when known.
+    forecast: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

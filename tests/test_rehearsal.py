@@ -69,6 +69,30 @@ async def test_the_payments_rehearsal_completes_with_a_refused_release_and_a_two
     assert "Ledger check" in printed and "Traceback" not in printed
 
 
+async def test_the_report_gives_each_checkpoint_its_actual_times_and_each_packet_its_proposal_and_adoption(
+    tmp_path: Path,
+) -> None:
+    _, report, printed = await _rehearse("payments-tokenization", tmp_path)
+
+    actuals = {a["checkpoint"]: a for a in report["actuals"]}
+    assert set(actuals) == {c["checkpoint"] for c in report["packets"][0]["timeline"]}
+    key = actuals["key-replication"]
+    # ISO 8601 in the plan window's offset; the script released it at 21:02 and reported it late.
+    assert key["started_at"] == "2026-11-24T21:02:00-05:00"
+    assert key["ended_at"] is not None and key["ended_at"].endswith("-05:00")
+    assert all(a["started_at"] <= a["ended_at"] for a in actuals.values() if a["ended_at"])
+    for packet in report["packets"]:
+        assert packet["proposed_at"].endswith("-05:00")
+        if packet["state"] in ("authoritative", "superseded") and packet["version"] == 1:
+            assert packet["adopted_at"] == packet["proposed_at"]
+    assert "adopted_at" in report["packets"][-1]
+    assert not any("adopted_at" in p for p in report["packets"] if p["state"] in ("proposed", "rejected"))
+    rows = {t["checkpoint"]: t for t in report["evidence"]["timeline"]}
+    assert rows["key-replication"]["actual_start"] == key["started_at"]
+    assert rows["key-replication"]["planned_start"] is not None
+    assert "Planned and actual" in printed
+
+
 async def test_the_command_window_rehearsal_holds_the_protected_replication_and_refuses_a_stale_ack(
     tmp_path: Path,
 ) -> None:

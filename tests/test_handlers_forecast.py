@@ -1,0 +1,71 @@
+"""A gate hold that delays the run: status, packet card and App Home show planned / actual / forecast."""
+
+from __future__ import annotations
+
+from bot.render import render, render_home
+from handlers.status import packet_view, run_status, status_for_user
+from packets import messages as msg
+from tests import handler_fixtures
+from tests.handler_fixtures import ENG1, FAILING
+
+sqlite_uow = handler_fixtures.sqlite_uow
+world = handler_fixtures.world
+
+
+async def _held_canary(world) -> None:  # type: ignore[no-untyped-def]
+    """The canary soaks from 21:17; latency breaches at 21:19 and holds it; it is 21:45 now."""
+    await world.canary_soaking()
+    world.set_time("21:19")
+    world.telemetry.set("lookup-latency", FAILING["lookup-latency"])
+    assert (await world.check()).ok
+    world.set_time("21:45")
+    assert (await world.progress()).state == "held"
+
+
+async def test_status_shows_each_checkpoint_planned_actual_and_forecast_and_how_far_behind(world) -> None:  # type: ignore[no-untyped-def]
+    await _held_canary(world)
+
+    outcome = await run_status(world.run, world.deps)
+
+    text = outcome.message
+    # Planned 21:15-21:25 in v1; it started at 21:17 and, held, cannot end before now (21:45).
+    assert "Shift merchant cohort A: planned 21:15–21:25, actual 21:17–—, forecast 21:17–21:45" in text
+    assert "behind by 20 min" in text
+    assert "Retire the legacy path: planned 21:25–21:35, actual not started, forecast 21:45–21:55" in text
+    assert "Critical path: preflight → canary → widen → retire." in text
+    assert "Forecast end 21:55, inside the window that ends 01:00." in text
+    forecast = outcome.data["forecast"]
+    assert forecast["behind"] == 20 and forecast["overrun"] == 0
+    assert forecast["end"] == "2026-11-24T21:55:00-05:00"
+
+
+async def test_the_packet_card_and_app_home_render_the_forecast_through_their_templates(world) -> None:  # type: ignore[no-untyped-def]
+    await _held_canary(world)
+    packet = await packet_view(world.run, world.deps)
+    assert "forecast 21:45–21:55" in packet.message
+
+    card = render(
+        msg.MessageKind.PACKET_POSTED,
+        {
+            "run": world.run,
+            **msg.PacketPosted(packet=packet.data["packet"], forecast=packet.data["forecast"]).as_json(),
+        },
+    )
+    shown = str(card.blocks)
+    assert "planned `21:15–21:25` · actual `21:17–—` · forecast `21:17–21:45` · *behind by 20 min*" in shown
+    assert "Critical path: preflight → canary → widen → retire" in shown
+    assert "Forecast end `21:55`" in shown
+
+    home = (await status_for_user(ENG1, world.deps)).data
+    canary = next(o for o in home["owned"] if o["checkpoint"] == "canary")
+    assert canary["forecast_end"] == "2026-11-24T21:45:00-05:00" and canary["behind"] == 20
+    view = render_home(
+        msg.HomeView(
+            user=ENG1,
+            runs=tuple(home["runs"]),
+            owned=tuple(home["owned"]),
+            to_ack=tuple(home["to_ack"]),
+            to_release=tuple(home["to_release"]),
+        ).as_json()
+    )
+    assert "forecast `21:17–21:45`" in str(view["blocks"]) and "behind by 20 min" in str(view["blocks"])
