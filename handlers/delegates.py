@@ -11,7 +11,7 @@ from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
 from handlers.flow import on_run
 from handlers.outcome import Outcome
-from handlers.resequence import propose
+from handlers.proposals import propose
 
 
 async def change_delegate(cmd: ChangeDelegate, deps: Deps) -> Outcome:

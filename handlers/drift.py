@@ -2,12 +2,27 @@
 
 `forecast_of(ctx)` is `packets.forecast.forecast` over what the use case loaded: planned times
 from the authoritative packet, actual times from the engine and from people, forecast at `now`.
+
+`propose_if_drifted(ctx)` runs after every use case on a run (handlers.flow): when the forecast
+moves any checkpoint by at least `material_shift` against the latest packet version (the standing
+proposal, a rejected one, or the authoritative packet), the next version is proposed from the
+forecast, exactly like a late report, with what caused it as its reason ("held 25m at canary-a").
+Comparing with the latest version, not only the authoritative one, is what stops a proposal on
+every tick: it is proposed again only once the drift is material against that one too. While
+the run is stopped (held, paused, frozen) the forecast moves every minute and no version could
+stay true, so the proposal waits for the run to move again (typically: the hold's release).
 """
 
 from __future__ import annotations
 
-from handlers.context import RunContext
-from packets.forecast import Forecast, forecast
+from handlers.context import RunContext, save
+from handlers.proposals import propose
+from packets.engine.progress import RunState
+from packets.forecast import Forecast, describe_cause, forecast, forecast_packet, moved
+from packets.packet import Packet
+
+# Who the ledger and the channel line name for a proposal nobody typed.
+DRIFT_ACTOR = "forecast"
 
 
 def forecast_of(ctx: RunContext) -> Forecast:
@@ -19,3 +34,30 @@ def forecast_of(ctx: RunContext) -> Forecast:
         now=ctx.now,
         acting=ctx.acting,
     )
+
+
+async def propose_if_drifted(ctx: RunContext) -> Packet | None:
+    """Propose the next version from the forecast when it drifted materially; else None."""
+    if ctx.progress.state is not RunState.RUNNING or ctx.progress.in_hypercare:
+        return None
+    latest = await ctx.tx.packets.latest(ctx.run)
+    reference = Packet.from_json(latest.document()) if latest is not None else ctx.packet
+    since = latest.created_at if latest is not None else ctx.now
+    candidate = forecast_packet(
+        plan=ctx.plan,
+        progress=ctx.progress,
+        facts=ctx.working_facts,
+        now=ctx.now,
+        version=reference.version + 1,
+        supersedes=ctx.version,
+        reason="",
+        acting=ctx.acting,
+    )
+    if not moved(reference, candidate, material_shift=ctx.plan.material_shift):
+        return None
+    cause = describe_cause(ctx.progress, since=since, now=ctx.now, at_least=ctx.plan.material_shift)
+    proposed = await propose(ctx, ctx.working_facts, reason=f"forecast drift: {cause}", by=DRIFT_ACTOR)
+    if proposed is None:
+        return None
+    await save(ctx)
+    return proposed[0]

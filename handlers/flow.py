@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from handlers import shifts
+from handlers import drift, shifts
 from handlers.context import RunContext, load, refuse
 from handlers.deps import Deps
 from handlers.outcome import Outcome
@@ -36,6 +36,9 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                 raise RunNotFound(run)
             try:
                 outcome = await body(ctx)
+                if outcome.ok:
+                    # Whatever changed, the forecast is recomputed; a material drift is proposed.
+                    await drift.propose_if_drifted(ctx)
             except Refused as exc:
                 reason = redact(str(getattr(exc, "reason", None) or exc))
                 raise _RollBack from exc

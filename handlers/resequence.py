@@ -14,19 +14,15 @@ from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
-from handlers.notices import delta_counts
-from handlers.outbox import post
 from handlers.outcome import Outcome
-from packets import messages as msg
+from handlers.proposals import propose
 from packets.authority import Refused
-from packets.delta import diff
 from packets.durations import resolve_time
 from packets.engine import events as ev
 from packets.engine.progress import CheckpointState
-from packets.packet import Packet, PacketState
+from packets.packet import Packet
 from packets.plan import CheckpointWindow
 from packets.redact import redact
-from packets.timeline import Facts, build_packet
 
 
 def _require_checkpoint(ctx: RunContext, checkpoint: str) -> None:
@@ -43,64 +39,6 @@ def _require_owner_or(ctx: RunContext, user: str, checkpoint: str, roles: list[s
     raise Refused(
         f"{user} does not act for {owner} (acting: {roster.acting_user(owner)}) or for {', '.join(roles)}."
     )
-
-
-async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tuple[Packet, str] | None:
-    """Build and store the next proposed packet from `facts`; None when nothing material changed."""
-    latest = await ctx.tx.packets.latest(ctx.run)
-    version = (latest.version if latest else ctx.version) + 1
-    packet = build_packet(
-        ctx.plan,
-        facts,
-        version=version,
-        supersedes=ctx.version,
-        reason=reason,
-        acting=ctx.acting,
-        plan_revision=ctx.plan.revision,
-    )
-    delta = diff(ctx.packet, packet, material_shift=ctx.plan.material_shift)
-    if not delta.material_changes:
-        # Nothing anyone must act on: the fact joins what the next proposal builds on.
-        ctx.working_facts = facts
-        return None
-    ctx.pending = facts
-    for stale in await ctx.tx.packets.in_state(ctx.run, str(PacketState.PROPOSED)):
-        # Only one proposal stands at a time: the newest facts win, the older one is superseded.
-        await ctx.tx.packets.set_state_cas(
-            ctx.run,
-            stale.version,
-            from_state=str(PacketState.PROPOSED),
-            to_state=str(PacketState.SUPERSEDED),
-            at=ctx.now,
-        )
-    await ctx.tx.packets.add(
-        run_id=ctx.run,
-        version=version,
-        state=str(PacketState.PROPOSED),
-        hash=packet.hash,
-        body=packet.as_json(),
-        reason=reason,
-        supersedes=ctx.version,
-        at=ctx.now,
-    )
-    summary = delta.summary()
-    await ledger(
-        ctx,
-        actor=by,
-        kind="packet_proposed",
-        payload={
-            "version": version,
-            "supersedes": ctx.version,
-            "hash": packet.hash,
-            "reason": reason,
-            "summary": summary,
-        },
-    )
-    line = msg.PacketProposedLine(
-        version=version, counts=delta_counts(delta), reason=reason, by=by, summary=summary
-    )
-    await post(ctx, to=ctx.plan.channel, message=line)
-    return packet, summary
 
 
 def _answer(ctx: RunContext, proposed: tuple[Packet, str] | None, what: str) -> Outcome:

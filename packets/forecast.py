@@ -294,9 +294,30 @@ def _critical_path(plan: Plan, lines: list[CheckpointForecast]) -> tuple[str, ..
     return tuple(reversed(path))
 
 
-def describe_cause(progress: RunProgress, *, since: datetime, now: datetime) -> str:
-    """What moved the forecast since `since`, as people say it: "held 25 min at canary-a"."""
-    parts: list[str] = []
+def moved(reference: Packet, candidate: Packet, *, material_shift: timedelta) -> tuple[str, ...]:
+    """The checkpoints `candidate` plans at least `material_shift` away from `reference`.
+
+    Only times count: a hold released or a status changed is no drift.
+    """
+    out: list[str] = []
+    for line in candidate.timeline:
+        if not reference.has(line.id):
+            continue
+        old = reference.checkpoint(line.id)
+        if abs(line.start - old.start) >= material_shift or abs(line.end - old.end) >= material_shift:
+            out.append(line.id)
+    return tuple(out)
+
+
+def describe_cause(
+    progress: RunProgress, *, since: datetime, now: datetime, at_least: timedelta = _ZERO
+) -> str:
+    """What moved the forecast since `since`, as people say it: "held 25m at canary-a".
+
+    Holds that lasted at least `at_least` (the plan's material shift) are named, longest first;
+    short ones are named only when nothing else explains the drift.
+    """
+    held_for: list[tuple[timedelta, str]] = []
     for hold in progress.holds.values():
         until = hold.released_at or now
         if until <= since:
@@ -305,7 +326,10 @@ def describe_cause(progress: RunProgress, *, since: datetime, now: datetime) -> 
         if held <= _ZERO:
             continue
         where = f" at {hold.checkpoint}" if hold.checkpoint else ""
-        parts.append(f"held {format_duration(_minutes(held))}{where}")
+        held_for.append((held, f"held {format_duration(_minutes(held))}{where}"))
+    held_for.sort(key=lambda pair: -pair[0])
+    long_ones = [text for held, text in held_for if held >= at_least]
+    parts = long_ones or [text for _, text in held_for]
     for word, stop in (("paused", progress.paused), ("frozen", progress.frozen)):
         if stop is not None and now > stop.at:
             parts.append(f"{word} {format_duration(_minutes(now - max(stop.at, since)))} ({stop.reason})")

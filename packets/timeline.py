@@ -59,6 +59,8 @@ from packets.durations import format_duration
 from packets.packet import HoldSource, Packet, PacketHold, PacketState, PlannedCheckpoint
 from packets.plan import Checkpoint, CheckpointWindow, Plan
 
+_ZERO = timedelta(0)
+
 
 class TimelineError(ValueError):
     """The plan or the facts cannot be scheduled at all: a cycle, or an unknown checkpoint."""
@@ -257,7 +259,9 @@ class _Scheduler:
         if window is not None:
             not_before = window.not_before and self.local(window.not_before)
             not_after = window.not_after and self.local(window.not_after)
-        length = cp.duration + cp.soak
+        # The engine completes a hold checkpoint without gates when its hold is released (the
+        # hold is the checkpoint): it takes no time on the timeline, whatever duration it names.
+        length = _ZERO if cp.hold is not None and not cp.gates else cp.duration + cp.soak
 
         lower = self.window_start
         if not_before is not None and not_before > lower:
@@ -314,12 +318,14 @@ class _Scheduler:
             if cp.protected:
                 slot.conflict = f"{needs}; protected, so held inside its window instead of moved past it"
                 slot.conflict_hold = True
-                shown = _clamped(start, lower, length, not_after, started=started_at)
-                if self.now is None or (
-                    shown[1] >= self.now and (started_at is not None or shown[0] >= self.now)
-                ):
-                    # A window that closed already cannot be shown: never plan the past.
-                    slot.start, slot.end = shown
+                slot.start, slot.end = _clamped(start, lower, length, not_after, started=started_at)
+                if self.now is not None:
+                    # Never plan the past: what has not started is shown from now at the earliest,
+                    # what runs ends no earlier than now, even when its window closes before.
+                    if started_at is None and slot.start < self.now:
+                        slot.start = self.now
+                    if slot.end < slot.start or slot.end < self.now:
+                        slot.end = max(slot.start, self.now)
             else:
                 slot.conflict = f"{needs}; not protected, so moved past it"
         return slot

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from bot.render import render, render_home
+from handlers import commands as c
+from handlers.holds import release_hold
 from handlers.status import packet_view, run_status, status_for_user
 from packets import messages as msg
+from packets.packet import Packet
 from tests import handler_fixtures
-from tests.handler_fixtures import ENG1, FAILING
+from tests.handler_fixtures import ENG1, FAILING, PASSING, REL1, at
 
 sqlite_uow = handler_fixtures.sqlite_uow
 world = handler_fixtures.world
@@ -69,3 +72,38 @@ async def test_the_packet_card_and_app_home_render_the_forecast_through_their_te
         ).as_json()
     )
     assert "forecast `21:17–21:45`" in str(view["blocks"]) and "behind by 20 min" in str(view["blocks"])
+
+
+async def test_releasing_a_long_gate_hold_proposes_the_next_version_from_the_forecast_naming_the_hold(
+    world,
+) -> None:  # type: ignore[no-untyped-def]
+    await _held_canary(world)
+    world.telemetry.set("lookup-latency", PASSING["lookup-latency"])
+    hold = next(h for h in (await world.progress()).open_holds() if h.checkpoint == "canary")
+
+    released = await release_hold(c.ReleaseHold(run=world.run, user=ENG1, hold=hold.id), world.deps)
+
+    assert released.ok, released.message
+    proposals = await world.entries("packet_proposed")
+    assert len(proposals) == 1
+    assert proposals[0].payload["reason"] == "forecast drift: held 26m at canary"
+    rows = await world.packet_rows()
+    proposed = Packet.from_json(rows[-1].document())
+    assert proposed.version == 2 and rows[-1].state == "proposed"
+    # Done and running checkpoints keep their actual times; nothing pending before 21:45.
+    assert proposed.checkpoint("preflight").end == at("21:17")
+    assert proposed.checkpoint("canary").start == at("21:17")
+    assert proposed.checkpoint("retire").start >= at("21:45")
+    assert [r.kind for r in await world.outbox("packet_proposed_line")]
+    assert not await world.outbox("delta_dm")  # people hear by DM only once it is adopted
+
+    # Ticks go on, the forecast moves a minute at a time: no new proposal until it is material.
+    for minute in range(46, 49):
+        world.set_time(f"21:{minute}")
+        assert (await world.check()).ok
+    assert len(await world.entries("packet_proposed")) == 1
+
+    adopted = await world.adopt(2, user=REL1)
+    assert adopted.ok, adopted.message
+    dms = {r.recipient for r in await world.outbox("delta_dm")}
+    assert dms and dms <= {"U0ENG1", "U0REL1", "U0RISK1", "U0SEC1"}

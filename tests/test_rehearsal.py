@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,29 @@ async def test_the_report_gives_each_checkpoint_its_actual_times_and_each_packet
     assert rows["key-replication"]["actual_start"] == key["started_at"]
     assert rows["key-replication"]["planned_start"] is not None
     assert "Planned and actual" in printed
+
+
+async def test_the_payments_rehearsal_ends_with_a_packet_that_follows_what_happened_after_its_adoption(
+    tmp_path: Path,
+) -> None:
+    _, report, _ = await _rehearse("payments-tokenization", tmp_path)
+
+    drift = [p for p in report["packets"] if p["reason"].startswith("forecast drift")]
+    assert drift and "held" in drift[0]["reason"] and "canary-a" in drift[0]["reason"]
+    last = [p for p in report["packets"] if p["state"] == "authoritative"][-1]
+    assert last in drift  # the script adopts the drift proposal
+    adopted = datetime.fromisoformat(last["adopted_at"])
+    actual = {a["checkpoint"]: a for a in report["actuals"]}
+    checked = 0
+    for line in last["timeline"]:
+        happened = actual[line["checkpoint"]]
+        if happened["started_at"] is None or datetime.fromisoformat(happened["started_at"]) < adopted:
+            continue
+        checked += 1
+        for planned, real in ((line["start"], happened["started_at"]), (line["end"], happened["ended_at"])):
+            gap = abs(datetime.fromisoformat(planned) - datetime.fromisoformat(real))
+            assert gap < timedelta(minutes=5), (line["checkpoint"], planned, real)
+    assert checked >= 4
 
 
 async def test_the_command_window_rehearsal_holds_the_protected_replication_and_refuses_a_stale_ack(
