@@ -13,6 +13,7 @@ MODULES: list[str] = [
     "readiness",
     "gate_ticks",
     "ack",
+    "forecast",
 ]
 
 

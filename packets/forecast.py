@@ -141,13 +141,20 @@ class Forecast:
 def actuals(progress: RunProgress, facts: Facts) -> dict[str, Actual]:
     """Per checkpoint that started or ended, its actual times (the engine's first, then people's)."""
     found: dict[str, Actual] = {}
-    names = set(progress.checkpoints) | set(facts.started) | set(facts.done)
+    names = set(progress.checkpoints)
+    if facts.started or facts.done:
+        names |= set(facts.started) | set(facts.done)
     for cid in names:
         state = progress.checkpoints.get(cid)
-        started = state.started_at if state is not None else None
-        ended = state.done_at if state is not None and state.state is CheckpointState.DONE else None
-        started = started or facts.started.get(cid)
-        ended = ended or facts.done.get(cid)
+        started = ended = None
+        if state is not None:
+            started = state.started_at
+            if state.state is CheckpointState.DONE:
+                ended = state.done_at
+        if started is None:
+            started = facts.started.get(cid)
+        if ended is None:
+            ended = facts.done.get(cid)
         if ended is not None and (started is None or started > ended):
             # What ended had started: a hold checkpoint completes in the moment it is released.
             started = ended
@@ -217,23 +224,25 @@ def forecast(
         acting=acting if acting is not None else _acting_of(packet),
     )
     known = actuals(progress, facts)
+    unknown = Actual()
     lines: list[CheckpointForecast] = []
     for planned in packet.timeline:
         if not scheduled.has(planned.id):
             continue
         guess = scheduled.checkpoint(planned.id)
-        actual = known.get(planned.id, Actual())
+        actual = known.get(planned.id, unknown)
+        # Positional, in field order: this runs once per checkpoint on every recomputation.
         lines.append(
             CheckpointForecast(
-                id=planned.id,
-                title=planned.title,
-                owner_user=planned.owner_user,
-                planned_start=planned.start.astimezone(tz),
-                planned_end=planned.end.astimezone(tz),
-                actual_start=_local(actual.started_at, tz),
-                actual_end=_local(actual.ended_at, tz),
-                start=guess.start.astimezone(tz),
-                end=guess.end.astimezone(tz),
+                planned.id,
+                planned.title,
+                planned.owner_user,
+                _local(planned.start, tz),
+                _local(planned.end, tz),
+                _maybe_local(actual.started_at, tz),
+                _maybe_local(actual.ended_at, tz),
+                guess.start,  # the resequencer already speaks the plan window's offset
+                guess.end,
             )
         )
     path = _critical_path(plan, lines)
@@ -261,8 +270,12 @@ def _acting_of(packet: Packet) -> dict[str, str]:
     return acting
 
 
-def _local(value: datetime | None, tz: tzinfo | None) -> datetime | None:
-    return None if value is None else value.astimezone(tz)
+def _local(value: datetime, tz: tzinfo | None) -> datetime:
+    return value if value.tzinfo is tz else value.astimezone(tz)
+
+
+def _maybe_local(value: datetime | None, tz: tzinfo | None) -> datetime | None:
+    return None if value is None else _local(value, tz)
 
 
 def _critical_path(plan: Plan, lines: list[CheckpointForecast]) -> tuple[str, ...]:

