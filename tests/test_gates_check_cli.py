@@ -75,6 +75,7 @@ def test_every_gate_giving_a_number_exits_zero_with_one_json_entry_per_gate(
         "value": 0.999,
         "outcome": "pass",
         "reason": "0.999 >= 0.995",
+        "on_failure": "A failure would roll the cohort back at once.",
     }
     assert [(c["gate"], c["outcome"]) for c in checks] == [
         ("auth-success", "pass"),
@@ -271,3 +272,29 @@ async def test_gates_check_exits_one_when_a_metric_is_gone_from_prometheus(
     assert (status, [c["outcome"] for c in before]) == (0, ["pass", "pass"])
     assert (status_after, [c["outcome"] for c in after]) == (1, ["pass", "no-data"])
     assert after[1]["reason"].startswith("no series returned")
+
+
+def test_each_gate_says_the_action_a_failure_would_take_and_whether_for_or_a_baseline_is_involved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = file_plan(tmp_path, HEALTHY + "lookup-latency-p95@baseline: 0.2\n")
+    text = path.read_text()
+    text = text.replace(
+        "on_fail: rollback_cohort}", "on_fail: rollback_cohort, for: 10m, failure_limit: 2}", 1
+    )
+    text = text.replace(
+        'pass: "<= 0.25", on_fail: hold}', 'pass: "<= 2x baseline", baseline: legacy_p95, on_fail: hold}', 1
+    )
+    path.write_text(text)
+
+    status, checks = check_json(capsys, str(path))
+
+    assert status == 0
+    assert checks[0]["on_failure"] == (
+        "A failure would roll the cohort back once it has failed for 10m, "
+        "after more than 2 failing readings in the stage."
+    )
+    assert checks[1]["outcome"] == "pass" and "baseline 0.2" in checks[1]["reason"]
+    assert checks[1]["on_failure"] == (
+        "A failure would hold the checkpoint at once, compared with the baseline legacy_p95."
+    )

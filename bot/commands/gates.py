@@ -22,14 +22,14 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 
 from bot.telemetry import telemetry_for
 from handlers.ports import Measurement, Telemetry
-from packets.durations import DurationError, parse_duration
+from packets.durations import DurationError, format_duration, parse_duration
 from packets.gates import GateSpec, GateSpecError, Outcome, evaluate
 from packets.plan import Plan, PlanInvalid
 from packets.plan_load import load_plan
@@ -47,6 +47,9 @@ class GateCheck:
     value: float | None
     outcome: Outcome
     reason: str
+    # What a failure of this gate would do, as a sentence: its action, and whether `for`, a
+    # failure limit, a readiness timeout or a baseline is involved.
+    on_failure: str = ""
 
     def as_json(self) -> dict[str, object]:
         return {**asdict(self), "outcome": str(self.outcome)}
@@ -183,7 +186,39 @@ def evaluate_reading(
     reason = result.reason
     if result.outcome is not Outcome.NO_DATA and measurement.reason:
         reason += f" ({measurement.reason})"  # e.g. which rehearsal point the value came from
-    return GateCheck(name, gate.query, gate.pass_, result.value, result.outcome, reason)
+    return GateCheck(
+        name, gate.query, gate.pass_, result.value, result.outcome, reason, on_failure=on_failure(plan, name)
+    )
+
+
+_ACTION_WORDS = {
+    "pause": "pause the run",
+    "hold": "hold the checkpoint",
+    "rollback_cohort": "roll the cohort back",
+    "freeze": "freeze the run",
+    "global_rollback": "roll all traffic back",
+}
+
+
+def on_failure(plan: Plan, name: str) -> str:
+    """One sentence: the action a failure of gate `name` takes, and what delays or shapes it."""
+    gate = plan.gates[name]
+    policy = plan.gate_policy_of(name)
+    action = _ACTION_WORDS.get(gate.on_fail, gate.on_fail)
+    if gate.kind == "readiness" and gate.timeout is not None:
+        when = f"if it has not become ready {format_duration(gate.timeout)} into the stage"
+    elif policy.lasting > timedelta(0):
+        when = f"once it has failed for {format_duration(policy.lasting)}"
+    else:
+        when = "at once"
+    parts = [f"A failure would {action} {when}"]
+    if policy.tolerated:
+        parts.append(f"after more than {policy.tolerated} failing readings in the stage")
+    if gate.baseline is not None:
+        parts.append(f"compared with the baseline {gate.baseline}")
+    if policy.no_data == "hold":
+        parts.append("and no data holds the checkpoint")
+    return ", ".join(parts) + "."
 
 
 def _print_table(plan: Plan, checks: list[GateCheck], *, at: datetime) -> None:
@@ -194,12 +229,13 @@ def _print_table(plan: Plan, checks: list[GateCheck], *, at: datetime) -> None:
         title=f"{plan.plan}: gates at {at.isoformat(timespec='seconds')} ({plan.telemetry.provider})"
     )
     # Names, numbers and outcomes stay whole (people grep and copy them); queries and reasons wrap.
-    for column in ("gate", "query", "value", "threshold", "outcome", "reason"):
-        table.add_column(column, overflow="fold", no_wrap=column not in ("query", "reason"))
+    for column in ("gate", "query", "value", "threshold", "outcome", "reason", "on failure"):
+        table.add_column(column, overflow="fold", no_wrap=column not in ("query", "reason", "on failure"))
     style = {"pass": "green", "fail": "red", "no-data": "yellow"}
     for c in checks:
         value = "-" if c.value is None else f"{c.value:.6g}"
-        table.add_row(c.gate, c.query, value, c.threshold, f"[{style[c.outcome]}]{c.outcome}[/]", c.reason)
+        outcome = f"[{style[c.outcome]}]{c.outcome}[/]"
+        table.add_row(c.gate, c.query, value, c.threshold, outcome, c.reason, c.on_failure)
     console = Console(highlight=False)
     if not console.is_terminal:
         # Piped into a ticket or a log: 80 columns would fold every query; nobody reflows these.
