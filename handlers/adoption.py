@@ -20,7 +20,7 @@ from packets import messages as msg
 from packets.authority import Refused
 from packets.delta import diff
 from packets.engine import events as ev
-from packets.packet import Packet, PacketState
+from packets.packet import Packet, PacketState, register_id
 
 _PROPOSED = str(PacketState.PROPOSED)
 
@@ -100,7 +100,12 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
         posted = msg.PacketPosted(
             packet=ctx.packet.as_json(),
             summary=delta.summary(),
-            released=tuple(h.id for h in ctx.progress.holds.values() if not h.is_open),
+            # The card's register names planned holds by checkpoint and source (packets.packet).
+            released=tuple(
+                register_id(source=h.source, checkpoint=h.checkpoint)
+                for h in ctx.progress.holds.values()
+                if not h.is_open and h.checkpoint is not None
+            ),
             forecast=forecast_of(ctx).as_json(),
         )
         await post(ctx, to=channel, message=posted, dedupe_key=f"packet:v{new.version}")

@@ -11,6 +11,7 @@ from handlers.outcome import Outcome
 from packets.authority import Refused
 from packets.engine import events as ev
 from packets.engine.progress import HoldRecord
+from packets.packet import register_id
 from packets.redact import redact
 
 
@@ -38,14 +39,13 @@ def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
         return ctx.progress.holds[ref]
     # The packet card's hold register names holds `SOURCE:CHECKPOINT` (packets.timeline), the
     # engine `CHECKPOINT/SOURCE/N`: a Release button on the card means that checkpoint's hold.
-    source, colon, checkpoint = ref.partition(":")
-    if not (colon and ctx.packet.has(checkpoint)):
-        source, checkpoint = "", ref
-    on_checkpoint = [
+    # packets.packet.register_id is the one mapping of an opened hold to its register entry.
+    planned = [
         h
         for h in ctx.progress.holds.values()
-        if h.checkpoint == checkpoint and (not source or str(h.source) == source)
+        if h.checkpoint is not None and register_id(source=h.source, checkpoint=h.checkpoint) == ref
     ]
+    on_checkpoint = planned or [h for h in ctx.progress.holds.values() if h.checkpoint == ref]
     if not on_checkpoint:
         open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
         raise Refused(f"There is no hold '{ref}' (open holds: {open_ids}).")

@@ -90,6 +90,16 @@ class PlannedCheckpoint:
         )
 
 
+def register_id(*, source: HoldSource | str, checkpoint: str) -> str:
+    """The id of a planned hold in a packet's register: `SOURCE:CHECKPOINT`.
+
+    The packet is built before its holds open, so its register names a hold by what it will hold
+    (checkpoint and source); the engine names the hold it opens `CHECKPOINT/SOURCE/N`. This is the
+    one place that maps an opened hold back to its register entry.
+    """
+    return f"{source}:{checkpoint}"
+
+
 @dataclass(frozen=True, slots=True)
 class PacketHold:
     """An entry of the packet's hold register (planned holds and conflict holds)."""

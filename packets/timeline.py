@@ -56,7 +56,7 @@ from typing import Any
 
 from packets.authority import Roster
 from packets.durations import format_duration
-from packets.packet import HoldSource, Packet, PacketHold, PacketState, PlannedCheckpoint
+from packets.packet import HoldSource, Packet, PacketHold, PacketState, PlannedCheckpoint, register_id
 from packets.plan import Checkpoint, CheckpointWindow, Plan
 
 _ZERO = timedelta(0)
@@ -403,11 +403,20 @@ def _holds(plan: Plan, cp: Checkpoint, slot: _Slot) -> tuple[PacketHold, ...]:
         else:
             release_by, mode = tuple(plan.authority.adopt_packets), "any"
             why = f"protected checkpoint: {cp.title} runs only once released"
-        holds.append(PacketHold(f"plan:{cp.id}", cp.id, why, HoldSource.PLAN, release_by, mode))
+        holds.append(
+            PacketHold(
+                register_id(source=HoldSource.PLAN, checkpoint=cp.id),
+                cp.id,
+                why,
+                HoldSource.PLAN,
+                release_by,
+                mode,
+            )
+        )
     if slot.conflict_hold and slot.conflict is not None:
         holds.append(
             PacketHold(
-                f"conflict:{cp.id}",
+                register_id(source=HoldSource.CONFLICT, checkpoint=cp.id),
                 cp.id,
                 f"{cp.title} {slot.conflict}",
                 HoldSource.CONFLICT,

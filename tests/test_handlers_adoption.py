@@ -342,3 +342,32 @@ async def test_ten_adopt_clicks_at_once_adopt_the_proposal_once(any_world):
     new = after.ledger_kinds[before.ledger :]
     assert new.count("packet_adopted") == 1 and new.count("refused") == 9
     assert len(await world.outbox("packet_superseded")) == 1
+
+
+async def test_a_hold_released_before_its_proposal_is_adopted_shows_released_on_the_adopted_card(world):
+    await world.started()
+    assert (
+        await change_window(
+            c.ChangeWindow(
+                run=world.run,
+                user=ENG1,
+                checkpoint="preflight",
+                not_before=at("21:00"),
+                not_after=at("21:10"),
+            ),
+            world.deps,
+        )
+    ).ok
+    # v2 was built while the preflight's plan hold was open, so its register lists that hold.
+    assert (
+        await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold="preflight/plan/1"), world.deps)
+    ).ok
+    before = await world.snapshot()
+
+    assert (await world.adopt(2)).ok
+
+    (card,) = [r for r in (await world.outbox())[before.outbox :] if r.kind == "packet_posted"]
+    register = {h["id"] for h in card.payload["packet"]["holds"]}
+    assert "plan:preflight" in register
+    # The card marks a hold released by its register id; the engine's id would never match one.
+    assert "plan:preflight" in card.payload["released"]
