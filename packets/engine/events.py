@@ -22,8 +22,9 @@ class SignoffGiven:
     kind: ClassVar[str] = "signoff"
     at: datetime
     user: str
-    role: str
     revision: str
+    # None: the first sign-off role the user acts for and has not signed yet (the engine picks it).
+    role: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -60,33 +60,46 @@ def missing_signoffs(d: Draft) -> list[str]:
 
 
 def signoff(d: Draft, event: SignoffGiven) -> None:
-    roles = d.plan.authority.signoff
-    if event.role not in roles:
-        raise Refused(f"{event.role} does not sign off this plan; sign-off is by {', '.join(roles)}")
-    if not d.roster.may_act(event.user, event.role):
-        raise Refused(
-            f"{event.user} may not sign off as {event.role}: {d.roster.acting_user(event.role)} acts for it"
-        )
+    # The revision first: a sign-off of another plan is refused before anyone's role is looked at.
     if event.revision != d.progress.plan_revision:
         raise Refused(
-            f"that sign-off is for plan revision {event.revision[:12]}, but this run was opened with "
-            f"{d.progress.plan_revision[:12]}; a changed plan inherits no sign-off"
+            f"That sign-off is for revision {event.revision[:12]}, but this run is on revision "
+            f"{d.progress.plan_revision[:12]}; a changed plan inherits no sign-off."
         )
-    earlier = d.progress.signoffs.get(event.role)
+    roles = d.plan.authority.signoff
+    role = event.role if event.role is not None else _role_to_sign(d, event.user)
+    if role not in roles:
+        raise Refused(f"{role} does not sign off this plan; sign-off is by {', '.join(roles)}")
+    if not d.roster.may_act(event.user, role):
+        raise Refused(f"{event.user} may not sign off as {role}: {d.roster.acting_user(role)} acts for it")
+    earlier = d.progress.signoffs.get(role)
     if earlier is not None:
-        raise Refused(f"{event.role} already signed off, by {earlier.user} at {earlier.at.isoformat()}")
+        raise Refused(f"{role} already signed off, by {earlier.user} at {earlier.at.isoformat()}")
     other = next((s for s in d.progress.signoffs.values() if s.user == event.user), None)
     if other is not None:
         # Each sign-off role is a separate approval: one person wearing two hats approves once.
-        raise Refused(f"{event.user} already signed off as {other.role}; {event.role} needs another person")
-    record = Signoff(role=event.role, user=event.user, revision=event.revision, at=event.at)
-    d.update(signoffs={**d.progress.signoffs, event.role: record})
-    d.ledger(LedgerKind.SIGNOFF, actor=event.user, payload={"role": event.role, "revision": event.revision})
+        raise Refused(f"{event.user} already signed off as {other.role}; {role} needs another person")
+    record = Signoff(role=role, user=event.user, revision=event.revision, at=event.at)
+    d.update(signoffs={**d.progress.signoffs, role: record})
+    d.ledger(LedgerKind.SIGNOFF, actor=event.user, payload={"role": role, "revision": event.revision})
     waiting = missing_signoffs(d)
     if not waiting:
         d.update(state=RunState.READY)
         d.ledger(LedgerKind.RUN_READY, actor="engine", payload={"signoffs": sorted(d.progress.signoffs)})
         d.tell_state("ready", roles=d.plan.authority.start_and_rollback, data={})
+
+
+def _role_to_sign(d: Draft, user: str) -> str:
+    """The sign-off role a user signs as when the command names none."""
+    roster = d.roster
+    mine = [r for r in d.plan.authority.signoff if roster.may_act(user, r)]
+    for role in mine:
+        if role not in d.progress.signoffs:
+            return role
+    if mine:
+        raise Refused(f"{user} has already signed off as {', '.join(mine)}.")
+    acting = ", ".join(f"{r}: {roster.acting_user(r)}" for r in d.plan.authority.signoff)
+    raise Refused(f"{user} does not act for a sign-off role ({acting}).")
 
 
 def start(d: Draft, event: Start) -> None:
