@@ -21,7 +21,7 @@ async def change_delegate(cmd: ChangeDelegate, deps: Deps) -> Outcome:
             by_user=cmd.user,
             role=cmd.role,
             to_user=cmd.to_user,
-            change_roles=ctx.plan.authority.change_delegates,
+            change_roles=ctx.plan.authority.switchers_for(cmd.role),
         )
         ctx.acting = roster.acting_map()
         await ledger(

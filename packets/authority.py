@@ -84,7 +84,7 @@ class Roster:
     def switch(self, *, by_user: str, role: str, to_user: str, change_roles: Sequence[str]) -> Roster:
         """A new roster with `to_user` acting for `role`, or `Refused`.
 
-        `change_roles` is the plan's `authority.change_delegates`: `by_user` must act for one of
+        `change_roles` is `plan.authority.switchers_for(role)`: `by_user` must act for one of
         them. The target must be the role's primary or one of its approved delegates; nobody
         outside the approved mapping can be made to act, whoever asks.
         """

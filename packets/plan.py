@@ -99,10 +99,18 @@ class Role(_Model):
 class Authority(_Model):
     signoff: list[str] = Field(min_length=1)
     adopt_packets: list[str] = Field(min_length=1)
-    change_delegates: list[str] = Field(default_factory=list)
+    # A list: any of these roles may switch the acting user of every role. A mapping: per role
+    # (the key), the roles that may switch its acting user; a role not named has no switcher.
+    change_delegates: list[str] | dict[str, list[str]] = Field(default_factory=list)
     start_and_rollback: list[str] = Field(min_length=1)
     # Who may pause, resume, freeze and unfreeze by hand; defaults to start_and_rollback.
     pause_and_freeze: list[str] | None = None
+
+    def switchers_for(self, role: str) -> list[str]:
+        """The roles whose acting users may switch who acts for `role`."""
+        if isinstance(self.change_delegates, dict):
+            return list(self.change_delegates.get(role, []))
+        return list(self.change_delegates)
 
     @property
     def pausers(self) -> list[str]:

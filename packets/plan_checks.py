@@ -268,12 +268,19 @@ def _check_roles(plan: Plan, report: _Report) -> None:
     authority_lists = {
         "signoff": plan.authority.signoff,
         "adopt_packets": plan.authority.adopt_packets,
-        "change_delegates": plan.authority.change_delegates,
         "start_and_rollback": plan.authority.start_and_rollback,
         "pause_and_freeze": plan.authority.pause_and_freeze or [],
     }
     for field, names in authority_lists.items():
         _check_references(report, ("authority", field), names, roles, "role")
+    change = plan.authority.change_delegates
+    if isinstance(change, dict):
+        for switched, switchers in change.items():
+            if switched not in plan.roles:
+                report.add(("authority", "change_delegates", switched), _unknown("role", switched, roles))
+            _check_references(report, ("authority", "change_delegates", switched), switchers, roles, "role")
+    else:
+        _check_references(report, ("authority", "change_delegates"), change, roles, "role")
     for i, checkpoint in enumerate(plan.checkpoints):
         at: FieldPath = ("checkpoints", str(i))
         if checkpoint.owner not in plan.roles:

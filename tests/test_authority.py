@@ -4,7 +4,7 @@ import pytest
 
 from packets.authority import Refused, ReleaseRule, Roster, is_released, release_role
 from packets.packet import HoldSource, PacketHold
-from packets.plan import Role
+from packets.plan import Authority, Role
 
 ROLES = {
     "release-authority": Role(primary="U0REL1", delegates=["U0REL2"]),
@@ -268,3 +268,64 @@ def test_a_release_rule_is_read_from_a_packet_hold() -> None:
     assert ReleaseRule.of(hold) == ReleaseRule(
         hold="plan:retire-legacy", release_by=("release-authority", "payments-risk"), mode="all"
     )
+
+
+# Per-role change_delegates: authority.change_delegates as a mapping role -> roles that may switch it
+
+
+def test_per_role_change_delegates_let_the_named_roles_switch_that_role() -> None:
+    authority = Authority(
+        signoff=["release-authority"],
+        adopt_packets=["release-authority"],
+        start_and_rollback=["release-authority"],
+        change_delegates={"security": ["security", "release-authority"]},
+    )
+    after = roster().switch(
+        by_user="U0SEC1", role="security", to_user="U0SEC2", change_roles=authority.switchers_for("security")
+    )
+    assert after.acting_user("security") == "U0SEC2"
+
+
+def test_per_role_change_delegates_let_nobody_switch_a_role_the_mapping_does_not_name() -> None:
+    authority = Authority(
+        signoff=["release-authority"],
+        adopt_packets=["release-authority"],
+        start_and_rollback=["release-authority"],
+        change_delegates={"security": ["security", "release-authority"]},
+    )
+    with pytest.raises(Refused) as excinfo:
+        roster().switch(
+            by_user="U0SEC1",
+            role="release-eng",
+            to_user="U0ENG2",
+            change_roles=authority.switchers_for("release-eng"),
+        )
+    assert refusal(excinfo) == "this plan names no role that may change delegates"
+
+
+def test_per_role_change_delegates_refuse_a_role_named_for_another_role_only() -> None:
+    authority = Authority(
+        signoff=["release-authority"],
+        adopt_packets=["release-authority"],
+        start_and_rollback=["release-authority"],
+        change_delegates={"security": ["security"], "release-eng": ["release-authority"]},
+    )
+    with pytest.raises(Refused) as excinfo:
+        roster().switch(
+            by_user="U0SEC1",
+            role="release-eng",
+            to_user="U0ENG2",
+            change_roles=authority.switchers_for("release-eng"),
+        )
+    assert refusal(excinfo) == "U0SEC1 does not act for release-authority (acting: U0REL1)"
+
+
+def test_the_list_form_of_change_delegates_lets_its_roles_switch_every_role() -> None:
+    authority = Authority(
+        signoff=["release-authority"],
+        adopt_packets=["release-authority"],
+        start_and_rollback=["release-authority"],
+        change_delegates=["release-authority"],
+    )
+    assert authority.switchers_for("security") == ["release-authority"]
+    assert authority.switchers_for("release-eng") == ["release-authority"]

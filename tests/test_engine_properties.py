@@ -280,7 +280,7 @@ def event_for(game: Game, move: str, seed: int, text: str) -> Event | None:
                 by_user=game.roster.acting_user("release-authority"),
                 role=role,
                 to_user=members[seed % len(members)],
-                change_roles=authority.change_delegates,
+                change_roles=authority.switchers_for(role),
             )
         return None
     raise AssertionError(move)

@@ -204,6 +204,20 @@ BAD_PLANS: list[Bad] = [
         "- hr",
     ),
     Bad(
+        "unknown role switched in per-role change_delegates",
+        _set("authority", "change_delegates", value={"hr": ["release-authority"]}),
+        "authority.change_delegates.hr",
+        "unknown role 'hr'",
+        "hr:",
+    ),
+    Bad(
+        "unknown switching role in per-role change_delegates",
+        _set("authority", "change_delegates", value={"security": ["security", "cto"]}),
+        "authority.change_delegates.security.1",
+        "unknown role 'cto'",
+        "- cto",
+    ),
+    Bad(
         "unknown start_and_rollback role",
         _set("authority", "start_and_rollback", value=["ops"]),
         "authority.start_and_rollback.0",
