@@ -54,6 +54,10 @@ class PlannedCheckpoint:
     waits_on: tuple[str, ...] = ()
     # Progress facts folded in: "done", "late", "active", or "" when only planned.
     status: str = ""
+    # The checkpoint's window in force when the packet was built (a window change replaces the
+    # plan's): the engine honours the authoritative packet's boundaries, not the plan's.
+    not_before: datetime | None = None
+    not_after: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         # Written out by hand: dataclasses.asdict deep-copies every field and made hashing a
@@ -73,13 +77,20 @@ class PlannedCheckpoint:
             "conflict": self.conflict,
             "waits_on": list(self.waits_on),
             "status": self.status,
+            # Only when set, so a packet of checkpoints without windows keeps its document.
+            **({"not_before": self.not_before.isoformat()} if self.not_before is not None else {}),
+            **({"not_after": self.not_after.isoformat()} if self.not_after is not None else {}),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlannedCheckpoint:
+        bounds = {
+            key: datetime.fromisoformat(data[key]) for key in ("not_before", "not_after") if data.get(key)
+        }
         return cls(
             **{
                 **data,
+                **bounds,
                 "start": datetime.fromisoformat(data["start"]),
                 "end": datetime.fromisoformat(data["end"]),
                 "observer_roles": tuple(data["observer_roles"]),

@@ -22,6 +22,7 @@ from packets.bundle_checks import check_bundle
 from packets.durations import format_duration
 from packets.gates import GateSpec, GateSpecError
 from packets.plan import HYPERCARE_CHECKPOINT, Checkpoint, Gate, Plan, Problem
+from packets.timeline import Facts, build_packet
 
 # A field path: mapping keys and list indexes, all as strings, e.g. ("checkpoints", "2", "after", "0").
 FieldPath = tuple[str, ...]
@@ -224,6 +225,9 @@ def check_plan(plan: Plan, lines: LineIndex) -> list[Problem]:
     _check_rehearsal(plan, report)
     for path, message in check_bundle(plan):
         report.add(path, message)
+    if not report.problems:
+        # Scheduling needs a sound plan (known references, no cycles): checked last, alone.
+        _check_timeline_fits_window(plan, report)
     return sorted(report.problems, key=lambda p: (p.line is None, p.line or 0))
 
 
@@ -403,6 +407,26 @@ def _check_windows(plan: Plan, report: _Report) -> None:
             report.add((*at, "not_after"), f"not_after {_when(window.not_after)} is before the window starts")
         if window.not_before is not None and end > start and window.not_before >= end:
             report.add((*at, "not_before"), f"not_before {_when(window.not_before)} is after the window ends")
+
+
+def _check_timeline_fits_window(plan: Plan, report: _Report) -> None:
+    """The planned timeline (the first packet) must end by `window.end`.
+
+    Only the first checkpoint (by start) to overrun is named: what follows it overruns because
+    of it, and the timeline is in start order, so its dependencies ended in time.
+    """
+    packet = build_packet(plan, Facts(), version=1, supersedes=None, reason="plan check", acting={})
+    index = {checkpoint.id: i for i, checkpoint in enumerate(plan.checkpoints)}
+    end = plan.window.end
+    for line in packet.timeline:
+        if line.end <= end:
+            continue
+        report.add(
+            ("checkpoints", index[line.id]),
+            f"checkpoint '{line.id}' is planned to end at {_when(line.end)}, "
+            f"after the window ends at {_when(end)}",
+        )
+        return
 
 
 def _percent(value: float) -> str:

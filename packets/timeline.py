@@ -24,7 +24,8 @@ How a checkpoint is placed:
 What happens when a checkpoint cannot finish by its `not_after`:
 
 - protected: it is not moved past its boundary. It gets a `conflict` saying by how much and why,
-  `held=True`, and a CONFLICT hold (released by `authority.adopt_packets`) in the register. Its
+  `held=True`, and a CONFLICT hold (released under the checkpoint's own `hold:` rule, else by
+  `authority.adopt_packets`) in the register. Its
   planned times show the slot it was meant to take, clamped inside its window (end = not_after),
   while its dependents are scheduled after its real earliest end, so their `after` still holds
   whichever way the release authority decides. They name it in `waits_on`. A checkpoint that
@@ -48,7 +49,7 @@ topological order, and a checkpoint that overtakes another shows up as reordered
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from operator import itemgetter
@@ -249,7 +250,8 @@ class _Scheduler:
             self.held_order.append(i)
         if cp.traffic is not None:
             self.cohort_last[cp.traffic.cohort] = i
-        line = _planned(cp, slot, self.acting_by_role, self.waits_on(slot))
+        window = self.windows.get(cp.id, cp.window)
+        line = _planned(cp, slot, self.acting_by_role, self.waits_on(slot), window, self.local)
         return slot.real_start, line, _holds(self.plan, cp, slot)
 
     def place(self, i: int) -> _Slot:
@@ -366,7 +368,12 @@ def _clamped(
 
 
 def _planned(
-    cp: Checkpoint, slot: _Slot, acting_by_role: Mapping[str, str], waits_on: tuple[str, ...]
+    cp: Checkpoint,
+    slot: _Slot,
+    acting_by_role: Mapping[str, str],
+    waits_on: tuple[str, ...],
+    window: CheckpointWindow | None,
+    local: Callable[[datetime], datetime],
 ) -> PlannedCheckpoint:
     try:
         owner_user = acting_by_role[cp.owner]
@@ -389,6 +396,8 @@ def _planned(
         slot.conflict,
         waits_on,
         slot.status,
+        window.not_before and local(window.not_before) if window is not None else None,
+        window.not_after and local(window.not_after) if window is not None else None,
     )
 
 
@@ -420,8 +429,12 @@ def _holds(plan: Plan, cp: Checkpoint, slot: _Slot) -> tuple[PacketHold, ...]:
                 cp.id,
                 f"{cp.title} {slot.conflict}",
                 HoldSource.CONFLICT,
-                tuple(plan.authority.adopt_packets),
-                "any",
+                # Released under the checkpoint's own rule (mode all stays two people).
+                *(
+                    (tuple(cp.hold.release_by), cp.hold.mode)
+                    if cp.hold is not None
+                    else (tuple(plan.authority.adopt_packets), "any")
+                ),
             )
         )
     return tuple(holds)

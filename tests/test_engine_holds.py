@@ -175,8 +175,10 @@ def test_a_protected_checkpoint_past_its_window_says_so_in_its_hold() -> None:
     ]
     plan = make_plan(checkpoints)
     room = WarRoom.open(plan, make_packet(plan, register=False)).sign_off().start(at=minutes(20))
-    (hold,) = room.progress.open_holds()
+    (hold,) = [h for h in room.progress.open_holds() if h.source is HoldSource.PLAN]
     assert "not_after" in hold.reason
+    # Past its not_after it cannot finish by it either: a conflict hold as well (issue 12).
+    assert [h.source for h in room.progress.open_holds()] == [HoldSource.PLAN, HoldSource.CONFLICT]
 
 
 def test_a_hold_release_of_an_unknown_or_closed_hold_is_illegal() -> None:

@@ -25,6 +25,7 @@ from tests.handler_fixtures import (
     SEC1,
     STRANGER,
     assert_refused_and_unchanged,
+    at,
     plan_text,
 )
 
@@ -230,6 +231,31 @@ async def test_starting_before_sign_off_is_refused_naming_who_is_missing(world):
     )
     assert "release-authority (acting" not in outcome.message
     assert world.actuator.shifts == []
+
+
+async def test_starting_after_the_window_has_closed_is_refused_with_the_closing_time(world):
+    await world.signed()
+    world.clock.set(at("21:00") + timedelta(hours=4, minutes=10))  # 01:10, the window closed at 01:00
+    before = await world.snapshot()
+
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.START), world.deps)
+
+    assert_refused_and_unchanged(
+        outcome,
+        before,
+        await world.snapshot(),
+        says=["The cutover window closed at 01:00 on 2026-11-25", "cannot start after its window"],
+    )
+    assert world.actuator.shifts == []
+
+
+async def test_starting_at_the_last_minute_of_the_window_is_allowed(world):
+    await world.signed()
+    world.clock.set(at("21:00") + timedelta(hours=3, minutes=59))
+
+    outcome = await ask_engine(c.EngineIntent(run=world.run, user=ENG1, move=c.Move.START), world.deps)
+
+    assert outcome.ok, outcome.message
 
 
 async def test_starting_after_sign_off_walks_to_the_protected_preflight_and_holds_it(world):

@@ -556,6 +556,33 @@ def test_a_checkpoint_window_too_short_for_the_work_is_refused() -> None:
     assert problem.message == "window is 10m but the checkpoint needs 15m (duration + soak)"
 
 
+def test_a_plan_whose_planned_timeline_ends_after_the_window_is_refused_naming_the_checkpoint() -> None:
+    data = small_plan()
+    # prep 21:00-21:15, canary 21:15-21:25, widen (a hold), full 21:25-21:35: past a 21:30 end.
+    data["window"]["end"] = "2026-11-24T21:30:00-05:00"
+    (problem,) = problems_of(dump(data))
+    assert problem.path == "checkpoints.3"
+    assert problem.message == (
+        "checkpoint 'full' is planned to end at 2026-11-24T21:35:00-05:00, "
+        "after the window ends at 2026-11-24T21:30:00-05:00"
+    )
+    assert problem.line is not None and "id: full" in dump(data).splitlines()[problem.line - 1]
+
+
+def test_only_the_first_checkpoint_to_overrun_the_window_is_named_not_everything_after_it() -> None:
+    data = small_plan()
+    data["window"]["end"] = "2026-11-24T21:20:00-05:00"
+    (problem,) = problems_of(dump(data))
+    assert problem.path == "checkpoints.1"
+    assert problem.message.startswith("checkpoint 'canary' is planned to end at 2026-11-24T21:25:00-05:00")
+
+
+def test_a_timeline_ending_exactly_at_the_window_end_is_accepted() -> None:
+    data = small_plan()
+    data["window"]["end"] = "2026-11-24T21:35:00-05:00"
+    assert load_plan(dump(data), source="ok.yaml").window.end.hour == 21
+
+
 def test_a_not_after_before_the_window_opens_is_refused() -> None:
     data = small_plan()
     data["checkpoints"][0]["window"] = {"not_after": "2026-11-24T20:00:00-05:00"}

@@ -25,7 +25,7 @@ from packets.engine.draft import Draft
 from packets.engine.effects import LedgerKind, Plain, ScheduleGateChecks, StopGateChecks
 from packets.engine.end import finish
 from packets.engine.events import actor_of
-from packets.engine.holds import has_open_hold, open_hold, releasers, unmet_before_run
+from packets.engine.holds import has_open_hold, open_hold, releasers, unmet_before_run, window_in_force
 from packets.engine.progress import TERMINAL, CheckpointState, RunState
 from packets.engine.traffic import ADVANCE, command
 from packets.gates import last_failed, streak_passes
@@ -107,7 +107,7 @@ def _move(d: Draft, checkpoint: str) -> bool:
 
 def _run(d: Draft, checkpoint: str) -> bool:
     spec = d.spec(checkpoint)
-    not_before = spec.window.not_before if spec.window is not None else None
+    not_before, _ = window_in_force(d, checkpoint)
     if not_before is not None and d.at < not_before:
         return False
     needs = unmet_before_run(d, checkpoint)

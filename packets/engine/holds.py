@@ -8,8 +8,10 @@ two-person rule of mode `all` included); this module only records what it decide
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from packets.authority import Refused, ReleaseMode, ReleaseRule, is_released, release_role
+from packets.durations import format_duration
 from packets.engine.draft import Draft, clean
 from packets.engine.effects import CloseHold, LedgerKind, OpenHold
 from packets.engine.errors import IllegalTransition
@@ -32,6 +34,39 @@ def _mode(text: str) -> ReleaseMode:
     return "all" if text == "all" else "any"
 
 
+def window_in_force(d: Draft, checkpoint: str) -> tuple[datetime | None, datetime | None]:
+    """(not_before, not_after) of `checkpoint` in the authoritative packet, which carries the
+    war room's window changes; the plan's window only for a packet stored without them."""
+    planned = d.planned(checkpoint)
+    if planned.not_before is not None or planned.not_after is not None:
+        return planned.not_before, planned.not_after
+    window = d.spec(checkpoint).window
+    return (window.not_before, window.not_after) if window is not None else (None, None)
+
+
+def conflict_rule(d: Draft, checkpoint: str) -> tuple[tuple[str, ...], ReleaseMode]:
+    """Who releases a conflict hold on `checkpoint`: its own hold's roles and mode (a `mode: all`
+    checkpoint stays two people), else the release authority (adopt_packets), any one of them."""
+    spec = d.spec(checkpoint)
+    if spec.hold is not None:
+        return tuple(spec.hold.release_by), spec.hold.mode
+    return tuple(d.plan.authority.adopt_packets), "any"
+
+
+def _overrun_need(d: Draft, checkpoint: str, not_after: datetime | None) -> HoldNeed | None:
+    """A protected checkpoint that, started now, cannot finish by its not_after in force."""
+    spec = d.spec(checkpoint)
+    if not_after is None or d.at + spec.planned_length <= not_after:
+        return None
+    # The reason names only fixed values: it is how a released conflict is recognised on a retry.
+    reason = (
+        f"{spec.title} cannot finish by its not_after {not_after.isoformat()}: it needs "
+        f"{format_duration(spec.planned_length)}; a person decides whether it runs"
+    )
+    release_by, mode = conflict_rule(d, checkpoint)
+    return HoldNeed(clean(reason), HoldSource.CONFLICT, release_by, mode)
+
+
 def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
     """The holds a checkpoint waits on before it runs, from the packet's register and the plan.
 
@@ -50,7 +85,7 @@ def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
         if h.checkpoint == checkpoint
     ]
     sources = {n.source for n in needs}
-    not_after = spec.window.not_after if spec.window is not None else None
+    _, not_after = window_in_force(d, checkpoint)
     if HoldSource.PLAN not in sources:
         if spec.hold is not None:
             reason = spec.hold.reason or f"{spec.title} is released by a person"
@@ -72,7 +107,14 @@ def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
             needs.append(HoldNeed(clean(reason), HoldSource.PLAN, default_roles))
     if HoldSource.CONFLICT not in sources and planned.held and planned.conflict:
         # A conflict without a hold is a note (packets.timeline moves unprotected checkpoints).
-        needs.append(HoldNeed(clean(planned.conflict), HoldSource.CONFLICT, default_roles))
+        release_by, mode = conflict_rule(d, checkpoint)
+        needs.append(HoldNeed(clean(planned.conflict), HoldSource.CONFLICT, release_by, mode))
+        sources.add(HoldSource.CONFLICT)
+    if HoldSource.CONFLICT not in sources and (spec.protected or planned.protected):
+        # The packet may be older than the delay: checked against the clock, before it starts.
+        overrun = _overrun_need(d, checkpoint, not_after)
+        if overrun is not None:
+            needs.append(overrun)
     return needs
 
 

@@ -106,6 +106,19 @@ def start(d: Draft, event: Start) -> None:
     role = d.require(event.user, d.plan.authority.start_and_rollback, "start the run")
     if missing_signoffs(d):
         raise _illegal(d, f"waiting for sign-off from {d.who_acts(missing_signoffs(d), joiner=' and ')}")
+    window = d.plan.window
+    if event.at >= window.end:
+        # A run started after its window would change production outside the agreed time.
+        closed = window.end.astimezone(window.start.tzinfo)
+        when = (
+            closed.strftime("%H:%M")
+            if closed.date() == window.start.date()
+            else closed.strftime("%H:%M on %Y-%m-%d")
+        )
+        raise Refused(
+            f"The cutover window closed at {when}; a run cannot start after its window. "
+            "Agree a new window and open the plan again."
+        )
     d.update(state=RunState.RUNNING, started_at=event.at, started_by=event.user)
     d.ledger(
         LedgerKind.RUN_STARTED,
