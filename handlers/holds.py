@@ -8,7 +8,7 @@ from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.outcome import Outcome
-from packets.authority import Refused
+from packets.authority import Refused, ReleaseRule, release_role
 from packets.engine import events as ev
 from packets.engine.progress import HoldRecord
 from packets.packet import register_id
@@ -33,8 +33,9 @@ async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:
     return await on_run(cmd.run, user=cmd.user, action="open hold", deps=deps, body=body)
 
 
-def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
-    """A hold by id, or the most recent hold on a checkpoint (open ones first)."""
+def find_hold(ctx: RunContext, ref: str, *, user: str | None = None) -> HoldRecord:
+    """A hold by id, or a checkpoint's hold: the newest open one `user` may release, else the
+    newest open one (the engine says why not), else the newest closed one."""
     if ref in ctx.progress.holds:
         return ctx.progress.holds[ref]
     # The packet card's hold register names holds `SOURCE:CHECKPOINT` (packets.timeline), the
@@ -50,7 +51,21 @@ def find_hold(ctx: RunContext, ref: str) -> HoldRecord:
         open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
         raise Refused(f"There is no hold '{ref}' (open holds: {open_ids}).")
     on_checkpoint.sort(key=lambda h: (h.is_open, h.opened_at))
+    if user is not None:
+        mine = [h for h in on_checkpoint if h.is_open and _may_release(ctx, h, user)]
+        if mine:
+            return mine[-1]
     return on_checkpoint[-1]
+
+
+def _may_release(ctx: RunContext, hold: HoldRecord, user: str) -> bool:
+    try:
+        release_role(
+            ReleaseRule.of(hold), ctx.roster, user=user, already=[(r.user, r.role) for r in hold.releases]
+        )
+    except Refused:
+        return False
+    return True
 
 
 async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
@@ -60,7 +75,7 @@ async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
                 f"That button was for packet v{cmd.version}; v{ctx.version} is current. "
                 "Use the Release button on the current packet."
             )
-        hold = find_hold(ctx, cmd.hold)
+        hold = find_hold(ctx, cmd.hold, user=cmd.user)
         # Who may release, and whether it is still open, is the engine's to say (packets.authority).
         await apply(ctx, ev.HoldReleased(at=ctx.now, hold_id=hold.id, user=cmd.user), deps)
         await save(ctx)

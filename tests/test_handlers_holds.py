@@ -130,6 +130,23 @@ async def test_a_mode_all_hold_needs_every_release_role_from_different_people(wo
     assert set(rows[hold.id].released_by.split(",")) == {RISK1, REL1}
 
 
+async def test_release_by_checkpoint_picks_the_open_hold_the_caller_may_release(world):
+    await world.canary_passed()
+    assert (await _release(world, REL1, "widen")).ok
+    plan_hold = next(h for h in (await world.progress()).open_holds() if h.checkpoint == "retire")
+    # A newer hold on the same checkpoint that payments-risk may not release.
+    opened = await open_hold(c.OpenHold(run=world.run, user=ENG1, reason="DB replica lag"), world.deps)
+    assert opened.ok, opened.message
+    manual = (await world.progress()).holds[opened.data["hold"]]
+    assert manual.checkpoint == "retire" and "payments-risk" not in manual.release_by
+
+    outcome = await _release(world, RISK1, "retire")
+
+    assert outcome.ok, outcome.message
+    assert outcome.data["hold"] == plan_hold.id and outcome.data["role"] == "payments-risk"
+    assert (await world.progress()).holds[manual.id].is_open
+
+
 async def test_a_release_by_someone_outside_the_release_roles_is_refused_naming_who_acts(world):
     await world.started()
     before = await world.snapshot()
