@@ -91,12 +91,3 @@ def test_a_protected_checkpoint_that_fits_its_adopted_window_gets_no_conflict_ho
     room.do(Tick(at=minutes(50)))  # 21:50 + 30m = 22:20: exactly on time
     assert [h.source for h in room.progress.open_holds()] == [HoldSource.PLAN]
 
-
-def test_the_packets_conflict_hold_is_released_under_the_checkpoints_own_rule() -> None:
-    plan = make_plan(MIGRATION)
-    tight = CheckpointWindow(not_before=minutes(45), not_after=minutes(60))  # 15 min for 30 min of work
-    packet = build_packet(
-        plan, Facts().move_window("migrate", tight), version=2, supersedes=1, reason="w", acting={}
-    )
-    (conflict,) = [h for h in packet.holds if h.source is HoldSource.CONFLICT]
-    assert (conflict.release_by, conflict.mode) == (("release-authority", "payments-risk"), "all")
