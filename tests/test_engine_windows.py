@@ -90,4 +90,3 @@ def test_a_protected_checkpoint_that_fits_its_adopted_window_gets_no_conflict_ho
     room = room_with_narrowed_window()
     room.do(Tick(at=minutes(50)))  # 21:50 + 30m = 22:20: exactly on time
     assert [h.source for h in room.progress.open_holds()] == [HoldSource.PLAN]
-
