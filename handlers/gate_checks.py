@@ -10,7 +10,10 @@ During the stages the gates of the checkpoint in flight are measured, one slot p
 paused, held or frozen during it) the plan's hyper-care gates are measured under the
 pseudo-checkpoint `hypercare`, one slot per interval of the cadence step in force, numbered
 across steps (`HyperCare.slot_at`); the results go to the engine like any checkpoint's, so a
-failure takes its gate's action. Once the last cadence step ran out nothing is measured, and the
+failure takes its gate's action. From the first traffic shift the watched gates
+(`packets.engine.watch`) are measured too, in every state that checks: with the checkpoint in
+flight, with hyper-care, or on their own under the pseudo-checkpoint `watch` (a hold, a pause, a
+freeze, a manual step). Once the last cadence step ran out nothing is measured, and the
 next tick completes the run.
 
 `next_interval` says how often the scheduler should tick a run now.
@@ -32,6 +35,7 @@ from handlers.outcome import Outcome
 from handlers.ports import Measurement, Telemetry
 from packets.engine import events as ev
 from packets.engine.progress import IN_FLIGHT, TERMINAL, RunProgress, RunState
+from packets.engine.watch import WATCH, watched
 from packets.gates import GateResult, GateSpec, evaluate
 from packets.gates import Outcome as GateOutcome
 from packets.plan import HYPERCARE_CHECKPOINT, Plan
@@ -99,6 +103,7 @@ def due_now(ctx: RunContext) -> Due | None:
     plan, progress, now = ctx.plan, ctx.progress, ctx.now
     if progress.state not in _CHECKED:
         return None
+    watching = watched(plan, progress)
     since = progress.hypercare_since
     if since is not None:
         if plan.hypercare is None:
@@ -106,17 +111,25 @@ def due_now(ctx: RunContext) -> Due | None:
         slot = plan.hypercare.slot_at(now - since)
         if slot is None:
             return None  # hyper-care ran out: the next tick completes the run
-        return Due(checkpoint=HYPERCARE, slots=tuple((g, slot) for g in plan.hypercare_gates()))
-    current = progress.in_flight(c.id for c in ctx.packet.timeline)
-    if current is None or progress.checkpoints[current].state not in IN_FLIGHT:
-        return None
-    gates = tuple(plan.checkpoint(current).gates)
-    if not gates:
-        return None
+        gates = tuple(dict.fromkeys((*plan.hypercare_gates(), *watching)))
+        return Due(checkpoint=HYPERCARE, slots=tuple((g, slot) for g in gates))
     elapsed = now - plan.window.start
-    return Due(
-        checkpoint=current, slots=tuple((g, int(elapsed // plan.gate_policy_of(g).interval)) for g in gates)
+
+    def slots(gates: Iterable[str]) -> tuple[tuple[str, int], ...]:
+        return tuple((g, int(elapsed // plan.gate_policy_of(g).interval)) for g in dict.fromkeys(gates))
+
+    current = progress.in_flight(c.id for c in ctx.packet.timeline)
+    own = (
+        tuple(plan.checkpoint(current).gates)
+        if current is not None and progress.checkpoints[current].state in IN_FLIGHT
+        else ()
     )
+    if current is not None and own:
+        return Due(checkpoint=current, slots=slots((*own, *watching)))
+    if watching:
+        # Nothing with gates of its own is in flight (a hold, a manual step), but traffic is live.
+        return Due(checkpoint=WATCH, slots=slots(watching))
+    return None
 
 
 async def _not_yet_measured(ctx: RunContext, due: Due) -> Due:

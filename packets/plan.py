@@ -202,6 +202,8 @@ class Checkpoint(_Model):
     gates: list[str] = Field(default_factory=list)
     soak: Duration = timedelta(0)
     hold: HoldSpec | None = None
+    # Gates watched from the moment this checkpoint has started until the run ends (besides its own).
+    watch: list[str] = Field(default_factory=list)
 
     @property
     def planned_length(self) -> timedelta:
@@ -288,6 +290,8 @@ class Plan(_Model):
     actuator: Actuator = Actuator(kind="log")
     checkpoints: list[Checkpoint] = Field(min_length=1)
     hypercare: HyperCare | None = None
+    # Gates watched from the first traffic shift until the run ends, in every state.
+    watch: list[str] = Field(default_factory=list)
     rehearsal: Rehearsal | None = None
     # Optional, and left out of the canonical JSON when absent: plans written before bundles
     # existed keep their revision (and their sign-offs).

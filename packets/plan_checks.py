@@ -462,6 +462,8 @@ def _check_gates(plan: Plan, report: _Report) -> None:
         _check_gate_policy(name, gate, report)
     for i, checkpoint in enumerate(plan.checkpoints):
         _check_references(report, ("checkpoints", str(i), "gates"), checkpoint.gates, gates, "gate")
+        _check_references(report, ("checkpoints", str(i), "watch"), checkpoint.watch, gates, "gate")
+    _check_references(report, ("watch",), plan.watch, gates, "gate")
     if plan.hypercare is not None:
         _check_references(report, ("hypercare", "gates"), plan.hypercare.gates, gates, "gate")
 

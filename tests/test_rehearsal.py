@@ -186,3 +186,23 @@ async def test_the_ga_rehearsal_runs_its_72_hours_of_hyper_care_and_completes(
 
     assert status == 0 and report["final_state"] == "completed"
     assert [s["percent"] for s in report["shifts"]] == [1, 10, 25, 50, 75, 100]
+
+
+async def test_a_parity_drift_at_the_widen_hold_is_acted_on_during_it_and_nothing_shifts_while_it_fails(
+    tmp_path: Path,
+) -> None:
+    status, report, _ = await _rehearse("parity-drift-at-hold", tmp_path)
+
+    assert status == 0 and report["final_state"] == "completed"
+    drift_from = datetime.fromisoformat("2026-11-24T21:30:00-05:00")
+    recovered = datetime.fromisoformat("2026-11-24T21:48:00-05:00")
+    gate_holds = [
+        h for h in report["holds"] if h["checkpoint"] == "widen" and "settlement-parity" in h["reason"]
+    ]
+    assert gate_holds, "the parity drift was not acted on during the widen hold"
+    first = min(datetime.fromisoformat(h["opened_at"]) for h in gate_holds)
+    assert drift_from <= first <= drift_from + timedelta(minutes=1)
+    assert "watched" in gate_holds[0]["reason"] and "0.99" in gate_holds[0]["reason"]
+    widened = [s for s in report["shifts"] if s["cohort"] == "all-merchants" and s["percent"] > 0]
+    assert widened and all(datetime.fromisoformat(s["at"]) >= recovered for s in widened)
+    assert [s["percent"] for s in widened] == [10, 100]

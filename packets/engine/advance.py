@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from packets.engine import hypercare
+from packets.engine import hypercare, watch
 from packets.engine.draft import Draft
 from packets.engine.effects import LedgerKind, Plain, ScheduleGateChecks, StopGateChecks
 from packets.engine.end import finish
@@ -128,15 +128,18 @@ def _run(d: Draft, checkpoint: str) -> bool:
 
 
 def _gate_failing(d: Draft, checkpoint: str) -> list[str]:
+    """The checkpoint's own gates and the watched gates (`engine.watch`) whose last reading fails."""
     evidence = d.checkpoint(checkpoint).evidence
-    return [g for g in d.spec(checkpoint).gates if last_failed(evidence.get(g, ()), no_data=d.no_data(g))]
+    own = [g for g in d.spec(checkpoint).gates if last_failed(evidence.get(g, ()), no_data=d.no_data(g))]
+    watching = watch.watched(d.plan, d.progress)
+    return [*own, *watch.failing_watched(d.progress, watching, no_data=d.no_data)]
 
 
 def _shift(d: Draft, checkpoint: str, traffic: Traffic) -> bool:
     previous = d.progress.traffic.get(traffic.cohort, 0.0)
     if traffic.percent > previous and _gate_failing(d, checkpoint):
-        # A retry after a rollback waits until its gates stop failing: traffic never rises on a
-        # failing gate. The next passing result advances it.
+        # Traffic never rises on a failing gate: a retry after a rollback, or a step while a
+        # watched gate fails, waits until they pass. The next passing result advances it.
         return False
     command(
         d,

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from packets.engine import hypercare
+from packets.durations import format_duration
+from packets.engine import hypercare, watch
 from packets.engine.draft import Draft, clean
 from packets.engine.effects import LedgerKind
 from packets.engine.events import GateResults
@@ -44,7 +45,9 @@ from packets.plan import Action
 
 def take(d: Draft, event: GateResults) -> None:
     in_hypercare = d.progress.in_hypercare and event.checkpoint == hypercare.HYPERCARE
-    checkpoint = hypercare.HYPERCARE if in_hypercare else d.in_flight()
+    watching = watch.watched(d.plan, d.progress)
+    on_watch = not in_hypercare and event.checkpoint == watch.WATCH and bool(watching)
+    checkpoint = hypercare.HYPERCARE if in_hypercare else watch.WATCH if on_watch else d.in_flight()
     if checkpoint is None or checkpoint != event.checkpoint:
         d.ledger(
             LedgerKind.GATE_RESULTS_IGNORED,
@@ -56,11 +59,14 @@ def take(d: Draft, event: GateResults) -> None:
             },
         )
         return
-    gates = d.plan.hypercare_gates() if in_hypercare else tuple(d.spec(checkpoint).gates)
+    own: tuple[str, ...] = (
+        d.plan.hypercare_gates() if in_hypercare else () if on_watch else tuple(d.spec(checkpoint).gates)
+    )
+    gates = (*own, *watching)
     results = [_stamped(d, r) for r in event.results if r.gate in gates]
     evidence = dict(d.progress.evidence_of(checkpoint))
     tallies = dict(d.progress.tallies_of(checkpoint))
-    for result in results:
+    for result in (r for r in results if r.gate in own):
         name = result.gate
         evidence[name] = remember(
             evidence.get(name, ()), result, keep=d.needed_passes(name), no_data=d.no_data(name)
@@ -73,12 +79,34 @@ def take(d: Draft, event: GateResults) -> None:
         d.update(hypercare_evidence=evidence, hypercare_tallies=tallies)
     else:
         d.update_checkpoint(checkpoint, evidence=evidence, tallies=tallies)
+    watched_evidence = dict(d.progress.watch_evidence)
+    for result in results:
+        if result.gate in watching:
+            watched_evidence[result.gate] = remember(
+                watched_evidence.get(result.gate, ()),
+                result,
+                keep=d.needed_passes(result.gate),
+                no_data=d.no_data(result.gate),
+            )
+    if watching:
+        d.update(watch_evidence=watched_evidence)
     started = d.progress.hypercare_since if in_hypercare else _attempt_start(d, checkpoint)
-    failing = [r for r in results if _acts(d, r, tallies[r.gate], started=started)]
+    failing = [
+        r
+        for r in results
+        if (
+            _acts(d, r, tallies[r.gate], started=started)
+            if r.gate in tallies and r.gate in own
+            else verdict(r.outcome, d.no_data(r.gate)) is Verdict.FAIL
+        )
+    ]
     decision = RollbackMatrix.of(d.plan).decide(failing)
     if decision is None:
         return
     action, chosen = decision
+    # A watched gate's failure outside a checkpoint of its own acts on the line in flight (or
+    # held), else on the last traffic checkpoint that moved.
+    target = (d.in_flight() or hypercare.last_traffic_checkpoint(d)) if on_watch else checkpoint
     actor = f"gate:{chosen.gate}"
     frozen = d.progress.frozen is not None
     d.ledger(
@@ -91,15 +119,16 @@ def take(d: Draft, event: GateResults) -> None:
             "results": [r.as_json() for r in results],
         },
     )
-    roles = (
-        hypercare.owner_roles(d)
-        if in_hypercare
-        else [d.planned(checkpoint).owner_role, *d.plan.authority.start_and_rollback]
-    )
+    if target is None:
+        roles = list(d.plan.authority.start_and_rollback)
+    elif in_hypercare:
+        roles = hypercare.owner_roles(d)
+    else:
+        roles = [d.planned(target).owner_role, *d.plan.authority.start_and_rollback]
     gate = d.plan.gates.get(chosen.gate)
     outcome = str(chosen.outcome)
     alert = GateAlert(
-        checkpoint=checkpoint,
+        checkpoint=target or checkpoint,
         gate=chosen.gate,
         value=chosen.value,
         outcome="no_data" if outcome == "no-data" else outcome,
@@ -111,7 +140,7 @@ def take(d: Draft, event: GateResults) -> None:
     )
     d.notify(alert, roles=roles)
     if not frozen:
-        _act(d, action, checkpoint, failing, actor)
+        _act(d, action, target or checkpoint, failing, chosen, actor, watched=on_watch)
 
 
 def _acts(d: Draft, result: GateResult, counted: GateTally, *, started: datetime | None) -> bool:
@@ -140,11 +169,18 @@ def _stamped(d: Draft, result: GateResult) -> GateResult:
     return replace(result, reason=clean(result.reason), at=result.at or d.at)
 
 
-def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], actor: str) -> None:
-    why = {"event": d.event.kind, "gates": [r.as_json() for r in failing]}
-    first = failing[0]
-    where = "during hyper-care" if checkpoint == hypercare.HYPERCARE else f"at {checkpoint}"
-    reason = clean(f"gate {first.gate} {first.outcome} {where} ({first.reason})")
+def _act(
+    d: Draft,
+    action: Action,
+    checkpoint: str,
+    failing: list[GateResult],
+    chosen: GateResult,
+    actor: str,
+    *,
+    watched: bool = False,
+) -> None:
+    why = {"event": d.event.kind, "chosen_by": chosen.gate, "gates": [r.as_json() for r in failing]}
+    reason = clean(_reason(d, checkpoint, failing, chosen, watched=watched))
     if action == "pause":
         if d.progress.paused is None:
             d.update(paused=Stop(by=actor, reason=reason, at=d.at))
@@ -156,7 +192,9 @@ def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], a
             open_hold(d, need, checkpoint=checkpoint, opened_by=actor)
     elif action == "rollback_cohort":
         # During hyper-care the cohort of the last traffic checkpoint; during the stages the one in flight.
-        target = hypercare.last_traffic_checkpoint(d) if checkpoint == hypercare.HYPERCARE else None
+        target = (
+            hypercare.last_traffic_checkpoint(d) if checkpoint == hypercare.HYPERCARE or watched else None
+        )
         rollback_cohort(d, actor=actor, why=why, checkpoint=target)
         hold_after_rollback(d, checkpoint, reason=reason, source=HoldSource.GATE, actor=actor)
     elif action == "freeze":
@@ -165,3 +203,47 @@ def _act(d: Draft, action: Action, checkpoint: str, failing: list[GateResult], a
         d.tell_state("frozen", roles=d.plan.authority.pausers, data={"by": actor, "reason": reason})
     else:
         global_rollback(d, actor=actor, why=why, reason=reason, checkpoint=checkpoint)
+
+
+def _reason(
+    d: Draft, checkpoint: str, failing: list[GateResult], chosen: GateResult, *, watched: bool
+) -> str:
+    """The gate that chose the action first (its reading, threshold, how long it has failed, the
+    action), then every other failing gate."""
+    where = "during hyper-care" if checkpoint == hypercare.HYPERCARE else f"at {checkpoint}"
+    if watched:
+        where += ", watched while traffic is live"
+    action = RollbackMatrix.of(d.plan).action_for(chosen.gate)
+    text = f"gate {_described(d, chosen)} {where}: {action.replace('_', ' ')}"
+    others = [_described(d, r) for r in failing if r.gate != chosen.gate]
+    if others:
+        text += "; also failing: " + "; ".join(others)
+    return text
+
+
+def _described(d: Draft, result: GateResult) -> str:
+    gate = d.plan.gates.get(result.gate)
+    threshold = f" (pass {gate.pass_})" if gate is not None else ""
+    reading = "no data" if result.value is None else f"{result.value:g}"
+    since, whole = _failing_since(d, result)
+    lasted = ""
+    if since is not None and since < d.at:
+        # The evidence kept is the last `consecutive_passes` readings: all failing means longer.
+        lasted = f", failing for {'at least ' if whole else ''}{format_duration(d.at - since)}"
+    detail = f" ({result.reason})" if result.value is None and result.reason else ""
+    return f"{result.gate} read {reading}{threshold}{lasted}{detail}"
+
+
+def _failing_since(d: Draft, result: GateResult) -> tuple[datetime | None, bool]:
+    """When the gate's current run of failing readings began, from the evidence kept, and whether
+    every reading kept fails (so it began earlier still)."""
+    window = d.progress.watch_evidence.get(result.gate) or ()
+    for evidence in (d.progress.hypercare_evidence, *(c.evidence for c in d.progress.checkpoints.values())):
+        if len(evidence.get(result.gate, ())) > len(window):
+            window = evidence[result.gate]
+    since = None
+    for r in reversed(window):
+        if verdict(r.outcome, d.no_data(r.gate)) is not Verdict.FAIL:
+            return since, False
+        since = r.at
+    return since, True

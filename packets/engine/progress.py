@@ -306,6 +306,8 @@ class RunProgress:
     # Per hyper-care gate, the last `consecutive_passes` counted results.
     hypercare_evidence: dict[str, tuple[GateResult, ...]] = field(default_factory=dict)
     hypercare_tallies: dict[str, GateTally] = field(default_factory=dict)
+    # Per watched gate (`engine.watch`), its last `consecutive_passes` results, whatever they came under.
+    watch_evidence: dict[str, tuple[GateResult, ...]] = field(default_factory=dict)
 
     # -- questions ------------------------------------------------------------------------------
 
@@ -384,6 +386,7 @@ class RunProgress:
             "hypercare_evidence": {
                 gate: [r.as_json() for r in rs] for gate, rs in self.hypercare_evidence.items()
             },
+            "watch_evidence": {gate: [r.as_json() for r in rs] for gate, rs in self.watch_evidence.items()},
         } | {"hypercare_" + k: v for k, v in _tallies_json(self.hypercare_tallies).items()}
 
     @classmethod
@@ -414,6 +417,10 @@ class RunProgress:
                 for gate, rs in data.get("hypercare_evidence", {}).items()
             },
             hypercare_tallies=_tallies(data.get("hypercare_tallies")),
+            watch_evidence={
+                gate: tuple(GateResult.from_json(r) for r in rs)
+                for gate, rs in data.get("watch_evidence", {}).items()
+            },
         )
 
 
