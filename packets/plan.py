@@ -300,7 +300,7 @@ class Plan(_Model):
     def canonical_json(self) -> str:
         leave_out = {"bundle"} if self.bundle is None else None
         dumped = self.model_dump(mode="json", by_alias=True, exclude=leave_out)
-        return canonical_json(_without_unset_gate_fields(dumped))
+        return canonical_json(_without_later_unset_fields(dumped))
 
     def is_readiness(self, gate: str) -> bool:
         found = self.gates.get(gate)
@@ -360,7 +360,7 @@ _LATER_GATE_FIELDS = (
 )
 
 
-def _without_unset_gate_fields(data: dict[str, Any]) -> dict[str, Any]:
+def _without_later_unset_fields(data: dict[str, Any]) -> dict[str, Any]:
     policy = {
         k: v
         for k, v in data.get("gate_policy", {}).items()
@@ -370,7 +370,13 @@ def _without_unset_gate_fields(data: dict[str, Any]) -> dict[str, Any]:
         name: {k: v for k, v in gate.items() if not (k in _LATER_GATE_FIELDS and v is None)}
         for name, gate in data.get("gates", {}).items()
     }
-    return {**data, "gate_policy": policy, "gates": gates}
+    checkpoints = [_without_empty_watch(c) for c in data.get("checkpoints", [])]
+    return {**_without_empty_watch(data), "gate_policy": policy, "gates": gates, "checkpoints": checkpoints}
+
+
+def _without_empty_watch(data: dict[str, Any]) -> dict[str, Any]:
+    # `watch:` came later too: a plan or checkpoint that watches nothing keeps its revision.
+    return {k: v for k, v in data.items() if not (k == "watch" and not v)}
 
 
 def canonical_json(value: Any) -> str:

@@ -100,6 +100,7 @@ def test_a_checkpoint_after_midnight_shows_its_date(
 ) -> None:
     data = small_plan()
     data["checkpoints"][3]["soak"] = "4h"
+    data["window"]["end"] = "2026-11-25T03:00:00-05:00"  # the window reaches past midnight too
     plan = tmp_path / "late.yaml"
     plan.write_text(dump(data), encoding="utf-8")
     status, out, _ = check(plan, capsys)
