@@ -144,8 +144,10 @@ def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
         return await dispatch(Acknowledge(run=value.run, user=user, version=value.v), deps)
 
     async def release(value: ButtonValue, user: str) -> Outcome:
-        if value.hold is None or value.v is None:
-            return Outcome.refused("That button names no hold and version.")
+        # A hold's own message binds its button to the hold alone (no version); a packet card's
+        # button carries the card's version too.
+        if value.hold is None:
+            return Outcome.refused("That button names no hold.")
         return await dispatch(ReleaseHold(run=value.run, user=user, hold=value.hold, version=value.v), deps)
 
     async def confirm_rollback(value: ButtonValue, user: str) -> Outcome:

@@ -96,8 +96,9 @@ FLAG_DONE: Final = ":white_check_mark: done"
 FLAG_LATE: Final = ":hourglass: late"
 FLAG_ACTIVE: Final = ":arrow_forward: active"
 STATUS_FLAG: Final[dict[str, str]] = {"done": FLAG_DONE, "late": FLAG_LATE, "active": FLAG_ACTIVE}
-HOLD_LINE: Final = "`{hold}` on *{checkpoint}* · {source} · release by {roles} ({mode}){released}: {reason}"
+HOLD_LINE: Final = "{hold} on *{checkpoint}* · {source} · release by {roles} ({mode}){released}: {reason}"
 HOLD_LINE_RELEASED: Final = " · :white_check_mark: released"
+HOLD_NOT_OPEN: Final = "A hold not yet open"
 HOLD_MODE: Final[dict[str, str]] = {"any": "any one of them", "all": "all of them"}
 
 SUPERSEDED_TEXT: Final = "Packet v{v} superseded by v{by}"

@@ -7,6 +7,8 @@ two proposals can never both win.
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.commands import Acknowledge, AdoptPacket, RejectPacket
 from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
@@ -17,23 +19,19 @@ from handlers.notices import change_rows
 from handlers.outbox import post
 from handlers.outcome import Outcome
 from packets import messages as msg
-from packets.authority import Refused
+from packets.authority import Refused, acting_role
 from packets.delta import diff
 from packets.engine import events as ev
-from packets.packet import Packet, PacketState, register_id
+from packets.packet import Packet, PacketState
 
 _PROPOSED = str(PacketState.PROPOSED)
 
 
-def _require_adopter(ctx: RunContext, user: str) -> str:
-    roster = ctx.roster
-    for role in ctx.plan.authority.adopt_packets:
-        if roster.may_act(user, role):
-            return role
-    acting = ", ".join(f"{r}: {roster.acting_user(r)}" for r in ctx.plan.authority.adopt_packets)
-    raise Refused(
-        f"Only the acting {', '.join(ctx.plan.authority.adopt_packets)} may adopt or reject a packet "
-        f"({acting})."
+def run_holds(ctx: RunContext) -> tuple[dict[str, Any], ...]:
+    """The run's opened holds as the packet card reads them (`PacketPosted.run_holds`)."""
+    return tuple(
+        {"id": h.id, "checkpoint": h.checkpoint, "source": str(h.source), "open": h.is_open}
+        for h in ctx.progress.holds.values()
     )
 
 
@@ -61,7 +59,6 @@ async def _proposal(ctx: RunContext, version: int | None) -> Packet:
 
 async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
-        role = _require_adopter(ctx, cmd.user)
         new = await _proposal(ctx, cmd.version)
         old = ctx.packet
         won = await ctx.tx.packets.set_state_cas(
@@ -80,7 +77,10 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
         # Only one proposal stands at a time, so the pending facts are this version's.
         if ctx.pending is not None:
             ctx.facts, ctx.pending = ctx.pending, None
+        # The engine checks that the adopter acts for an adopt_packets role (packets.authority).
         await apply(ctx, ev.PacketAdopted(at=ctx.now, version=new.version, user=cmd.user), deps)
+        # The role it was adopted as, for the ledger (the engine has just accepted it).
+        role = acting_role(ctx.roster, cmd.user, ctx.plan.authority.adopt_packets, "adopt")
         delta = diff(old, new, material_shift=ctx.plan.material_shift)
         await ledger(
             ctx,
@@ -100,12 +100,7 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
         posted = msg.PacketPosted(
             packet=ctx.packet.as_json(),
             summary=delta.summary(),
-            # The card's register names planned holds by checkpoint and source (packets.packet).
-            released=tuple(
-                register_id(source=h.source, checkpoint=h.checkpoint)
-                for h in ctx.progress.holds.values()
-                if not h.is_open and h.checkpoint is not None
-            ),
+            run_holds=run_holds(ctx),
             forecast=forecast_of(ctx).as_json(),
         )
         await post(ctx, to=channel, message=posted, dedupe_key=f"packet:v{new.version}")
@@ -133,8 +128,11 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
 
 async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
-        _require_adopter(ctx, cmd.user)
         packet = await _proposal(ctx, cmd.version)
+        # A rejection has no engine event: the same authority check, asked here.
+        acting_role(
+            ctx.roster, cmd.user, ctx.plan.authority.adopt_packets, f"reject packet v{packet.version}"
+        )
         if not await ctx.tx.packets.set_state_cas(
             ctx.run, packet.version, from_state=_PROPOSED, to_state=str(PacketState.REJECTED), at=ctx.now
         ):

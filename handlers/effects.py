@@ -122,16 +122,12 @@ async def _record(ctx: RunContext, effect: fx.Effect) -> None:
 
 async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
     # The engine has already decided, under the run lock, that this hold closes now; the holds
-    # table is its projection, so the row is closed under the version it was opened with. Click
-    # races were settled before the engine ran (the handler's packet-version check). A row that is
-    # missing or already closed means the projection drifted: said in the log, not hidden.
-    row = await ctx.tx.holds.get(ctx.run, effect.hold_id)
-    version = row.packet_version if row is not None else None
+    # table is its projection. A row that is missing or already closed means the projection
+    # drifted: said in the log, not hidden.
     if effect.withdrawn:
         closed = await ctx.tx.holds.withdraw_cas(
             run_id=ctx.run,
             hold_id=effect.hold_id,
-            packet_version=version,
             by="engine",
             at=ctx.now,
             note="withdrawn: the run ended",
@@ -140,7 +136,6 @@ async def _close_hold(ctx: RunContext, effect: fx.CloseHold) -> None:
         closed = await ctx.tx.holds.release_cas(
             run_id=ctx.run,
             hold_id=effect.hold_id,
-            packet_version=version,
             released_by=",".join(effect.by),
             released_as=",".join(effect.roles),
             at=ctx.now,

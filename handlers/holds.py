@@ -11,7 +11,6 @@ from handlers.outcome import Outcome
 from packets.authority import Refused, ReleaseRule, release_role
 from packets.engine import events as ev
 from packets.engine.progress import HoldRecord
-from packets.packet import register_id
 from packets.redact import redact
 
 
@@ -38,15 +37,7 @@ def find_hold(ctx: RunContext, ref: str, *, user: str | None = None) -> HoldReco
     newest open one (the engine says why not), else the newest closed one."""
     if ref in ctx.progress.holds:
         return ctx.progress.holds[ref]
-    # The packet card's hold register names holds `SOURCE:CHECKPOINT` (packets.timeline), the
-    # engine `CHECKPOINT/SOURCE/N`: a Release button on the card means that checkpoint's hold.
-    # packets.packet.register_id is the one mapping of an opened hold to its register entry.
-    planned = [
-        h
-        for h in ctx.progress.holds.values()
-        if h.checkpoint is not None and register_id(source=h.source, checkpoint=h.checkpoint) == ref
-    ]
-    on_checkpoint = planned or [h for h in ctx.progress.holds.values() if h.checkpoint == ref]
+    on_checkpoint = [h for h in ctx.progress.holds.values() if h.checkpoint == ref]
     if not on_checkpoint:
         open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
         raise Refused(f"There is no hold '{ref}' (open holds: {open_ids}).")
@@ -70,10 +61,13 @@ def _may_release(ctx: RunContext, hold: HoldRecord, user: str) -> bool:
 
 async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
+        # A packet card's button is rendered for its version and goes stale with it; the hold's
+        # own message has a button bound to the hold alone (no version), so an adoption does not
+        # invalidate it: who may release, and whether it is still open, the engine checks.
         if cmd.version is not None and cmd.version != ctx.version:
             raise Refused(
                 f"That button was for packet v{cmd.version}; v{ctx.version} is current. "
-                "Use the Release button on the current packet."
+                "Use the Release button on the hold's own message, or the current packet."
             )
         hold = find_hold(ctx, cmd.hold, user=cmd.user)
         # Who may release, and whether it is still open, is the engine's to say (packets.authority).

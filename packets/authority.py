@@ -117,6 +117,19 @@ def who_acts(roster: Acting, roles: Iterable[str], *, joiner: str = " or ") -> s
     return joiner.join(f"{role} (acting: {roster.acting_user(role)})" for role in roles)
 
 
+def acting_role(roster: Acting, user: str, roles: Iterable[str], doing: str) -> str:
+    """The first of `roles` that `user` acts for now, or a `Refused` naming who does.
+
+    The one check of "may this person do this as one of these roles": the engine asks it for
+    every event a person causes, the use cases only for what has no event (rejecting a proposal).
+    """
+    role_list = list(roles)
+    for role in role_list:
+        if roster.may_act(user, role):
+            return role
+    raise Refused(f"{user} may not {doing}: that takes {who_acts(roster, role_list)}")
+
+
 class ReleasableHold(Protocol):
     """What the release rule needs of a hold, whichever record carries it."""
 

@@ -213,10 +213,11 @@ def _principals(*versions: PlannedCheckpoint) -> tuple[str, ...]:
 
 
 def _holds_by_checkpoint(holds: tuple[PacketHold, ...]) -> dict[str, frozenset[str]]:
-    ids: dict[str, set[str]] = {}
+    """The sources of the holds planned on each checkpoint (a register entry's identity)."""
+    sources: dict[str, set[str]] = {}
     for hold in holds:
-        ids.setdefault(hold.checkpoint, set()).add(hold.id)
-    return {checkpoint: frozenset(hold_ids) for checkpoint, hold_ids in ids.items()}
+        sources.setdefault(hold.checkpoint, set()).add(str(hold.source))
+    return {checkpoint: frozenset(found) for checkpoint, found in sources.items()}
 
 
 def _shifted(shift: timedelta, material_shift: timedelta) -> bool:

@@ -91,7 +91,9 @@ class PacketPosted(_Payload):
     kind: ClassVar[MessageKind] = MessageKind.PACKET_POSTED
     packet: dict[str, Any]
     summary: str | None = _optional()
-    released: tuple[str, ...] | None = _optional()
+    # The run's opened holds (`run_holds`): the card binds a Release button to the one open for a
+    # register entry, and marks an entry whose hold was released.
+    run_holds: tuple[dict[str, Any], ...] | None = _optional()
     # packets.forecast.Forecast.as_json(): planned / actual / forecast per checkpoint, when known.
     forecast: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
 

@@ -101,21 +101,15 @@ class PlannedCheckpoint:
         )
 
 
-def register_id(*, source: HoldSource | str, checkpoint: str) -> str:
-    """The id of a planned hold in a packet's register: `SOURCE:CHECKPOINT`.
-
-    The packet is built before its holds open, so its register names a hold by what it will hold
-    (checkpoint and source); the engine names the hold it opens `CHECKPOINT/SOURCE/N`. This is the
-    one place that maps an opened hold back to its register entry.
-    """
-    return f"{source}:{checkpoint}"
-
-
 @dataclass(frozen=True, slots=True)
 class PacketHold:
-    """An entry of the packet's hold register (planned holds and conflict holds)."""
+    """An entry of the packet's hold register: a hold the plan or a conflict will put on a checkpoint.
 
-    id: str
+    It has no id of its own: only a hold the engine opens has one (`CHECKPOINT/SOURCE/N`,
+    `packets.engine.holds.open_hold`), and an entry is matched to the holds opened for it by its
+    checkpoint and source.
+    """
+
     checkpoint: str
     reason: str
     source: HoldSource
@@ -124,7 +118,6 @@ class PacketHold:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "id": self.id,
             "checkpoint": self.checkpoint,
             "reason": self.reason,
             "source": str(self.source),
@@ -134,8 +127,8 @@ class PacketHold:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PacketHold:
+        # Packets stored before holds had one identity carry an "id" too: not read.
         return cls(
-            id=data["id"],
             checkpoint=data["checkpoint"],
             reason=data["reason"],
             source=HoldSource(data["source"]),

@@ -57,7 +57,7 @@ from typing import Any
 
 from packets.authority import Roster
 from packets.durations import format_duration
-from packets.packet import HoldSource, Packet, PacketHold, PacketState, PlannedCheckpoint, register_id
+from packets.packet import HoldSource, Packet, PacketHold, PacketState, PlannedCheckpoint
 from packets.plan import Checkpoint, CheckpointWindow, Plan
 
 _ZERO = timedelta(0)
@@ -414,7 +414,6 @@ def _holds(plan: Plan, cp: Checkpoint, slot: _Slot) -> tuple[PacketHold, ...]:
             why = f"protected checkpoint: {cp.title} runs only once released"
         holds.append(
             PacketHold(
-                register_id(source=HoldSource.PLAN, checkpoint=cp.id),
                 cp.id,
                 why,
                 HoldSource.PLAN,
@@ -425,7 +424,6 @@ def _holds(plan: Plan, cp: Checkpoint, slot: _Slot) -> tuple[PacketHold, ...]:
     if slot.conflict_hold and slot.conflict is not None:
         holds.append(
             PacketHold(
-                register_id(source=HoldSource.CONFLICT, checkpoint=cp.id),
                 cp.id,
                 f"{cp.title} {slot.conflict}",
                 HoldSource.CONFLICT,

@@ -2,7 +2,7 @@
 
 The engine's hold record (`runs.progress`) is the truth; a row here has the same id and the same
 states (`packets.engine.progress.HoldState`: open, released, withdrawn). Releasing is a
-compare-and-set (`UPDATE ... WHERE state = 'open' AND packet_version = :v`): of any number of
+compare-and-set (`UPDATE ... WHERE state = 'open'`): of any number of
 simultaneous clicks exactly one wins, and the row then says who released it, as which role, and
 when. The partial releases of a `mode: all` hold live only in the engine's record.
 """
@@ -17,9 +17,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from packets.engine.progress import HoldState
-from store.runs import TERMINAL_STATES
 from store.sql import insert_unless_exists
-from store.tables import holds, runs
+from store.tables import holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,36 +107,24 @@ class Holds:
         statement = statement.order_by(holds.c.opened_at, holds.c.hold_id)
         return [_row(m) for m in (await self._connection.execute(statement)).mappings()]
 
-    async def open_on_active_runs(self) -> list[HoldRow]:
-        """Every open hold of every active run (what someone might be able to release)."""
-        statement = (
-            select(holds)
-            .join(runs, runs.c.run_id == holds.c.run_id)
-            .where(holds.c.state == HoldState.OPEN.value, runs.c.state.not_in(TERMINAL_STATES))
-            .order_by(holds.c.run_id, holds.c.opened_at, holds.c.hold_id)
-        )
-        return [_row(m) for m in (await self._connection.execute(statement)).mappings()]
-
     async def release_cas(
         self,
         *,
         run_id: str,
         hold_id: str,
-        packet_version: int | None,
         released_by: str,
         released_as: str,
         at: datetime,
         note: str | None = None,
         expected_state: HoldState | str = HoldState.OPEN,
     ) -> bool:
-        """Release the hold if it is still in `expected_state` under `packet_version`.
+        """Release the hold if it is still in `expected_state`.
 
         True for exactly one caller; every other gets False and can read the winner with `get`.
         """
         return await self._finish(
             run_id=run_id,
             hold_id=hold_id,
-            packet_version=packet_version,
             expected_state=str(expected_state),
             values={
                 "state": HoldState.RELEASED.value,
@@ -153,7 +140,6 @@ class Holds:
         *,
         run_id: str,
         hold_id: str,
-        packet_version: int | None,
         by: str,
         at: datetime,
         note: str | None = None,
@@ -163,7 +149,6 @@ class Holds:
         return await self._finish(
             run_id=run_id,
             hold_id=hold_id,
-            packet_version=packet_version,
             expected_state=str(expected_state),
             values={
                 "state": HoldState.WITHDRAWN.value,
@@ -173,22 +158,11 @@ class Holds:
             },
         )
 
-    async def carry_forward(self, *, run_id: str, to_version: int) -> int:
-        """Move the run's open holds under packet `to_version` (after an adoption); returns how many."""
-        statement = (
-            update(holds)
-            .where(holds.c.run_id == run_id, holds.c.state == HoldState.OPEN.value)
-            .values(packet_version=to_version)
-            .returning(holds.c.hold_id)
-        )
-        return len((await self._connection.execute(statement)).all())
-
     async def _finish(
         self,
         *,
         run_id: str,
         hold_id: str,
-        packet_version: int | None,
         expected_state: str,
         values: dict[str, Any],
     ) -> bool:
@@ -198,8 +172,6 @@ class Holds:
                 holds.c.run_id == run_id,
                 holds.c.hold_id == hold_id,
                 holds.c.state == expected_state,
-                # IS NOT DISTINCT FROM: a hold opened outside any packet matches None.
-                holds.c.packet_version.is_not_distinct_from(packet_version),
             )
             .values(**values)
             .returning(holds.c.hold_id)

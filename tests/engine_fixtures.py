@@ -179,7 +179,6 @@ def make_packet(
         if register and cp.hold is not None:
             holds.append(
                 PacketHold(
-                    id=f"{cp.id}/plan",
                     checkpoint=cp.id,
                     reason=cp.hold.reason or f"{cp.title}: release",
                     source=HoldSource.PLAN,
@@ -190,7 +189,6 @@ def make_packet(
         elif register and cp.protected:
             holds.append(
                 PacketHold(
-                    id=f"{cp.id}/plan",
                     checkpoint=cp.id,
                     reason=f"{cp.title} is protected",
                     source=HoldSource.PLAN,
@@ -200,7 +198,6 @@ def make_packet(
         if register and conflict is not None:
             holds.append(
                 PacketHold(
-                    id=f"{cp.id}/conflict",
                     checkpoint=cp.id,
                     reason=conflict,
                     source=HoldSource.CONFLICT,

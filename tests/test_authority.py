@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from packets.authority import Refused, ReleaseRule, Roster, is_released, release_role
-from packets.packet import HoldSource, PacketHold
+from packets.engine.progress import HoldRecord
+from packets.packet import HoldSource
 from packets.plan import Authority, Role
 
 ROLES = {
@@ -256,17 +259,19 @@ def test_a_hold_with_no_release_roles_can_never_be_released() -> None:
         release_role(nobody, roster(), user="U0REL1", already=[])
 
 
-def test_a_release_rule_is_read_from_a_packet_hold() -> None:
-    hold = PacketHold(
-        id="plan:retire-legacy",
+def test_a_release_rule_is_read_from_an_opened_hold() -> None:
+    hold = HoldRecord(
+        id="retire-legacy/plan/4",
         checkpoint="retire-legacy",
         reason="planned hold",
         source=HoldSource.PLAN,
         release_by=("release-authority", "payments-risk"),
         mode="all",
+        opened_at=datetime(2026, 11, 24, 21, 0, tzinfo=UTC),
+        opened_by="engine",
     )
     assert ReleaseRule.of(hold) == ReleaseRule(
-        hold="plan:retire-legacy", release_by=("release-authority", "payments-risk"), mode="all"
+        hold="retire-legacy/plan/4", release_by=("release-authority", "payments-risk"), mode="all"
     )
 
 

@@ -277,7 +277,7 @@ async def test_a_click_by_someone_who_does_not_hold_the_role_is_refused_naming_t
     reply = await h.click(ActionId.ADOPT_PACKET, adopt, user=ENG1)
 
     assert reply.refused, reply.text
-    assert "Only the acting release-authority may adopt" in reply.text
+    assert "may not adopt packet v2: that takes release-authority (acting: U0REL1)" in reply.text
     assert "v1" in reply.text  # the version the room still follows
     after = await h.ledger_kinds(run)
     assert after == [*before, "refused"]
@@ -294,19 +294,41 @@ async def test_a_click_on_a_superseded_version_is_refused_and_names_the_current_
     run = await _started(h)
     assert (await h.command("hold vendor on the phone", user=ENG1)).ok
     await h.drain()
-    (release_v1,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Hold ")
-    assert json.loads(release_v1)["v"] == 1
+    (on_hold,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Hold ")
+    # A packet card's Release button is rendered for the card's version.
+    card_v1 = json.dumps({**json.loads(on_hold), "v": 1})
     assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
     assert (await h.command("adopt v2", user=REL1)).ok
 
-    stale_release = await h.click(ActionId.RELEASE_HOLD, release_v1, user=REL1)
+    stale_release = await h.click(ActionId.RELEASE_HOLD, card_v1, user=REL1)
     stale_ack = await h.click(ActionId.ACKNOWLEDGE_PACKET, {"run": run, "v": 1}, user=SEC1)
 
     assert stale_release.refused and "v1" in stale_release.text and "v2 is current" in stale_release.text
+    assert "hold's own message" in stale_release.text
     assert stale_ack.refused and "v2 is" in stale_ack.text, stale_ack.text
     status = await h.command("status", user=ENG1)
     assert "is *held*" in status.text  # the hold is still open
     assert (await h.ledger_kinds(run))[-2:] == ["refused", "refused"]
+
+
+async def test_a_holds_own_release_button_still_releases_it_after_an_adoption(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    assert (await h.command("hold vendor on the phone", user=ENG1)).ok
+    await h.drain()
+    (on_hold,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Hold ")
+    assert "v" not in json.loads(on_hold)  # bound to the hold, not to a packet version
+    assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
+    assert (await h.command("adopt v2", user=REL1)).ok
+
+    released = await h.click(ActionId.RELEASE_HOLD, on_hold, user=REL1)
+
+    assert released.ok and "Released" in released.text, released.text
+    assert "hold_released" in await h.ledger_kinds(run)
+    again = await h.click(ActionId.RELEASE_HOLD, on_hold, user=REL1)
+    assert again.refused, again.text
 
 
 async def test_two_people_releasing_one_hold_at_once_get_one_release_and_one_already_released(
@@ -353,10 +375,9 @@ async def test_a_delegate_switched_in_by_the_release_authority_may_then_release_
     switched = await h.command("delegate release-authority <@U0REL2|rel2>", user=REL1)
     assert switched.ok, switched.text
 
-    # The packet card's Release button names the register entry, "plan:go-decision".
-    (on_card,) = h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Packet v1")
-    assert json.loads(on_card)["hold"] == "plan:go-decision"
-    reply = await h.click(ActionId.RELEASE_HOLD, on_card, user=REL2)
+    # The v1 card was posted before the hold opened: it lists the hold without a button.
+    assert h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Packet v1") == []
+    reply = await h.click(ActionId.RELEASE_HOLD, release, user=REL2)
     assert reply.ok and "Released go-decision/plan/" in reply.text and "as release-authority" in reply.text
     assert [(s.checkpoint, s.cohort, s.percent) for s in h.actuator.shifts] == [("canary", "orders", 5)]
     kinds = await h.ledger_kinds(run)

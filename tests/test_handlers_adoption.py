@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from bot.ids import ActionId
+from bot.render import render
 from handlers import commands as c
 from handlers.adoption import reject_packet
 from handlers.holds import release_hold
@@ -12,6 +15,7 @@ from handlers.runs import ask_engine, sign_off
 from packets.delta import diff
 from packets.packet import Packet
 from tests import handler_fixtures
+from tests.bot_harness import buttons_of
 from tests.handler_fixtures import (
     CHANNEL,
     ENG1,
@@ -367,7 +371,18 @@ async def test_a_hold_released_before_its_proposal_is_adopted_shows_released_on_
     assert (await world.adopt(2)).ok
 
     (card,) = [r for r in (await world.outbox())[before.outbox :] if r.kind == "packet_posted"]
-    register = {h["id"] for h in card.payload["packet"]["holds"]}
-    assert "plan:preflight" in register
-    # The card marks a hold released by its register id; the engine's id would never match one.
-    assert "plan:preflight" in card.payload["released"]
+    register = {(h["checkpoint"], h["source"]) for h in card.payload["packet"]["holds"]}
+    assert ("preflight", "plan") in register
+    # A register entry is matched to the hold opened for it by checkpoint and source: the card
+    # carries that hold, released, so the entry reads released and has no Release button.
+    assert {"id": "preflight/plan/1", "checkpoint": "preflight", "source": "plan", "open": False} in (
+        card.payload["run_holds"]
+    )
+    rendered = render(card.kind, card.payload)
+    (entry,) = [line for line in _section_texts(rendered.blocks) if "on *preflight* · plan" in line]
+    assert "`preflight/plan/1`" in entry and "released" in entry
+    assert not [b for b in buttons_of(rendered.blocks) if b["action_id"] == ActionId.RELEASE_HOLD]
+
+
+def _section_texts(blocks: list[dict[str, Any]]) -> list[str]:
+    return [b["text"]["text"] for b in blocks if b.get("type") == "section" and "text" in b]

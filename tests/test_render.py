@@ -63,7 +63,6 @@ def packet(
         if holds is not None
         else [
             {
-                "id": "h-widen",
                 "checkpoint": "widen",
                 "reason": "plan hold",
                 "source": "plan",
@@ -71,7 +70,6 @@ def packet(
                 "mode": "any",
             },
             {
-                "id": "h-retire",
                 "checkpoint": "retire-legacy",
                 "reason": "plan hold",
                 "source": "plan",
@@ -332,13 +330,26 @@ def test_a_proposed_packet_offers_adopt_and_reject_for_its_version_only() -> Non
 
 
 def test_an_authoritative_packet_offers_acknowledge_and_a_release_per_open_hold() -> None:
-    data = {"run": RUN, "packet": packet(version=2, state="authoritative"), "released": ["h-retire"]}
+    run_holds = [
+        {"id": "widen/plan/2", "checkpoint": "widen", "source": "plan", "open": True},
+        {"id": "retire-legacy/plan/3", "checkpoint": "retire-legacy", "source": "plan", "open": False},
+    ]
+    data = {"run": RUN, "packet": packet(version=2, state="authoritative"), "run_holds": run_holds}
 
     found = buttons(render(MessageKind.PACKET_POSTED, data).blocks)
 
     assert sorted(b["action_id"] for b in found) == ["acknowledge_packet", "release_hold"]
     release = next(b for b in found if b["action_id"] == ActionId.RELEASE_HOLD)
-    assert ButtonValue.decode(release["value"]) == ButtonValue(run=RUN, hold="h-widen", v=2)
+    assert ButtonValue.decode(release["value"]) == ButtonValue(run=RUN, hold="widen/plan/2", v=2)
+
+
+def test_a_packet_card_offers_no_release_for_a_hold_not_yet_open() -> None:
+    data = {"run": RUN, "packet": packet(version=2, state="authoritative"), "run_holds": []}
+
+    message = render(MessageKind.PACKET_POSTED, data)
+
+    assert [b["action_id"] for b in buttons(message.blocks)] == ["acknowledge_packet"]
+    assert "A hold not yet open on *widen*" in all_text(message.blocks)
 
 
 def test_the_packet_card_shows_times_owner_mentions_and_flags() -> None:

@@ -4,7 +4,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from packets.engine.progress import HoldState
 from store.uow import UnitOfWork
 
 MakeRun = Callable[..., Awaitable[str]]
@@ -68,7 +67,6 @@ async def test_a_release_records_who_released_as_which_role_and_when(
         assert await tx.holds.release_cas(
             run_id=run_id,
             hold_id="hold-widen",
-            packet_version=2,
             released_by="U0REL2",
             released_as="release-authority",
             at=at,
@@ -85,38 +83,6 @@ async def test_a_release_records_who_released_as_which_role_and_when(
     )
 
 
-async def test_a_release_rendered_for_another_packet_version_is_refused(
-    uow: UnitOfWork, make_run: MakeRun
-) -> None:
-    run_id = await make_run()
-    await open_hold(uow, run_id, version=2)
-    async with uow.transaction(run_id=run_id) as tx:
-        assert not await tx.holds.release_cas(
-            run_id=run_id,
-            hold_id="hold-widen",
-            packet_version=1,
-            released_by="U0REL1",
-            released_as="release-authority",
-            at=T0,
-        )
-        hold = await tx.holds.get(run_id, "hold-widen")
-    assert hold is not None and hold.state == HoldState.OPEN
-
-
-async def test_a_hold_opened_outside_any_packet_is_released_with_no_version(
-    uow: UnitOfWork, make_run: MakeRun
-) -> None:
-    run_id = await make_run()
-    await open_hold(uow, run_id, "manual-1", version=None)
-    async with uow.transaction(run_id=run_id) as tx:
-        assert not await tx.holds.release_cas(
-            run_id=run_id, hold_id="manual-1", packet_version=3, released_by="U1", released_as="r", at=T0
-        )
-        assert await tx.holds.release_cas(
-            run_id=run_id, hold_id="manual-1", packet_version=None, released_by="U1", released_as="r", at=T0
-        )
-
-
 async def test_fifty_simultaneous_releases_of_one_hold_have_exactly_one_winner(
     uow: UnitOfWork, make_run: MakeRun
 ) -> None:
@@ -128,7 +94,6 @@ async def test_fifty_simultaneous_releases_of_one_hold_have_exactly_one_winner(
             return await tx.holds.release_cas(
                 run_id=run_id,
                 hold_id="hold-widen",
-                packet_version=2,
                 released_by=f"U{n:02d}",
                 released_as="release-authority",
                 at=T0 + timedelta(seconds=n),
@@ -161,7 +126,6 @@ async def test_the_compare_and_set_alone_keeps_fifty_releases_to_one_winner(
             return await tx.holds.release_cas(
                 run_id=run_id,
                 hold_id="hold-widen",
-                packet_version=2,
                 released_by=f"U{n:02d}",
                 released_as="release-authority",
                 at=T0,
@@ -178,13 +142,12 @@ async def test_a_withdrawn_hold_cannot_be_released(uow: UnitOfWork, make_run: Ma
         assert await tx.holds.withdraw_cas(
             run_id=run_id,
             hold_id="hold-widen",
-            packet_version=2,
             by="bot",
             at=T0,
             note="no longer in packet v3",
         )
         assert not await tx.holds.release_cas(
-            run_id=run_id, hold_id="hold-widen", packet_version=2, released_by="U1", released_as="r", at=T0
+            run_id=run_id, hold_id="hold-widen", released_by="U1", released_as="r", at=T0
         )
         hold = await tx.holds.get(run_id, "hold-widen")
     assert hold is not None and (hold.state, hold.released_by, hold.release_note) == (
@@ -192,28 +155,3 @@ async def test_a_withdrawn_hold_cannot_be_released(uow: UnitOfWork, make_run: Ma
         "bot",
         "no longer in packet v3",
     )
-
-
-async def test_adopting_a_packet_carries_only_open_holds_forward(uow: UnitOfWork, make_run: MakeRun) -> None:
-    run_id = await make_run()
-    await open_hold(uow, run_id, "a", version=2)
-    await open_hold(uow, run_id, "b", version=2, at=T0 + timedelta(seconds=1))
-    async with uow.transaction(run_id=run_id) as tx:
-        await tx.holds.release_cas(
-            run_id=run_id, hold_id="a", packet_version=2, released_by="U1", released_as="r", at=T0
-        )
-        assert await tx.holds.carry_forward(run_id=run_id, to_version=3) == 1
-        holds = {h.hold_id: h for h in await tx.holds.for_run(run_id)}
-        still_open = await tx.holds.for_run(run_id, state=HoldState.OPEN)
-    assert (holds["a"].packet_version, holds["b"].packet_version) == (2, 3)
-    assert [h.hold_id for h in still_open] == ["b"]
-
-
-async def test_open_holds_are_listed_across_active_runs_only(uow: UnitOfWork, make_run: MakeRun) -> None:
-    live, finished = await make_run("r-live"), await make_run("r-done", state="rolled_back")
-    await open_hold(uow, live)
-    await open_hold(uow, finished)
-    async with uow.transaction() as tx:
-        assert [(h.run_id, h.hold_id) for h in await tx.holds.open_on_active_runs()] == [
-            ("r-live", "hold-widen")
-        ]

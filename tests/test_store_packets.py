@@ -24,7 +24,6 @@ def packet(version: int, *, supersedes: int | None = None) -> Packet:
         protected=True,
     )
     hold = PacketHold(
-        id="hold-widen",
         checkpoint="widen",
         reason="release to widen",
         source=HoldSource.PLAN,

@@ -217,19 +217,19 @@ def test_hold_checkpoints_and_protected_checkpoints_are_held_by_the_plan() -> No
     packet = build(story_plan())
     held = {c.id for c in packet.timeline if c.held}
     assert held == {"key-replication", "widen", "retire-legacy"}
-    register = {h.id: h for h in packet.holds}
-    assert set(register) == {"plan:key-replication", "plan:widen", "plan:retire-legacy"}
+    register = {(h.source, h.checkpoint): h for h in packet.holds}
+    assert set(register) == {("plan", "key-replication"), ("plan", "widen"), ("plan", "retire-legacy")}
     assert all(h.source is HoldSource.PLAN for h in packet.holds)
-    assert register["plan:retire-legacy"].release_by == ("release-authority", "payments-risk")
-    assert register["plan:retire-legacy"].mode == "all"
+    assert register[("plan", "retire-legacy")].release_by == ("release-authority", "payments-risk")
+    assert register[("plan", "retire-legacy")].mode == "all"
     # A protected checkpoint without a `hold:` is released by whoever adopts packets.
-    assert register["plan:key-replication"].release_by == ("release-authority",)
+    assert register[("plan", "key-replication")].release_by == ("release-authority",)
 
 
 def test_a_released_plan_hold_is_no_longer_held() -> None:
     packet = build(story_plan(), Facts(released=frozenset({"key-replication"})))
     assert not packet.checkpoint("key-replication").held
-    assert "plan:key-replication" not in {h.id for h in packet.holds}
+    assert ("plan", "key-replication") not in {(h.source, h.checkpoint) for h in packet.holds}
 
 
 def test_dependents_name_every_held_checkpoint_upstream_in_waits_on() -> None:
@@ -315,8 +315,8 @@ def test_a_protected_checkpoint_pushed_past_its_boundary_is_held_in_conflict_not
         "which ends 22:20, and takes 20m; protected, so held inside its window instead of moved past it"
     )
     conflict_holds = [h for h in packet.holds if h.source is HoldSource.CONFLICT]
-    assert [(h.id, h.checkpoint, h.release_by) for h in conflict_holds] == [
-        ("conflict:key-replication", "key-replication", ("release-authority",))
+    assert [(h.source, h.checkpoint, h.release_by) for h in conflict_holds] == [
+        ("conflict", "key-replication", ("release-authority",))
     ]
     assert conflict_holds[0].reason.startswith("Key replication confirmed needs until 22:40")
 
@@ -332,7 +332,7 @@ def test_a_released_protected_checkpoint_in_conflict_is_still_held_by_the_confli
     facts = Facts(late={"rollback-validation": at("22:20")}, released=frozenset({"key-replication"}))
     packet = build(story_plan(), facts)
     assert packet.checkpoint("key-replication").held
-    assert [h.id for h in packet.holds if h.checkpoint == "key-replication"] == ["conflict:key-replication"]
+    assert [h.source for h in packet.holds if h.checkpoint == "key-replication"] == ["conflict"]
 
 
 def test_a_protected_checkpoint_reported_late_past_its_boundary_is_in_conflict() -> None:
@@ -390,7 +390,7 @@ def test_a_waived_conflict_is_scheduled_at_its_computed_time_without_a_conflict_
     line = packet.checkpoint("key-replication")
     assert times(packet, "key-replication") == ("22:20", "22:40")
     assert line.conflict is None
-    assert [h.id for h in packet.holds if h.checkpoint == "key-replication"] == ["plan:key-replication"]
+    assert [h.source for h in packet.holds if h.checkpoint == "key-replication"] == ["plan"]
 
 
 def test_a_done_protected_checkpoint_is_history_not_a_conflict() -> None:

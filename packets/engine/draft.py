@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
-from packets.authority import Acting, Refused, who_acts
+from packets.authority import Acting, acting_role, who_acts
 from packets.engine.effects import Effect, Ledger, Notify, Plain
 from packets.engine.events import Event
 from packets.engine.progress import CheckpointProgress, RunProgress
@@ -101,11 +101,7 @@ class Draft:
 
     def require(self, user: str, roles: Iterable[str], doing: str) -> str:
         """The first of `roles` that `user` acts for now, or a `Refused` naming who does."""
-        role_list = list(roles)
-        for role in role_list:
-            if self.roster.may_act(user, role):
-                return role
-        raise Refused(f"{user} may not {doing}: that takes {self.who_acts(role_list)}")
+        return acting_role(self.roster, user, roles, doing)
 
     def primary_of(self, role: str) -> str | None:
         found = self.plan.roles.get(role)
