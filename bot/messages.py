@@ -99,6 +99,7 @@ STATUS_FLAG: Final[dict[str, str]] = {"done": FLAG_DONE, "late": FLAG_LATE, "act
 HOLD_LINE: Final = "{hold} on *{checkpoint}* · {source} · release by {roles} ({mode}){released}: {reason}"
 HOLD_LINE_RELEASED: Final = " · :white_check_mark: released"
 HOLD_NOT_OPEN: Final = "A hold not yet open"
+HOLD_ON_RUN: Final = "the whole run"
 HOLD_MODE: Final[dict[str, str]] = {"any": "any one of them", "all": "all of them"}
 
 SUPERSEDED_TEXT: Final = "Packet v{v} superseded by v{by}"

@@ -30,7 +30,15 @@ _PROPOSED = str(PacketState.PROPOSED)
 def run_holds(ctx: RunContext) -> tuple[dict[str, Any], ...]:
     """The run's opened holds as the packet card reads them (`PacketPosted.run_holds`)."""
     return tuple(
-        {"id": h.id, "checkpoint": h.checkpoint, "source": str(h.source), "open": h.is_open}
+        {
+            "id": h.id,
+            "checkpoint": h.checkpoint,
+            "source": str(h.source),
+            "open": h.is_open,
+            "reason": h.reason,
+            "release_by": list(h.release_by),
+            "mode": h.mode,
+        }
         for h in ctx.progress.holds.values()
     )
 

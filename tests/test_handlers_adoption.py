@@ -375,9 +375,8 @@ async def test_a_hold_released_before_its_proposal_is_adopted_shows_released_on_
     assert ("preflight", "plan") in register
     # A register entry is matched to the hold opened for it by checkpoint and source: the card
     # carries that hold, released, so the entry reads released and has no Release button.
-    assert {"id": "preflight/plan/1", "checkpoint": "preflight", "source": "plan", "open": False} in (
-        card.payload["run_holds"]
-    )
+    (held,) = [h for h in card.payload["run_holds"] if h["id"] == "preflight/plan/1"]
+    assert (held["checkpoint"], held["source"], held["open"]) == ("preflight", "plan", False)
     rendered = render(card.kind, card.payload)
     (entry,) = [line for line in _section_texts(rendered.blocks) if "on *preflight* · plan" in line]
     assert "`preflight/plan/1`" in entry and "released" in entry

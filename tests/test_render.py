@@ -343,6 +343,25 @@ def test_an_authoritative_packet_offers_acknowledge_and_a_release_per_open_hold(
     assert ButtonValue.decode(release["value"]) == ButtonValue(run=RUN, hold="widen/plan/2", v=2)
 
 
+def test_a_packet_card_lists_an_open_hold_no_register_entry_planned_with_its_release_button() -> None:
+    gate_hold = {
+        "id": "canary/gate/4",
+        "checkpoint": "canary",
+        "source": "gate",
+        "open": True,
+        "reason": "gate auth-success failed",
+        "release_by": ["release-authority"],
+        "mode": "any",
+    }
+    data = {"run": RUN, "packet": packet(version=2, state="authoritative"), "run_holds": [gate_hold]}
+
+    message = render(MessageKind.PACKET_POSTED, data)
+
+    release = next(b for b in buttons(message.blocks) if b["action_id"] == ActionId.RELEASE_HOLD)
+    assert ButtonValue.decode(release["value"]) == ButtonValue(run=RUN, hold="canary/gate/4", v=2)
+    assert "`canary/gate/4` on *canary* · gate" in all_text(message.blocks)
+
+
 def test_a_packet_card_offers_no_release_for_a_hold_not_yet_open() -> None:
     data = {"run": RUN, "packet": packet(version=2, state="authoritative"), "run_holds": []}
 
