@@ -12,9 +12,9 @@ use case resolves them against the plan window inside the run's one transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from bot.command_text import USAGE, Parsed
 from handlers import adoption, delegates, evidence, gate_checks, holds, resequence, runs, status
@@ -44,6 +44,7 @@ from handlers.commands import (
 )
 from handlers.deps import Deps
 from handlers.outcome import Outcome
+from packets.redact import redact
 
 HELP = "\n".join(["*/cutover* subcommands:", *(f"• `{line}`" for line in USAGE.values())])
 
@@ -75,8 +76,19 @@ USE_CASES: dict[type[Any], UseCase] = {
 
 
 async def dispatch(command: Command, deps: Deps) -> Outcome:
-    """Carry out one typed command through its use case."""
-    return await USE_CASES[type(command)](command, deps)
+    """Carry out one typed command through its use case, its free text redacted on the way in."""
+    return await USE_CASES[type(command)](_redacted(command), deps)
+
+
+# The fields of a command a person writes freely. Redacted here, once, for every surface (slash
+# command, button, App Home, rehearsal); everything else in a command is an id the bot checks.
+_FREE_TEXT = ("reason",)
+
+
+def _redacted(command: Command) -> Command:
+    found = {f: redact(v) for f in _FREE_TEXT if isinstance(v := getattr(command, f, None), str)}
+    # Every command is a dataclass; the union of them is too wide for replace() to type-check.
+    return cast(Command, replace(cast(Any, command), **found)) if found else command
 
 
 @dataclass(frozen=True, slots=True)

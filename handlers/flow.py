@@ -17,7 +17,6 @@ from handlers.context import RunContext, load, refuse
 from handlers.deps import Deps
 from handlers.outcome import Outcome
 from packets.authority import Refused
-from packets.redact import redact
 from store.errors import RunNotFound
 
 log = logging.getLogger("cutover_bot.handlers")
@@ -40,10 +39,10 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                     # Whatever changed, the forecast is recomputed; a material drift is proposed.
                     await drift.propose_if_drifted(ctx)
             except Refused as exc:
-                reason = redact(str(getattr(exc, "reason", None) or exc))
+                reason = str(getattr(exc, "reason", None) or exc)
                 raise _RollBack from exc
     except RunNotFound:
-        return Outcome.refused(f"There is no run '{redact(run)}'.")
+        return Outcome.refused(f"There is no run '{run}'.")
     except _RollBack:
         return await _record_refusal(run, user=user, action=action, reason=reason or "refused", deps=deps)
     deps.on_change(run)

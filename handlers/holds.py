@@ -11,11 +11,10 @@ from handlers.outcome import Outcome
 from packets.authority import Refused, ReleaseRule, release_role
 from packets.engine import events as ev
 from packets.engine.progress import HoldRecord
-from packets.redact import redact
 
 
 async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:
-    reason = redact(cmd.reason.strip())
+    reason = cmd.reason.strip()
 
     async def body(ctx: RunContext) -> Outcome:
         if not reason:

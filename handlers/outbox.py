@@ -2,8 +2,8 @@
 
 Every channel post, DM and in-place update the bot makes is one `post` inside the use case's
 transaction, so it commits (or vanishes) with the state change it reports; the dispatcher sends
-it afterwards. The payload is typed (`packets.messages`), its kind names the template, and it is
-redacted here, once, on the way out.
+it afterwards. The payload is typed (`packets.messages`) and its kind names the template; its text
+is redacted when it is rendered for Slack (`bot.render`), on the way out.
 
 The only messages that do not travel this way are synchronous answers to the person who acted
 (the ephemeral reply to a command or click, the rollback confirmation, the App Home view); they
@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Protocol
 
 from packets.messages import Message
-from packets.redact import redact_data
 from store.uow import Transaction
 
 
@@ -45,7 +44,7 @@ class Opening:
 
 async def post(where: InRun, *, to: str, message: Message, dedupe_key: str | None = None) -> None:
     """Queue `message` for `to` (a channel or a user id) in the transaction of `where`."""
-    body = redact_data({**message.as_json(), "run": where.run})
+    body = {**message.as_json(), "run": where.run}
     await where.tx.outbox.enqueue(
         run_id=where.run, kind=message.kind, recipient=to, payload=body, dedupe_key=dedupe_key, at=where.now
     )

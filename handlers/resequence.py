@@ -22,7 +22,6 @@ from packets.engine import events as ev
 from packets.engine.progress import CheckpointState
 from packets.packet import Packet
 from packets.plan import CheckpointWindow
-from packets.redact import redact
 
 
 def _require_checkpoint(ctx: RunContext, checkpoint: str) -> None:
@@ -69,7 +68,7 @@ async def report_late(cmd: ReportLate, deps: Deps) -> Outcome:
             raise Refused(f"{cmd.checkpoint} is already done.")
         if until <= ctx.now:
             raise Refused(f"{_clock(ctx, until)} has already passed.")
-        note = redact(cmd.reason)
+        note = cmd.reason
         reason = f"{cmd.checkpoint} late until {_clock(ctx, until)}" + (f": {note}" if note else "")
         await ledger(
             ctx,

@@ -19,7 +19,6 @@ from packets.engine import events as ev
 from packets.engine.table import new_run
 from packets.packet import PacketState
 from packets.plan import PlanInvalid
-from packets.redact import redact
 from packets.timeline import Facts, build_packet
 from store.errors import RunExists
 
@@ -209,11 +208,11 @@ async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
     if isinstance(cmd, Rollback):
         action = f"rollback {cmd.scope}"
         verb = "Rolled back everything" if cmd.scope == "all" else "Rolled back the current cohort"
-        reason = redact(cmd.reason) or "rollback requested"
+        reason = cmd.reason or "rollback requested"
     else:
         rule = _MOVES[cmd.move]
         action, verb = str(cmd.move), rule.verb
-        reason = (redact(cmd.reason) or rule.default_reason) if rule.default_reason is not None else ""
+        reason = (cmd.reason or rule.default_reason) if rule.default_reason is not None else ""
 
     def event(ctx: RunContext) -> ev.Event:
         if not isinstance(cmd, Rollback):

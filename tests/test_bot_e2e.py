@@ -828,3 +828,26 @@ async def test_a_well_formed_interaction_the_bot_does_not_offer_is_acknowledged_
 
     assert (status, answer) == (200, {})
     await _nothing_changed(h)
+
+
+async def test_a_card_number_typed_in_a_reason_reaches_neither_slack_nor_the_ledger_nor_the_outbox(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    card = "4242424242424242"
+
+    held = await h.command(f"hold refund to card {card} is stuck", user=ENG1)
+    rollback = await h.command(f"rollback cohort customer card {card} charged twice", user=ENG1)
+    await h.drain()
+
+    assert held.ok, held.text
+    assert card not in held.text and card not in rollback.text
+    assert "****4242" in held.text
+    sent = json.dumps([c.body for c in h.slack.calls()]) + json.dumps(h.slack.responses())
+    assert card not in sent and "****4242" in sent
+    async with h.bot.uow.transaction(read_only=True) as tx:
+        ledger = json.dumps([e.payload for e in await tx.ledger.entries(run)], default=str)
+    outbox = json.dumps([r.payload for r in await h.outbox_rows(run)], default=str)
+    assert card not in ledger and "****4242" in ledger
+    assert card not in outbox

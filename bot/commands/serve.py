@@ -25,6 +25,7 @@ import sys
 
 from pydantic import ValidationError
 
+from bot import log_format
 from bot.settings import Settings
 
 EXIT_OK = 0
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= port <= 65535:
         print(f"cutover-bot serve: --port {port} is not a port number", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format.configure(logging.INFO)
     asyncio.run(serve(settings, port=port, socket_mode=args.socket_mode))
     return EXIT_OK
 

@@ -8,7 +8,7 @@ never outlives one call, so the engine stays a pure function of its arguments.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +20,6 @@ from packets.gates import NoDataPolicy
 from packets.messages import Message, RunStateLine
 from packets.packet import Packet, PlannedCheckpoint
 from packets.plan import Checkpoint, Plan
-from packets.redact import redact, redact_data
-
-
-def clean(text: str) -> str:
-    return redact(text)
 
 
 @dataclass
@@ -77,19 +72,16 @@ class Draft:
         self.effects.extend(effects)
 
     def ledger(self, kind: str, *, actor: str, payload: Mapping[str, Any]) -> None:
-        # Redacted here as well as at the event boundary: a payload may quote plan text.
-        self.emit(Ledger(kind=kind, actor=actor, payload=redact_data(dict(payload))))
+        self.emit(Ledger(kind=kind, actor=actor, payload=dict(payload)))
 
     def notify(self, message: Message, *, roles: Iterable[str], users: Iterable[str] = ()) -> None:
         role_list = tuple(dict.fromkeys(roles))
         recipients = tuple(dict.fromkeys([*self.acting(role_list), *users]))
-        # Redacted here as well as at the event boundary: a message may quote plan text.
-        cleaned = {f.name: redact_data(getattr(message, f.name)) for f in fields(message)}
-        self.emit(Notify(message=type(message)(**cleaned), roles=role_list, users=recipients))
+        self.emit(Notify(message=message, roles=role_list, users=recipients))
 
     def tell_state(self, state: str, *, roles: Iterable[str], data: Mapping[str, Plain]) -> None:
         """The room's one line about the run: `state`, with `data` as its reason and details."""
-        self.notify(RunStateLine.line(state, redact_data(dict(data))), roles=roles)
+        self.notify(RunStateLine.line(state, dict(data)), roles=roles)
 
     # -- who acts -----------------------------------------------------------------------------
 

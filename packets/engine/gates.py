@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from packets.durations import format_duration
 from packets.engine import hypercare, watch
-from packets.engine.draft import Draft, clean
+from packets.engine.draft import Draft
 from packets.engine.effects import LedgerKind
 from packets.engine.events import GateResults
 from packets.engine.holds import HoldNeed, has_open_hold, open_hold
@@ -53,7 +53,7 @@ def take(d: Draft, event: GateResults) -> None:
             LedgerKind.GATE_RESULTS_IGNORED,
             actor="engine",
             payload={
-                "checkpoint": clean(event.checkpoint),
+                "checkpoint": event.checkpoint,
                 "in_flight": checkpoint,
                 "results": [r.as_json() for r in event.results],
             },
@@ -166,7 +166,7 @@ def _attempt_start(d: Draft, checkpoint: str) -> datetime | None:
 
 
 def _stamped(d: Draft, result: GateResult) -> GateResult:
-    return replace(result, reason=clean(result.reason), at=result.at or d.at)
+    return replace(result, reason=result.reason, at=result.at or d.at)
 
 
 def _act(
@@ -180,7 +180,7 @@ def _act(
     watched: bool = False,
 ) -> None:
     why = {"event": d.event.kind, "chosen_by": chosen.gate, "gates": [r.as_json() for r in failing]}
-    reason = clean(_reason(d, checkpoint, failing, chosen, watched=watched))
+    reason = _reason(d, checkpoint, failing, chosen, watched=watched)
     if action == "pause":
         if d.progress.paused is None:
             d.update(paused=Stop(by=actor, reason=reason, at=d.at))

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from packets.authority import Refused, ReleaseMode, ReleaseRule, is_released, release_role
 from packets.durations import format_duration
-from packets.engine.draft import Draft, clean
+from packets.engine.draft import Draft
 from packets.engine.effects import CloseHold, LedgerKind, OpenHold
 from packets.engine.errors import IllegalTransition
 from packets.engine.progress import CheckpointState, HoldRecord, HoldState, Release, RunProgress
@@ -64,7 +64,7 @@ def _overrun_need(d: Draft, checkpoint: str, not_after: datetime | None) -> Hold
         f"{format_duration(spec.planned_length)}; a person decides whether it runs"
     )
     release_by, mode = conflict_rule(d, checkpoint)
-    return HoldNeed(clean(reason), HoldSource.CONFLICT, release_by, mode)
+    return HoldNeed(reason, HoldSource.CONFLICT, release_by, mode)
 
 
 def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
@@ -80,7 +80,7 @@ def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
     # authority's (adopt_packets), the people who own the timeline.
     default_roles = tuple(d.plan.authority.adopt_packets)
     needs = [
-        HoldNeed(clean(h.reason), h.source, tuple(h.release_by), _mode(h.mode))
+        HoldNeed(h.reason, h.source, tuple(h.release_by), _mode(h.mode))
         for h in d.packet.holds
         if h.checkpoint == checkpoint
     ]
@@ -89,9 +89,7 @@ def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
     if HoldSource.PLAN not in sources:
         if spec.hold is not None:
             reason = spec.hold.reason or f"{spec.title} is released by a person"
-            needs.append(
-                HoldNeed(clean(reason), HoldSource.PLAN, tuple(spec.hold.release_by), spec.hold.mode)
-            )
+            needs.append(HoldNeed(reason, HoldSource.PLAN, tuple(spec.hold.release_by), spec.hold.mode))
         elif spec.protected or planned.protected:
             # A protected checkpoint is always a hold, even when every gate is green; and it never
             # runs past its window silently.
@@ -101,14 +99,14 @@ def needs_before_run(d: Draft, checkpoint: str) -> list[HoldNeed]:
                 else ""
             )
             reason = f"{spec.title} is protected{late}; a person releases it"
-            needs.append(HoldNeed(clean(reason), HoldSource.PLAN, default_roles))
+            needs.append(HoldNeed(reason, HoldSource.PLAN, default_roles))
         elif planned.held and not planned.conflict:
             reason = f"{spec.title} is held in packet v{d.packet.version}"
-            needs.append(HoldNeed(clean(reason), HoldSource.PLAN, default_roles))
+            needs.append(HoldNeed(reason, HoldSource.PLAN, default_roles))
     if HoldSource.CONFLICT not in sources and planned.held and planned.conflict:
         # A conflict without a hold is a note (packets.timeline moves unprotected checkpoints).
         release_by, mode = conflict_rule(d, checkpoint)
-        needs.append(HoldNeed(clean(planned.conflict), HoldSource.CONFLICT, release_by, mode))
+        needs.append(HoldNeed(planned.conflict, HoldSource.CONFLICT, release_by, mode))
         sources.add(HoldSource.CONFLICT)
     if HoldSource.CONFLICT not in sources and (spec.protected or planned.protected):
         # The packet may be older than the delay: checked against the clock, before it starts.
@@ -143,7 +141,7 @@ def open_hold(d: Draft, need: HoldNeed, *, checkpoint: str | None, opened_by: st
         id=f"{checkpoint or 'run'}/{need.source}/{number}",
         checkpoint=checkpoint,
         # Reasons are composed from ids and redacted fragments; the whole is redacted once more.
-        reason=clean(need.reason),
+        reason=need.reason,
         source=need.source,
         release_by=need.release_by,
         mode=need.mode,

@@ -18,8 +18,10 @@ Hyper-care (`engine.hypercare`): when the last checkpoint completes and the plan
 during the stages; a tick after the last cadence step completes the run. Nothing is left to
 advance, so no row lets traffic rise during hyper-care.
 
-Free text in events (reasons, actuator details, gate reasons) is redacted on the way in, and
-ledger and notification payloads once more on the way out.
+Redaction happens once on the way in and once on the way out. In: free text in events (reasons,
+actuator details, gate reasons) here, and typed commands in `bot.intents.dispatch`. Out: the
+ledger (`handlers.context.ledger`), Slack (`bot.render`, `bot.replies`), the log formatter of
+`serve`, the evidence export and the rehearsal's print.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any, Generic, TypeVar
 
 from packets.authority import Acting, Refused, who_acts
 from packets.engine import rows
-from packets.engine.draft import Draft, clean
+from packets.engine.draft import Draft
 from packets.engine.effects import (
     Effect,
 )
@@ -64,6 +66,7 @@ from packets.engine.progress import (
 )
 from packets.packet import Packet, PacketState
 from packets.plan import Plan
+from packets.redact import redact
 
 R = RunState
 E = TypeVar("E", bound=Event)
@@ -282,11 +285,11 @@ def _check_inputs(progress: RunProgress, event: Event, *, plan: Plan, packet: Pa
 def _redacted(event: Event) -> Event:
     """The event with every free text redacted, so no secret reaches state, ledger or messages."""
     if isinstance(event, GateResults):
-        return replace(event, results=tuple(replace(r, reason=clean(r.reason)) for r in event.results))
+        return replace(event, results=tuple(replace(r, reason=redact(r.reason)) for r in event.results))
     if isinstance(event, Pause | Freeze | HoldOpened | RollbackRequested | Abort):
-        return replace(event, reason=clean(event.reason))
+        return replace(event, reason=redact(event.reason))
     if isinstance(event, ActuationFailed):
-        return replace(event, detail=clean(event.detail))
+        return replace(event, detail=redact(event.detail))
     return event
 
 
