@@ -25,7 +25,7 @@ USAGE: dict[str, str] = {
     "window": "/cutover window CHECKPOINT HH:MM-HH:MM",
     "delegate": "/cutover delegate ROLE @user",
     "hold": "/cutover hold REASON",
-    "release": "/cutover release CHECKPOINT|HOLD-ID",
+    "release": "/cutover release CHECKPOINT|HOLD-ID [how it was resolved]",
     "pause": "/cutover pause [reason]",
     "resume": "/cutover resume",
     "freeze": "/cutover freeze REASON",
@@ -38,11 +38,12 @@ USAGE: dict[str, str] = {
     "ack": "/cutover ack [vN]",
     "evidence": "/cutover evidence",
     "ledger": "/cutover ledger [N]",
+    "supersede": "/cutover supersede PLAN REASON   (a newer revision of this run's bundle)",
 }
 ALIASES = {"acknowledge": "ack", "sign": "signoff", "sign-off": "signoff", "?": "help"}
 MAX_TEXT = 2000
 _ID = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,99}$")
-# Hold ids as the bot prints them: `canary-a/gate/2`, `run/manual/1`, `plan:widen`.
+# Hold ids as the bot prints them: `canary-a/gate/2`, `run/manual/1`; or a checkpoint id.
 _HOLD = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,149}$")
 _ROLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _USER = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>$|^@?([UW][A-Z0-9]{2,20})$")
@@ -132,11 +133,17 @@ def _parse_done(name: str, rest: list[str]) -> Parsed:
 
 
 def _parse_release(name: str, rest: list[str]) -> Parsed:
-    if len(rest) != 1:
+    if not rest:
         raise Usage(name, "Name the checkpoint or hold to release")
     if not _HOLD.match(rest[0].lower()):
         raise Usage(name, f"{_shown(rest[0])} is not a checkpoint or hold id")
-    return Parsed(name=name, checkpoint=rest[0].lower())
+    return Parsed(name=name, checkpoint=rest[0].lower(), reason=_reason(name, rest[1:], required=False))
+
+
+def _parse_supersede(name: str, rest: list[str]) -> Parsed:
+    if not rest or not _ID.match(rest[0].lower()) or ":" in rest[0]:
+        raise Usage(name, "Name the plan of the newer revision, then why")
+    return Parsed(name=name, plan=rest[0].lower(), reason=_reason(name, rest[1:], required=True))
 
 
 def _parse_until(name: str, word: str) -> TimeOfDay | timedelta:
@@ -259,4 +266,5 @@ _PARSERS = {
     "ack": _parse_versioned,
     "reject": _parse_reject,
     "ledger": _parse_ledger,
+    "supersede": _parse_supersede,
 }

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from bot.command_text import USAGE, Parsed
-from handlers import adoption, delegates, evidence, gate_checks, holds, resequence, runs, status
+from handlers import adoption, delegates, evidence, gate_checks, holds, resequence, runs, status, supersede
 from handlers.commands import (
     Acknowledge,
     AdoptPacket,
@@ -41,6 +41,7 @@ from handlers.commands import (
     ShowStatus,
     SignOff,
     StatusFor,
+    Supersede,
 )
 from handlers.deps import Deps
 from handlers.outcome import Outcome
@@ -53,6 +54,7 @@ UseCase = Callable[[Any, Deps], Awaitable[Outcome]]
 # Command type -> use case: the one place a command meets the code that carries it out.
 USE_CASES: dict[type[Any], UseCase] = {
     OpenRun: runs.open_run,
+    Supersede: supersede.supersede,
     SignOff: runs.sign_off,
     EngineIntent: runs.ask_engine,
     Rollback: runs.ask_engine,
@@ -82,7 +84,7 @@ async def dispatch(command: Command, deps: Deps) -> Outcome:
 
 # The fields of a command a person writes freely. Redacted here, once, for every surface (slash
 # command, button, App Home, rehearsal); everything else in a command is an id the bot checks.
-_FREE_TEXT = ("reason",)
+_FREE_TEXT = ("reason", "note")
 
 
 def _redacted(command: Command) -> Command:
@@ -121,6 +123,15 @@ async def run_text(parsed: Parsed, *, user: str, channel: str, deps: Deps, plans
     run = await status.run_in_channel(channel, deps)
     if run is None:
         return Outcome.refused("No active cutover run in this channel. Start one with `/cutover open PLAN`.")
+    if name == "supersede":
+        assert parsed.plan is not None
+        found = plans.read(parsed.plan)
+        # A missing plan is refused by the use case, so the refusal lands on the run's ledger.
+        newer: str | None = found[0] if found is not None else None
+        source = found[1] if found is not None else parsed.plan
+        return await dispatch(
+            Supersede(run=run, user=user, plan_text=newer, source=source, reason=parsed.reason), deps
+        )
     command = await run_command(parsed, run=run, user=user, deps=deps)
     if command is None:
         return Outcome.refused(f"'{name}' is not something I can do yet.", run=run)
@@ -166,7 +177,7 @@ async def run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Com
         return OpenHold(run=run, user=user, reason=reason)
     if name == "release":
         assert parsed.checkpoint is not None
-        return ReleaseHold(run=run, user=user, hold=parsed.checkpoint)
+        return ReleaseHold(run=run, user=user, hold=parsed.checkpoint, note=reason)
     if name == "rollback":
         scope: Literal["cohort", "all"] = "all" if parsed.scope == "all" else "cohort"
         return Rollback(run=run, user=user, scope=scope, reason=reason)

@@ -23,6 +23,19 @@ class OpenRun:
 
 
 @dataclass(frozen=True, slots=True)
+class Supersede:
+    """End `run` for a newer revision of its plan (an artifact rebuilt, a cohort changed) and open
+    that revision's run, linked to it."""
+
+    run: str
+    user: str
+    # None: no plan of that name was found (the refusal is still the run's, on its ledger).
+    plan_text: str | None
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class SignOff:
     run: str
     user: str
@@ -103,6 +116,8 @@ class ReleaseHold:
     hold: str
     # The packet version the button was rendered for; None when typed (no stale check).
     version: int | None = None
+    # How it was resolved, in the releaser's words; kept in the ledger.
+    note: str = ""
 
 
 class Move(StrEnum):
@@ -182,6 +197,7 @@ class ShowLedger:
 # Every command: `bot.intents.USE_CASES` maps each of these types to its one use case.
 Command = (
     OpenRun
+    | Supersede
     | SignOff
     | EngineIntent
     | Rollback

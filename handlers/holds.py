@@ -70,7 +70,7 @@ async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
             )
         hold = find_hold(ctx, cmd.hold, user=cmd.user)
         # Who may release, and whether it is still open, is the engine's to say (packets.authority).
-        await apply(ctx, ev.HoldReleased(at=ctx.now, hold_id=hold.id, user=cmd.user), deps)
+        await apply(ctx, ev.HoldReleased(at=ctx.now, hold_id=hold.id, user=cmd.user, note=cmd.note), deps)
         await save(ctx)
         after = ctx.progress.holds[hold.id]
         mine = next((r for r in reversed(after.releases) if r.user == cmd.user), None)

@@ -16,11 +16,13 @@ from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.authority import Refused
 from packets.engine import events as ev
+from packets.engine.progress import RunState
 from packets.engine.table import new_run
 from packets.packet import PacketState
-from packets.plan import PlanInvalid
+from packets.plan import Plan, PlanInvalid
 from packets.timeline import Facts, build_packet
 from store.errors import RunExists
+from store.uow import Transaction
 
 
 async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
@@ -33,17 +35,6 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
     if cmd.channel != plan.channel:
         return Outcome.refused(f"Plan '{plan.plan}' runs in <#{plan.channel}>, not here.")
     now = deps.clock.now()
-    run = f"{plan.plan}-{now.astimezone(plan.window.start.tzinfo):%Y%m%d-%H%M%S}"
-    packet = build_packet(
-        plan,
-        Facts(),
-        version=1,
-        supersedes=None,
-        reason="initial timeline from the plan",
-        acting={},
-        state=PacketState.AUTHORITATIVE,
-    )
-    progress = new_run(run_id=run, plan=plan, packet=packet, at=now)
     try:
         async with deps.uow.transaction() as tx:
             active = await tx.runs.active_in_channel(plan.channel)
@@ -64,70 +55,11 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
                 return Outcome.refused(
                     reason, run=active.run_id, current_version=active.authoritative_version
                 )
-            await tx.plans.add(
-                revision=plan.revision, plan_id=plan.plan, content=cmd.plan_text, at=now, source=cmd.source
-            )
-            await tx.runs.create(
-                run_id=run,
-                plan_id=plan.plan,
-                plan_revision=plan.revision,
-                channel=plan.channel,
-                state=str(progress.state),
-                progress={"engine": progress.as_json(), "facts": Facts().as_json()},
-                acting={},
-                at=now,
-                authoritative_version=1,
-            )
-            await tx.packets.add(
-                run_id=run,
-                version=1,
-                state=str(PacketState.AUTHORITATIVE),
-                hash=packet.hash,
-                body=packet.as_json(),
-                reason=packet.reason,
-                supersedes=None,
-                at=now,
-            )
-            await tx.ledger.append(
-                run_id=run,
-                actor=cmd.user,
-                kind="run_opened",
-                at=now,
-                payload={
-                    "plan": plan.plan,
-                    "revision": plan.revision,
-                    "source": cmd.source,
-                    "channel": plan.channel,
-                    "change_record": plan.change_record,
-                },
-            )
-            await tx.ledger.append(
-                run_id=run,
-                actor=cmd.user,
-                kind="packet_authoritative",
-                at=now,
-                payload={"version": 1, "hash": packet.hash, "reason": packet.reason},
-            )
-            summary = msg.PlanSummary(
-                plan=plan.plan,
-                title=plan.title,
-                revision=plan.revision,
-                change_record=plan.change_record,
-                window={"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
-                checkpoints=len(plan.checkpoints),
-                # A new run inherits no sign-off, even of the same revision.
-                signoffs=tuple(
-                    {"role": role, "acting": plan.roles[role].primary, "signed_by": None}
-                    for role in plan.authority.signoff
-                ),
-            )
-            opening = Opening(tx=tx, run=run, now=now)
-            await post(opening, to=plan.channel, message=summary)
-            await post(
-                opening,
-                to=plan.channel,
-                message=msg.PacketPosted(packet=packet.as_json()),
-                dedupe_key="packet:v1",
+            superseded = await superseded_refusal(tx, plan)
+            if superseded is not None:
+                return Outcome.refused(superseded)
+            run = await create_run(
+                tx, plan=plan, text=cmd.plan_text, source=cmd.source, user=cmd.user, now=now
             )
     except RunExists:
         # The database keeps one active run per channel: someone else's open committed first.
@@ -142,6 +74,112 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
         current_version=1,
         revision=plan.revision,
     )
+
+
+def run_id_for(plan: Plan, at: datetime) -> str:
+    """A run's id: its plan and the second it was opened, in the plan window's offset."""
+    return f"{plan.plan}-{at.astimezone(plan.window.start.tzinfo):%Y%m%d-%H%M%S}"
+
+
+async def superseded_refusal(tx: Transaction, plan: Plan) -> str | None:
+    """Why `plan`'s revision may not be opened again: a run of it was superseded by a newer one."""
+    for row in await tx.runs.of_revision(plan.revision):
+        if row.state == str(RunState.SUPERSEDED):
+            ended = [e for e in await tx.ledger.entries(row.run_id) if e.kind == "run_superseded"]
+            by = ended[-1].payload.get("superseded_by") if ended else None
+            return (
+                f"Revision {plan.revision[:12]} of {plan.plan} was superseded by run {by} "
+                f"(it replaced run {row.run_id}); open the newer revision instead."
+            )
+    return None
+
+
+async def create_run(
+    tx: Transaction,
+    *,
+    plan: Plan,
+    text: str,
+    source: str,
+    user: str,
+    now: datetime,
+    supersedes: str | None = None,
+) -> str:
+    """Write a new run of `plan` in `tx`: its row, packet v1, its first ledger entries and the
+    room's plan summary and packet card. `supersedes` links it to the run it replaces."""
+    run = run_id_for(plan, now)
+    packet = build_packet(
+        plan,
+        Facts(),
+        version=1,
+        supersedes=None,
+        reason="initial timeline from the plan",
+        acting={},
+        state=PacketState.AUTHORITATIVE,
+    )
+    progress = new_run(run_id=run, plan=plan, packet=packet, at=now)
+    await tx.plans.add(revision=plan.revision, plan_id=plan.plan, content=text, at=now, source=source)
+    await tx.runs.create(
+        run_id=run,
+        plan_id=plan.plan,
+        plan_revision=plan.revision,
+        channel=plan.channel,
+        state=str(progress.state),
+        progress={"engine": progress.as_json(), "facts": Facts().as_json()},
+        acting={},
+        at=now,
+        authoritative_version=1,
+    )
+    await tx.packets.add(
+        run_id=run,
+        version=1,
+        state=str(PacketState.AUTHORITATIVE),
+        hash=packet.hash,
+        body=packet.as_json(),
+        reason=packet.reason,
+        supersedes=None,
+        at=now,
+    )
+    link = {"supersedes": supersedes} if supersedes is not None else {}
+    await tx.ledger.append(
+        run_id=run,
+        actor=user,
+        kind="run_opened",
+        at=now,
+        payload={
+            "plan": plan.plan,
+            "revision": plan.revision,
+            "source": source,
+            "channel": plan.channel,
+            "change_record": plan.change_record,
+            **link,
+        },
+    )
+    await tx.ledger.append(
+        run_id=run,
+        actor=user,
+        kind="packet_authoritative",
+        at=now,
+        payload={"version": 1, "hash": packet.hash, "reason": packet.reason},
+    )
+    summary = msg.PlanSummary(
+        plan=plan.plan,
+        title=plan.title,
+        revision=plan.revision,
+        change_record=plan.change_record,
+        window={"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
+        checkpoints=len(plan.checkpoints),
+        # A new run inherits no sign-off, even of the same revision.
+        signoffs=tuple(
+            {"role": role, "acting": plan.roles[role].primary, "signed_by": None}
+            for role in plan.authority.signoff
+        ),
+    )
+    opening = Opening(tx=tx, run=run, now=now)
+    await post(opening, to=plan.channel, message=summary)
+    await post(
+        opening, to=plan.channel, message=msg.PacketPosted(packet=packet.as_json()), dedupe_key="packet:v1"
+    )
+    return run
 
 
 async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:

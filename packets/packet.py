@@ -30,6 +30,7 @@ class HoldSource(StrEnum):
     GATE = "gate"  # a failed gate whose action is hold / rollback_cohort
     ACTUATION = "actuation"  # the traffic control plane refused a shift
     MANUAL = "manual"  # /cutover hold
+    BUNDLE = "bundle"  # the plan's bundle: an unresolved waiver, a missing rollback pointer
 
 
 @dataclass(frozen=True, slots=True)

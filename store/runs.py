@@ -20,7 +20,7 @@ from store.sql import insert_unless_exists
 from store.tables import runs
 
 # Engine states after which a run takes no more actions.
-TERMINAL_STATES = frozenset({"completed", "rolled_back", "aborted"})
+TERMINAL_STATES = frozenset({"completed", "rolled_back", "aborted", "superseded"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,11 @@ class Runs:
         )
         result = await self._connection.execute(statement)
         return [_row(m) for m in result.mappings()]
+
+    async def of_revision(self, revision: str) -> list[RunRow]:
+        """Every run of one plan revision, oldest first."""
+        statement = select(runs).where(runs.c.plan_revision == revision).order_by(runs.c.created_at)
+        return [_row(m) for m in (await self._connection.execute(statement)).mappings()]
 
     async def active_in_channel(self, channel: str) -> RunRow | None:
         """The newest active run in `channel`, if any."""

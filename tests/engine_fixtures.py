@@ -360,6 +360,9 @@ def reach(state: RunState) -> WarRoom:
     elif state is RunState.ABORTED:
         room = WarRoom.open().sign_off()
         room.do(Abort(at=at, user="U0REL1", reason="change freeze declared"))
+    elif state is RunState.SUPERSEDED:
+        room = WarRoom.open().sign_off()
+        room.do(Abort(at=at, user="U0REL1", reason="artifact rebuilt", superseded_by="payments-rc4"))
     assert room.progress.state is state, (state, room.progress.state)
     return room
 

@@ -126,6 +126,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "unfreeze", "Unfrozen; the run is running"),
     (ENG1, "evidence", "ledger verified"),
     (ENG1, "ledger 3", "*run_unfrozen*"),
+    (ENG1, "supersede bridge token-service rebuilt", "is the revision this run already runs"),
     (SEC1, "abort change window cancelled", "may not abort the run"),
     (ENG1, "rollback all error budget gone", "Roll back ALL traffic back to legacy? Reason: error budget"),
 ]

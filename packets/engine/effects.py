@@ -49,6 +49,7 @@ class LedgerKind(StrEnum):
     RUN_COMPLETED = "run_completed"
     RUN_ROLLED_BACK = "run_rolled_back"
     RUN_ABORTED = "run_aborted"
+    RUN_SUPERSEDED = "run_superseded"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""How a run stops for good: completed, rolled back or aborted."""
+"""How a run stops for good: completed, rolled back, aborted or superseded."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ _ENDINGS: dict[RunState, tuple[LedgerKind, str]] = {
     RunState.COMPLETED: (LedgerKind.RUN_COMPLETED, "completed"),
     RunState.ROLLED_BACK: (LedgerKind.RUN_ROLLED_BACK, "rolled back"),
     RunState.ABORTED: (LedgerKind.RUN_ABORTED, "aborted"),
+    RunState.SUPERSEDED: (LedgerKind.RUN_SUPERSEDED, "superseded"),
 }
 
 
@@ -27,14 +28,15 @@ def wind_down(d: Draft, *, actor: str, why: str) -> None:
         d.emit(StopGateChecks(checkpoint=None))
 
 
-def finish(d: Draft, state: RunState, *, actor: str, why: str) -> None:
+def finish(d: Draft, state: RunState, *, actor: str, why: str, superseded_by: str | None = None) -> None:
     ledger_kind, label = _ENDINGS[state]
     d.update(state=state, ended_at=d.at, end_reason=why)
     done = sum(1 for c in d.progress.checkpoints.values() if c.state is CheckpointState.DONE)
+    link = {"superseded_by": superseded_by} if superseded_by is not None else {}
     d.ledger(
         ledger_kind,
         actor=actor,
-        payload={"why": why, "checkpoints_done": done, "traffic": dict(d.progress.traffic)},
+        payload={"why": why, "checkpoints_done": done, "traffic": dict(d.progress.traffic), **link},
     )
     d.tell_state(
         label,

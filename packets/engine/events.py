@@ -76,6 +76,8 @@ class HoldReleased:
     at: datetime
     hold_id: str
     user: str
+    # How it was resolved, in the releaser's words (a bundle waiver: "firmware 7.4 rolled out").
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +158,8 @@ class Abort:
     at: datetime
     user: str
     reason: str
+    # The run of the newer revision that replaces this one: the run ends `superseded`, not aborted.
+    superseded_by: str | None = None
 
 
 Event = (

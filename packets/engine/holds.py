@@ -182,7 +182,7 @@ def refuse_if_closed(progress: RunProgress, hold_id: str) -> None:
     raise Refused(f"Hold {hold.id} was already released {who} at {when}.")
 
 
-def release(d: Draft, hold_id: str, user: str) -> None:
+def release(d: Draft, hold_id: str, user: str, *, note: str = "") -> None:
     hold = d.progress.holds.get(hold_id)
     if hold is None:
         raise IllegalTransition(d.event, d.progress.state, f"there is no hold {hold_id}")
@@ -204,6 +204,7 @@ def release(d: Draft, hold_id: str, user: str) -> None:
         "role": role,
         "acting_for": entry.acting_for,
         "releases": [r.as_json() for r in releases],
+        **({"note": note} if note else {}),
     }
     if not complete:
         remaining = [r for r in hold.release_by if r not in released_roles]

@@ -40,9 +40,13 @@ class RunState(StrEnum):
     ROLLED_BACK = "rolled_back"
     COMPLETED = "completed"
     ABORTED = "aborted"
+    # Called off for a newer revision of the same bundle (`/cutover supersede`); never reopened.
+    SUPERSEDED = "superseded"
 
 
-TERMINAL: frozenset[RunState] = frozenset({RunState.ROLLED_BACK, RunState.COMPLETED, RunState.ABORTED})
+TERMINAL: frozenset[RunState] = frozenset(
+    {RunState.ROLLED_BACK, RunState.COMPLETED, RunState.ABORTED, RunState.SUPERSEDED}
+)
 
 
 class CheckpointState(StrEnum):

@@ -5,6 +5,7 @@ function here checks who may do it, changes the draft, and lets `advance` move o
 from __future__ import annotations
 
 from packets.authority import Refused
+from packets.bundle import bundle_holds
 from packets.engine import hypercare
 from packets.engine.advance import advance, complete, settle
 from packets.engine.draft import Draft
@@ -130,7 +131,19 @@ def start(d: Draft, event: Start) -> None:
         roles=[*d.plan.authority.start_and_rollback, *d.plan.authority.signoff],
         data={"by": event.user, "packet_version": d.progress.packet_version},
     )
+    _open_bundle_holds(d)
     advance(d)
+
+
+def _open_bundle_holds(d: Draft) -> None:
+    """What the bundle still owes (an unresolved waiver, a missing rollback pointer, a superseded
+    artifact) holds the handoff: run-wide holds its owners release, saying how it was resolved."""
+    if d.plan.bundle is None:
+        return
+    for need in bundle_holds(d.plan.bundle, start_and_rollback=tuple(d.plan.authority.start_and_rollback)):
+        hold = HoldNeed(need.reason, HoldSource.BUNDLE, tuple(need.release_by))
+        open_hold(d, hold, checkpoint=None, opened_by="engine")
+    settle(d)
 
 
 # -- the clock, telemetry, the control plane ------------------------------------------------------
@@ -208,7 +221,7 @@ def hold_opened(d: Draft, event: HoldOpened) -> None:
 
 
 def hold_released(d: Draft, event: HoldReleased) -> None:
-    release(d, event.hold_id, event.user)
+    release(d, event.hold_id, event.user, note=event.note)
     advance(d)
 
 
@@ -323,6 +336,11 @@ def abort(d: Draft, event: Abort) -> None:
             or "a command awaiting the control plane"
         )
         raise _illegal(d, f"traffic is on the new path ({where}); roll back instead")
+    if event.superseded_by is not None:
+        reason = event.reason or f"superseded by run {event.superseded_by}"
+        wind_down(d, actor=event.user, why=reason)
+        finish(d, RunState.SUPERSEDED, actor=event.user, why=reason, superseded_by=event.superseded_by)
+        return
     reason = event.reason or f"aborted by {event.user}"
     wind_down(d, actor=event.user, why=reason)
     finish(d, RunState.ABORTED, actor=event.user, why=reason)

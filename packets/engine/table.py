@@ -183,8 +183,9 @@ TABLE: tuple[Row[Any], ...] = (
          "confirm a rollback shift; rolled back once every cohort is confirmed", rows.actuation_succeeded),
     _row([R.ROLLING_BACK], ActuationFailed, [R.ROLLING_BACK],
          "a refused rollback shift: told; a person retries", rows.actuation_failed),
-    _row([R.AWAITING_SIGNOFF, R.READY, *_LIVE], Abort, [R.ABORTED],
-         "call the run off while no traffic is on the new path (not in hyper-care: roll back)", rows.abort),
+    _row([R.AWAITING_SIGNOFF, R.READY, *_LIVE], Abort, [R.ABORTED, R.SUPERSEDED],
+         "call the run off while no traffic is on the new path (not in hyper-care: roll back); "
+         "superseded when a newer revision's run replaces it", rows.abort),
 )
 # fmt: on
 
@@ -290,6 +291,8 @@ def _redacted(event: Event) -> Event:
         return replace(event, reason=redact(event.reason))
     if isinstance(event, ActuationFailed):
         return replace(event, detail=redact(event.detail))
+    if isinstance(event, HoldReleased) and event.note:
+        return replace(event, note=redact(event.note))
     return event
 
 
@@ -306,7 +309,7 @@ def _why_not(progress: RunProgress, event: Event, plan: Plan, roster: Acting) ->
         return "the run is not frozen"
     if isinstance(event, RollbackRequested | Freeze | Pause) and state is R.FROZEN:
         return "the run is frozen: no traffic change of any kind until an authority unfreezes it"
-    if state in (R.ROLLED_BACK, R.COMPLETED, R.ABORTED):
+    if state in (R.ROLLED_BACK, R.COMPLETED, R.ABORTED, R.SUPERSEDED):
         return "the run has ended"
     if state is R.HYPERCARE and isinstance(event, CheckpointDone | Abort):
         return (
