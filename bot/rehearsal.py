@@ -82,6 +82,10 @@ class Rehearsal:
     run: str = ""
     # The approval manifest emitted when a bundle run became ready, and what verifying it found.
     manifest: dict[str, Any] | None = None
+    # Where `/cutover open` and `/cutover supersede` find plans by name: the plan file's folder.
+    plans_dir: Path = Path(".")
+    # Runs this rehearsal superseded, oldest first: the report keeps their refusals and chains.
+    superseded: list[str] = field(default_factory=list)
     _sent: int = 0
     _asked: set[str] = field(default_factory=set)
 
@@ -199,10 +203,23 @@ class Rehearsal:
         except Usage as usage:
             self.say(action.user, action.do, Outcome.refused(usage.line))
             return
+        plans = PlanSource(self.plans_dir)
         outcome = await run_text(
-            parsed, user=action.user, channel=self.plan.channel, deps=self.deps, plans=PlanSource(Path("."))
+            parsed, user=action.user, channel=self.plan.channel, deps=self.deps, plans=plans
         )
         self.say(action.user, action.do, outcome)
+        if parsed.name == "supersede" and outcome.ok and outcome.run is not None and parsed.plan is not None:
+            self.follow_successor(outcome.run, plans, parsed.plan)
+
+    def follow_successor(self, run: str, plans: PlanSource, name: str) -> None:
+        """After a supersession the rehearsal follows the newer revision's run (and its manifest)."""
+        found = plans.read(name)
+        assert found is not None  # the use case has just read it
+        self.plan_text, self.source = found
+        self.plan = load_plan(self.plan_text, source=self.source)
+        self.superseded.append(self.run)
+        self.run = run
+        self.manifest = None
 
     async def auto_done(self) -> None:
         """Owners report their plain checkpoints done at the planned end (or the late time)."""
@@ -355,6 +372,9 @@ class Rehearsal:
         await self.drain()
         exported = await evidence.build_evidence(self.run, self.deps)
         assert exported is not None
+        earlier = [await evidence.build_evidence(run, self.deps) for run in self.superseded]
+        earlier_refusals = [r for e in earlier if e is not None for r in e["refusals"]]
+        earlier_verified = all(e is not None and e["ledger"]["verified"] for e in earlier)
         self.console.rule("Evidence packet")
         self.console.print(Markdown(evidence.to_markdown(exported)))
         ledger = exported["ledger"]
@@ -433,9 +453,13 @@ class Rehearsal:
                     "action": r.get("action", ""),
                     "reason": r.get("reason", ""),
                 }
-                for r in exported["refusals"]
+                for r in [*earlier_refusals, *exported["refusals"]]
             ],
-            "ledger_verified": bool(ledger["verified"]),
+            "superseded": [
+                {"run": old, "superseded_by": new}
+                for old, new in zip(self.superseded, [*self.superseded[1:], self.run], strict=False)
+            ],
+            "ledger_verified": bool(ledger["verified"]) and earlier_verified,
             "manifest": None
             if manifest_problems is None
             else {
@@ -506,6 +530,7 @@ async def rehearse(
         plan=plan,
         plan_text=text,
         source=path.name,
+        plans_dir=path.parent,
         deps=deps,
         clock=clock,
         console=console,

@@ -115,6 +115,8 @@ async def create_run(
         reason="initial timeline from the plan",
         acting={},
         state=PacketState.AUTHORITATIVE,
+        # Opened after the window started (a successor run, say): nothing is planned in the past.
+        now=now,
     )
     progress = new_run(run_id=run, plan=plan, packet=packet, at=now)
     await tx.plans.add(revision=plan.revision, plan_id=plan.plan, content=text, at=now, source=source)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from bot.rehearsal import rehearse
 from packets.manifest import manifest_hash
+from packets.plan_load import load_plan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -45,3 +46,18 @@ async def test_the_bundle_rehearsal_hands_over_inside_the_window_and_verifies_it
     shifts = [datetime.fromisoformat(s["at"]) for s in report["shifts"]]
     assert shifts and datetime.fromisoformat(window["start"]) <= min(shifts)
     assert "Manifest check:" in printed and "verified against the plan file and the ledger" in printed
+
+
+async def test_the_bundle_rehearsal_supersedes_rc3_with_rc4_and_hands_over_the_rc4_revision(
+    tmp_path: Path,
+) -> None:
+    status, report, printed = await rehearsed("rc-bundle-handoff", tmp_path)
+
+    assert status == 0, printed
+    assert "is superseded by run" in printed
+    assert "Run rc-bundle-handoff-20261124-210000: superseded" in printed
+    rc4 = (EXAMPLES / "rc-bundle-handoff-rc4.yaml").read_text(encoding="utf-8")
+    assert report["manifest"]["manifest"]["revision"] == load_plan(rc4).revision
+    assert report["run"] != "rc-bundle-handoff-20261124-210000"
+    released = [line for line in printed.splitlines() if "release run/bundle/1" in line]
+    assert released and "Released run/bundle/1 as payments-risk" in released[0]
