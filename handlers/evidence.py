@@ -51,8 +51,14 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                 }
         return sorted(latest.values(), key=lambda r: r["gate"])
 
+    # Supersession links both ways: this run's opening names the run it replaced, its end the run
+    # that replaced it.
+    opened = next((e.payload for e in entries if e.kind == "run_opened"), {})
+    ended = next((e.payload for e in entries if e.kind == "run_superseded"), {})
     evidence = {
         "run": run,
+        "supersedes": opened.get("supersedes"),
+        "superseded_by": ended.get("superseded_by"),
         "plan": {
             "id": ctx.plan.plan,
             "title": ctx.plan.title,
@@ -209,6 +215,8 @@ def to_markdown(evidence: dict[str, Any]) -> str:
         f"- Plan: `{plan['id']}` revision `{plan['revision']}`",
         f"- Change record: {plan['change_record'] or '—'}",
         f"- Final state: **{evidence['final_state']}**",
+        *([f"- Supersedes run `{evidence['supersedes']}`"] if evidence.get("supersedes") else []),
+        *([f"- Superseded by run `{evidence['superseded_by']}`"] if evidence.get("superseded_by") else []),
         f"- Ledger: {evidence['ledger']['entries']} entries, "
         f"{'verified' if evidence['ledger']['verified'] else 'BROKEN: ' + evidence['ledger']['problem']}, "
         f"head `{evidence['ledger']['head']}`",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bot.intents import dispatch
 from handlers import commands as c
+from handlers.evidence import build_evidence, to_markdown
 from handlers.holds import release_hold
 from handlers.runs import ask_engine, open_run
 from packets.engine.progress import HoldState, RunState
@@ -50,6 +51,10 @@ async def test_a_rebuilt_artifact_supersedes_the_run_and_opens_the_new_revision_
     assert opened.payload["supersedes"] == old
     assert opened.payload["revision"] == bundle_plan(bundle=REBUILT).revision
     new_progress = await w.progress()
+    newer, older = await build_evidence(new, w.deps), await build_evidence(old, w.deps)
+    assert newer is not None and older is not None
+    assert (newer["supersedes"], older["superseded_by"]) == (old, new)
+    assert f"Superseded by run `{new}`" in to_markdown(older)
     # The new revision carries no sign-off: it is approved afresh.
     assert new_progress.state == RunState.AWAITING_SIGNOFF and not new_progress.signoffs
 
