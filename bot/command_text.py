@@ -34,7 +34,7 @@ USAGE: dict[str, str] = {
     "abort": "/cutover abort REASON",
     "signoff": "/cutover signoff [ROLE]",
     "adopt": "/cutover adopt [vN]",
-    "reject": "/cutover reject [vN] [reason]",
+    "reject": "/cutover reject [vN] [#N ...] [reason]   (#N: a reported change to drop; default the newest)",
     "ack": "/cutover ack [vN]",
     "evidence": "/cutover evidence",
     "ledger": "/cutover ledger [N]",
@@ -49,6 +49,7 @@ _ROLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _USER = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>$|^@?([UW][A-Z0-9]{2,20})$")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _VERSION = re.compile(r"^v?(\d{1,6})$")
+_FACT = re.compile(r"^#\d{1,6}$")  # a pending change, as a proposal lists it
 
 
 class Usage(Exception):
@@ -75,6 +76,7 @@ class Parsed:
     version: int | None = None
     count: int | None = None
     plan: str | None = None
+    facts: tuple[int, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -232,7 +234,11 @@ def _parse_reject(name: str, rest: list[str]) -> Parsed:
     if rest and _VERSION.match(rest[0].lower()):
         version = _version(name, rest[:1])
         rest = rest[1:]
-    return Parsed(name=name, version=version, reason=_reason(name, rest, required=False))
+    facts: list[int] = []
+    while rest and _FACT.match(rest[0]):
+        facts.append(int(rest[0][1:]))
+        rest = rest[1:]
+    return Parsed(name=name, version=version, facts=tuple(facts), reason=_reason(name, rest, required=False))
 
 
 def _parse_signoff(name: str, rest: list[str]) -> Parsed:

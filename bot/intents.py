@@ -184,7 +184,7 @@ async def run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Com
     if name == "adopt":
         return AdoptPacket(run=run, user=user, version=parsed.version)
     if name == "reject":
-        return RejectPacket(run=run, user=user, version=parsed.version, reason=reason)
+        return RejectPacket(run=run, user=user, version=parsed.version, reason=reason, facts=parsed.facts)
     if name == "ack":
         return Acknowledge(run=run, user=user, version=parsed.version)
     return None

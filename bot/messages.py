@@ -113,6 +113,9 @@ SUPERSEDED_REASON: Final = "Why v{by}: {reason}"
 PROPOSED_TEXT: Final = "v{v} proposed: {summary}"
 PROPOSED_LINE: Final = ":memo: *v{v} proposed*: {summary}"
 PROPOSED_BY: Final = "Reported by {user}: {reason}"
+PROPOSED_FACTS: Final = (
+    "*Carries:*\n{facts}\nReject one with `/cutover reject #N reason`; the others stay pending."
+)
 PROPOSED_NOTHING: Final = "no material change"
 PROPOSED_COUNTS: Final[tuple[tuple[str, str, str], ...]] = (
     # (payload key, singular, plural): the order they are listed in

@@ -18,11 +18,13 @@ from handlers.flow import on_run
 from handlers.notices import change_rows
 from handlers.outbox import post
 from handlers.outcome import Outcome
+from handlers.proposals import propose, take_effect
 from packets import messages as msg
 from packets.authority import Refused, acting_role
 from packets.delta import diff
 from packets.engine import events as ev
 from packets.packet import Packet, PacketState
+from packets.pending import carried_by
 
 _PROPOSED = str(PacketState.PROPOSED)
 
@@ -82,13 +84,13 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
         if not (won and kept):
             raise Refused(f"v{new.version} was adopted or withdrawn a moment ago; v{ctx.version} is current.")
         ctx.packet = new.with_state(PacketState.AUTHORITATIVE)
-        # Only one proposal stands at a time, so the pending facts are this version's.
-        if ctx.pending is not None:
-            ctx.facts, ctx.pending = ctx.pending, None
-        # The engine checks that the adopter acts for an adopt_packets role (packets.authority).
+        # The engine checks that the adopter acts for an adopt_packets role (packets.authority),
+        # under the acting users in force before this adoption.
         await apply(ctx, ev.PacketAdopted(at=ctx.now, version=new.version, user=cmd.user), deps)
         # The role it was adopted as, for the ledger (the engine has just accepted it).
         role = acting_role(ctx.roster, cmd.user, ctx.plan.authority.adopt_packets, "adopt")
+        # What this version carries is true now (a delegate switch: the new user acts from here).
+        await take_effect(ctx, carried_by(ctx.changes, new.version), by=cmd.user)
         delta = diff(old, new, material_shift=ctx.plan.material_shift)
         await ledger(
             ctx,
@@ -135,31 +137,63 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
 
 
 async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
+    """Reject a proposal, or only some of the pending changes it carries (default: the newest);
+    the others stay pending and the next proposal is rebuilt from them at once."""
+
     async def body(ctx: RunContext) -> Outcome:
         packet = await _proposal(ctx, cmd.version)
         # A rejection has no engine event: the same authority check, asked here.
         acting_role(
             ctx.roster, cmd.user, ctx.plan.authority.adopt_packets, f"reject packet v{packet.version}"
         )
+        carried = carried_by(ctx.changes, packet.version)
+        named = set(cmd.facts) or ({max(c.seq for c in carried)} if carried else set())
+        unknown = sorted(named - {c.seq for c in carried})
+        if unknown:
+            inside = ", ".join(f"#{c.seq}" for c in carried) or "no reported change"
+            raise Refused(
+                f"v{packet.version} carries {inside}; "
+                f"{', '.join(f'#{n}' for n in unknown)} is not one of them."
+            )
         if not await ctx.tx.packets.set_state_cas(
             ctx.run, packet.version, from_state=_PROPOSED, to_state=str(PacketState.REJECTED), at=ctx.now
         ):
             raise Refused(f"v{packet.version} is no longer proposed; v{ctx.version} is current.")
-        ctx.pending = None  # the rejected proposal's facts go with it
+        rejected = tuple(c for c in carried if c.seq in named)
+        ctx.changes = tuple(c for c in ctx.changes if c.seq not in named)
         reason = cmd.reason
         await ledger(
-            ctx, actor=cmd.user, kind="packet_rejected", payload={"version": packet.version, "reason": reason}
+            ctx,
+            actor=cmd.user,
+            kind="packet_rejected",
+            payload={
+                "version": packet.version,
+                "reason": reason,
+                "facts": [c.as_json() for c in rejected],
+                "kept": [c.seq for c in ctx.changes],
+            },
         )
-        rejected = msg.RunStateLine(
-            state=f"v{packet.version} rejected; v{ctx.version} stays current", by=cmd.user, reason=reason
+        dropped = ", ".join(c.describe(clock=ctx.local_time) for c in rejected)
+        state = f"v{packet.version} rejected; v{ctx.version} stays current" + (
+            f" (dropped {dropped})" if dropped else ""
         )
-        await post(ctx, to=ctx.plan.channel, message=rejected)
+        await post(
+            ctx, to=ctx.plan.channel, message=msg.RunStateLine(state=state, by=cmd.user, reason=reason)
+        )
+        rebuilt = None
+        if ctx.changes:
+            kept = ", ".join(f"#{c.seq}" for c in ctx.changes)
+            rebuilt = await propose(
+                ctx, reason=f"v{packet.version} without the rejected change; keeps {kept}", by=cmd.user
+            )
         await save(ctx)
-        return Outcome.done(
-            f"v{packet.version} rejected; v{ctx.version} stays current.",
-            run=ctx.run,
-            current_version=ctx.version,
-        )
+        names = ", ".join(f"#{c.seq}" for c in rejected)
+        text = f"v{packet.version} rejected; v{ctx.version} stays current."
+        if names:
+            text = f"v{packet.version} rejected: {names} dropped; v{ctx.version} stays current."
+        if rebuilt is not None:
+            text += f" v{rebuilt[0].version} proposed from what is still pending: {rebuilt[1]}."
+        return Outcome.done(text, run=ctx.run, current_version=ctx.version)
 
     return await on_run(cmd.run, user=cmd.user, action="reject packet", deps=deps, body=body)
 

@@ -92,6 +92,8 @@ class RejectPacket:
     user: str
     version: int | None = None
     reason: str = ""
+    # The pending changes to reject (`#3` typed as 3); none: the newest the proposal carries.
+    facts: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

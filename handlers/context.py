@@ -17,6 +17,7 @@ from typing import Any
 from packets.authority import Roster
 from packets.engine.progress import RunProgress
 from packets.packet import Packet
+from packets.pending import PendingChange, apply_all
 from packets.plan import Plan
 from packets.plan_load import load_plan
 from packets.redact import redact_data
@@ -42,30 +43,45 @@ class RunContext:
     packet: Packet
     progress: RunProgress
     # The facts the authoritative packet was built from (plus what happened since: done times,
-    # released holds). A proposal's facts wait in `pending` until it is adopted; a rejected
-    # proposal's facts are dropped with it.
+    # released holds) and the users acting for each role now. What people reported since waits
+    # in `changes`, one entry each, until a packet carrying it is adopted (packets.pending).
     facts: Facts
     acting: dict[str, str]
     now: datetime
-    pending: Facts | None = None
+    changes: tuple[PendingChange, ...] = ()
+    # The number the next reported change gets (never reused, even after a rejection).
+    next_change: int = 1
 
     @property
     def working_facts(self) -> Facts:
-        """What a new proposal builds on: the standing proposal's facts, else the adopted ones."""
-        return self.pending if self.pending is not None else self.facts
+        """What a new proposal builds on: the adopted facts with every pending change applied."""
+        return apply_all(self.facts, self.acting, self.changes)[0]
 
-    @working_facts.setter
-    def working_facts(self, facts: Facts) -> None:
-        if self.pending is not None:
-            self.pending = facts
-        else:
-            self.facts = facts
+    @property
+    def working_acting(self) -> dict[str, str]:
+        """Who would act for each role once every pending delegate switch is adopted."""
+        return apply_all(self.facts, self.acting, self.changes)[1]
+
+    def report(self, **change: Any) -> PendingChange:
+        """Keep one reported change apart, numbered, until a packet carrying it is adopted."""
+        added = PendingChange(seq=self.next_change, by=change.pop("by"), at=self.now, **change)
+        self.changes = (*self.changes, added)
+        self.next_change += 1
+        return added
+
+    def make_true(self, changes: tuple[PendingChange, ...]) -> None:
+        """`changes` take effect (their packet was adopted, or no packet needs to carry them)."""
+        taken = {c.seq for c in changes}
+        self.facts, self.acting = apply_all(self.facts, self.acting, changes)
+        self.changes = tuple(c for c in self.changes if c.seq not in taken)
 
     def record_fact(self, change: Callable[[Facts], Facts]) -> None:
         """A fact of the world (a checkpoint done, a hold released): true for every version."""
         self.facts = change(self.facts)
-        if self.pending is not None:
-            self.pending = change(self.pending)
+
+    def local_time(self, at: datetime | None) -> str:
+        """`HH:MM` in the plan window's offset, as the war room reads its timeline."""
+        return at.astimezone(self.plan.window.start.tzinfo).strftime("%H:%M") if at is not None else "?"
 
     @property
     def run(self) -> str:
@@ -99,7 +115,8 @@ async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
         packet=packet,
         progress=RunProgress.from_json(stored["engine"]),
         facts=Facts.from_json(stored.get("facts", {})),
-        pending=Facts.from_json(stored["pending"]) if stored.get("pending") else None,
+        changes=tuple(PendingChange.from_json(c) for c in stored.get("changes", ())),
+        next_change=int(stored.get("next_change", 1)),
         acting=dict(row.acting),
         now=now,
     )
@@ -127,7 +144,8 @@ async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> 
     stored = {
         "engine": ctx.progress.as_json(),
         "facts": ctx.facts.as_json(),
-        "pending": ctx.pending.as_json() if ctx.pending is not None else None,
+        "changes": [c.as_json() for c in ctx.changes],
+        "next_change": ctx.next_change,
     }
     row = replace(
         ctx.row,

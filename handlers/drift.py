@@ -32,7 +32,7 @@ def forecast_of(ctx: RunContext) -> Forecast:
         progress=ctx.progress,
         facts=ctx.working_facts,
         now=ctx.now,
-        acting=ctx.acting,
+        acting=ctx.working_acting,
     )
 
 
@@ -51,12 +51,12 @@ async def propose_if_drifted(ctx: RunContext) -> Packet | None:
         version=reference.version + 1,
         supersedes=ctx.version,
         reason="",
-        acting=ctx.acting,
+        acting=ctx.working_acting,
     )
     if not moved(reference, candidate, material_shift=ctx.plan.material_shift):
         return None
     cause = describe_cause(ctx.progress, since=since, now=ctx.now, at_least=ctx.plan.material_shift)
-    proposed = await propose(ctx, ctx.working_facts, reason=f"forecast drift: {cause}", by=DRIFT_ACTOR)
+    proposed = await propose(ctx, reason=f"forecast drift: {cause}", by=DRIFT_ACTOR)
     if proposed is None:
         return None
     await save(ctx)

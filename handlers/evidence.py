@@ -53,8 +53,8 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
 
     # Supersession links both ways: this run's opening names the run it replaced, its end the run
     # that replaced it.
-    opened = next((e.payload for e in entries if e.kind == "run_opened"), {})
-    ended = next((e.payload for e in entries if e.kind == "run_superseded"), {})
+    opened: dict[str, Any] = next((e.payload for e in entries if e.kind == "run_opened"), {})
+    ended: dict[str, Any] = next((e.payload for e in entries if e.kind == "run_superseded"), {})
     evidence = {
         "run": run,
         "supersedes": opened.get("supersedes"),

@@ -15,38 +15,32 @@ from packets import messages as msg
 from packets.delta import diff
 from packets.forecast import forecast_packet
 from packets.packet import Packet, PacketState
-from packets.timeline import Facts
+from packets.pending import ChangeKind, PendingChange, proposed
 
 
-async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tuple[Packet, str] | None:
-    """Build and store the next proposed packet from `facts`; None when nothing material changed."""
+async def propose(ctx: RunContext, *, reason: str, by: str) -> tuple[Packet, str] | None:
+    """Build and store the next proposed packet from the adopted facts and every pending change;
+    None when nothing material changed (the pending changes then take effect at once: no packet
+    needs to carry them)."""
     latest = await ctx.tx.packets.latest(ctx.run)
     version = (latest.version if latest else ctx.version) + 1
     packet = forecast_packet(
         plan=ctx.plan,
         progress=ctx.progress,
-        facts=facts,
+        facts=ctx.working_facts,
         now=ctx.now,
         version=version,
         supersedes=ctx.version,
         reason=reason,
-        acting=ctx.acting,
+        acting=ctx.working_acting,
     )
     delta = diff(ctx.packet, packet, material_shift=ctx.plan.material_shift)
+    # Only one proposal stands at a time: the newest, carrying every pending change, wins.
+    await _supersede_standing(ctx)
     if not delta.material_changes:
-        # Nothing anyone must act on: the fact joins what the next proposal builds on.
-        ctx.working_facts = facts
+        await take_effect(ctx, ctx.changes, by=by)
         return None
-    ctx.pending = facts
-    for stale in await ctx.tx.packets.in_state(ctx.run, str(PacketState.PROPOSED)):
-        # Only one proposal stands at a time: the newest facts win, the older one is superseded.
-        await ctx.tx.packets.set_state_cas(
-            ctx.run,
-            stale.version,
-            from_state=str(PacketState.PROPOSED),
-            to_state=str(PacketState.SUPERSEDED),
-            at=ctx.now,
-        )
+    ctx.changes = proposed(ctx.changes, version)
     await ctx.tx.packets.add(
         run_id=ctx.run,
         version=version,
@@ -68,10 +62,47 @@ async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tup
             "hash": packet.hash,
             "reason": reason,
             "summary": summary,
+            "facts": [c.as_json() for c in ctx.changes],
         },
     )
     line = msg.PacketProposedLine(
-        version=version, counts=delta_counts(delta), reason=reason, by=by, summary=summary
+        version=version,
+        counts=delta_counts(delta),
+        reason=reason,
+        by=by,
+        summary=summary,
+        facts=tuple(c.describe(clock=ctx.local_time) for c in ctx.changes),
     )
     await post(ctx, to=ctx.plan.channel, message=line)
     return packet, summary
+
+
+async def _supersede_standing(ctx: RunContext) -> None:
+    for stale in await ctx.tx.packets.in_state(ctx.run, str(PacketState.PROPOSED)):
+        await ctx.tx.packets.set_state_cas(
+            ctx.run,
+            stale.version,
+            from_state=str(PacketState.PROPOSED),
+            to_state=str(PacketState.SUPERSEDED),
+            at=ctx.now,
+        )
+
+
+async def take_effect(ctx: RunContext, changes: tuple[PendingChange, ...], *, by: str) -> None:
+    """`changes` become true: their packet was adopted, or none needed to carry them. A delegate
+    switch changes who acts from this moment, and the ledger says so."""
+    ctx.make_true(changes)
+    for change in changes:
+        if change.kind is ChangeKind.DELEGATE:
+            await ledger(
+                ctx,
+                actor=by,
+                kind="acting_changed",
+                payload={
+                    "role": change.role,
+                    "from": change.from_user,
+                    "to": change.to_user,
+                    "change": change.seq,
+                    "reported_by": change.by,
+                },
+            )

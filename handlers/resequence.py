@@ -7,8 +7,6 @@ the people affected hear by DM only once the version is adopted.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from handlers.commands import ChangeWindow, ReportDone, ReportLate
 from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
@@ -21,6 +19,7 @@ from packets.durations import resolve_time
 from packets.engine import events as ev
 from packets.engine.progress import CheckpointState
 from packets.packet import Packet
+from packets.pending import ChangeKind
 from packets.plan import CheckpointWindow
 
 
@@ -67,20 +66,20 @@ async def report_late(cmd: ReportLate, deps: Deps) -> Outcome:
         if state == CheckpointState.DONE:
             raise Refused(f"{cmd.checkpoint} is already done.")
         if until <= ctx.now:
-            raise Refused(f"{_clock(ctx, until)} has already passed.")
+            raise Refused(f"{ctx.local_time(until)} has already passed.")
         note = cmd.reason
-        reason = f"{cmd.checkpoint} late until {_clock(ctx, until)}" + (f": {note}" if note else "")
+        reason = f"{cmd.checkpoint} late until {ctx.local_time(until)}" + (f": {note}" if note else "")
         await ledger(
             ctx,
             actor=cmd.user,
             kind="late_reported",
             payload={"checkpoint": cmd.checkpoint, "until": until.isoformat(), "reason": note},
         )
-        proposed = await propose(
-            ctx, ctx.working_facts.report_late(cmd.checkpoint, until), reason=reason, by=cmd.user
-        )
+        change = ctx.report(kind=ChangeKind.LATE, checkpoint=cmd.checkpoint, until=until, by=cmd.user)
+        proposed = await propose(ctx, reason=reason, by=cmd.user)
         await save(ctx)
-        return _answer(ctx, proposed, f"Recorded {cmd.checkpoint} late until {_clock(ctx, until)}")
+        what = f"Recorded {cmd.checkpoint} late until {ctx.local_time(until)} (#{change.seq})"
+        return _answer(ctx, proposed, what)
 
     return await on_run(cmd.run, user=cmd.user, action=f"late {cmd.checkpoint}", deps=deps, body=body)
 
@@ -94,7 +93,7 @@ async def change_window(cmd: ChangeWindow, deps: Deps) -> Outcome:
         if not_after <= not_before:
             raise Refused("The window must close after it opens.")
         window = CheckpointWindow(not_before=not_before, not_after=not_after)
-        span = f"{_clock(ctx, not_before)}-{_clock(ctx, not_after)}"
+        span = f"{ctx.local_time(not_before)}-{ctx.local_time(not_after)}"
         await ledger(
             ctx,
             actor=cmd.user,
@@ -106,11 +105,10 @@ async def change_window(cmd: ChangeWindow, deps: Deps) -> Outcome:
             },
         )
         reason = f"{cmd.checkpoint} window now {span}"
-        proposed = await propose(
-            ctx, ctx.working_facts.move_window(cmd.checkpoint, window), reason=reason, by=cmd.user
-        )
+        change = ctx.report(kind=ChangeKind.WINDOW, checkpoint=cmd.checkpoint, window=window, by=cmd.user)
+        proposed = await propose(ctx, reason=reason, by=cmd.user)
         await save(ctx)
-        return _answer(ctx, proposed, f"Recorded the {cmd.checkpoint} window {span}")
+        return _answer(ctx, proposed, f"Recorded the {cmd.checkpoint} window {span} (#{change.seq})")
 
     return await on_run(cmd.run, user=cmd.user, action=f"window {cmd.checkpoint}", deps=deps, body=body)
 
@@ -122,13 +120,9 @@ async def report_done(cmd: ReportDone, deps: Deps) -> Outcome:
         ctx.record_fact(lambda facts: facts.mark_done(cmd.checkpoint, ctx.now))
         await save(ctx)
         return Outcome.done(
-            f"{cmd.checkpoint} done at {_clock(ctx, ctx.now)}; the run is {ctx.progress.state}.",
+            f"{cmd.checkpoint} done at {ctx.local_time(ctx.now)}; the run is {ctx.progress.state}.",
             run=ctx.run,
             current_version=ctx.version,
         )
 
     return await on_run(cmd.run, user=cmd.user, action=f"done {cmd.checkpoint}", deps=deps, body=body)
-
-
-def _clock(ctx: RunContext, at: datetime) -> str:
-    return at.astimezone(ctx.plan.window.start.tzinfo).strftime("%H:%M")

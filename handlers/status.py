@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from handlers.context import RunContext, load
@@ -29,10 +28,6 @@ async def run_revision(run: str, deps: Deps) -> str:
     return ctx.plan.revision if ctx else ""
 
 
-def _clock(ctx: RunContext, value: datetime) -> str:
-    return value.astimezone(ctx.plan.window.start.tzinfo).strftime("%H:%M")
-
-
 async def run_status(run: str, deps: Deps) -> Outcome:
     ctx = await _peek(run, deps)
     if ctx is None:
@@ -46,14 +41,14 @@ async def run_status(run: str, deps: Deps) -> Outcome:
         state = progress.checkpoints[current].state
         lines.append(
             f"Now: {line.title} ({state}), owner <@{line.owner_user}>, planned "
-            f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)}."
+            f"{ctx.local_time(line.start)}–{ctx.local_time(line.end)}."
         )
     since, care = progress.hypercare_since, ctx.plan.hypercare
     if since is not None and care is not None and progress.state not in TERMINAL:
         step = care.step_at(ctx.now - since)
         cadence = f"checks every {format_duration(step[1].every)}" if step else "its last check is done"
         until = (since + care.length).isoformat(timespec="minutes")
-        lines.append(f"Hyper-care since {_clock(ctx, since)} until {until}: {cadence}.")
+        lines.append(f"Hyper-care since {ctx.local_time(since)} until {until}: {cadence}.")
     traffic = ", ".join(f"{cohort} {pct:g}%" for cohort, pct in sorted(progress.traffic.items()))
     if traffic:
         lines.append(f"Traffic: {traffic}.")
@@ -85,7 +80,7 @@ async def packet_view(run: str, deps: Deps) -> Outcome:
             flags.append(f"conflict: {line.conflict}")
         state = ctx.progress.checkpoints.get(line.id)
         lines.append(
-            f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)} {line.title} <@{line.owner_user}>"
+            f"{ctx.local_time(line.start)}–{ctx.local_time(line.end)} {line.title} <@{line.owner_user}>"
             f" [{state.state if state else 'pending'}]" + (f" ({'; '.join(flags)})" if flags else "")
         )
     ahead = forecast_of(ctx)

@@ -114,6 +114,8 @@ class PacketProposedLine(_Payload):
     reason: str
     by: str
     summary: str
+    # The pending changes it carries, one sentence each (`#3 canary late until 22:10, ...`).
+    facts: tuple[str, ...] | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import os
 import signal
 import subprocess
@@ -111,7 +112,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (RISK1, "signoff payments-risk", "every sign-off is in"),
     (ENG1, "start", "Started; the run is running"),
     (ENG1, "late drain-queue +25m pumps are slow", "v2 proposed: 3 checkpoints moved"),
-    (REL1, "reject v2 not convinced", "v2 rejected; v1 stays current"),
+    (REL1, "reject v2 not convinced", "v2 rejected: #1 dropped; v1 stays current"),
     (ENG1, "late drain-queue +30m still pumping", "v3 proposed"),
     (REL1, "adopt", "v3 is authoritative"),
     (SEC1, "ack", "Acknowledged v3"),
@@ -121,7 +122,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "release schema-check", "Released schema-check/manual/"),
     (ENG1, "pause a breather", "Paused; the run is paused"),
     (ENG1, "resume", "Resumed; the run is running"),
-    (REL1, "delegate release-authority @U0REL2", "U0REL2 now acts for release-authority (was U0REL1)"),
+    (REL1, "delegate release-authority @U0REL2", "U0REL2 will act for release-authority once v6 is adopted"),
     (ENG1, "freeze vendor incident", "Frozen; the run is frozen"),
     (ENG1, "unfreeze", "Unfrozen; the run is running"),
     (ENG1, "evidence", "ledger verified"),
@@ -375,9 +376,18 @@ async def test_a_delegate_switched_in_by_the_release_authority_may_then_release_
     assert by_someone_else.refused, by_someone_else.text
     switched = await h.command("delegate release-authority <@U0REL2|rel2>", user=REL1)
     assert switched.ok, switched.text
+    # The switch changes owners, so it waits for its packet: until adopted, U0REL1 still acts.
+    carrying = re.search(r"once (v\d+) is adopted", switched.text)
+    assert carrying is not None, switched.text
+    still_early = await h.click(ActionId.RELEASE_HOLD, release, user=REL2)
+    assert still_early.refused and REL1 in still_early.text, still_early.text
+    assert (await h.command(f"adopt {carrying.group(1)}", user=REL1)).ok
+    await h.drain()
 
     # The v1 card was posted before the hold opened: it lists the hold without a button.
     assert h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on="Packet v1") == []
+    adopted_card = f"Packet {carrying.group(1)}"
+    assert len(h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on=adopted_card)) == 1  # open now: a button
     reply = await h.click(ActionId.RELEASE_HOLD, release, user=REL2)
     assert reply.ok and "Released go-decision/plan/" in reply.text and "as release-authority" in reply.text
     assert [(s.checkpoint, s.cohort, s.percent) for s in h.actuator.shifts] == [("canary", "orders", 5)]

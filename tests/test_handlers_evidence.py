@@ -39,7 +39,8 @@ async def _whole_run(world) -> None:
         c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
     )
     assert switched.ok, switched.message
-    assert (await world.adopt(3, user=REL2)).ok
+    # The switch waits for its packet; U0REL1 adopts it, and U0REL2 acts from then on.
+    assert (await world.adopt(3, user=REL1)).ok
     await _release(world, REL2, "preflight")
     world.set_time("21:17")
     from handlers.resequence import report_done
@@ -76,7 +77,7 @@ async def test_the_evidence_of_a_whole_run_ties_sign_offs_packets_holds_and_gate
         3: "authoritative",
     }
     assert packets[2]["adopted"]["by"] == REL1 and packets[2]["adopted"]["role"] == "release-authority"
-    assert packets[3]["adopted"]["by"] == REL2 and packets[3]["adopted"]["role"] == "release-authority"
+    assert packets[3]["adopted"]["by"] == REL1 and packets[3]["adopted"]["role"] == "release-authority"
     assert packets[3]["supersedes"] == 2
 
     holds = {h["checkpoint"]: h for h in evidence["holds"]}
@@ -152,13 +153,15 @@ async def test_status_for_a_user_lists_what_they_own_must_acknowledge_and_may_re
     assert stranger == {"user": STRANGER, "runs": [], "owned": [], "to_ack": [], "to_release": []}
 
 
-async def test_status_follows_acknowledgements_and_delegate_switches(world):
+async def test_status_follows_acknowledgements_and_adopted_delegate_switches(world):
     await world.started()
     assert (await world.ack(ENG1)).ok
     switched = await change_delegate(
         c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
     )
     assert switched.ok
+    assert (await world.adopt(2, user=REL1)).ok
+    assert (await world.ack(ENG1, 2)).ok
 
     eng = (await status_for_user(ENG1, world.deps)).data
     rel1 = (await status_for_user(REL1, world.deps)).data

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from bot.render import render
 from handlers import commands as c
+from handlers.adoption import reject_packet
 from handlers.delegates import change_delegate
 from handlers.holds import release_hold
 from handlers.resequence import change_window, report_done, report_late
@@ -218,7 +219,7 @@ async def test_someone_who_neither_owns_the_checkpoint_nor_adopts_packets_may_no
 # -- delegates ----------------------------------------------------------------------------------
 
 
-async def test_the_delegate_authority_switches_a_role_to_its_approved_delegate(world):
+async def test_a_delegate_switch_waits_for_the_packet_carrying_it_and_the_previous_user_acts_meanwhile(world):
     await world.started()
     before = await world.snapshot()
 
@@ -227,13 +228,107 @@ async def test_the_delegate_authority_switches_a_role_to_its_approved_delegate(w
     )
 
     assert outcome.ok, outcome.message
+    assert (
+        "U0REL2 will act for release-authority once v2 is adopted; U0REL1 acts until then" in outcome.message
+    )
     after = await world.snapshot()
-    assert after.acting["release-authority"] == REL2
-    assert after.acting_changes == 1
-    assert after.ledger_kinds[before.ledger :] == ("acting_changed", "packet_proposed")
+    assert after.acting.get("release-authority", REL1) == REL1
+    assert after.acting_changes == 0
+    assert after.ledger_kinds[before.ledger :] == ("acting_change_reported", "packet_proposed")
     proposal = Packet.from_json((await world.packet_rows())[-1].body)
     assert proposal.checkpoint("widen").owner_user == REL2
     assert after.authoritative_version == 1
+    # Until v2 is adopted, the new delegate holds no authority.
+    refused = await release_hold(c.ReleaseHold(run=world.run, user=REL2, hold="preflight"), world.deps)
+    assert not refused.ok and REL1 in refused.message
+
+
+async def test_an_adopted_delegate_switch_makes_the_new_user_act_from_that_moment(world):
+    await world.started()
+    assert (
+        await change_delegate(
+            c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
+        )
+    ).ok
+
+    assert (await world.adopt(2)).ok
+
+    after = await world.snapshot()
+    assert after.acting["release-authority"] == REL2
+    assert after.acting_changes == 1
+    released = await release_hold(c.ReleaseHold(run=world.run, user=REL2, hold="preflight"), world.deps)
+    assert released.ok, released.message
+
+
+async def test_a_rejected_delegate_switch_leaves_the_previous_user_acting(world):
+    await world.started()
+    assert (
+        await change_delegate(
+            c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
+        )
+    ).ok
+
+    rejected = await reject_packet(c.RejectPacket(run=world.run, user=REL1, reason="keep REL1"), world.deps)
+
+    assert rejected.ok, rejected.message
+    after = await world.snapshot()
+    assert after.acting.get("release-authority", REL1) == REL1 and after.acting_changes == 0
+    assert not (await release_hold(c.ReleaseHold(run=world.run, user=REL2, hold="preflight"), world.deps)).ok
+
+
+async def test_rejecting_one_fact_of_three_keeps_the_other_two_pending_and_proposes_them_again(world):
+    await world.started()
+    world.advance(1)
+    late = await report_late(
+        c.ReportLate(run=world.run, user=ENG1, checkpoint="canary", until=at("22:10"), reason="pumps"),
+        world.deps,
+    )
+    window = await change_window(
+        c.ChangeWindow(
+            run=world.run, user=REL1, checkpoint="retire", not_before=at("23:30"), not_after=at("23:50")
+        ),
+        world.deps,
+    )
+    switch = await change_delegate(
+        c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
+    )
+    assert late.ok and window.ok and switch.ok, (late.message, window.message, switch.message)
+    (line,) = (await world.outbox("packet_proposed_line"))[-1:]
+    assert [f.split(" ")[0] for f in line.payload["facts"]] == ["#1", "#2", "#3"]
+    standing = max(r.version for r in await world.packet_rows())
+
+    outcome = await reject_packet(
+        c.RejectPacket(run=world.run, user=REL1, version=standing, facts=(2,), reason="window stays"),
+        world.deps,
+    )
+
+    assert outcome.ok, outcome.message
+    assert f"v{standing} rejected: #2 dropped" in outcome.message
+    rebuilt = max(r.version for r in await world.packet_rows())
+    assert rebuilt == standing + 1 and f"v{rebuilt} proposed" in outcome.message
+    (again,) = (await world.outbox("packet_proposed_line"))[-1:]
+    assert [f.split(" ")[0] for f in again.payload["facts"]] == ["#1", "#3"]
+    proposal = Packet.from_json((await world.packet_rows())[-1].body)
+    assert proposal.checkpoint("widen").owner_user == REL2
+    (entry,) = await world.entries("packet_rejected")
+    assert [f["seq"] for f in entry.payload["facts"]] == [2] and entry.payload["kept"] == [1, 3]
+
+    assert (await world.adopt(rebuilt)).ok
+    assert (await world.snapshot()).acting["release-authority"] == REL2
+
+
+async def test_rejecting_a_change_the_proposal_does_not_carry_is_refused_naming_what_it_carries(world):
+    await world.started()
+    world.advance(1)
+    assert (
+        await report_late(
+            c.ReportLate(run=world.run, user=ENG1, checkpoint="canary", until=at("22:10")), world.deps
+        )
+    ).ok
+
+    outcome = await reject_packet(c.RejectPacket(run=world.run, user=REL1, facts=(7,)), world.deps)
+
+    assert not outcome.ok and "carries #1; #7 is not one of them" in outcome.message
 
 
 async def test_switching_to_someone_who_is_not_an_approved_delegate_is_refused(world):
@@ -262,13 +357,14 @@ async def test_someone_without_the_delegate_authority_may_not_switch_a_role(worl
     )
 
 
-async def test_after_a_switch_the_new_delegate_releases_a_hold_and_the_old_primary_cannot(world):
+async def test_after_an_adopted_switch_the_new_delegate_releases_a_hold_and_the_old_primary_cannot(world):
     await world.started()
     assert (
         await change_delegate(
             c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
         )
     ).ok
+    assert (await world.adopt(2)).ok
     before = await world.snapshot()
 
     refused = await release_hold(c.ReleaseHold(run=world.run, user=REL1, hold="preflight"), world.deps)
