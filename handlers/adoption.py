@@ -7,12 +7,13 @@ two proposals can never both win.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from handlers.commands import Acknowledge, AdoptPacket, RejectPacket
 from handlers.context import RunContext, ledger, save
 from handlers.deps import Deps
-from handlers.drift import forecast_of
+from handlers.drift import forecast_of, overrun_line
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.notices import change_rows
@@ -114,6 +115,12 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
             forecast=forecast_of(ctx).as_json(),
         )
         await post(ctx, to=channel, message=posted, dedupe_key=f"packet:v{new.version}")
+        ahead = forecast_of(ctx)
+        if ahead.overrun > timedelta(0):
+            # Adopting a timeline that ends past the window is a decision the room hears again.
+            ctx.overrun_told = True
+            line = overrun_line(ctx, ahead, state=f"v{new.version} adopted ends past the window")
+            await post(ctx, to=channel, message=line)
         notices = delta.notices()
         for user, changes in notices.items():
             dm = msg.DeltaDm(

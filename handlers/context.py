@@ -51,6 +51,8 @@ class RunContext:
     changes: tuple[PendingChange, ...] = ()
     # The number the next reported change gets (never reused, even after a rejection).
     next_change: int = 1
+    # The room was told the forecast end passes the window end (told once; again once it fits).
+    overrun_told: bool = False
 
     @property
     def working_facts(self) -> Facts:
@@ -117,6 +119,7 @@ async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
         facts=Facts.from_json(stored.get("facts", {})),
         changes=tuple(PendingChange.from_json(c) for c in stored.get("changes", ())),
         next_change=int(stored.get("next_change", 1)),
+        overrun_told=bool(stored.get("overrun_told", False)),
         acting=dict(row.acting),
         now=now,
     )
@@ -146,6 +149,7 @@ async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> 
         "facts": ctx.facts.as_json(),
         "changes": [c.as_json() for c in ctx.changes],
         "next_change": ctx.next_change,
+        "overrun_told": ctx.overrun_told,
     }
     row = replace(
         ctx.row,

@@ -15,9 +15,13 @@ stay true, so the proposal waits for the run to move again (typically: the hold'
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from handlers.context import RunContext, save
+from handlers.outbox import post
 from handlers.proposals import propose
-from packets.engine.progress import RunState
+from packets import messages as msg
+from packets.engine.progress import TERMINAL, RunState
 from packets.forecast import Forecast, describe_cause, forecast, forecast_packet, moved
 from packets.packet import Packet
 
@@ -61,3 +65,29 @@ async def propose_if_drifted(ctx: RunContext) -> Packet | None:
         return None
     await save(ctx)
     return proposed[0]
+
+
+async def tell_overrun(ctx: RunContext) -> None:
+    """Tell the room, once, when the forecast end passes the plan window's end, naming what
+    overruns; once it fits again the next overrun is told again."""
+    if ctx.progress.state in TERMINAL:
+        return
+    ahead = forecast_of(ctx)
+    if ahead.overrun <= timedelta(0):
+        ctx.overrun_told = False
+        return
+    if ctx.overrun_told:
+        return
+    ctx.overrun_told = True
+    await post(ctx, to=ctx.plan.channel, message=overrun_line(ctx, ahead, state="forecast past the window"))
+    await save(ctx)
+
+
+def overrun_line(ctx: RunContext, ahead: Forecast, *, state: str) -> msg.RunStateLine:
+    late = [c.id for c in ahead.checkpoints if c.end > ahead.window_end]
+    minutes = int(ahead.overrun.total_seconds() // 60)
+    reason = (
+        f"forecast end {ctx.local_time(ahead.end)} is {minutes} min past the window end "
+        f"{ctx.local_time(ahead.window_end)}; overrunning: {', '.join(late)}"
+    )
+    return msg.RunStateLine(state=state, reason=reason)

@@ -38,6 +38,7 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                 if outcome.ok:
                     # Whatever changed, the forecast is recomputed; a material drift is proposed.
                     await drift.propose_if_drifted(ctx)
+                    await drift.tell_overrun(ctx)
             except Refused as exc:
                 reason = str(getattr(exc, "reason", None) or exc)
                 raise _RollBack from exc

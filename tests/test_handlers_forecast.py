@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.render import render, render_home
 from handlers import commands as c
 from handlers.holds import release_hold
+from handlers.resequence import report_late
 from handlers.status import packet_view, run_status, status_for_user
 from packets import messages as msg
 from packets.packet import Packet
@@ -107,3 +110,25 @@ async def test_releasing_a_long_gate_hold_proposes_the_next_version_from_the_for
     assert adopted.ok, adopted.message
     dms = {r.recipient for r in await world.outbox("delta_dm")}
     assert dms and dms <= {"U0ENG1", "U0REL1", "U0RISK1", "U0SEC1"}
+
+
+async def test_a_forecast_end_past_the_window_is_told_to_the_room_once_and_again_when_adopted(world) -> None:  # type: ignore[no-untyped-def]
+    await world.started()
+    world.advance(1)
+
+    late = c.ReportLate(
+        run=world.run, user=ENG1, checkpoint="preflight", until=at("00:55") + timedelta(days=1), reason="hsm"
+    )
+    assert (await report_late(late, world.deps)).ok
+    world.advance(1)
+    assert (await world.check()).ok  # another use case on the run: told once only
+
+    told = [r for r in await world.outbox("run_state") if "past the window" in r.payload["state"]]
+    assert len(told) == 1
+    reason = told[0].payload["reason"]
+    assert "window end 01:00" in reason and "retire" in reason, reason
+
+    assert (await world.adopt(2)).ok
+
+    adopted = [r for r in await world.outbox("run_state") if "past the window" in r.payload["state"]]
+    assert len(adopted) == 2 and "v2" in adopted[1].payload["state"], adopted[1].payload
