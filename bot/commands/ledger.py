@@ -2,7 +2,8 @@
 
 Each run's entries must number 1..n with no gap, each must link to the hash of the one before
 (the first to 64 zeros), each hash must be sha256(prev_hash + canonical_json(entry)), and the last
-must match the chain's recorded head. One line per run; a broken chain names the first sequence
+must match the chain's recorded head. Rows and heads are read in one snapshot (on PostgreSQL a
+REPEATABLE READ READ ONLY transaction), so a bot appending meanwhile never looks like a cut chain. One line per run; a broken chain names the first sequence
 number that does not verify.
 
 Exit status: 0 every chain checked holds, 1 a chain is broken, missing or unreadable.
@@ -60,9 +61,14 @@ def run_verify(args: argparse.Namespace) -> int:
 async def _verify(url: str, run_id: str | None) -> list[ChainVerdict]:
     engine = make_engine(url)
     try:
-        async with UnitOfWork(engine).transaction(read_only=True) as tx:
-            if run_id is not None:
-                return [await tx.ledger.verify(run_id)]
-            return await tx.ledger.verify_all()
+        return await verify_ledger(UnitOfWork(engine), run_id)
     finally:
         await engine.dispose()
+
+
+async def verify_ledger(uow: UnitOfWork, run_id: str | None = None) -> list[ChainVerdict]:
+    """Every chain (or one run's) checked against its head, all read in one snapshot."""
+    async with uow.transaction(read_only=True, snapshot=True) as tx:
+        if run_id is not None:
+            return [await tx.ledger.verify(run_id)]
+        return await tx.ledger.verify_all()
