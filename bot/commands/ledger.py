@@ -3,8 +3,8 @@
 Each run's entries must number 1..n with no gap, each must link to the hash of the one before
 (the first to 64 zeros), each hash must be sha256(prev_hash + canonical_json(entry)), and the last
 must match the chain's recorded head. Rows and heads are read in one snapshot (on PostgreSQL a
-REPEATABLE READ READ ONLY transaction), so a bot appending meanwhile never looks like a cut chain. One line per run; a broken chain names the first sequence
-number that does not verify.
+REPEATABLE READ READ ONLY transaction), so a bot appending meanwhile never looks like a cut chain.
+One line per run; a broken chain names the first sequence number that does not verify.
 
 Exit status: 0 every chain checked holds, 1 a chain is broken, missing or unreadable.
 """
