@@ -46,12 +46,17 @@ async def tamper(uow: UnitOfWork, change: Tamper) -> None:
     async with uow.engine.begin() as connection:
         if uow.dialect == "postgresql":
             # Switched back on in the same transaction: the PostgreSQL test database is shared.
-            await connection.execute(text("ALTER TABLE ledger DISABLE TRIGGER ledger_append_only"))
+            for table in ("ledger", "ledger_heads"):
+                await connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
             await change(connection)
-            await connection.execute(text("ALTER TABLE ledger ENABLE TRIGGER ledger_append_only"))
+            for table in ("ledger", "ledger_heads"):
+                await connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
         else:
-            await connection.execute(text("DROP TRIGGER ledger_no_update"))
-            await connection.execute(text("DROP TRIGGER ledger_no_delete"))
+            triggers = await connection.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name LIKE 'ledger%'")
+            )
+            for (name,) in triggers.all():
+                await connection.execute(text(f"DROP TRIGGER {name}"))
             await change(connection)
 
 
