@@ -49,6 +49,7 @@ from packets.manifest import differences
 from packets.plan import Plan, PlanInvalid, RehearsalAction
 from packets.plan_load import load_plan
 from packets.redact import redact
+from packets.witness import heads_to_post
 from store.db import make_engine, upgrade
 from store.uow import UnitOfWork
 
@@ -371,6 +372,9 @@ class Rehearsal:
                 self.console.print(f"  {_escape(problem)}")
         async with self.deps.uow.transaction(read_only=True) as tx:
             packets = await tx.packets.for_run(self.run)
+            entries = await tx.ledger.entries(self.run)
+        # The heads the served bot would have posted in the war room, at the simulated times.
+        witness = heads_to_post(self.run, ((e.seq, e.at, e.hash) for e in entries))
         tz = self.plan.window.start.tzinfo
         adopted = {
             p["version"]: datetime.fromisoformat(p["adopted"]["at"]).astimezone(tz).isoformat()
@@ -436,6 +440,7 @@ class Rehearsal:
                 for r in exported["refusals"]
             ],
             "ledger_verified": bool(ledger["verified"]),
+            "witness": [head.payload() for head in witness],
             "manifest": None
             if manifest_problems is None
             else {

@@ -236,6 +236,11 @@ class Ledger:
         rows = [_entry(_stored(m)) for m in (await self._connection.execute(statement)).mappings()]
         return rows[::-1]
 
+    async def hashes(self, run_id: str) -> dict[int, str]:
+        """Each entry's hash by seq: what a witnessed head is checked against."""
+        statement = select(ledger.c.seq, ledger.c.hash).where(ledger.c.run_id == run_id)
+        return {seq: digest for seq, digest in await self._connection.execute(statement)}
+
     async def head(self, run_id: str) -> ChainHead | None:
         statement = select(ledger_heads).where(ledger_heads.c.run_id == run_id)
         mapping = (await self._connection.execute(statement)).mappings().first()
