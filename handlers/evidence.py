@@ -17,6 +17,7 @@ from handlers.outbox import post
 from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.authority import Refused
+from packets.chain import entry_body
 from packets.forecast import actuals
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
@@ -149,7 +150,18 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             "head": head.hash if head else None,
         },
     }
-    return dict(redact_data(evidence))
+    exported = dict(redact_data(evidence))
+    # The entries exactly as hashed, outside the export's redaction: they were redacted when they
+    # were written, and redacting them again could change a byte and break the offline check.
+    exported["ledger"]["chain"] = [
+        {
+            **entry_body(seq=e.seq, at=e.at, run_id=e.run_id, actor=e.actor, kind=e.kind, payload=e.payload),
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+        }
+        for e in entries
+    ]
+    return exported
 
 
 def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, Any] | None:
