@@ -4,7 +4,8 @@ The JSON export carries the run's ledger entries (`ledger.chain`, exactly as has
 is recomputed from them (seq 1..n, each linking to the one before, each hash over its content)
 and must end at the head the export states. Then every claim of the packet must be backed by an
 entry: each sign-off, adoption, hold opened and hold release by who, as which role, when; each
-traffic change, rollback and refusal; and the final state. A claim no entry backs is named.
+traffic change, rollback, refusal and step of the timeline; and the final state. A claim no
+entry backs is named.
 
 Pure: the caller reads the file.
 """
@@ -170,6 +171,15 @@ def check_claims(evidence: Mapping[str, Any], chain: Sequence[Entry]) -> list[st
             ):
                 what = "refusal" if kind else "rollback"
                 problems.append(f"the {what} at seq {claim.get('seq')} is not the entry at that seq")
+    for step in evidence.get("steps") or []:
+        entry = by_seq.get(step.get("seq"))
+        if (
+            entry is None
+            or entry.get("kind") != step.get("kind")
+            or entry.get("actor") != step.get("by")
+            or not _same_instant(entry, step.get("at"))
+        ):
+            problems.append(f"the step at seq {step.get('seq')} is not the entry at that seq")
     final = evidence.get("final_state")
     final_kind = _FINAL_KINDS.get(str(final))
     if final_kind is not None and not _backed(chain, (final_kind,), _any, {}):

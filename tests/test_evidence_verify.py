@@ -99,6 +99,10 @@ def rewrite_the_chain_and_its_head(evidence: dict[str, Any]) -> None:
     evidence["ledger"]["head"] = evidence["ledger"]["chain"][-1]["hash"]
 
 
+def move_a_step_in_time(evidence: dict[str, Any]) -> None:
+    evidence["steps"][1]["at"] = "2026-11-24T23:59:00-05:00"
+
+
 def claim_a_different_ending(evidence: dict[str, Any]) -> None:
     evidence["final_state"] = "rolled_back"
 
@@ -139,6 +143,7 @@ DOCTORED = [
     pytest.param(move_a_release_in_time, "release of hold", id="release-moved-in-time"),
     pytest.param(add_a_signoff, "sign-off by U0MALLORY", id="signoff-added"),
     pytest.param(claim_another_adopter, "adoption of packet version", id="adopter-changed"),
+    pytest.param(move_a_step_in_time, "the step at seq", id="step-moved-in-time"),
     pytest.param(claim_a_different_ending, "final state rolled_back", id="ending-changed"),
     pytest.param(claim_more_traffic, "traffic change of", id="traffic-changed"),
     pytest.param(edit_an_entry, "ledger broken at seq 3", id="entry-edited"),
