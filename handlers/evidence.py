@@ -7,6 +7,7 @@ auditor can tie every line back to a hash-chained entry.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from handlers.commands import ExportEvidence
@@ -214,7 +215,7 @@ def _steps(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _overlap(start: Any, end: Any, spans: list[tuple[Any, Any]]) -> float:
+def _overlap(start: datetime, end: datetime, spans: list[tuple[datetime, datetime]]) -> float:
     return sum(max(0.0, (min(end, b) - max(start, a)).total_seconds()) for a, b in spans)
 
 
@@ -247,7 +248,9 @@ def _stages(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
             {
                 "checkpoint": line.id,
                 "time_held_seconds": round(sum((b - a).total_seconds() for a, b in held)),
-                "time_frozen_seconds": round(_overlap(first, last, frozen)) if first is not None else 0,
+                "time_frozen_seconds": (
+                    round(_overlap(first, last, frozen)) if first is not None and last is not None else 0
+                ),
             }
         )
     return out
