@@ -14,6 +14,7 @@ MODULES: list[str] = [
     "gate_ticks",
     "ack",
     "forecast",
+    "ledger_verify",
 ]
 
 

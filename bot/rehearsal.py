@@ -49,6 +49,7 @@ from packets.manifest import differences
 from packets.plan import Plan, PlanInvalid, RehearsalAction
 from packets.plan_load import load_plan
 from packets.redact import redact
+from packets.witness import heads_to_post
 from store.db import make_engine, upgrade
 from store.uow import UnitOfWork
 
@@ -389,8 +390,14 @@ class Rehearsal:
             self.console.print(f"Manifest check: {digest}, {shown} against the plan file and the ledger")
             for problem in manifest_problems:
                 self.console.print(f"  {_escape(problem)}")
+        witness = []
         async with self.deps.uow.transaction(read_only=True) as tx:
             packets = await tx.packets.for_run(self.run)
+            # The heads the served bot would have posted in the war room, at the simulated times
+            # (a superseded run's chain too: it was witnessed while it ran).
+            for run in [*self.superseded, self.run]:
+                entries = await tx.ledger.entries(run)
+                witness += heads_to_post(run, ((e.seq, e.at, e.hash) for e in entries))
         tz = self.plan.window.start.tzinfo
         adopted = {
             p["version"]: datetime.fromisoformat(p["adopted"]["at"]).astimezone(tz).isoformat()
@@ -460,6 +467,7 @@ class Rehearsal:
                 for old, new in zip(self.superseded, [*self.superseded[1:], self.run], strict=False)
             ],
             "ledger_verified": bool(ledger["verified"]) and earlier_verified,
+            "witness": [head.payload() for head in witness],
             "manifest": None
             if manifest_problems is None
             else {

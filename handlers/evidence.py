@@ -7,6 +7,7 @@ auditor can tie every line back to a hash-chained entry.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from handlers.commands import ExportEvidence
@@ -17,6 +18,7 @@ from handlers.outbox import post
 from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.authority import Refused
+from packets.chain import entry_body
 from packets.forecast import actuals
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
@@ -147,6 +149,11 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             if e.kind == "refused"
         ],
         "hypercare": _hypercare(ctx, entries, gate_rows),
+        # Every consequential step in one timeline, in the plan's offset: freezes, pauses, gate
+        # failures whether or not they opened a hold, rejections, delegate switches, aborts...
+        "steps": _steps(ctx, entries),
+        # Per stage, how long it stood held and frozen: a bad night never reads green.
+        "stages": _stages(ctx, entries),
         "final_state": str(progress.state),
         "ledger": {
             "entries": verdict.entries,
@@ -155,7 +162,18 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             "head": head.hash if head else None,
         },
     }
-    return dict(redact_data(evidence))
+    exported = dict(redact_data(evidence))
+    # The entries exactly as hashed, outside the export's redaction: they were redacted when they
+    # were written, and redacting them again could change a byte and break the offline check.
+    exported["ledger"]["chain"] = [
+        {
+            **entry_body(seq=e.seq, at=e.at, run_id=e.run_id, actor=e.actor, kind=e.kind, payload=e.payload),
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+        }
+        for e in entries
+    ]
+    return exported
 
 
 def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, Any] | None:
@@ -182,6 +200,94 @@ def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, 
 def _authoritative(evidence: dict[str, Any]) -> str:
     found = [p["version"] for p in evidence["packets"] if p["state"] == "authoritative"]
     return str(found[-1]) if found else "?"
+
+
+# Entries that are not steps of the night: refusals have their own list, the rest is bookkeeping.
+_NOT_STEPS = {"refused", "log", "gate_results_ignored", "actuation_report_ignored"}
+
+
+def _steps(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
+    tz = ctx.plan.window.start.tzinfo
+    return [
+        {
+            "seq": e.seq,
+            "at": e.at.astimezone(tz).isoformat(),
+            "kind": e.kind,
+            "by": e.actor,
+            "payload": e.payload,
+        }
+        for e in entries
+        if e.kind not in _NOT_STEPS
+    ]
+
+
+def _overlap(start: datetime, end: datetime, spans: list[tuple[datetime, datetime]]) -> float:
+    return sum(max(0.0, (min(end, b) - max(start, a)).total_seconds()) for a, b in spans)
+
+
+def _stages(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
+    """Per checkpoint of the authoritative packet: seconds held (its holds open) and frozen (the run
+    frozen while the checkpoint was under way, or waiting on a hold of its own)."""
+    end = max([ctx.now, *(e.at for e in entries)])
+    frozen: list[tuple[Any, Any]] = []
+    since = None
+    for e in entries:
+        if e.kind == "run_frozen" and since is None:
+            since = e.at
+        elif e.kind == "run_unfrozen" and since is not None:
+            frozen.append((since, e.at))
+            since = None
+    if since is not None:
+        frozen.append((since, end))
+    known = actuals(ctx.progress, ctx.facts)
+    out = []
+    for line in ctx.packet.timeline:
+        holds = [h for h in ctx.progress.holds.values() if h.checkpoint == line.id]
+        held = [(h.opened_at, h.released_at or end) for h in holds]
+        actual = known.get(line.id)
+        spans = list(held)
+        if actual is not None and actual.started_at is not None:
+            spans.append((actual.started_at, actual.ended_at or end))
+        first = min((a for a, _ in spans), default=None)
+        last = max((b for _, b in spans), default=None)
+        out.append(
+            {
+                "checkpoint": line.id,
+                "time_held_seconds": round(sum((b - a).total_seconds() for a, b in held)),
+                "time_frozen_seconds": (
+                    round(_overlap(first, last, frozen)) if first is not None and last is not None else 0
+                ),
+            }
+        )
+    return out
+
+
+_STEP_SENTENCES = {
+    "run_frozen": "{by} froze the run: {reason}",
+    "run_unfrozen": "{by} unfroze the run",
+    "run_paused": "{by} paused the run: {reason}",
+    "run_resumed": "{by} resumed the run",
+    "run_aborted": "{by} aborted the run: {why}",
+    "packet_rejected": "{by} rejected packet v{version}: {reason}",
+    "acting_changed": "{by} handed {role} from {from} to {to}",
+}
+
+
+def _step_sentence(step: dict[str, Any]) -> str:
+    payload = step["payload"] if isinstance(step["payload"], dict) else {}
+    template = _STEP_SENTENCES.get(step["kind"])
+    if template is None:
+        return f"{step['kind'].replace('_', ' ')} ({step['by']})"
+    values = {
+        "reason": "no reason given",
+        "why": "no reason given",
+        "version": "?",
+        "role": "?",
+        "from": "?",
+        "to": "?",
+        **payload,
+    }
+    return template.format(by=step["by"], **{k: v for k, v in values.items() if k != "by"})
 
 
 def _planned_vs_actual(ctx: RunContext) -> list[dict[str, Any]]:
@@ -276,6 +382,14 @@ def to_markdown(evidence: dict[str, Any]) -> str:
             + (f"ended {care['ended']}" if care["ended"] else "not ended")
         )
         out += [f"  - #{f['seq']} {f['actor']} at {f['at']}: {f['action']}" for f in care["failures"]]
+    out += ["", "## Steps"]
+    out += [f"- #{st['seq']} {st['at']}: {_step_sentence(st)}" for st in evidence.get("steps", [])]
+    out += ["", "## Time held and frozen per stage"]
+    out += [
+        f"- {st['checkpoint']}: held {st['time_held_seconds'] // 60} min, "
+        f"frozen {st['time_frozen_seconds'] // 60} min"
+        for st in evidence.get("stages", [])
+    ]
     out += ["", "## Rollbacks"]
     out += [f"- #{r['seq']} {r['kind']} by {r['actor']} at {r['at']}" for r in evidence["rollbacks"]] or [
         "- none"

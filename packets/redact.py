@@ -11,6 +11,14 @@
 - Slack tokens (`xoxb-`, `xoxp-`, `xoxa-`, `xoxr-`, `xoxe-`, `xoxo-`, `xoxs-`, `xapp-`, and
   `xoxe.xoxp-` refresh tokens) -> `[redacted slack token]`
 - AWS access key ids (`AKIA`/`ASIA` + 16 upper-case letters or digits) -> `[redacted aws key]`
+- API keys shaped like payment-provider keys (`sk_live_`, `tok_live_`, `rk_test_`, `whsec_` ...)
+  -> `[redacted api key]`; JSON web tokens (`eyJ...eyJ...sig`) -> `[redacted jwt]`
+- customer e-mail addresses -> `[redacted email]`
+- IBANs (country, check digits, 11 to 30 letters or digits, run together or in groups of four;
+  the mod-97 check must pass, so a code that only looks like one stays) -> `[redacted iban]`
+- US social security numbers (`078-05-1120`, or nine digits after `SSN`) -> `[redacted ssn]`
+- a card's security code after `cvv`/`cvc`/`csc`/`cid`, an expiry after `exp`/`expiry`/`expires`,
+  and a bare `MM/YY` written just before or after a security code -> `[redacted]`
 - card numbers -> `[card ****4242]`: the last four digits only, which is what people in the war
   room need to tell two cards apart.
 
@@ -58,6 +66,30 @@ _PAIR = re.compile(
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9\-._~+/]{8,}=*")
 _SLACK = re.compile(r"(?<![A-Za-z0-9])(?:xoxe\.)?(?:xox[abpreos]|xapp)-[A-Za-z0-9-]+")
 _AWS = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+_API_KEY = re.compile(
+    r"(?<![A-Za-z0-9_])(?:(?:sk|pk|rk|tok)_(?:live|test)_|whsec_)[A-Za-z0-9]{8,}(?![A-Za-z0-9])"
+)
+_JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+    r"(?![A-Za-z0-9-])"
+)
+# Run together, or in groups of four: the callback tries shorter candidates when mod-97 fails.
+_IBAN = re.compile(
+    r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}"
+    r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)(?![A-Za-z0-9])"
+)
+_SSN = re.compile(r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
+_SSN_WORD = re.compile(r"(?i)\b(ssn|social security(?: number)?)(\W{0,3})(?<!\d)\d{9}(?!\d)")
+_EXPIRY_SHAPE = r"(?:0[1-9]|1[0-2])\s?/\s?(?:20\d{2}|\d{2})(?![\d/])"
+_CVV_WORD = r"\b(?:cvv2?|cvc2?|csc|cid)\b"
+_CVV = re.compile(rf"(?i)({_CVV_WORD})(\W{{0,3}})\d{{3,4}}(?!\d)")
+_EXPIRY = re.compile(rf"(?i)\b(exp(?:iry|ires|iration)?(?:\s+date)?)\b(\W{{0,3}})(?<!\d){_EXPIRY_SHAPE}")
+# A bare MM/YY is only an expiry when a security code sits right next to it.
+_EXPIRY_BEFORE_CVV = re.compile(rf"(?i)(?<![\d/]){_EXPIRY_SHAPE}(?=[^\n]{{0,30}}?{_CVV_WORD})")
+_EXPIRY_AFTER_CVV = re.compile(rf"(?i)({_CVV_WORD}[^\n]{{0,30}}?)(?<![\d/]){_EXPIRY_SHAPE}")
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d(?:[ .()-]{0,2}\d){6,14}(?![\w])")
+_PHONE_NANP = re.compile(r"(?<![\w.+-])(?:\(\d{3}\) ?|\d{3}[-.])\d{3}[-.]\d{4}(?![\w]|[.-]\d)")
 # A chain of digit groups joined by single spaces or dashes; cards are windows of it.
 _CHAIN = re.compile(r"(?<!\d)\d+(?:[ -]\d+)*(?!\d)")
 _GROUP = re.compile(r"\d+")
@@ -137,11 +169,48 @@ def _once(text: str) -> str:
         (_BEARER, lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}"),
         (_SLACK, lambda m: "[redacted slack token]"),
         (_AWS, lambda m: "[redacted aws key]"),
+        (_API_KEY, lambda m: "[redacted api key]"),
+        (_JWT, lambda m: "[redacted jwt]"),
+        (_EMAIL, lambda m: "[redacted email]"),
+        (_IBAN, _iban),
+        (_SSN, lambda m: "[redacted ssn]"),
+        (_SSN_WORD, lambda m: f"{m.group(1)}{m.group(2)}[redacted ssn]"),
+        (_EXPIRY_BEFORE_CVV, lambda m: REDACTED),
+        (_EXPIRY_AFTER_CVV, lambda m: f"{m.group(1)}{REDACTED}"),
+        (_EXPIRY, lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}"),
+        (_CVV, lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}"),
         (_CHAIN, _cards_in_chain),
+        (_PHONE_INTL, _phone),
+        (_PHONE_NANP, lambda m: "[redacted phone]"),
     )
     for pattern, replace in steps:
         text = pattern.sub(replace, text)
     return text
+
+
+def iban_ok(iban: str) -> bool:
+    """The ISO 13616 mod-97 check over an IBAN written without spaces."""
+    if not 15 <= len(iban) <= 34:
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _iban(match: re.Match[str]) -> str:
+    """Mask the longest prefix of the candidate that is an IBAN; groups after it stay."""
+    # A digest cannot match: it runs past 34 characters without a space and the pattern stops there.
+    written = match.group(0)
+    cut = len(written)
+    while cut > 0:
+        if iban_ok(written[:cut].replace(" ", "")):
+            return "[redacted iban]" + written[cut:]
+        cut = written.rfind(" ", 0, cut)
+    return written
+
+
+def _phone(match: re.Match[str]) -> str:
+    digits = sum(c.isdigit() for c in match.group(0))
+    return "[redacted phone]" if 8 <= digits <= 15 else match.group(0)
 
 
 def _pair(match: re.Match[str]) -> str:
@@ -170,6 +239,13 @@ def _cards_in_chain(match: re.Match[str]) -> str:
     if chain.isdigit() and _inside_digest(match.string, match.start(), match.end()):
         return chain
     groups = [(g.start(), g.end()) for g in _GROUP.finditer(chain)]
+    # A chain's first or last group may be the digit tail or head of a digest next to it
+    # (`...a15197 11227 114`): such a group is part of the digest, never of a card.
+    base = match.start()
+    if groups and _inside_digest(match.string, base + groups[0][0], base + groups[0][1]):
+        groups = groups[1:]
+    if groups and _inside_digest(match.string, base + groups[-1][0], base + groups[-1][1]):
+        groups = groups[:-1]
     pieces: list[str] = []
     cursor = 0  # position in `chain` copied so far
     i = 0

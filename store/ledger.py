@@ -12,7 +12,6 @@ it, so rows cut off the end of a chain are noticed too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,28 +21,14 @@ from typing import Any
 from sqlalchemy import insert, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+# The chain's arithmetic is pure: an exported evidence file is checked by it too (re-exported).
+from packets.chain import GENESIS as GENESIS
+from packets.chain import chain_hash as chain_hash
+from packets.chain import entry_body as entry_body
 from packets.plan import canonical_json
 from store.columns import utc
 from store.sql import insert_unless_exists
 from store.tables import ledger, ledger_heads
-
-GENESIS = "0" * 64
-
-
-def entry_body(*, seq: int, at: datetime, run_id: str, actor: str, kind: str, payload: Any) -> dict[str, Any]:
-    """The hashed form of an entry; `at` is written in UTC so both databases give it back the same."""
-    return {
-        "seq": seq,
-        "at": utc(at).isoformat(),
-        "run": run_id,
-        "actor": actor,
-        "kind": kind,
-        "payload": payload,
-    }
-
-
-def chain_hash(prev_hash: str, body: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical_json(body)).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +220,11 @@ class Ledger:
         statement = select(ledger).where(ledger.c.run_id == run_id).order_by(ledger.c.seq.desc()).limit(count)
         rows = [_entry(_stored(m)) for m in (await self._connection.execute(statement)).mappings()]
         return rows[::-1]
+
+    async def hashes(self, run_id: str) -> dict[int, str]:
+        """Each entry's hash by seq: what a witnessed head is checked against."""
+        statement = select(ledger.c.seq, ledger.c.hash).where(ledger.c.run_id == run_id)
+        return {seq: digest for seq, digest in await self._connection.execute(statement)}
 
     async def head(self, run_id: str) -> ChainHead | None:
         statement = select(ledger_heads).where(ledger_heads.c.run_id == run_id)

@@ -21,7 +21,10 @@ waiting on itself forever.
 
 `read_only=True` gives a transaction for queries that takes no lock at all (PostgreSQL makes it
 READ ONLY; SQLite reads a WAL snapshot with `query_only` on): status views and `ledger verify` run
-beside a busy bot.
+beside a busy bot. `snapshot=True` (read-only only) makes every statement of the transaction see
+the same committed state: PostgreSQL runs it REPEATABLE READ (a read-only transaction there never
+fails to serialize); SQLite's deferred read transaction already reads one WAL snapshot. `ledger
+verify` needs it: rows and head read at different moments beside an append look like a cut chain.
 """
 
 from __future__ import annotations
@@ -127,29 +130,37 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def transaction(
-        self, run_id: str | None = None, *, read_only: bool = False
+        self, run_id: str | None = None, *, read_only: bool = False, snapshot: bool = False
     ) -> AsyncIterator[Transaction]:
         """Open one transaction; with `run_id`, lock that run (`RunNotFound` if it does not exist)."""
         if read_only and run_id is not None:
             raise ValueError("a read-only transaction takes no run lock; drop run_id or read_only")
+        if snapshot and not read_only:
+            raise ValueError("a snapshot is for a read-only transaction; add read_only")
         if self._sqlite and (not read_only or self._shared_connection):
             writer = f"the SQLite write lock of {self._database_key}"
             async with (
                 _holding(writer),
                 _writer_lock(self._database_key),
-                self._open(run_id, read_only) as tx,
+                self._open(run_id, read_only, snapshot) as tx,
             ):
                 yield tx
             return
         lock = None if run_id is None else f"the lock of run {run_id!r} in {display_url(self._engine.url)}"
-        async with _holding(lock), self._open(run_id, read_only) as tx:
+        async with _holding(lock), self._open(run_id, read_only, snapshot) as tx:
             yield tx
 
     @asynccontextmanager
-    async def _open(self, run_id: str | None, read_only: bool) -> AsyncIterator[Transaction]:
+    async def _open(
+        self, run_id: str | None, read_only: bool, snapshot: bool = False
+    ) -> AsyncIterator[Transaction]:
         async with self._engine.connect() as connection:
             if read_only and self._sqlite:
                 await connection.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+            elif read_only and snapshot:
+                await connection.execution_options(
+                    postgresql_readonly=True, isolation_level="REPEATABLE READ"
+                )
             elif read_only:
                 await connection.execution_options(postgresql_readonly=True)
             try:

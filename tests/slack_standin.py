@@ -76,6 +76,8 @@ class Posted:
     ts: str
     text: str
     blocks: list[dict[str, Any]]
+    # Message metadata (`event_type`, `event_payload`), as chat.postMessage / chat.update set it.
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -435,9 +437,48 @@ class SlackStandin:
             },
         }
 
+    def _history(self, body: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history: newest first, `limit` per page, `cursor` to go on; metadata only
+        with `include_all_metadata`, as Slack answers."""
+        channel = body.get("channel")
+        error = self._conversation_error(channel)
+        if error:
+            return {"ok": False, "error": error}
+        newest_first = sorted(
+            (m for (c, _), m in self._messages.items() if c == channel),
+            key=lambda m: float(m.ts),
+            reverse=True,
+        )
+        start = int(body.get("cursor") or 0)
+        limit = int(body.get("limit") or 100)
+        page = newest_first[start : start + limit]
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("true", "1")
+        messages = []
+        for message in page:
+            shown = _message_json(message)
+            if with_metadata and message.metadata is not None:
+                shown["metadata"] = message.metadata
+            messages.append(shown)
+        more = start + limit < len(newest_first)
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     def _store(self, channel: str, ts: str, body: dict[str, Any]) -> Posted:
         blocks = _json_field(body.get("blocks")) or []
-        message = Posted(channel=channel, ts=ts, text=str(body.get("text") or ""), blocks=list(blocks))
+        metadata = _json_field(body.get("metadata"))
+        if metadata is None and (channel, ts) in self._messages:
+            metadata = self._messages[(channel, ts)].metadata  # chat.update without metadata keeps it
+        message = Posted(
+            channel=channel,
+            ts=ts,
+            text=str(body.get("text") or ""),
+            blocks=list(blocks),
+            metadata=metadata if isinstance(metadata, dict) else None,
+        )
         self._messages[(channel, ts)] = message
         return message
 
@@ -449,6 +490,7 @@ _HANDLERS = {
     "views.publish": SlackStandin._publish_view,
     "auth.test": SlackStandin._auth_test,
     "conversations.open": SlackStandin._open_conversation,
+    "conversations.history": SlackStandin._history,
     "users.info": SlackStandin._user_info,
 }
 
@@ -466,7 +508,7 @@ async def _parse_body(request: web.Request) -> dict[str, Any]:
         return {**body, **parsed} if isinstance(parsed, dict) else body
     # Form bodies carry structured arguments (blocks, view) as JSON strings, as Slack documents.
     body.update(dict(parse_qsl(raw.decode(), keep_blank_values=True)))
-    for key in ("blocks", "view", "attachments"):
+    for key in ("blocks", "view", "attachments", "metadata"):
         if isinstance(body.get(key), str):
             body[key] = _json_field(body[key])
     return body

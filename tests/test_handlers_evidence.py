@@ -206,3 +206,71 @@ async def test_someone_with_no_role_cannot_post_the_evidence_to_the_war_room(wor
     before = await world.snapshot()
     outcome = await export_evidence(c.ExportEvidence(run=world.run, user=STRANGER), world.deps)
     handler_fixtures.assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["no role"])
+
+
+async def test_the_evidence_tells_freezes_rejections_and_delegate_switches_in_the_plans_offset(world):
+    from handlers.adoption import reject_packet
+    from handlers.runs import ask_engine
+
+    await world.canary_soaking()
+    world.advance(1)
+    await world.propose_late("canary", "21:50")
+    rejected = await reject_packet(
+        c.RejectPacket(run=world.run, user=REL1, reason="drain is on track"), world.deps
+    )
+    assert rejected.ok, rejected.message
+    switched = await change_delegate(
+        c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
+    )
+    assert switched.ok, switched.message
+    world.advance(1)
+    move = c.EngineIntent(run=world.run, user=REL2, move=c.Move.FREEZE, reason="legacy vault is down")
+    assert (await ask_engine(move, world.deps)).ok
+    world.advance(32)
+    assert (await ask_engine(c.EngineIntent(run=world.run, user=REL2, move=c.Move.UNFREEZE), world.deps)).ok
+
+    evidence = (await export_evidence(c.ExportEvidence(run=world.run), world.deps)).data["evidence"]
+
+    steps = evidence["steps"]
+    kinds = [s["kind"] for s in steps]
+    for kind in ("packet_rejected", "acting_changed", "run_frozen", "run_unfrozen"):
+        assert kind in kinds, kind
+    rejection = next(s for s in steps if s["kind"] == "packet_rejected")
+    assert rejection["by"] == REL1 and rejection["payload"]["reason"] == "drain is on track"
+    switch = next(s for s in steps if s["kind"] == "acting_changed")
+    assert (switch["payload"]["from"], switch["payload"]["to"]) == (REL1, REL2)
+    assert next(s for s in steps if s["kind"] == "run_frozen")["payload"]["reason"] == "legacy vault is down"
+    # Times in the plan's offset, in the order they happened.
+    offset = world.deps.clock.now().astimezone(the_plan_tz(world)).isoformat()[-6:]
+    assert all(s["at"].endswith(offset) for s in steps)
+    assert [s["seq"] for s in steps] == sorted(s["seq"] for s in steps)
+    canary = next(s for s in evidence["stages"] if s["checkpoint"] == "canary")
+    assert canary["time_frozen_seconds"] == 32 * 60
+    assert "frozen" in evidence_markdown(evidence)
+
+
+async def test_the_evidence_tells_why_a_run_was_aborted(world):
+    from handlers.runs import ask_engine
+
+    await world.started()
+    world.advance(2)
+    abort = c.EngineIntent(run=world.run, user=REL1, move=c.Move.ABORT, reason="parity drift for 25 minutes")
+    assert (await ask_engine(abort, world.deps)).ok
+
+    evidence = (await export_evidence(c.ExportEvidence(run=world.run), world.deps)).data["evidence"]
+
+    aborted = next(s for s in evidence["steps"] if s["kind"] == "run_aborted")
+    assert aborted["by"] == REL1 and "parity drift for 25 minutes" in aborted["payload"]["why"]
+    assert "parity drift for 25 minutes" in evidence_markdown(evidence)
+
+
+def the_plan_tz(world):
+    from tests.handler_fixtures import the_plan
+
+    return the_plan().window.start.tzinfo
+
+
+def evidence_markdown(evidence) -> str:
+    from handlers.evidence import to_markdown
+
+    return to_markdown(evidence)

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.cli import main
+from bot.commands.ledger import verify_ledger
 from store.columns import UTCDateTime
 from store.uow import UnitOfWork
 
@@ -45,12 +46,17 @@ async def tamper(uow: UnitOfWork, change: Tamper) -> None:
     async with uow.engine.begin() as connection:
         if uow.dialect == "postgresql":
             # Switched back on in the same transaction: the PostgreSQL test database is shared.
-            await connection.execute(text("ALTER TABLE ledger DISABLE TRIGGER ledger_append_only"))
+            for table in ("ledger", "ledger_heads"):
+                await connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
             await change(connection)
-            await connection.execute(text("ALTER TABLE ledger ENABLE TRIGGER ledger_append_only"))
+            for table in ("ledger", "ledger_heads"):
+                await connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
         else:
-            await connection.execute(text("DROP TRIGGER ledger_no_update"))
-            await connection.execute(text("DROP TRIGGER ledger_no_delete"))
+            triggers = await connection.execute(
+                text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name LIKE 'ledger%'")
+            )
+            for (name,) in triggers.all():
+                await connection.execute(text(f"DROP TRIGGER {name}"))
             await change(connection)
 
 
@@ -233,3 +239,31 @@ async def test_verify_runs_beside_a_writer_holding_the_run_lock(
         await tx.ledger.append(run_id=RUN, actor="U1", kind="k", payload={}, at=T0)
         # Read-only: neither waits for the open write transaction nor sees its entry.
         assert await verify("--run", RUN, "--database-url", database_url) == 0
+
+
+async def test_verify_beside_a_writer_appending_busily_never_reports_a_false_alarm(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
+    # Rows and head must come from one snapshot: read apart, a commit between them looks like a
+    # missing entry or a head that does not match.
+    await fill(uow, make_run)
+    done = asyncio.Event()
+
+    async def writer() -> None:
+        n = 0
+        while not done.is_set():
+            async with uow.transaction(run_id=RUN) as tx:
+                await tx.ledger.append(run_id=RUN, actor="U0REL1", kind="k", payload={"n": n}, at=T0)
+            n += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(writer())
+    try:
+        alarms = []
+        for _ in range(60):
+            alarms += [v for v in await verify_ledger(uow) if not v.ok]
+            await asyncio.sleep(0)
+    finally:
+        done.set()
+        await task
+    assert alarms == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bot.cli import main
 from bot.rehearsal import rehearse
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -68,6 +70,22 @@ async def test_the_payments_rehearsal_completes_with_a_refused_release_and_a_two
     assert dms and all(n["recipient"].startswith("U") for n in dms)
     assert report["shifts"][-1]["percent"] == 100
     assert "Ledger check" in printed and "Traceback" not in printed
+    # The heads it would have posted in the war room: they end at the ledger's head, and the
+    # rehearsal's own ledger holds every one of them.
+    witness = report["witness"]
+    assert witness[-1] == {
+        "run": report["run"],
+        "seq": report["evidence"]["ledger"]["entries"],
+        "hash": report["evidence"]["ledger"]["head"],
+    }
+    assert len(witness) < report["evidence"]["ledger"]["entries"]  # at most one per 10 s
+    witness_file = tmp_path / "witness.jsonl"
+    witness_file.write_text("".join(json.dumps(h) + "\n" for h in witness))
+    database = f"sqlite+aiosqlite:///{tmp_path / 'payments-tokenization.db'}"
+    verified = await asyncio.to_thread(
+        main, ["ledger", "verify", "--witness", str(witness_file), "--database-url", database]
+    )
+    assert verified == 0
 
 
 async def test_the_report_gives_each_checkpoint_its_actual_times_and_each_packet_its_proposal_and_adoption(

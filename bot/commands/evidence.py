@@ -1,10 +1,17 @@
-"""`cutover-bot evidence RUN [--format md|json] [--database-url URL]`: print a run's evidence packet.
+"""`cutover-bot evidence RUN [--format md|json] [--database-url URL]`: print a run's evidence packet;
+`cutover-bot evidence verify FILE.json`: check an exported packet with no database.
 
 Sign-offs, packet versions and who adopted them, the gate results behind each advance, every hold
 and who released it as which role, traffic, rollbacks, refusals, the final state, and the ledger
-check with its head hash (handlers.evidence). Read only: safe beside a running bot.
+check with its head hash (handlers.evidence). Read only: safe beside a running bot. The JSON
+export carries the run's ledger entries exactly as hashed.
 
-Exit status: 0 printed, 1 no such run or the database could not be read.
+`verify FILE.json` recomputes that chain from the file alone, checks it ends at the head the
+export states, and checks that every claim (sign-offs, adoptions, holds and their releases,
+traffic, rollbacks, refusals, the final state) is backed by an entry (packets.evidence_check).
+
+Exit status: 0 printed (or verified), 1 no such run, the database could not be read, or the
+export does not verify.
 """
 
 from __future__ import annotations
@@ -13,16 +20,20 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.clock import SystemClock
 from bot.commands.db import add_database_url_argument
+from packets.evidence_check import NotAnExport, check_export
 from store.db import database_url, display_url
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
+EXIT_NOT_VERIFIED = 1
+VERIFY = "verify"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evidence.add_argument("run", metavar="RUN", help="the run id (as /cutover status shows it)")
+    evidence.add_argument("run", metavar="RUN", help="the run id (as /cutover status shows it), or verify")
+    evidence.add_argument("file", metavar="FILE", nargs="?", help="with verify: the exported JSON file")
     evidence.add_argument(
         "--format",
         choices=("md", "json"),
@@ -44,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.run == VERIFY and args.file is not None:
+        return verify(Path(args.file))
     url = database_url(args.database_url)
     try:
         evidence = asyncio.run(_build(url, args.run))
@@ -75,3 +89,23 @@ async def _build(url: str, run_id: str) -> dict[str, Any] | None:
         return await build_evidence(run_id, deps)
     finally:
         await uow.dispose()
+
+
+def verify(path: Path) -> int:
+    """Check an exported evidence packet against the ledger entries it carries; no database."""
+    try:
+        evidence = json.loads(path.read_text(encoding="utf-8"))
+        entries, problems = check_export(evidence)
+    except OSError as exc:
+        print(f"could not read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_NOT_VERIFIED
+    except ValueError as exc:  # not JSON, or NotAnExport
+        why = str(exc) if isinstance(exc, NotAnExport) else "it is not JSON"
+        print(f"{path}: {why}", file=sys.stderr)
+        return EXIT_NOT_VERIFIED
+    for problem in problems:
+        print(f"run {evidence.get('run')}: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_NOT_VERIFIED
+    print(f"run {evidence.get('run')}: {entries} ledger entries verified; every claim is backed by an entry")
+    return EXIT_OK
