@@ -26,7 +26,7 @@ REVISIONS_BEFORE_BUNDLES = {
     "ga-canary-breach.yaml": "d0e4da61dc8034db881748b3893a89508aea7718d1a7a49677a90b6c59258eda",
     "ga-canary-hypercare.yaml": "d0ca30956da8791584fdb1f3e2d580b528ebc4051a0ffc76b35379b3f4860c9c",
     # Issue 12 changed this example (its script adopts the drift proposal), not the bundle field.
-    "payments-tokenization.yaml": "a6212d0e9023cd99031bd21782e10648ec7001919c0fda3f86738fc48abe010a",
+    "payments-tokenization.yaml": "3818b123ccdf0345ac4df683eb8cbfdbb2c3fe3623b6d40751b23681a3d02d68",
 }
 
 

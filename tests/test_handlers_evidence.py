@@ -223,6 +223,7 @@ async def test_the_evidence_tells_freezes_rejections_and_delegate_switches_in_th
         c.ChangeDelegate(run=world.run, user=REL1, role="release-authority", to_user=REL2), world.deps
     )
     assert switched.ok, switched.message
+    assert (await world.adopt(user=REL1)).ok  # the switch takes effect once its packet is adopted
     world.advance(1)
     move = c.EngineIntent(run=world.run, user=REL2, move=c.Move.FREEZE, reason="legacy vault is down")
     assert (await ask_engine(move, world.deps)).ok
