@@ -9,17 +9,22 @@ from the button.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.response import BoltResponse
 
+from bot import messages as M
 from bot import replies
 from bot.command_text import Parsed, Usage, parse
 from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName
 from bot.intents import PlanSource, dispatch, run_text
-from handlers import status
+from handlers import flow, status
 from handlers.commands import (
     Acknowledge,
     AdoptPacket,
@@ -39,7 +44,7 @@ log = logging.getLogger("cutover_bot.listeners")
 Respond = Callable[..., Awaitable[Any]]
 
 
-NOT_OURS = "That button is not one this bot rendered; use /cutover packet."
+NOT_OURS = M.UNKNOWN_BUTTON
 FAILED = (
     "That failed on the bot's side (it is logged for the operators). "
     "Check /cutover status before trying again."
@@ -55,8 +60,70 @@ async def _guarded(call: Awaitable[Outcome]) -> Outcome:
         return Outcome.refused(FAILED)
 
 
+# Refusals answered on a response_url after the ack; kept so the loop does not drop them midway.
+_ANSWERING: set[asyncio.Task[Any]] = set()
+
+
+def _later(call: Awaitable[Any]) -> None:
+    async def run() -> None:
+        try:
+            await call
+        except Exception:
+            log.exception("answering a refused request failed")
+
+    task = asyncio.ensure_future(run())
+    _ANSWERING.add(task)
+    task.add_done_callback(_ANSWERING.discard)
+
+
+def _foreign(context: AsyncBoltContext) -> bool:
+    """Whether the request comes from another workspace (or Enterprise Grid org) than the one
+    this bot is installed in, as `auth.test` reported it for the bot token."""
+    installed = context.authorize_result
+    if installed is None:
+        return False  # no token check for this request (Bolt's url_verification, ssl_check)
+    if installed.enterprise_id and context.enterprise_id != installed.enterprise_id:
+        return True
+    return bool(installed.team_id) and context.team_id != installed.team_id
+
+
+async def only_our_workspace(
+    context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+) -> BoltResponse | None:
+    """Refuse what another workspace sends, before any listener: a command is answered in its ack
+    (HTTP 200, ephemeral), a click on its response_url, an event is acknowledged and ignored."""
+    if not _foreign(context):
+        await next()
+        return None
+    installed = context.authorize_result
+    kind = "command" if "command" in body else str(body.get("type") or "request")
+    log.warning(
+        M.LOG.foreign_request,
+        kind,
+        context.team_id,
+        context.enterprise_id,
+        installed.team_id if installed else None,
+        installed.enterprise_id if installed else None,
+    )
+    if "command" in body:
+        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": M.NOT_OUR_WORKSPACE})
+    if context.response_url and context.respond is not None:
+        _later(context.respond(response_type="ephemeral", replace_original=False, text=M.NOT_OUR_WORKSPACE))
+    return BoltResponse(status=200, body={})
+
+
+def _click_channel(body: dict[str, Any]) -> str | None:
+    """The conversation a click came from; None for App Home (a view has no channel)."""
+    container = body.get("container") or {}
+    if container.get("type") == "view":
+        return None
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+    return str(channel) if channel else None
+
+
 def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
     """Attach every listener to `app`. The manifest test checks this list against app-manifest.yml."""
+    app.middleware(only_our_workspace)
 
     @app.command(SLASH_COMMAND)
     async def cutover(ack: Any, command: dict[str, Any], respond: Respond) -> None:
@@ -98,14 +165,40 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
         try:
             action = body["actions"][0]
             value = ButtonValue.decode(action["value"])
-            handler = clicks[ActionId(action["action_id"])]
+            action_id = ActionId(action["action_id"])
+            handler = clicks[action_id]
         except (KeyError, IndexError, TypeError, ValueError):
             await respond(**replies.reply(Outcome.refused(NOT_OURS)))
             return
+        refusal = await _elsewhere(body, value, action_id, user)
+        if refusal is not None:
+            await respond(**replies.reply(refusal))
+            return
         await respond(**replies.reply(await _guarded(handler(value, user))))
+
+    async def _elsewhere(
+        body: dict[str, Any], value: ButtonValue, action_id: ActionId, user: str
+    ) -> Outcome | None:
+        """A refusal when the click comes from a channel that is not its run's war room.
+
+        App Home (no channel) and the bot's DMs (the delta notices) are the person's own surfaces
+        and count as the war room's; any other channel, and a run that is not there, do not."""
+        channel = _click_channel(body)
+        if channel is None or channel.startswith("D"):
+            return None
+        home = await status.run_channel(value.run, deps)
+        if home is None or home == channel:
+            return None  # an unknown run is the use case's to refuse
+        log.info(M.LOG.click_elsewhere, action_id.value, value.run, channel, home)
+        reason = M.CLICK_ELSEWHERE.format(run=value.run, run_channel=home, channel=channel)
+        return await flow.refuse_on_run(
+            value.run, user=user, action=f"{action_id.value} click", reason=reason, deps=deps
+        )
 
     for action_id in ActionId:
         app.action(action_id.value)(on_click)
+    # Any other action id (a button of an older version, another app's): a plain answer, not a 404.
+    app.block_action(re.compile(".*"))(on_click)
 
     @app.event(EventName.APP_HOME_OPENED.value)
     async def home(event: dict[str, Any], client: Any) -> None:

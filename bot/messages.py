@@ -35,6 +35,19 @@ STATE_LABEL: Final[dict[str, str]] = {
     "rejected": "rejected",
 }
 
+# -- answers to the person who acted, from the listeners ------------------------------------
+
+NOT_OUR_WORKSPACE: Final = (
+    ":no_entry: This cutover bot serves one workspace, and this request came from another; nothing was done."
+)
+UNKNOWN_BUTTON: Final = (
+    "That button is not one this bot knows (it may be from an older message); use /cutover status."
+)
+CLICK_ELSEWHERE: Final = (
+    "That button belongs to run {run}, which lives in <#{run_channel}>; it was clicked in <#{channel}>. "
+    "Use it in <#{run_channel}>."
+)
+
 # -- buttons (plain text, at most 75 characters once formatted) ------------------------------
 
 BUTTON_SIGN_OFF: Final = "Sign off as {role}"
@@ -280,6 +293,11 @@ class _Logs:
     malformed_request: str = "refused a malformed Slack request: %s"
     dispatch_failed: str = "a Slack request failed inside Bolt"
     unhandled_request: str = "acknowledged a Slack request no listener takes"
+    # listeners (bot/listeners.py)
+    foreign_request: str = (
+        "refused a %s from team %s (enterprise %s); this installation is team %s (enterprise %s)"
+    )
+    click_elsewhere: str = "refused a %s click on run %s from %s; the run's channel is %s"
 
 
 LOG: Final = _Logs()

@@ -56,10 +56,20 @@ class _RollBack(Exception):
     """Unwinds the body's transaction so a refusal changes nothing but the ledger."""
 
 
+async def refuse_on_run(run: str, *, user: str, action: str, reason: str, deps: Deps) -> Outcome:
+    """Refuse `action` on `run` before its use case runs (e.g. a click from the wrong place): one
+    `refused` ledger entry, nothing else. An unknown run is refused without a trace."""
+    try:
+        return await _record_refusal(run, user=user, action=action, reason=redact(reason), deps=deps)
+    except RunNotFound:
+        return Outcome.refused(f"There is no run '{redact(run)}'.")
+
+
 async def _record_refusal(run: str, *, user: str, action: str, reason: str, deps: Deps) -> Outcome:
     async with deps.uow.transaction(run_id=run) as tx:
         ctx = await load(tx, run, deps.clock.now())
-        assert ctx is not None
+        if ctx is None:
+            raise RunNotFound(run)
         await refuse(ctx, user=user, action=action, reason=reason)
         version = ctx.version
     return Outcome.refused(reason, run=run, current_version=version)

@@ -33,6 +33,14 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
         return Outcome.refused(f"The plan is refused:\n{lines}")
     if cmd.channel != plan.channel:
         return Outcome.refused(f"Plan '{plan.plan}' runs in <#{plan.channel}>, not here.")
+    # Opening a run posts sign-off buttons to the war room and starts its ledger: only someone the
+    # plan names (a role's primary or one of its delegates) may do that, not anyone in the channel.
+    members = {user for role in plan.roles.values() for user in role.members}
+    if cmd.user not in members:
+        return Outcome.refused(
+            f"Only the people named in plan '{plan.plan}''s roles (a primary or a delegate) may open "
+            f"it; <@{cmd.user}> is in none of its roles."
+        )
     now = deps.clock.now()
     run = f"{plan.plan}-{now.astimezone(plan.window.start.tzinfo):%Y%m%d-%H%M%S}"
     packet = build_packet(

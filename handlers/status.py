@@ -24,6 +24,13 @@ async def run_in_channel(channel: str, deps: Deps) -> str | None:
     return row.run_id if row is not None else None
 
 
+async def run_channel(run: str, deps: Deps) -> str | None:
+    """The war-room channel of `run`, or None when there is no such run."""
+    async with deps.uow.transaction(read_only=True) as tx:
+        row = await tx.runs.get(run)
+    return str(row.channel) if row is not None else None
+
+
 async def run_revision(run: str, deps: Deps) -> str:
     ctx = await _peek(run, deps)
     return ctx.plan.revision if ctx else ""

@@ -1,0 +1,151 @@
+"""Slack surfaces a war room can trust (issue 16), end to end over HTTP against the stand-in.
+
+Requests are signed exactly as Slack signs them (tests/signing.py); clicks are taken from the
+blocks the bot actually posted (`BotHarness.click_on`), in the channel it posted them to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.ids import ActionId
+from tests.bot_harness import BRIDGE, BotHarness, bot_world, serving
+
+ENG1, REL1, RISK1, SEC1, DBA1 = "U0ENG1", "U0REL1", "U0RISK1", "U0SEC1", "U0DBA1"
+OTHER_TEAM = "T0ELSEWHERE"
+
+
+@pytest.fixture
+async def bot_harness(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[BotHarness]:
+    async with bot_world(tmp_path, sqlite_template) as factory, serving(factory) as harness:
+        yield harness
+
+
+async def _opened(h: BotHarness) -> str:
+    reply = await h.command("open bridge", user=ENG1)
+    assert reply.ok, reply.text
+    return await h.run_in(BRIDGE)
+
+
+async def _started(h: BotHarness) -> str:
+    run = await _opened(h)
+    for user in (REL1, RISK1):
+        assert (await h.command("signoff", user=user)).ok
+    h.clock.advance(timedelta(minutes=5))
+    assert (await h.command("start", user=ENG1)).ok
+    return run
+
+
+async def _no_run(h: BotHarness) -> None:
+    async with h.bot.uow.transaction(read_only=True) as tx:
+        assert await tx.runs.active() == []
+
+
+# -- only our workspace ---------------------------------------------------------------------------
+
+
+async def test_a_command_from_another_workspace_is_refused_in_the_ack_and_changes_nothing(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+
+    reply = await h.command("open bridge", user=ENG1, team=OTHER_TEAM, wait=False)
+
+    assert reply.status == 200
+    assert reply.ack["response_type"] == "ephemeral"
+    assert reply.ack["text"].startswith(":no_entry:") and "workspace" in reply.ack["text"]
+    await _no_run(h)
+    assert h.slack.responses() == []
+
+
+async def test_a_click_from_another_workspace_is_refused_on_its_response_url_and_changes_nothing(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _opened(h)
+    await h.drain()
+    (summary,) = h.posted(BRIDGE, on="Plan bridge")
+    before = await h.ledger_kinds(run)
+
+    reply = await h.click(
+        ActionId.SIGN_OFF,
+        h.buttons(BRIDGE, ActionId.SIGN_OFF)[0],
+        user=REL1,
+        team=OTHER_TEAM,
+        message=summary,
+    )
+
+    assert reply.refused and "workspace" in reply.text, reply.text
+    assert await h.ledger_kinds(run) == before
+
+
+async def test_a_request_from_another_enterprise_org_is_refused_when_the_installation_has_one(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    h.slack.enterprise_id = "E0OURS"
+
+    elsewhere = await h.command("open bridge", user=ENG1, enterprise="E0THEIRS", wait=False)
+    assert elsewhere.ack["text"].startswith(":no_entry:"), elsewhere.ack
+    await _no_run(h)
+
+    ours = await h.command("open bridge", user=ENG1, enterprise="E0OURS")
+    assert ours.ok, ours.text
+
+
+# -- only the war room ----------------------------------------------------------------------------
+
+
+async def test_a_click_from_another_channel_than_the_runs_is_refused_with_why(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _opened(h)
+    await h.drain()
+    (value, *_) = h.buttons(BRIDGE, ActionId.SIGN_OFF)
+
+    reply = await h.click(ActionId.SIGN_OFF, value, user=REL1, channel="C0RANDOM")
+
+    assert reply.refused, reply.text
+    assert "<#C0BRIDGE>" in reply.text and "<#C0RANDOM>" in reply.text, reply.text
+    kinds = await h.ledger_kinds(run)
+    assert "signoff" not in kinds and kinds[-1] == "refused"
+
+
+async def test_an_unknown_action_id_is_answered_200_with_an_ephemeral_line(bot_harness: BotHarness) -> None:
+    h = bot_harness
+
+    reply = await h.click("frobnicate_everything", {"run": "r1"}, user=ENG1)
+
+    assert reply.status == 200
+    (answer,) = reply.replies
+    assert answer["response_type"] == "ephemeral" and answer["text"].startswith(":no_entry:")
+    assert "button" in answer["text"]
+
+
+async def test_only_a_member_of_the_plans_roles_may_open_a_run(bot_harness: BotHarness) -> None:
+    h = bot_harness
+
+    stranger = await h.command("open bridge", user="U0STRANGER")
+    assert stranger.refused and "role" in stranger.text, stranger.text
+    await _no_run(h)
+
+    delegate = await h.command("open bridge", user="U0SEC2")  # a delegate, not acting
+    assert delegate.ok, delegate.text
+
+
+async def test_a_click_in_the_bots_dm_is_taken_as_from_the_war_room(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    await _started(h)
+    assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
+    assert (await h.command("adopt", user=REL1)).ok
+    await h.drain()
+    (dm,) = h.posted("D0SEC1", on="Packet v2 changes")
+
+    reply = await h.click_on(dm, ActionId.ACKNOWLEDGE_PACKET, user=SEC1)
+
+    assert reply.ok and "Acknowledged v2" in reply.text, reply.text
