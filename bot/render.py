@@ -32,6 +32,7 @@ from bot import messages as M
 from bot.ids import ActionId, ButtonValue
 from packets.messages import MessageKind
 from packets.redact import redact
+from packets.text import inert
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Timeline lines per section: ten lines of ~120 characters stay well inside a section's 3,000.
@@ -202,7 +203,7 @@ _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{1,30}$")
 
 def escape_mrkdwn(value: Any) -> str:
     """Free text made inert in mrkdwn: `<!channel>` or `<http://x|y>` stay text (Slack's own escaping)."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return inert(value)
 
 
 def _tojson(value: Any) -> str:

@@ -11,6 +11,7 @@ from handlers.drift import forecast_of
 from handlers.outcome import Outcome
 from packets.durations import format_duration
 from packets.engine.progress import TERMINAL
+from packets.text import inert
 
 
 async def _peek(run: str, deps: Deps) -> RunContext | None:
@@ -47,12 +48,13 @@ async def run_status(run: str, deps: Deps) -> Outcome:
     progress = ctx.progress
     order = [c.id for c in ctx.packet.timeline]
     current = progress.in_flight(order)
-    lines = [f"*{ctx.plan.title}* — run `{run}` is *{progress.state}*, following packet v{ctx.version}."]
+    title = inert(ctx.plan.title)
+    lines = [f"*{title}* — run `{run}` is *{progress.state}*, following packet v{ctx.version}."]
     if current:
         line = ctx.packet.checkpoint(current)
         state = progress.checkpoints[current].state
         lines.append(
-            f"Now: {line.title} ({state}), owner <@{line.owner_user}>, planned "
+            f"Now: {inert(line.title)} ({state}), owner <@{line.owner_user}>, planned "
             f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)}."
         )
     since, care = progress.hypercare_since, ctx.plan.hypercare
@@ -66,7 +68,7 @@ async def run_status(run: str, deps: Deps) -> Outcome:
         lines.append(f"Traffic: {traffic}.")
     for hold in progress.open_holds():
         lines.append(
-            f"Hold `{hold.id}`: {hold.reason} — release by {', '.join(hold.release_by)} ({hold.mode})."
+            f"Hold `{hold.id}`: {inert(hold.reason)} — release by {', '.join(hold.release_by)} ({hold.mode})."
         )
     done = sum(1 for c in progress.checkpoints.values() if c.state == "done")
     lines.append(f"{done} of {len(order)} checkpoints done.")
@@ -85,14 +87,14 @@ async def packet_view(run: str, deps: Deps) -> Outcome:
     ctx = await _peek(run, deps)
     if ctx is None:
         return Outcome.refused(f"There is no run '{run}'.")
-    lines = [f"*Packet v{ctx.version}* ({ctx.packet.state}) — {ctx.packet.reason}"]
+    lines = [f"*Packet v{ctx.version}* ({ctx.packet.state}) — {inert(ctx.packet.reason)}"]
     for line in ctx.packet.timeline:
         flags = [f for f, on in (("protected", line.protected), ("held", line.held)) if on]
         if line.conflict:
-            flags.append(f"conflict: {line.conflict}")
+            flags.append(f"conflict: {inert(line.conflict)}")
         state = ctx.progress.checkpoints.get(line.id)
         lines.append(
-            f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)} {line.title} <@{line.owner_user}>"
+            f"{_clock(ctx, line.start)}–{_clock(ctx, line.end)} {inert(line.title)} <@{line.owner_user}>"
             f" [{state.state if state else 'pending'}]" + (f" ({'; '.join(flags)})" if flags else "")
         )
     ahead = forecast_of(ctx)

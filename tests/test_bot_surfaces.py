@@ -6,6 +6,7 @@ blocks the bot actually posted (`BotHarness.click_on`), in the channel it posted
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.ids import ActionId
-from tests.bot_harness import BRIDGE, BotHarness, bot_world, serving
+from tests import signing
+from tests.bot_harness import BRIDGE, SECRET, BotHarness, bot_world, serving, wait_until
 
 ENG1, REL1, RISK1, SEC1, DBA1 = "U0ENG1", "U0REL1", "U0RISK1", "U0SEC1", "U0DBA1"
 OTHER_TEAM = "T0ELSEWHERE"
@@ -149,3 +151,60 @@ async def test_a_click_in_the_bots_dm_is_taken_as_from_the_war_room(bot_harness:
     reply = await h.click_on(dm, ActionId.ACKNOWLEDGE_PACKET, user=SEC1)
 
     assert reply.ok and "Acknowledged v2" in reply.text, reply.text
+
+
+# -- user text is inert everywhere ----------------------------------------------------------------
+
+EVIL = "<https://evil.example|click me> <!channel> & co"
+INERT = "&lt;https://evil.example|click me&gt; &lt;!channel&gt; &amp; co"
+
+
+def _shown(obj: object) -> str:
+    """The JSON of a message or view without its buttons' values (data for the bot, never shown)."""
+
+    def strip(node: object) -> object:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "value"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return json.dumps(strip(obj), ensure_ascii=False)
+
+
+def _live_markup(text: str) -> list[str]:
+    """The pieces of `text` Slack would turn into a link or a broadcast."""
+    return [bad for bad in ("<https://evil.example", "<!channel>", "click me>") if bad in text]
+
+
+async def test_a_reason_with_slack_markup_shows_literally_in_status_cards_dms_and_home(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    assert (await h.command(f"hold {EVIL}", user=SEC1)).ok
+    late = await h.command(f"late drain-queue +25m {EVIL}", user=ENG1)
+    assert late.ok, late.text
+    assert (await h.command("adopt", user=REL1)).ok
+    assert (await h.command(f"pause {EVIL}", user=ENG1)).ok
+    status = await h.command("status", user=ENG1)
+    packet = await h.command("packet", user=ENG1)
+    rollback = await h.command(f"rollback all {EVIL}", user=ENG1)
+    await h.drain()
+    signed = signing.signed_app_home_opened(secret=SECRET, user=SEC1)
+    assert (await h.post(signed.body, signed.headers))[0] == 200
+    await wait_until(lambda: bool(h.slack.views(SEC1)), what="views.publish")
+
+    assert INERT in status.text, status.text
+    seen: list[str] = [status.text, packet.text, _shown(rollback.replies), late.text]
+    for message in h.slack.messages(BRIDGE) + h.slack.messages("D0SEC1") + h.slack.messages("D0ENG1"):
+        seen.append(message.text)
+        seen.append(_shown(message.blocks))
+    seen.append(_shown(h.slack.views(SEC1)))
+    seen += [_shown(r) for r in h.slack.responses()]
+    leaks = {text[:80]: _live_markup(text) for text in seen if _live_markup(text)}
+    assert leaks == {}, leaks
+    # The reason reached the room, the DMs and Home, shown as typed.
+    everywhere = "\n".join(seen)
+    assert everywhere.count("&lt;!channel&gt;") >= 5
+    assert run
