@@ -350,7 +350,8 @@ class Dispatcher:
         attempts = 0
         rate_waits = 0
         target = row.payload.get("target")
-        if target is None and self._find_target is not None and _surface(row) is Surface.UPDATE:
+        updates = _surface(row) is Surface.UPDATE or bool(row.payload.get("target_key"))
+        if target is None and self._find_target is not None and updates:
             # Looked up only now: rows to one recipient go in order, so the message is posted by now.
             target = await self._find_target(row)
         while True:
@@ -474,7 +475,8 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
         return _Request("views.publish", {"user_id": row.recipient, "view": view})
     message = render(kind, payload, limits=B.COMPACT if compact else B.MESSAGE)
     content = {"text": message.text, "blocks": message.blocks}
-    if surface is Surface.UPDATE or target is not None:
+    # `target_key`: an answered copy of a message posted earlier, which it replaces in place.
+    if surface is Surface.UPDATE or target is not None or payload.get("target_key"):
         if not (isinstance(target, Mapping) and target.get("channel") and target.get("ts")):
             raise RenderError(M.ERROR_MISSING_TARGET.format(kind=kind))
         return _Request("chat.update", {"channel": target["channel"], "ts": target["ts"], **content})

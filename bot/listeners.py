@@ -30,8 +30,8 @@ from handlers.commands import (
     AdoptPacket,
     RejectPacket,
     ReleaseHold,
+    RequestRollback,
     Rollback,
-    ShowStatus,
     SignOff,
     StatusFor,
 )
@@ -134,16 +134,18 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             await ack(**replies.usage(usage.line))
             return
         if parsed.name == "rollback":
+            # A typed rollback only asks the room (a slip of the keyboard moves nothing); the
+            # question's Confirm button moves the traffic, once.
             await ack()
             run = await status.run_in_channel(str(command.get("channel_id", "")), deps)
             if run is None:
                 await respond(**replies.reply(Outcome.refused("No active cutover run in this channel.")))
-            else:
-                current = (await dispatch(ShowStatus(run=run), deps)).current_version
-                question = replies.confirm_rollback(
-                    run=run, version=current, scope=parsed.scope or "cohort", reason=redact(parsed.reason)
-                )
-                await respond(**question)
+                return
+            scope: Literal["cohort", "all"] = "all" if parsed.scope == "all" else "cohort"
+            asked = RequestRollback(
+                run=run, user=str(command.get("user_id", "")), scope=scope, reason=redact(parsed.reason)
+            )
+            await respond(**replies.reply(await _guarded(dispatch(asked, deps))))
             return
         await ack()
         outcome = await _guarded(
@@ -242,11 +244,12 @@ def _click_handlers(deps: Deps) -> dict[ActionId, Click]:
         return await dispatch(ReleaseHold(run=value.run, user=user, hold=value.hold, version=value.v), deps)
 
     async def confirm_rollback(value: ButtonValue, user: str) -> Outcome:
-        # rb is "SCOPE:REASON", rendered by _confirm_rollback for the person who typed it.
-        scope_text, _, reason_text = (value.rb or "").partition(":")
-        scope: Literal["cohort", "all"] = "all" if scope_text == "all" else "cohort"
-        reason = reason_text[:500] or "rollback confirmed"
-        command = Rollback(run=value.run, user=user, scope=scope, reason=reason, version=value.v)
+        # rb names the rollback request; its scope and reason are the ones the room was asked.
+        if not value.rb:
+            return Outcome.refused("That button names no rollback request.")
+        command = Rollback(
+            run=value.run, user=user, scope="cohort", reason="", version=value.v, request=value.rb
+        )
         return await dispatch(command, deps)
 
     return {

@@ -210,8 +210,19 @@ RUN_STATE_EMOJI: Final[dict[str, str]] = {
 }
 RUN_STATE_EMOJI_OTHER: Final = ":information_source:"
 
-ROLLBACK_QUESTION_TEXT: Final = "Roll back {what}? Reason: {reason}"
-ROLLBACK_QUESTION: Final = "Roll back *{what}*?\nReason: {reason}"
+ROLLBACK_QUESTION_TEXT: Final = "Roll back {what}? {moves}. Reason: {reason}"
+ROLLBACK_QUESTION: Final = "{user} asks: roll back *{what}*?\n{moves}.\nReason: {reason}"
+CONFIRM_ROLLBACK_TEXT: Final = "Roll back {what} now: {moves}?"
+ROLLBACK_MOVE: Final = "{cohort} {before:g}% → {after:g}%"
+ROLLBACK_MOVES_NOTHING: Final = "No cohort has traffic to move back right now"
+ROLLBACK_ANSWERED_TEXT: Final = "Rollback of {what} {state} by {user} at {at}: {moves}"
+ROLLBACK_ANSWERED: Final = "*Rollback of {what} {state}* by {user} at {at}.\n{moves}.\nReason: {reason}"
+ROLLBACK_ANSWER_DETAIL: Final = "{detail}"
+ROLLBACK_STATE: Final[dict[str, str]] = {
+    "confirmed": "confirmed",
+    "outdated": "outdated (nothing moved)",
+    "refused": "refused (nothing moved)",
+}
 ROLLBACK_WHAT_ALL: Final = "ALL traffic back to legacy"
 ROLLBACK_WHAT_COHORT: Final = "the current cohort back one step"
 

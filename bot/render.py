@@ -236,6 +236,14 @@ def _stamp(value: Any) -> str:
     return f"{moment:%Y-%m-%d %H:%M} {offset}".rstrip()
 
 
+def _when(value: Any) -> str:
+    """Slack's date formatting, so each reader sees their own zone; the plan's offset as fallback."""
+    moment = _parse_time(value)
+    if moment is None:
+        return M.NO_TIME
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{_stamp(moment)}>"
+
+
 def _mention(user: Any) -> str:
     if not user:
         return M.NOBODY
@@ -313,6 +321,7 @@ def environment() -> Environment:
         esc=escape_mrkdwn,
         clock=_clock,
         stamp=_stamp,
+        when=_when,
         mention=_mention,
         channel=_channel,
         short=_short,

@@ -9,7 +9,7 @@ ledger entry and nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -48,6 +48,8 @@ class RunContext:
     acting: dict[str, str]
     now: datetime
     pending: Facts | None = None
+    # Requests people made that a later click answers once (rollback confirmations), by id.
+    requests: dict[str, Any] = field(default_factory=dict)
 
     @property
     def working_facts(self) -> Facts:
@@ -102,6 +104,7 @@ async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
         pending=Facts.from_json(stored["pending"]) if stored.get("pending") else None,
         acting=dict(row.acting),
         now=now,
+        requests=dict(stored.get("requests") or {}),
     )
 
 
@@ -129,6 +132,8 @@ async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> 
         "facts": ctx.facts.as_json(),
         "pending": ctx.pending.as_json() if ctx.pending is not None else None,
     }
+    if ctx.requests:
+        stored["requests"] = ctx.requests
     row = replace(
         ctx.row,
         progress=stored,

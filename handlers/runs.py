@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
+from handlers import rollbacks
 from handlers.commands import EngineIntent, Move, OpenRun, Rollback, SignOff
 from handlers.context import RunContext, plan_from_text, save
 from handlers.deps import Deps
@@ -224,6 +226,11 @@ async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
         reason = (redact(cmd.reason) or rule.default_reason) if rule.default_reason is not None else ""
 
     def event(ctx: RunContext) -> ev.Event:
+        if isinstance(cmd, Rollback) and cmd.request is not None:
+            # The room's question decides what is rolled back and why, not the button.
+            asked = ctx.requests["rollbacks"][cmd.request]
+            scope: Literal["cohort", "all"] = "all" if asked["scope"] == "all" else "cohort"
+            return ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=scope, reason=asked["reason"])
         if not isinstance(cmd, Rollback):
             refusal = handoff_refusal(ctx) if cmd.move is Move.START else None
             if refusal is not None:
@@ -237,9 +244,19 @@ async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
         return ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason)
 
     async def body(ctx: RunContext) -> Outcome:
-        await apply(ctx, event(ctx), deps)
+        if isinstance(cmd, Rollback):
+            answered = await rollbacks.stale(ctx, cmd)
+            if answered is not None:
+                return answered
+        happened = event(ctx)
+        await apply(ctx, happened, deps)
+        said = verb
+        if isinstance(happened, ev.RollbackRequested):
+            said = "Rolled back everything" if happened.scope == "all" else "Rolled back the current cohort"
+        if isinstance(cmd, Rollback) and cmd.request is not None:
+            await rollbacks.settle(ctx, cmd, state="confirmed", detail=said)
         await save(ctx)
-        return _state_outcome(ctx, verb)
+        return _state_outcome(ctx, said)
 
     return await on_run(cmd.run, user=cmd.user, action=action, deps=deps, body=body)
 

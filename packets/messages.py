@@ -32,7 +32,7 @@ class MessageKind(StrEnum):
     GATE_ALERT = "gate_alert"  # channel: gate, value, threshold, the action taken
     TRAFFIC_SHIFT = "traffic_shift"  # channel line: cohort moved to N% (or refused by the control plane)
     RUN_STATE = "run_state"  # channel line: started, paused, frozen, rolled back, completed ...
-    ROLLBACK_REQUESTED = "rollback_requested"  # ephemeral: a typed rollback asks its typer to Confirm
+    ROLLBACK_REQUESTED = "rollback_requested"  # channel: a typed rollback asks the room to Confirm
     EVIDENCE = "evidence"  # channel: the evidence packet was exported, its ledger check
     REFUSAL = "refusal_ephemeral"  # ephemeral: why an action was refused, and the current version
     REPLY = "reply"  # ephemeral: a plain answer to a command (mrkdwn text)
@@ -199,8 +199,15 @@ class RollbackRequested(_Payload):
     version: int | None
     scope: str  # "cohort" | "all"
     reason: str
-    # What the Confirm button carries back: "SCOPE:REASON" (the click handler splits it).
+    # What the Confirm button carries back: the rollback request's id.
     rollback: str
+    by: str | None = _optional()
+    # What would move: [{cohort, before, after}] (percentages).
+    changes: tuple[dict[str, Any], ...] = ()
+    # Once answered: {state: confirmed | outdated | refused, by, at (ISO), detail}; no button then.
+    outcome: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
+    # The dedupe key of the question's own message, which an answered copy updates in place.
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -127,7 +127,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "evidence", "ledger verified"),
     (ENG1, "ledger 3", "*run_unfrozen*"),
     (SEC1, "abort change window cancelled", "may not abort the run"),
-    (ENG1, "rollback all error budget gone", "Roll back ALL traffic back to legacy? Reason: error budget"),
+    (ENG1, "rollback all error budget gone", "Rollback asked in the war room"),
 ]
 
 
@@ -147,17 +147,16 @@ async def test_every_subcommand_reaches_its_use_case_and_answers_only_the_person
         seen.append(text.split()[0])
     run = await h.run_in(BRIDGE)
 
-    # The typed rollback only asks; the confirm button carries the run, the scope and the reason.
-    (confirm,) = buttons_of(h.slack.responses()[-1]["blocks"])
+    # The typed rollback only asks the room; the confirm button names the run and the request.
+    assert "global_rollback" not in await h.ledger_kinds(run)
+    await h.drain()
+    (question,) = h.posted(BRIDGE, on="Roll back ALL traffic back to legacy?")
+    (confirm,) = buttons_of(question.blocks)
     assert confirm["action_id"] == ActionId.CONFIRM_ROLLBACK
     value = json.loads(confirm["value"])
-    assert {k: value[k] for k in ("run", "rb")} == {"run": run, "rb": "all:error budget gone"}
+    assert {k: value[k] for k in ("run", "rb")} == {"run": run, "rb": "rb-1"}
     assert isinstance(value["v"], int)  # rendered for the current packet version
-    assert "global_rollback" not in await h.ledger_kinds(run)
-    stale = json.dumps({**value, "v": value["v"] - 1})
-    refused = await h.click(confirm["action_id"], stale, user=ENG1)
-    assert "is current" in refused.text and "global_rollback" not in await h.ledger_kinds(run)
-    clicked = await h.click(confirm["action_id"], confirm["value"], user=ENG1)
+    clicked = await h.click_on(question, ActionId.CONFIRM_ROLLBACK, user=ENG1)
     assert clicked.ok and "Rolled back everything" in clicked.text, clicked.text
 
     assert set(USAGE) <= set(seen)  # every subcommand was typed
@@ -254,10 +253,11 @@ async def test_every_button_the_bot_renders_reaches_its_use_case(bot_harness: Bo
     reply = await h.click(ActionId.RELEASE_HOLD, release, user=ENG1)
     assert reply.ok and "as release-eng; the run is running" in reply.text, reply.text
 
-    # Confirm rollback: the button of the typed rollback's ephemeral question.
-    question = await h.command("rollback all error rate", user=ENG1)
-    (confirm,) = buttons_of(question.replies[-1]["blocks"])
-    reply = await h.click(confirm["action_id"], confirm["value"], user=REL1)
+    # Confirm rollback: the button of the question the typed rollback asked the room.
+    assert (await h.command("rollback all error rate", user=ENG1)).ok
+    await h.drain()
+    (question,) = h.posted(BRIDGE, on="Roll back ALL")
+    reply = await h.click_on(question, ActionId.CONFIRM_ROLLBACK, user=REL1)
     assert reply.ok and "Rolled back everything" in reply.text, reply.text
 
     kinds = await h.ledger_kinds(run)

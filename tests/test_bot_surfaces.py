@@ -15,7 +15,7 @@ import pytest
 
 from bot.ids import ActionId
 from tests import signing
-from tests.bot_harness import BRIDGE, SECRET, BotHarness, bot_world, serving, wait_until
+from tests.bot_harness import BRIDGE, SECRET, BotHarness, bot_world, buttons_of, serving, wait_until
 
 ENG1, REL1, RISK1, SEC1, DBA1 = "U0ENG1", "U0REL1", "U0RISK1", "U0SEC1", "U0DBA1"
 OTHER_TEAM = "T0ELSEWHERE"
@@ -208,3 +208,72 @@ async def test_a_reason_with_slack_markup_shows_literally_in_status_cards_dms_an
     everywhere = "\n".join(seen)
     assert everywhere.count("&lt;!channel&gt;") >= 5
     assert run
+
+
+# -- one-shot buttons -----------------------------------------------------------------------------
+
+
+async def _canary_at_five_percent(h: BotHarness) -> str:
+    run = await _started(h)
+    assert (await h.command("done drain-queue", user=ENG1)).ok
+    assert (await h.command("done schema-check", user=DBA1)).ok
+    assert (await h.command("release go-decision", user=REL1)).ok
+    assert [(s.cohort, s.percent) for s in h.actuator.shifts] == [("orders", 5)]
+    return run
+
+
+async def test_the_rollback_confirmation_names_cohorts_and_percentages_and_is_one_shot(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _canary_at_five_percent(h)
+
+    asked = await h.command("rollback cohort error rate climbing", user=ENG1)
+    assert asked.ok, asked.text
+    assert "rollback_cohort" not in await h.ledger_kinds(run)  # asking moves nothing
+    await h.drain()
+    (question,) = h.posted(BRIDGE, on="Roll back")
+    shown = question.text + json.dumps(question.blocks, ensure_ascii=False)
+    assert "orders" in shown and "5% → 0%" in shown, shown
+
+    first = await h.click_on(question, ActionId.CONFIRM_ROLLBACK, user=REL1)
+    assert first.ok and "Rolled back" in first.text, first.text
+    assert [(s.cohort, s.percent) for s in h.actuator.shifts] == [("orders", 5), ("orders", 0)]
+    await h.drain()
+
+    # The message is updated in place: who did what when, no buttons.
+    (update,) = [c for c in h.slack.calls("chat.update") if c.body["ts"] == question.ts]
+    assert update.ok
+    now = h.slack.message(BRIDGE, question.ts)
+    assert buttons_of(now.blocks) == []
+    assert "<@U0REL1>" in now.text + json.dumps(now.blocks) and "5% → 0%" in json.dumps(
+        now.blocks, ensure_ascii=False
+    )
+
+    # A second click on the used confirmation (from the payload Slack had) moves nothing.
+    h.clock.advance(timedelta(minutes=3))
+    second = await h.click_on(question, ActionId.CONFIRM_ROLLBACK, user=REL1)
+    assert second.refused, second.text
+    assert "already confirmed by <@U0REL1>" in second.text and "orders 0%" in second.text, second.text
+    assert [(s.cohort, s.percent) for s in h.actuator.shifts] == [("orders", 5), ("orders", 0)]
+    assert (await h.ledger_kinds(run)).count("rollback_cohort") == 1
+
+
+async def test_a_rollback_confirmation_outdated_by_a_new_packet_is_retired_and_moves_nothing(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _canary_at_five_percent(h)
+    assert (await h.command("rollback all vendor says stop", user=ENG1)).ok
+    await h.drain()
+    (question,) = h.posted(BRIDGE, on="Roll back")
+    assert (await h.command("late canary +30m slow soak", user=ENG1)).ok
+    assert (await h.command("adopt", user=REL1)).ok
+
+    reply = await h.click_on(question, ActionId.CONFIRM_ROLLBACK, user=ENG1)
+
+    assert reply.refused and "is current" in reply.text and "outdated" in reply.text, reply.text
+    assert "global_rollback" not in await h.ledger_kinds(run)
+    await h.drain()
+    now = h.slack.message(BRIDGE, question.ts)
+    assert buttons_of(now.blocks) == [] and "outdated" in now.text, now.text
