@@ -71,7 +71,8 @@ PLAN_TEXT: Final = "Plan {plan} opened, revision {rev}: sign-off needed from {ro
 PLAN_HEADER: Final = "Plan {plan}"
 PLAN_BODY: Final = "*{title}*\nRevision `{rev}` · {n} checkpoints · window {start} – {end}"
 PLAN_CHANGE_RECORD: Final = "Change record {cr}"
-PLAN_SIGNOFF_DONE: Final = ":white_check_mark: *{role}* signed off by {user}"
+PLAN_SIGNOFF_DONE: Final = ":white_check_mark: *{role}* signed off by {user}{at}"
+PLAN_SIGNOFF_AT: Final = " at {at}"
 PLAN_SIGNOFF_PENDING: Final = ":hourglass_flowing_sand: *{role}* awaiting sign-off (acting: {user})"
 PLAN_SIGNOFF_RULE: Final = (
     "Each role signs this exact revision. A changed plan is a new revision and inherits no sign-off."
@@ -124,6 +125,9 @@ SUPERSEDED_REASON: Final = "Why v{by}: {reason}"
 PROPOSED_TEXT: Final = "v{v} proposed: {summary}"
 PROPOSED_LINE: Final = ":memo: *v{v} proposed*: {summary}"
 PROPOSED_BY: Final = "Reported by {user}: {reason}"
+PROPOSED_ANSWERED_TEXT: Final = "v{v} {state} by {user}: {summary}"
+PROPOSED_ANSWERED: Final = ":memo: *v{v} {state}* by {user} at {at}: {summary}"
+PROPOSED_STATE: Final[dict[str, str]] = {"adopted": "adopted", "rejected": "rejected", "replaced": "replaced"}
 PROPOSED_NOTHING: Final = "no material change"
 PROPOSED_COUNTS: Final[tuple[tuple[str, str, str], ...]] = (
     # (payload key, singular, plural): the order they are listed in
@@ -151,6 +155,13 @@ DELTA_LINE: Final[dict[str, str]] = {
 }
 DELTA_LINE_OTHER: Final = "*{title}* {what}{detail}"
 DELTA_DETAIL: Final = ": {detail}"
+DELTA_ANSWERED: Final[dict[str, str]] = {
+    "acknowledged": ":white_check_mark: Acknowledged v{v} at {at}.",
+    "outdated": (
+        ":information_source: v{v} was superseded by {detail} at {at}; "
+        "see the war room for the current packet."
+    ),
+}
 DELTA_ACK_PROMPT: Final = "Please acknowledge that you have read v{v}."
 
 # -- holds -----------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from handlers.drift import forecast_of
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.notices import change_rows
-from handlers.outbox import post
+from handlers.outbox import answer, post
 from handlers.outcome import Outcome
+from handlers.proposals import proposal_key
 from packets import messages as msg
 from packets.authority import Refused
 from packets.delta import diff
@@ -23,6 +24,11 @@ from packets.engine import events as ev
 from packets.packet import Packet, PacketState, register_id
 
 _PROPOSED = str(PacketState.PROPOSED)
+
+
+def dm_key(version: int, user: str) -> str:
+    """The dedupe key of `user`'s delta notice for `version`, which its answer updates in place."""
+    return f"dm:v{version}:{user}"
 
 
 def _require_adopter(ctx: RunContext, user: str) -> str:
@@ -109,6 +115,14 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
             forecast=forecast_of(ctx).as_json(),
         )
         await post(ctx, to=channel, message=posted, dedupe_key=f"packet:v{new.version}")
+        await answer(ctx, key=proposal_key(new.version), state="adopted", by=cmd.user)
+        # The old version's notices nobody acknowledged are outdated now: no live button on them.
+        for row in await ctx.tx.outbox.for_run(ctx.run):
+            key = row.dedupe_key or ""
+            if key.startswith(f"dm:v{old.version}:") and ":" not in key.removeprefix(f"dm:v{old.version}:"):
+                reader = key.removeprefix(f"dm:v{old.version}:")
+                if await ctx.tx.acks.get(ctx.run, old.version, reader) is None:
+                    await answer(ctx, key=key, state="outdated", by=cmd.user, detail=f"v{new.version}")
         notices = delta.notices()
         for user, changes in notices.items():
             dm = msg.DeltaDm(
@@ -118,7 +132,7 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
                 reason=new.reason,
                 changes=tuple(change_rows(changes)),
             )
-            await post(ctx, to=user, message=dm)
+            await post(ctx, to=user, message=dm, dedupe_key=dm_key(new.version, user))
         await save(ctx, authoritative_version=new.version)
         return Outcome.done(
             f"v{new.version} is authoritative ({delta.summary()}); "
@@ -148,6 +162,7 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
             state=f"v{packet.version} rejected; v{ctx.version} stays current", by=cmd.user, reason=reason
         )
         await post(ctx, to=ctx.plan.channel, message=rejected)
+        await answer(ctx, key=proposal_key(packet.version), state="rejected", by=cmd.user)
         await save(ctx)
         return Outcome.done(
             f"v{packet.version} rejected; v{ctx.version} stays current.",
@@ -174,6 +189,7 @@ async def acknowledge(cmd: Acknowledge, deps: Deps) -> Outcome:
                 f"You already acknowledged v{version} at {when}.", run=ctx.run, current_version=ctx.version
             )
         await ledger(ctx, actor=cmd.user, kind="acknowledged", payload={"version": version})
+        await answer(ctx, key=dm_key(version, cmd.user), state="acknowledged", by=cmd.user)
         await save(ctx)
         return Outcome.done(f"Acknowledged v{version}.", run=ctx.run, current_version=ctx.version)
 

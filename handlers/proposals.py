@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from handlers.context import RunContext, ledger
 from handlers.notices import delta_counts
-from handlers.outbox import post
+from handlers.outbox import answer, post
 from packets import messages as msg
 from packets.delta import diff
 from packets.forecast import forecast_packet
@@ -47,6 +47,7 @@ async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tup
             to_state=str(PacketState.SUPERSEDED),
             at=ctx.now,
         )
+        await answer(ctx, key=proposal_key(stale.version), state="replaced", by=by, detail=f"by v{version}")
     await ctx.tx.packets.add(
         run_id=ctx.run,
         version=version,
@@ -73,5 +74,10 @@ async def propose(ctx: RunContext, facts: Facts, *, reason: str, by: str) -> tup
     line = msg.PacketProposedLine(
         version=version, counts=delta_counts(delta), reason=reason, by=by, summary=summary
     )
-    await post(ctx, to=ctx.plan.channel, message=line)
+    await post(ctx, to=ctx.plan.channel, message=line, dedupe_key=proposal_key(version))
     return packet, summary
+
+
+def proposal_key(version: int) -> str:
+    """The dedupe key of a proposal's Adopt/Reject line, which its answer updates in place."""
+    return f"proposal:v{version}"

@@ -25,6 +25,9 @@ from packets.redact import redact
 from packets.timeline import Facts, build_packet
 from store.errors import RunExists
 
+# The dedupe key of the run's plan summary (with its Sign-off buttons), updated in place.
+PLAN_KEY = "plan"
+
 
 async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
     """Open a run of a plan in its war-room channel; packet v1 is authoritative from the start."""
@@ -133,7 +136,7 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
                 ),
             )
             opening = Opening(tx=tx, run=run, now=now)
-            await post(opening, to=plan.channel, message=summary)
+            await post(opening, to=plan.channel, message=summary, dedupe_key=PLAN_KEY)
             await post(
                 opening,
                 to=plan.channel,
@@ -166,6 +169,27 @@ async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:
             revision=cmd.revision, role=role, by=cmd.user, remaining=tuple(remaining)
         )
         await post(ctx, to=ctx.plan.channel, message=signed)
+        # The plan summary, updated in place: the signed role's button gives way to who and when.
+        signoffs = ctx.progress.signoffs
+        updated = msg.PlanSummary(
+            plan=ctx.plan.plan,
+            title=ctx.plan.title,
+            revision=ctx.plan.revision,
+            change_record=ctx.plan.change_record,
+            window={"start": ctx.plan.window.start.isoformat(), "end": ctx.plan.window.end.isoformat()},
+            checkpoints=len(ctx.plan.checkpoints),
+            signoffs=tuple(
+                {
+                    "role": r,
+                    "acting": ctx.roster.acting_user(r),
+                    "signed_by": signoffs[r].user if r in signoffs else None,
+                    "signed_at": signoffs[r].at.isoformat() if r in signoffs else None,
+                }
+                for r in ctx.plan.authority.signoff
+            ),
+            target_key=PLAN_KEY,
+        )
+        await post(ctx, to=ctx.plan.channel, message=updated, dedupe_key=f"{PLAN_KEY}:signoff:{role}")
         await save(ctx)
         left = (
             f"still waiting for {', '.join(remaining)}"

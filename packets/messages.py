@@ -75,6 +75,8 @@ class PlanSummary(_Payload):
     window: dict[str, str]
     checkpoints: int
     signoffs: tuple[dict[str, Any], ...]
+    # Set on the copy that updates the posted summary in place after a sign-off.
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +114,9 @@ class PacketProposedLine(_Payload):
     reason: str
     by: str
     summary: str
+    # Once answered: {state: adopted | rejected | replaced, by, at (ISO), detail}; no buttons then.
+    outcome: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +127,9 @@ class DeltaDm(_Payload):
     channel: str
     reason: str
     changes: tuple[dict[str, Any], ...]
+    # Once answered: {state: acknowledged | outdated, by, at (ISO), detail}; no button then.
+    outcome: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

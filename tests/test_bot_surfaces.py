@@ -277,3 +277,87 @@ async def test_a_rollback_confirmation_outdated_by_a_new_packet_is_retired_and_m
     await h.drain()
     now = h.slack.message(BRIDGE, question.ts)
     assert buttons_of(now.blocks) == [] and "outdated" in now.text, now.text
+
+
+async def test_a_used_adopt_button_is_replaced_by_who_adopted_when_and_a_second_click_changes_nothing(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    run = await _started(h)
+    assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
+    await h.drain()
+    (line,) = h.posted(BRIDGE, on="v2 proposed")
+
+    adopted = await h.click_on(line, ActionId.ADOPT_PACKET, user=REL1)
+    assert adopted.ok, adopted.text
+    await h.drain()
+    now = h.slack.message(BRIDGE, line.ts)
+    assert buttons_of(now.blocks) == [] and "adopted" in now.text and "<@U0REL1>" in now.text, now.text
+
+    before = await h.ledger_kinds(run)
+    again = await h.click_on(line, ActionId.ADOPT_PACKET, user=REL1)
+    assert again.refused and "v2 is current" in again.text, again.text
+    assert await h.ledger_kinds(run) == [*before, "refused"]
+
+
+async def test_a_proposal_replaced_by_a_newer_one_or_rejected_loses_its_buttons(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    await _started(h)
+    assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
+    await h.drain()
+    (v2,) = h.posted(BRIDGE, on="v2 proposed")
+    assert (await h.command("late drain-queue +40m slower", user=ENG1)).ok
+    await h.drain()
+    (v3,) = h.posted(BRIDGE, on="v3 proposed")
+
+    assert (await h.click_on(v3, ActionId.REJECT_PACKET, user=REL1)).ok
+    await h.drain()
+
+    replaced, rejected = h.slack.message(BRIDGE, v2.ts), h.slack.message(BRIDGE, v3.ts)
+    assert buttons_of(replaced.blocks) == [] and "replaced by v3" in replaced.text, replaced.text
+    assert buttons_of(rejected.blocks) == [] and "rejected" in rejected.text, rejected.text
+
+
+async def test_an_acknowledged_dm_loses_its_button_and_an_unacknowledged_one_is_marked_outdated(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    await _started(h)
+    assert (await h.command("late drain-queue +25m slow", user=ENG1)).ok
+    assert (await h.command("adopt", user=REL1)).ok
+    await h.drain()
+    (sec_dm,) = h.posted("D0SEC1", on="Packet v2 changes")
+    (eng_dm,) = h.posted("D0ENG1", on="Packet v2 changes")
+
+    assert (await h.click_on(sec_dm, ActionId.ACKNOWLEDGE_PACKET, user=SEC1)).ok
+    assert (await h.command("late drain-queue +45m slower", user=ENG1)).ok
+    assert (await h.command("adopt", user=REL1)).ok
+    await h.drain()
+
+    acked = h.slack.message("D0SEC1", sec_dm.ts)
+    assert buttons_of(acked.blocks) == [] and "Acknowledged" in json.dumps(acked.blocks), acked.blocks
+    outdated = h.slack.message("D0ENG1", eng_dm.ts)
+    assert buttons_of(outdated.blocks) == [] and "v3" in json.dumps(outdated.blocks), outdated.blocks
+    stale = await h.click_on(eng_dm, ActionId.ACKNOWLEDGE_PACKET, user=ENG1)
+    assert stale.refused and "v3" in stale.text, stale.text
+
+
+async def test_each_sign_off_updates_the_plan_summary_in_place_and_the_last_one_leaves_no_button(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    await _opened(h)
+    await h.drain()
+    (summary,) = h.posted(BRIDGE, on="Plan bridge")
+
+    assert (await h.click_on(summary, ActionId.SIGN_OFF, user=REL1, index=0)).ok
+    await h.drain()
+    after_one = h.slack.message(BRIDGE, summary.ts)
+    assert [json.loads(b["value"])["role"] for b in buttons_of(after_one.blocks)] == ["payments-risk"]
+    assert "<@U0REL1>" in json.dumps(after_one.blocks)
+
+    assert (await h.click_on(after_one, ActionId.SIGN_OFF, user=RISK1)).ok
+    await h.drain()
+    assert buttons_of(h.slack.message(BRIDGE, summary.ts).blocks) == []
