@@ -57,7 +57,7 @@ from bot.ids import SURFACE, Surface
 from bot.render import RenderError, render, render_home
 from packets.messages import MessageKind
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cutover_bot.dispatcher")
 
 SLACK_API_URL = "https://slack.com/api/"
 
@@ -331,7 +331,8 @@ class Dispatcher:
             await self._outbox.mark_sent(row.id, ts=outcome.ts, channel=outcome.channel, at=now_fn())
             report.sent += 1
             metrics.OUTBOX_SENT.labels(kind=row.kind).inc()
-            log.info(M.LOG.sent, row.id, row.kind, row.recipient, outcome.method)
+            # Delivery is routine (the action it reports was logged when it happened).
+            log.debug(M.LOG.sent, row.id, row.kind, row.recipient, outcome.method)
         elif isinstance(outcome, _Retry):
             next_attempt_at = now_fn() + timedelta(seconds=outcome.after)
             await self._outbox.mark_retry(row.id, next_attempt_at=next_attempt_at, error=outcome.error)

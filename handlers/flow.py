@@ -25,6 +25,9 @@ log = logging.getLogger("cutover_bot.handlers")
 
 Body = Callable[[RunContext], Awaitable[Outcome]]
 
+LOG_DONE = "%s on run %s by %s: %s"
+LOG_REFUSED = "refused %s on run %s by %s: %s"
+
 
 async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) -> Outcome:
     now = deps.clock.now()
@@ -34,11 +37,13 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
             ctx = await load(tx, run, now)
             if ctx is None:
                 raise RunNotFound(run)
+            head = await tx.ledger.head(run)
             try:
                 outcome = await body(ctx)
                 if outcome.ok:
                     # Whatever changed, the forecast is recomputed; a material drift is proposed.
                     await drift.propose_if_drifted(ctx)
+                after = await tx.ledger.head(run)
             except Refused as exc:
                 reason = redact(str(getattr(exc, "reason", None) or exc))
                 raise _RollBack from exc
@@ -46,6 +51,16 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
         return Outcome.refused(f"There is no run '{redact(run)}'.")
     except _RollBack:
         return await _record_refusal(run, user=user, action=action, reason=reason or "refused", deps=deps)
+    # Consequential means ledgered: one INFO line for it; a tick that changed nothing is DEBUG.
+    ledgered = after is not None and (head is None or after.seq > head.seq)
+    log.log(
+        logging.INFO if ledgered else logging.DEBUG,
+        LOG_DONE,
+        action,
+        run,
+        user,
+        redact(outcome.message.splitlines()[0] if outcome.message else "")[:200],
+    )
     deps.on_change(run)
     if deps.drain_shifts:
         await shifts.drain(deps)
@@ -72,4 +87,5 @@ async def _record_refusal(run: str, *, user: str, action: str, reason: str, deps
             raise RunNotFound(run)
         await refuse(ctx, user=user, action=action, reason=reason)
         version = ctx.version
+    log.info(LOG_REFUSED, action, run, user, reason[:200])
     return Outcome.refused(reason, run=run, current_version=version)

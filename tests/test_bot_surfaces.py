@@ -7,13 +7,17 @@ blocks the bot actually posted (`BotHarness.click_on`), in the channel it posted
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.commands.serve import configure_logging
 from bot.ids import ActionId
+from bot.intents import dispatch
+from handlers.commands import CheckGates
 from tests import signing
 from tests.bot_harness import BRIDGE, SECRET, BotHarness, bot_world, buttons_of, serving, wait_until
 
@@ -361,3 +365,45 @@ async def test_each_sign_off_updates_the_plan_summary_in_place_and_the_last_one_
     assert (await h.click_on(after_one, ActionId.SIGN_OFF, user=RISK1)).ok
     await h.drain()
     assert buttons_of(h.slack.message(BRIDGE, summary.ts).blocks) == []
+
+
+# -- logs -----------------------------------------------------------------------------------------
+
+
+def _ours(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("cutover_bot") and r.levelno == level]
+
+
+async def test_a_consequential_action_logs_one_info_line_and_scheduler_ticks_only_debug(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = bot_harness
+    run = await _canary_at_five_percent(h)
+    await h.drain()
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
+
+    for _ in range(5):  # what the scheduler does every interval
+        h.clock.advance(timedelta(seconds=30))
+        await dispatch(CheckGates(run=run), h.bot.deps)
+    await h.drain()
+    chatter = _ours(caplog, logging.INFO)
+    assert chatter == [], [r.getMessage() for r in chatter]
+    assert _ours(caplog, logging.DEBUG)  # still there for whoever turns DEBUG on
+
+    caplog.clear()
+    assert (await h.command("hold vendor on the phone", user=SEC1)).ok
+    await h.drain()
+    (line,) = [r.getMessage() for r in _ours(caplog, logging.INFO)]
+    assert "open hold" in line and run in line and SEC1 in line, line
+
+
+def test_serve_keeps_apschedulers_per_job_lines_out_of_the_info_log() -> None:
+    aps = logging.getLogger("apscheduler")
+    before = aps.level
+    try:
+        configure_logging()
+        assert aps.level >= logging.WARNING
+        assert not aps.isEnabledFor(logging.INFO)
+    finally:
+        aps.setLevel(before)
