@@ -125,8 +125,28 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
     """Attach every listener to `app`. The manifest test checks this list against app-manifest.yml."""
     app.middleware(only_our_workspace)
 
+    # Users whose App Home this process has published: after a change to a run, the Home of those
+    # the run concerns is published again, so it does not go stale until they reopen it.
+    home_seen: set[str] = set()
+
+    async def republish(run: str | None, client: Any, also: str | None = None) -> None:
+        if run is None:
+            return
+        users = (await status.run_members(run, deps)) & home_seen
+        for user in sorted(users | ({also} if also else set())):
+            try:  # one user's Home failing must not leave the others stale
+                view = replies.home_view(await dispatch(StatusFor(user=user), deps))
+                await client.views_publish(user_id=user, view=view)
+                home_seen.add(user)
+            except Exception:
+                log.exception("republishing the App Home of %s failed", user)
+
+    def after(outcome: Outcome, client: Any, also: str | None = None) -> None:
+        if outcome.ok or also:
+            _later(republish(outcome.run, client, also))
+
     @app.command(SLASH_COMMAND)
-    async def cutover(ack: Any, command: dict[str, Any], respond: Respond) -> None:
+    async def cutover(ack: Any, command: dict[str, Any], respond: Respond, client: Any) -> None:
         text = str(command.get("text", ""))
         try:
             parsed: Parsed = parse(text)
@@ -158,25 +178,39 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             )
         )
         await respond(**replies.reply(outcome))
+        if parsed.name not in ("status", "packet", "ledger", "help"):
+            after(outcome, client)
 
     clicks = _click_handlers(deps)
 
-    async def on_click(ack: Any, body: dict[str, Any], respond: Respond) -> None:
+    async def on_click(ack: Any, body: dict[str, Any], respond: Respond, client: Any) -> None:
         await ack()
         user = str(body.get("user", {}).get("id", ""))
+        from_home = (body.get("container") or {}).get("type") == "view"
+
+        async def tell(outcome: Outcome) -> None:
+            # Slack sends no response_url for a click on App Home: the answer goes by DM.
+            answer = replies.reply(outcome)
+            if body.get("response_url"):
+                await respond(**answer)
+            else:
+                await client.chat_postMessage(channel=user, text=answer["text"])
+
         try:
             action = body["actions"][0]
             value = ButtonValue.decode(action["value"])
             action_id = ActionId(action["action_id"])
             handler = clicks[action_id]
         except (KeyError, IndexError, TypeError, ValueError):
-            await respond(**replies.reply(Outcome.refused(NOT_OURS)))
+            await tell(Outcome.refused(NOT_OURS))
             return
         refusal = await _elsewhere(body, value, action_id, user)
         if refusal is not None:
-            await respond(**replies.reply(refusal))
+            await tell(refusal)
             return
-        await respond(**replies.reply(await _guarded(handler(value, user))))
+        outcome = await _guarded(handler(value, user))
+        await tell(outcome)
+        after(outcome, client, also=user if from_home else None)
 
     async def _elsewhere(
         body: dict[str, Any], value: ButtonValue, action_id: ActionId, user: str
@@ -209,6 +243,7 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
         user = str(event.get("user", ""))
         outcome = await dispatch(StatusFor(user=user), deps)
         await client.views_publish(user_id=user, view=replies.home_view(outcome))
+        home_seen.add(user)
 
 
 Click = Callable[[ButtonValue, str], Awaitable[Outcome]]

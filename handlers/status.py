@@ -32,6 +32,14 @@ async def run_channel(run: str, deps: Deps) -> str | None:
     return str(row.channel) if row is not None else None
 
 
+async def run_members(run: str, deps: Deps) -> set[str]:
+    """Everyone the run's plan names in a role (primaries and delegates): whom a change concerns."""
+    ctx = await _peek(run, deps)
+    if ctx is None:
+        return set()
+    return {user for role in ctx.plan.roles.values() for user in role.members}
+
+
 async def run_revision(run: str, deps: Deps) -> str:
     ctx = await _peek(run, deps)
     return ctx.plan.revision if ctx else ""

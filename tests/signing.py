@@ -101,8 +101,33 @@ def block_actions_payload(
     team_id: str = TEAM_ID,
     enterprise_id: str | None = None,
     is_ephemeral: bool = False,
+    from_home: bool = False,
 ) -> dict[str, Any]:
-    """A `block_actions` interaction for one button click on a bot message in a channel."""
+    """A `block_actions` interaction for one button click on a bot message in a channel, or
+    (`from_home`) on the bot's App Home view: then Slack sends no channel and no response_url."""
+    if from_home:
+        return {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": username, "name": username, "team_id": team_id},
+            "api_app_id": API_APP_ID,
+            "token": VERIFICATION_TOKEN,
+            "container": {"type": "view", "view_id": "V0HOME"},
+            "trigger_id": trigger_id,
+            "team": {"id": team_id, "domain": TEAM_DOMAIN},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": {"id": "V0HOME", "type": "home", "blocks": blocks or [], "team_id": team_id},
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": action_ts or f"{time.time():.6f}",
+                }
+            ],
+        }
     return {
         "type": "block_actions",
         "user": {"id": user_id, "username": username, "name": username, "team_id": team_id},

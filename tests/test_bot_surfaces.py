@@ -407,3 +407,47 @@ def test_serve_keeps_apschedulers_per_job_lines_out_of_the_info_log() -> None:
         assert not aps.isEnabledFor(logging.INFO)
     finally:
         aps.setLevel(before)
+
+
+# -- App Home -------------------------------------------------------------------------------------
+
+
+async def test_a_click_on_app_home_is_answered_by_dm_and_home_is_republished(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    await _started(h)
+    signed = signing.signed_app_home_opened(secret=SECRET, user=SEC1)
+    assert (await h.post(signed.body, signed.headers))[0] == 200
+    await wait_until(lambda: bool(h.slack.views(SEC1)), what="the Home view")
+    (home,) = h.slack.views(SEC1)
+    (ack,) = [b for b in buttons_of(home["blocks"]) if b["action_id"] == ActionId.ACKNOWLEDGE_PACKET]
+
+    click = signing.signed_block_actions(
+        secret=SECRET,
+        action_id=ActionId.ACKNOWLEDGE_PACKET.value,
+        value=ack["value"],
+        user_id=SEC1,
+        blocks=home["blocks"],
+        from_home=True,
+    )
+    status, _ = await h.post(click.body, click.headers)
+
+    assert status == 200
+    await wait_until(lambda: bool(h.slack.posted_to(SEC1)), what="the answer by DM")
+    (dm,) = h.slack.posted_to(SEC1)
+    assert "Acknowledged v1" in dm.body["text"], dm.body
+    await wait_until(lambda: len(h.slack.views(SEC1)) == 2, what="Home republished")
+    again = h.slack.views(SEC1)[-1]
+    assert not [b for b in buttons_of(again["blocks"]) if b["action_id"] == ActionId.ACKNOWLEDGE_PACKET]
+
+
+async def test_home_is_republished_for_someone_a_change_concerns(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    await _started(h)
+    signed = signing.signed_app_home_opened(secret=SECRET, user=REL1)
+    assert (await h.post(signed.body, signed.headers))[0] == 200
+    await wait_until(lambda: bool(h.slack.views(REL1)), what="the Home view")
+
+    assert (await h.command("hold vendor on the phone", user=SEC1)).ok
+
+    await wait_until(lambda: len(h.slack.views(REL1)) == 2, what="REL1's Home republished")
+    assert "vendor on the phone" in json.dumps(h.slack.views(REL1)[-1])
