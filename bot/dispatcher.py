@@ -208,6 +208,14 @@ class _Request:
 FindTarget = Callable[[OutboxRow], Awaitable[Mapping[str, Any] | None]]
 
 
+class OnFailed(Protocol):
+    """Told when a row is given up for good (bot.undelivered tells the person who acted)."""
+
+    async def __call__(
+        self, *, kind: str, recipient: str, payload: Mapping[str, Any], error: str
+    ) -> None: ...
+
+
 def make_client(*, token: str, base_url: str = SLACK_API_URL, timeout: int = 15) -> AsyncWebClient:
     """An AsyncWebClient with no retry handlers of its own (see the module docstring)."""
     return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
@@ -231,6 +239,7 @@ class Dispatcher:
         monotonic: Callable[[], float] = time.monotonic,
         find_target: FindTarget | None = None,
         rates: Mapping[str, float] | None = None,
+        on_failed: OnFailed | None = None,
     ) -> None:
         if any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             raise ValueError("the dispatcher owns 429 retries: build the client with make_client()")
@@ -243,6 +252,7 @@ class Dispatcher:
         self._sleep = sleep
         self._monotonic = monotonic
         self._find_target = find_target
+        self._on_failed = on_failed
         # Per Web API method: the monotonic time before which Slack asked us not to call it.
         self._not_before: dict[str, float] = {}
         # Per method: when recent calls succeeded, and once Slack has said 429 (or the operator set
@@ -342,6 +352,10 @@ class Dispatcher:
             await self._outbox.mark_failed(row.id, error=outcome.error)
             report.failed += 1
             log.error(M.LOG.failed, row.id, row.kind, outcome.error)
+            if self._on_failed is not None:
+                await self._on_failed(
+                    kind=row.kind, recipient=row.recipient, payload=row.payload, error=outcome.error
+                )
 
     # -- one row -----------------------------------------------------------------------------
 

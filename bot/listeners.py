@@ -24,6 +24,7 @@ from bot import replies
 from bot.command_text import Parsed, Usage, parse
 from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName
 from bot.intents import PlanSource, dispatch, run_text
+from bot.undelivered import Undelivered
 from handlers import flow, status
 from handlers.commands import (
     Acknowledge,
@@ -121,7 +122,7 @@ def _click_channel(body: dict[str, Any]) -> str | None:
     return str(channel) if channel else None
 
 
-def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
+def register(app: AsyncApp, *, deps: Deps, plans: PlanSource, undelivered: Undelivered) -> None:
     """Attach every listener to `app`. The manifest test checks this list against app-manifest.yml."""
     app.middleware(only_our_workspace)
 
@@ -165,7 +166,9 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             asked = RequestRollback(
                 run=run, user=str(command.get("user_id", "")), scope=scope, reason=redact(parsed.reason)
             )
-            await respond(**replies.reply(await _guarded(dispatch(asked, deps))))
+            outcome = await _guarded(dispatch(asked, deps))
+            await respond(**replies.reply(outcome))
+            undelivered.acted(outcome.run, user=asked.user, response_url=command.get("response_url"))
             return
         await ack()
         outcome = await _guarded(
@@ -178,6 +181,9 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             )
         )
         await respond(**replies.reply(outcome))
+        undelivered.acted(
+            outcome.run, user=str(command.get("user_id", "")), response_url=command.get("response_url")
+        )
         if parsed.name not in ("status", "packet", "ledger", "help"):
             after(outcome, client)
 
@@ -210,6 +216,7 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource) -> None:
             return
         outcome = await _guarded(handler(value, user))
         await tell(outcome)
+        undelivered.acted(outcome.run, user=user, response_url=body.get("response_url"))
         after(outcome, client, also=user if from_home else None)
 
     async def _elsewhere(

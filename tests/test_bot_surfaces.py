@@ -451,3 +451,30 @@ async def test_home_is_republished_for_someone_a_change_concerns(bot_harness: Bo
 
     await wait_until(lambda: len(h.slack.views(REL1)) == 2, what="REL1's Home republished")
     assert "vendor on the phone" in json.dumps(h.slack.views(REL1)[-1])
+
+
+# -- Slack refusing a run's messages --------------------------------------------------------------
+
+
+async def test_a_bot_not_in_the_channel_is_told_to_the_person_who_acted_and_logged_once(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = bot_harness
+    h.slack.reject_channel(BRIDGE, "not_in_channel")
+
+    opened = await h.command("open bridge", user=ENG1)
+    assert opened.ok, opened.text
+    await h.drain()
+    await wait_until(
+        lambda: len(h.slack.responses("r1")) == 2, what="the warning on the opener's response_url"
+    )
+    told = h.slack.responses("r1")[-1]
+    assert told["response_type"] == "ephemeral" and "not_in_channel" in told["text"]
+    assert "invite" in told["text"], told["text"]
+
+    assert (await h.command("signoff", user=REL1)).ok
+    await h.drain()
+    warnings = [
+        r for r in caplog.records if r.name == "cutover_bot.undelivered" and r.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
