@@ -38,5 +38,5 @@ def build_app(
         signing_secret=signing_secret,
         process_before_response=False,
     )
-    listeners.register(app, deps=deps, plans=PlanSource(plans_dir), undelivered=undelivered or Undelivered())
+    listeners.register(app, deps=deps, plans=PlanSource(plans_dir), undelivered=undelivered)
     return app

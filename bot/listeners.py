@@ -122,8 +122,9 @@ def _click_channel(body: dict[str, Any]) -> str | None:
     return str(channel) if channel else None
 
 
-def register(app: AsyncApp, *, deps: Deps, plans: PlanSource, undelivered: Undelivered) -> None:
+def register(app: AsyncApp, *, deps: Deps, plans: PlanSource, undelivered: Undelivered | None = None) -> None:
     """Attach every listener to `app`. The manifest test checks this list against app-manifest.yml."""
+    undelivered = undelivered or Undelivered()
     app.middleware(only_our_workspace)
 
     # Users whose App Home this process has published: after a change to a run, the Home of those
