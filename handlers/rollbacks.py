@@ -12,6 +12,7 @@ someone who is.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from handlers.commands import RequestRollback, Rollback
@@ -44,7 +45,8 @@ def changes(ctx: RunContext, scope: Scope) -> list[dict[str, Any]]:
             c
             for c in order
             if ctx.plan.checkpoint(c).traffic is not None
-            and ctx.progress.checkpoints[c].state is CheckpointState.DONE
+            and (state := ctx.progress.checkpoints.get(c)) is not None
+            and state.state is CheckpointState.DONE
         ]
         checkpoint = done[-1] if done else None
     spec = ctx.plan.checkpoint(checkpoint).traffic if checkpoint is not None else None
@@ -62,7 +64,7 @@ def traffic_now(ctx: RunContext) -> str:
     return f"the run is {ctx.progress.state}" + (f", traffic {shares}" if shares else ", no traffic moved")
 
 
-def _question(ctx: RunContext, request_id: str, record: dict[str, Any]) -> msg.RollbackRequested:
+def _question(request_id: str, record: dict[str, Any]) -> msg.RollbackRequested:
     return msg.RollbackRequested(
         version=record["version"],
         scope=record["scope"],
@@ -94,7 +96,7 @@ async def request_rollback(cmd: RequestRollback, deps: Deps) -> Outcome:
         requests[request_id] = record
         ctx.requests = {**ctx.requests, _KIND: requests}
         await post(
-            ctx, to=ctx.plan.channel, message=_question(ctx, request_id, record), dedupe_key=_key(request_id)
+            ctx, to=ctx.plan.channel, message=_question(request_id, record), dedupe_key=_key(request_id)
         )
         await save(ctx)
         return Outcome.done(
@@ -119,7 +121,7 @@ async def settle(ctx: RunContext, cmd: Rollback, *, state: str, detail: str) -> 
     await post(
         ctx,
         to=ctx.plan.channel,
-        message=_question(ctx, cmd.request, record),
+        message=_question(cmd.request, record),
         dedupe_key=f"{_key(cmd.request)}:{state}",
     )
 
@@ -155,6 +157,4 @@ async def stale(ctx: RunContext, cmd: Rollback) -> Outcome | None:
 
 
 def _clock(ctx: RunContext, iso: str) -> str:
-    from datetime import datetime
-
     return datetime.fromisoformat(iso).astimezone(ctx.plan.window.start.tzinfo).strftime("%H:%M")
