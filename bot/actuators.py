@@ -24,7 +24,7 @@ from yarl import URL
 from handlers.ports import ActuationResult, Shift
 from packets.plan import Plan
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cutover_bot.actuators")
 
 # A control plane's refusal body is for people; keep enough of it to say why, not a whole page.
 _MAX_DETAIL = 200

@@ -21,14 +21,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import listeners
 from bot.intents import PlanSource
+from bot.undelivered import Undelivered
 from handlers.deps import Deps
 
 
-def build_app(*, client: AsyncWebClient, signing_secret: str, deps: Deps, plans_dir: Path) -> AsyncApp:
+def build_app(
+    *,
+    client: AsyncWebClient,
+    signing_secret: str,
+    deps: Deps,
+    plans_dir: Path,
+    undelivered: Undelivered | None = None,
+) -> AsyncApp:
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
         process_before_response=False,
     )
-    listeners.register(app, deps=deps, plans=PlanSource(plans_dir))
+    listeners.register(app, deps=deps, plans=PlanSource(plans_dir), undelivered=undelivered)
     return app

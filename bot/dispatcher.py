@@ -57,7 +57,7 @@ from bot.ids import SURFACE, Surface
 from bot.render import RenderError, render, render_home
 from packets.messages import MessageKind
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cutover_bot.dispatcher")
 
 SLACK_API_URL = "https://slack.com/api/"
 
@@ -208,6 +208,14 @@ class _Request:
 FindTarget = Callable[[OutboxRow], Awaitable[Mapping[str, Any] | None]]
 
 
+class OnFailed(Protocol):
+    """Told when a row is given up for good (bot.undelivered tells the person who acted)."""
+
+    async def __call__(
+        self, *, kind: str, recipient: str, payload: Mapping[str, Any], error: str
+    ) -> None: ...
+
+
 def make_client(*, token: str, base_url: str = SLACK_API_URL, timeout: int = 15) -> AsyncWebClient:
     """An AsyncWebClient with no retry handlers of its own (see the module docstring)."""
     return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
@@ -231,6 +239,7 @@ class Dispatcher:
         monotonic: Callable[[], float] = time.monotonic,
         find_target: FindTarget | None = None,
         rates: Mapping[str, float] | None = None,
+        on_failed: OnFailed | None = None,
     ) -> None:
         if any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             raise ValueError("the dispatcher owns 429 retries: build the client with make_client()")
@@ -243,6 +252,7 @@ class Dispatcher:
         self._sleep = sleep
         self._monotonic = monotonic
         self._find_target = find_target
+        self._on_failed = on_failed
         # Per Web API method: the monotonic time before which Slack asked us not to call it.
         self._not_before: dict[str, float] = {}
         # Per method: when recent calls succeeded, and once Slack has said 429 (or the operator set
@@ -331,7 +341,8 @@ class Dispatcher:
             await self._outbox.mark_sent(row.id, ts=outcome.ts, channel=outcome.channel, at=now_fn())
             report.sent += 1
             metrics.OUTBOX_SENT.labels(kind=row.kind).inc()
-            log.info(M.LOG.sent, row.id, row.kind, row.recipient, outcome.method)
+            # Delivery is routine (the action it reports was logged when it happened).
+            log.debug(M.LOG.sent, row.id, row.kind, row.recipient, outcome.method)
         elif isinstance(outcome, _Retry):
             next_attempt_at = now_fn() + timedelta(seconds=outcome.after)
             await self._outbox.mark_retry(row.id, next_attempt_at=next_attempt_at, error=outcome.error)
@@ -341,6 +352,10 @@ class Dispatcher:
             await self._outbox.mark_failed(row.id, error=outcome.error)
             report.failed += 1
             log.error(M.LOG.failed, row.id, row.kind, outcome.error)
+            if self._on_failed is not None:
+                await self._on_failed(
+                    kind=row.kind, recipient=row.recipient, payload=row.payload, error=outcome.error
+                )
 
     # -- one row -----------------------------------------------------------------------------
 
@@ -350,7 +365,8 @@ class Dispatcher:
         attempts = 0
         rate_waits = 0
         target = row.payload.get("target")
-        if target is None and self._find_target is not None and _surface(row) is Surface.UPDATE:
+        updates = _surface(row) is Surface.UPDATE or bool(row.payload.get("target_key"))
+        if target is None and self._find_target is not None and updates:
             # Looked up only now: rows to one recipient go in order, so the message is posted by now.
             target = await self._find_target(row)
         while True:
@@ -474,7 +490,8 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
         return _Request("views.publish", {"user_id": row.recipient, "view": view})
     message = render(kind, payload, limits=B.COMPACT if compact else B.MESSAGE)
     content = {"text": message.text, "blocks": message.blocks}
-    if surface is Surface.UPDATE or target is not None:
+    # `target_key`: an answered copy of a message posted earlier, which it replaces in place.
+    if surface is Surface.UPDATE or target is not None or payload.get("target_key"):
         if not (isinstance(target, Mapping) and target.get("channel") and target.get("ts")):
             raise RenderError(M.ERROR_MISSING_TARGET.format(kind=kind))
         return _Request("chat.update", {"channel": target["channel"], "ts": target["ts"], **content})

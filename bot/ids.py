@@ -61,7 +61,7 @@ SURFACE: dict[MessageKind, Surface] = {
     MessageKind.GATE_ALERT: Surface.CHANNEL,
     MessageKind.TRAFFIC_SHIFT: Surface.CHANNEL,
     MessageKind.RUN_STATE: Surface.CHANNEL,
-    MessageKind.ROLLBACK_REQUESTED: Surface.EPHEMERAL,
+    MessageKind.ROLLBACK_REQUESTED: Surface.CHANNEL,
     MessageKind.EVIDENCE: Surface.CHANNEL,
     MessageKind.REFUSAL: Surface.EPHEMERAL,
     MessageKind.REPLY: Surface.EPHEMERAL,

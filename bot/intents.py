@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from bot.command_text import USAGE, Parsed
-from handlers import adoption, delegates, evidence, gate_checks, holds, resequence, runs, status, supersede
+from handlers import (
+    adoption,
+    delegates,
+    evidence,
+    gate_checks,
+    holds,
+    resequence,
+    rollbacks,
+    runs,
+    status,
+    supersede,
+)
 from handlers.commands import (
     Acknowledge,
     AdoptPacket,
@@ -35,6 +46,7 @@ from handlers.commands import (
     ReleaseHold,
     ReportDone,
     ReportLate,
+    RequestRollback,
     Rollback,
     ShowLedger,
     ShowPacket,
@@ -58,6 +70,7 @@ USE_CASES: dict[type[Any], UseCase] = {
     SignOff: runs.sign_off,
     EngineIntent: runs.ask_engine,
     Rollback: runs.ask_engine,
+    RequestRollback: rollbacks.request_rollback,
     ReportDone: resequence.report_done,
     ReportLate: resequence.report_late,
     ChangeWindow: resequence.change_window,

@@ -35,6 +35,19 @@ STATE_LABEL: Final[dict[str, str]] = {
     "rejected": "rejected",
 }
 
+# -- answers to the person who acted, from the listeners ------------------------------------
+
+NOT_OUR_WORKSPACE: Final = (
+    ":no_entry: This cutover bot serves one workspace, and this request came from another; nothing was done."
+)
+UNKNOWN_BUTTON: Final = (
+    "That button is not one this bot knows (it may be from an older message); use /cutover status."
+)
+CLICK_ELSEWHERE: Final = (
+    "That button belongs to run {run}, which lives in <#{run_channel}>; it was clicked in <#{channel}>. "
+    "Use it in <#{run_channel}>."
+)
+
 # -- buttons (plain text, at most 75 characters once formatted) ------------------------------
 
 BUTTON_SIGN_OFF: Final = "Sign off as {role}"
@@ -58,7 +71,8 @@ PLAN_TEXT: Final = "Plan {plan} opened, revision {rev}: sign-off needed from {ro
 PLAN_HEADER: Final = "Plan {plan}"
 PLAN_BODY: Final = "*{title}*\nRevision `{rev}` · {n} checkpoints · window {start} – {end}"
 PLAN_CHANGE_RECORD: Final = "Change record {cr}"
-PLAN_SIGNOFF_DONE: Final = ":white_check_mark: *{role}* signed off by {user}"
+PLAN_SIGNOFF_DONE: Final = ":white_check_mark: *{role}* signed off by {user}{at}"
+PLAN_SIGNOFF_AT: Final = " at {at}"
 PLAN_SIGNOFF_PENDING: Final = ":hourglass_flowing_sand: *{role}* awaiting sign-off (acting: {user})"
 PLAN_SIGNOFF_RULE: Final = (
     "Each role signs this exact revision. A changed plan is a new revision and inherits no sign-off."
@@ -116,6 +130,9 @@ PROPOSED_BY: Final = "Reported by {user}: {reason}"
 PROPOSED_FACTS: Final = (
     "*Carries:*\n{facts}\nReject one with `/cutover reject #N reason`; the others stay pending."
 )
+PROPOSED_ANSWERED_TEXT: Final = "v{v} {state} by {user}: {summary}"
+PROPOSED_ANSWERED: Final = ":memo: *v{v} {state}* by {user} at {at}: {summary}"
+PROPOSED_STATE: Final[dict[str, str]] = {"adopted": "adopted", "rejected": "rejected", "replaced": "replaced"}
 PROPOSED_NOTHING: Final = "no material change"
 PROPOSED_COUNTS: Final[tuple[tuple[str, str, str], ...]] = (
     # (payload key, singular, plural): the order they are listed in
@@ -143,6 +160,13 @@ DELTA_LINE: Final[dict[str, str]] = {
 }
 DELTA_LINE_OTHER: Final = "*{title}* {what}{detail}"
 DELTA_DETAIL: Final = ": {detail}"
+DELTA_ANSWERED: Final[dict[str, str]] = {
+    "acknowledged": ":white_check_mark: Acknowledged v{v} at {at}.",
+    "outdated": (
+        ":information_source: v{v} was superseded by {detail} at {at}; "
+        "see the war room for the current packet."
+    ),
+}
 DELTA_ACK_PROMPT: Final = "Please acknowledge that you have read v{v}."
 
 # -- holds -----------------------------------------------------------------------------------
@@ -202,8 +226,19 @@ RUN_STATE_EMOJI: Final[dict[str, str]] = {
 }
 RUN_STATE_EMOJI_OTHER: Final = ":information_source:"
 
-ROLLBACK_QUESTION_TEXT: Final = "Roll back {what}? Reason: {reason}"
-ROLLBACK_QUESTION: Final = "Roll back *{what}*?\nReason: {reason}"
+ROLLBACK_QUESTION_TEXT: Final = "Roll back {what}? {moves}. Reason: {reason}"
+ROLLBACK_QUESTION: Final = "{user} asks: roll back *{what}*?\n{moves}.\nReason: {reason}"
+CONFIRM_ROLLBACK_TEXT: Final = "Roll back {what} now: {moves}?"
+ROLLBACK_MOVE: Final = "{cohort} {before:g}% → {after:g}%"
+ROLLBACK_MOVES_NOTHING: Final = "No cohort has traffic to move back right now"
+ROLLBACK_ANSWERED_TEXT: Final = "Rollback of {what} {state} by {user} at {at}: {moves}"
+ROLLBACK_ANSWERED: Final = "*Rollback of {what} {state}* by {user} at {at}.\n{moves}.\nReason: {reason}"
+ROLLBACK_ANSWER_DETAIL: Final = "{detail}"
+ROLLBACK_STATE: Final[dict[str, str]] = {
+    "confirmed": "confirmed",
+    "outdated": "outdated (nothing moved)",
+    "refused": "refused (nothing moved)",
+}
 ROLLBACK_WHAT_ALL: Final = "ALL traffic back to legacy"
 ROLLBACK_WHAT_COHORT: Final = "the current cohort back one step"
 
@@ -285,6 +320,11 @@ class _Logs:
     malformed_request: str = "refused a malformed Slack request: %s"
     dispatch_failed: str = "a Slack request failed inside Bolt"
     unhandled_request: str = "acknowledged a Slack request no listener takes"
+    # listeners (bot/listeners.py)
+    foreign_request: str = (
+        "refused a %s from team %s (enterprise %s); this installation is team %s (enterprise %s)"
+    )
+    click_elsewhere: str = "refused a %s click on run %s from %s; the run's channel is %s"
 
 
 LOG: Final = _Logs()

@@ -100,8 +100,16 @@ class StoreOutbox:
             return await tx.outbox.mark_failed(row_id, error=error)
 
     async def find_target(self, row: OutboxRow) -> Mapping[str, Any] | None:
-        """{channel, ts} of the message the superseded version was posted as, or None."""
+        """{channel, ts} of the message the row replaces, or None: the message posted with the
+        payload's `target_key` as its dedupe key, else the superseded version's card."""
         payload = row.payload
+        key = payload.get("target_key")
+        if isinstance(key, str) and key:
+            async with self._uow.transaction(read_only=True) as tx:
+                posted = await tx.outbox.find(run_id=payload.get("run"), dedupe_key=key)
+            if posted is None or not posted.slack_channel or not posted.slack_ts:
+                return None
+            return {"channel": posted.slack_channel, "ts": posted.slack_ts}
         run, version = payload.get("run"), payload.get("version")
         if not isinstance(run, str) or not isinstance(version, int) or isinstance(version, bool):
             return None

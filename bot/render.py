@@ -32,6 +32,7 @@ from bot import messages as M
 from bot.ids import ActionId, ButtonValue
 from packets.messages import MessageKind
 from packets.redact import redact
+from packets.text import inert
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Timeline lines per section: ten lines of ~120 characters stay well inside a section's 3,000.
@@ -202,7 +203,7 @@ _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{1,30}$")
 
 def escape_mrkdwn(value: Any) -> str:
     """Free text made inert in mrkdwn: `<!channel>` or `<http://x|y>` stay text (Slack's own escaping)."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return inert(value)
 
 
 def _tojson(value: Any) -> str:
@@ -233,6 +234,14 @@ def _stamp(value: Any) -> str:
     offset = moment.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else ""
     return f"{moment:%Y-%m-%d %H:%M} {offset}".rstrip()
+
+
+def _when(value: Any) -> str:
+    """Slack's date formatting, so each reader sees their own zone; the plan's offset as fallback."""
+    moment = _parse_time(value)
+    if moment is None:
+        return M.NO_TIME
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{_stamp(moment)}>"
 
 
 def _mention(user: Any) -> str:
@@ -312,6 +321,7 @@ def environment() -> Environment:
         esc=escape_mrkdwn,
         clock=_clock,
         stamp=_stamp,
+        when=_when,
         mention=_mention,
         channel=_channel,
         short=_short,

@@ -7,8 +7,6 @@ again):
 
 - the ephemeral reply to a slash command or a button click (`reply`),
 - the ephemeral usage line of a malformed command, sent in the ack (`usage`),
-- the ephemeral question a typed rollback asks before moving traffic (`confirm_rollback`,
-  rendered from bot/templates/rollback_requested.j2),
 - the App Home tab of the person who opened it (`home_view`, published with views.publish).
 """
 
@@ -16,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.render import render, render_home
+from bot.render import render_home
 from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.redact import redact
@@ -34,20 +32,6 @@ def reply(outcome: Outcome) -> dict[str, Any]:
 def usage(line: str) -> dict[str, Any]:
     """The ack of a command that did not parse: its usage line, for the typer only."""
     return {"response_type": "ephemeral", "text": redact(line)}
-
-
-def confirm_rollback(*, run: str, version: int | None, scope: str, reason: str) -> dict[str, Any]:
-    """The question a typed rollback asks its typer; `reason` has been redacted on the way in."""
-    question = msg.RollbackRequested(
-        version=version, scope=scope, reason=reason, rollback=f"{scope}:{reason[:500]}"
-    )
-    rendered = render(question.kind, {**question.as_json(), "run": run})
-    return {
-        "response_type": "ephemeral",
-        "replace_original": False,
-        "text": rendered.text,
-        "blocks": rendered.blocks,
-    }
 
 
 def home_view(outcome: Outcome) -> dict[str, Any]:

@@ -212,7 +212,7 @@ class Scheduler:
         if interval is None or interval <= timedelta(0):
             if job is not None:
                 job.remove()
-                log.info("gate ticks of run %s stopped", run)
+                log.debug("gate ticks of run %s stopped", run)
             return False
         trigger = IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC)
         if job is None:
@@ -224,10 +224,10 @@ class Scheduler:
                 name=f"gate tick {run}",
                 replace_existing=True,
             )
-            log.info("gate ticks of run %s every %s", run, interval)
+            log.debug("gate ticks of run %s every %s", run, interval)
         elif job.trigger.interval != interval:
             job.reschedule(trigger)
-            log.info("gate ticks of run %s now every %s", run, interval)
+            log.debug("gate ticks of run %s now every %s", run, interval)
         return True
 
     def nudge_shifts(self) -> None:

@@ -46,6 +46,7 @@ from bot.outbox_port import StoreOutbox
 from bot.scheduler import Scheduler
 from bot.server import build_web_app
 from bot.settings import Settings
+from bot.undelivered import Undelivered
 from handlers import shifts
 from handlers.deps import Deps
 from handlers.ports import Actuator, Clock, Telemetry
@@ -203,6 +204,7 @@ async def build(
         retry_handlers=[],
     )
     outbox = StoreOutbox(uow)
+    undelivered = Undelivered()
     dispatcher = Dispatcher(
         client=client,
         outbox=outbox,
@@ -210,6 +212,7 @@ async def build(
         policy=retry_policy,
         find_target=outbox.find_target,
         rates=settings.rates(),
+        on_failed=undelivered.failed,
     )
     scheduler: Scheduler | None = None
 
@@ -231,7 +234,9 @@ async def build(
     )
     scheduler = Scheduler(deps=deps, dispatcher=dispatcher)
     signing_secret = settings.slack_signing_secret.get_secret_value()
-    bolt = build_app(client=client, signing_secret=signing_secret, deps=deps, plans_dir=plans_dir)
+    bolt = build_app(
+        client=client, signing_secret=signing_secret, deps=deps, plans_dir=plans_dir, undelivered=undelivered
+    )
     web_app = build_web_app(
         bolt, signing_secret=signing_secret, health=health_check(uow, settings.database_url)
     )

@@ -17,9 +17,9 @@ from handlers.drift import forecast_of, overrun_line
 from handlers.effects import apply
 from handlers.flow import on_run
 from handlers.notices import change_rows
-from handlers.outbox import post
+from handlers.outbox import answer, post
 from handlers.outcome import Outcome
-from handlers.proposals import propose, take_effect
+from handlers.proposals import proposal_key, propose, take_effect
 from packets import messages as msg
 from packets.authority import Refused, acting_role
 from packets.delta import diff
@@ -28,6 +28,11 @@ from packets.packet import Packet, PacketState
 from packets.pending import carried_by
 
 _PROPOSED = str(PacketState.PROPOSED)
+
+
+def dm_key(version: int, user: str) -> str:
+    """The dedupe key of `user`'s delta notice for `version`, which its answer updates in place."""
+    return f"dm:v{version}:{user}"
 
 
 def run_holds(ctx: RunContext) -> tuple[dict[str, Any], ...]:
@@ -115,6 +120,14 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
             forecast=forecast_of(ctx).as_json(),
         )
         await post(ctx, to=channel, message=posted, dedupe_key=f"packet:v{new.version}")
+        await answer(ctx, key=proposal_key(new.version), state="adopted", by=cmd.user)
+        # The old version's notices nobody acknowledged are outdated now: no live button on them.
+        for row in await ctx.tx.outbox.for_run(ctx.run):
+            key = row.dedupe_key or ""
+            if key.startswith(f"dm:v{old.version}:") and ":" not in key.removeprefix(f"dm:v{old.version}:"):
+                reader = key.removeprefix(f"dm:v{old.version}:")
+                if await ctx.tx.acks.get(ctx.run, old.version, reader) is None:
+                    await answer(ctx, key=key, state="outdated", by=cmd.user, detail=f"v{new.version}")
         ahead = forecast_of(ctx)
         if ahead.overrun > timedelta(0):
             # Adopting a timeline that ends past the window is a decision the room hears again.
@@ -130,7 +143,7 @@ async def adopt_packet(cmd: AdoptPacket, deps: Deps) -> Outcome:
                 reason=new.reason,
                 changes=tuple(change_rows(changes)),
             )
-            await post(ctx, to=user, message=dm)
+            await post(ctx, to=user, message=dm, dedupe_key=dm_key(new.version, user))
         await save(ctx, authoritative_version=new.version)
         return Outcome.done(
             f"v{new.version} is authoritative ({delta.summary()}); "
@@ -187,6 +200,7 @@ async def reject_packet(cmd: RejectPacket, deps: Deps) -> Outcome:
         await post(
             ctx, to=ctx.plan.channel, message=msg.RunStateLine(state=state, by=cmd.user, reason=reason)
         )
+        await answer(ctx, key=proposal_key(packet.version), state="rejected", by=cmd.user)
         rebuilt = None
         if ctx.changes:
             kept = ", ".join(f"#{c.seq}" for c in ctx.changes)
@@ -221,6 +235,7 @@ async def acknowledge(cmd: Acknowledge, deps: Deps) -> Outcome:
                 f"You already acknowledged v{version} at {when}.", run=ctx.run, current_version=ctx.version
             )
         await ledger(ctx, actor=cmd.user, kind="acknowledged", payload={"version": version})
+        await answer(ctx, key=dm_key(version, cmd.user), state="acknowledged", by=cmd.user)
         await save(ctx)
         return Outcome.done(f"Acknowledged v{version}.", run=ctx.run, current_version=ctx.version)
 

@@ -154,6 +154,18 @@ class Rollback:
     reason: str
     # The packet version the Confirm button was rendered for; None when typed in a rehearsal.
     version: int | None = None
+    # The rollback request the Confirm button answers (`RequestRollback`); None in a rehearsal.
+    request: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRollback:
+    """A typed `/cutover rollback`: asks the room to confirm, moves nothing by itself."""
+
+    run: str
+    user: str
+    scope: Literal["cohort", "all"]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +215,7 @@ Command = (
     | SignOff
     | EngineIntent
     | Rollback
+    | RequestRollback
     | ReportDone
     | ReportLate
     | ChangeWindow

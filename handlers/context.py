@@ -9,7 +9,7 @@ ledger entry and nothing else.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -53,6 +53,8 @@ class RunContext:
     next_change: int = 1
     # The room was told the forecast end passes the window end (told once; again once it fits).
     overrun_told: bool = False
+    # Requests people made that a later click answers once (rollback confirmations), by id.
+    requests: dict[str, Any] = field(default_factory=dict)
 
     @property
     def working_facts(self) -> Facts:
@@ -122,6 +124,7 @@ async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
         overrun_told=bool(stored.get("overrun_told", False)),
         acting=dict(row.acting),
         now=now,
+        requests=dict(stored.get("requests") or {}),
     )
 
 
@@ -151,6 +154,8 @@ async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> 
         "next_change": ctx.next_change,
         "overrun_told": ctx.overrun_told,
     }
+    if ctx.requests:
+        stored["requests"] = ctx.requests
     row = replace(
         ctx.row,
         progress=stored,

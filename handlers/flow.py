@@ -24,6 +24,9 @@ log = logging.getLogger("cutover_bot.handlers")
 
 Body = Callable[[RunContext], Awaitable[Outcome]]
 
+LOG_DONE = "%s on run %s by %s: %s"
+LOG_REFUSED = "refused %s on run %s by %s: %s"
+
 
 async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) -> Outcome:
     now = deps.clock.now()
@@ -33,12 +36,14 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
             ctx = await load(tx, run, now)
             if ctx is None:
                 raise RunNotFound(run)
+            head = await tx.ledger.head(run)
             try:
                 outcome = await body(ctx)
                 if outcome.ok:
                     # Whatever changed, the forecast is recomputed; a material drift is proposed.
                     await drift.propose_if_drifted(ctx)
                     await drift.tell_overrun(ctx)
+                after = await tx.ledger.head(run)
             except Refused as exc:
                 reason = str(getattr(exc, "reason", None) or exc)
                 raise _RollBack from exc
@@ -46,6 +51,17 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
         return Outcome.refused(f"There is no run '{run}'.")
     except _RollBack:
         return await _record_refusal(run, user=user, action=action, reason=reason or "refused", deps=deps)
+    # Consequential means ledgered: one INFO line for it; a tick that changed nothing is DEBUG.
+    ledgered = after is not None and (head is None or after.seq > head.seq)
+    log.log(
+        logging.INFO if ledgered else logging.DEBUG,
+        LOG_DONE,
+        action,
+        run,
+        user,
+        # The log formatter redacts on the way out (bot.log_format).
+        (outcome.message.splitlines()[0] if outcome.message else "")[:200],
+    )
     deps.on_change(run)
     if deps.drain_shifts:
         await shifts.drain(deps)
@@ -56,10 +72,21 @@ class _RollBack(Exception):
     """Unwinds the body's transaction so a refusal changes nothing but the ledger."""
 
 
+async def refuse_on_run(run: str, *, user: str, action: str, reason: str, deps: Deps) -> Outcome:
+    """Refuse `action` on `run` before its use case runs (e.g. a click from the wrong place): one
+    `refused` ledger entry, nothing else. An unknown run is refused without a trace."""
+    try:
+        return await _record_refusal(run, user=user, action=action, reason=reason, deps=deps)
+    except RunNotFound:
+        return Outcome.refused(f"There is no run '{run}'.")
+
+
 async def _record_refusal(run: str, *, user: str, action: str, reason: str, deps: Deps) -> Outcome:
     async with deps.uow.transaction(run_id=run) as tx:
         ctx = await load(tx, run, deps.clock.now())
-        assert ctx is not None
+        if ctx is None:
+            raise RunNotFound(run)
         await refuse(ctx, user=user, action=action, reason=reason)
         version = ctx.version
+    log.info(LOG_REFUSED, action, run, user, reason[:200])
     return Outcome.refused(reason, run=run, current_version=version)

@@ -11,6 +11,7 @@ from handlers.outcome import Outcome
 from packets.authority import Refused, ReleaseRule, release_role
 from packets.engine import events as ev
 from packets.engine.progress import HoldRecord
+from packets.text import inert
 
 
 async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:
@@ -25,7 +26,7 @@ async def open_hold(cmd: OpenHold, deps: Deps) -> Outcome:
         opened = [h for h in ctx.progress.holds if h not in before]
         hold = opened[0] if opened else "?"
         return Outcome.done(
-            f"Hold {hold} opened: {reason}", run=ctx.run, current_version=ctx.version, hold=hold
+            f"Hold {hold} opened: {inert(reason)}", run=ctx.run, current_version=ctx.version, hold=hold
         )
 
     return await on_run(cmd.run, user=cmd.user, action="open hold", deps=deps, body=body)
@@ -39,7 +40,7 @@ def find_hold(ctx: RunContext, ref: str, *, user: str | None = None) -> HoldReco
     on_checkpoint = [h for h in ctx.progress.holds.values() if h.checkpoint == ref]
     if not on_checkpoint:
         open_ids = ", ".join(h.id for h in ctx.progress.open_holds()) or "none"
-        raise Refused(f"There is no hold '{ref}' (open holds: {open_ids}).")
+        raise Refused(f"There is no hold '{inert(ref)}' (open holds: {open_ids}).")
     on_checkpoint.sort(key=lambda h: (h.is_open, h.opened_at))
     if user is not None:
         mine = [h for h in on_checkpoint if h.is_open and _may_release(ctx, h, user)]

@@ -48,3 +48,23 @@ async def post(where: InRun, *, to: str, message: Message, dedupe_key: str | Non
     await where.tx.outbox.enqueue(
         run_id=where.run, kind=message.kind, recipient=to, payload=body, dedupe_key=dedupe_key, at=where.now
     )
+
+
+async def answer(where: InRun, *, key: str, state: str, by: str, detail: str | None = None) -> bool:
+    """Retire the buttons of the message queued with dedupe key `key`: queue a copy of it that says
+    who did what when (`outcome`) and replaces it in place (`target_key`, a chat.update once the
+    original's ts is known). False when no such message was queued (nothing to retire)."""
+    original = await where.tx.outbox.find(run_id=where.run, dedupe_key=key)
+    if original is None or not isinstance(original.payload, dict):
+        return False
+    outcome = {"state": state, "by": by, "at": where.now.isoformat(), "detail": detail}
+    body = {**original.payload, "outcome": outcome, "target_key": key}
+    await where.tx.outbox.enqueue(
+        run_id=where.run,
+        kind=original.kind,
+        recipient=original.recipient,
+        payload=body,
+        dedupe_key=f"{key}:{state}",
+        at=where.now,
+    )
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from handlers.context import RunContext, ledger
 from handlers.notices import delta_counts
-from handlers.outbox import post
+from handlers.outbox import answer, post
 from packets import messages as msg
 from packets.delta import diff
 from packets.forecast import forecast_packet
@@ -36,7 +36,7 @@ async def propose(ctx: RunContext, *, reason: str, by: str) -> tuple[Packet, str
     )
     delta = diff(ctx.packet, packet, material_shift=ctx.plan.material_shift)
     # Only one proposal stands at a time: the newest, carrying every pending change, wins.
-    await _supersede_standing(ctx)
+    await _supersede_standing(ctx, version=version, by=by)
     if not delta.material_changes:
         await take_effect(ctx, ctx.changes, by=by)
         return None
@@ -73,11 +73,11 @@ async def propose(ctx: RunContext, *, reason: str, by: str) -> tuple[Packet, str
         summary=summary,
         facts=tuple(c.describe(clock=ctx.local_time) for c in ctx.changes),
     )
-    await post(ctx, to=ctx.plan.channel, message=line)
+    await post(ctx, to=ctx.plan.channel, message=line, dedupe_key=proposal_key(version))
     return packet, summary
 
 
-async def _supersede_standing(ctx: RunContext) -> None:
+async def _supersede_standing(ctx: RunContext, *, version: int, by: str) -> None:
     for stale in await ctx.tx.packets.in_state(ctx.run, str(PacketState.PROPOSED)):
         await ctx.tx.packets.set_state_cas(
             ctx.run,
@@ -86,6 +86,7 @@ async def _supersede_standing(ctx: RunContext) -> None:
             to_state=str(PacketState.SUPERSEDED),
             at=ctx.now,
         )
+        await answer(ctx, key=proposal_key(stale.version), state="replaced", by=by, detail=f"by v{version}")
 
 
 async def take_effect(ctx: RunContext, changes: tuple[PendingChange, ...], *, by: str) -> None:
@@ -106,3 +107,8 @@ async def take_effect(ctx: RunContext, changes: tuple[PendingChange, ...], *, by
                     "reported_by": change.by,
                 },
             )
+
+
+def proposal_key(version: int) -> str:
+    """The dedupe key of a proposal's Adopt/Reject line, which its answer updates in place."""
+    return f"proposal:v{version}"

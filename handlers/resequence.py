@@ -21,12 +21,13 @@ from packets.engine.progress import CheckpointState
 from packets.packet import Packet
 from packets.pending import ChangeKind
 from packets.plan import CheckpointWindow
+from packets.text import inert
 
 
 def _require_checkpoint(ctx: RunContext, checkpoint: str) -> None:
     if not ctx.packet.has(checkpoint):
         known = ", ".join(c.id for c in ctx.packet.timeline[:12])
-        raise Refused(f"There is no checkpoint '{checkpoint}' (checkpoints: {known}).")
+        raise Refused(f"There is no checkpoint '{inert(checkpoint)}' (checkpoints: {known}).")
 
 
 def _require_owner_or(ctx: RunContext, user: str, checkpoint: str, roles: list[str]) -> None:

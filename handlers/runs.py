@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
+from handlers import rollbacks
 from handlers.commands import EngineIntent, Move, OpenRun, Rollback, SignOff
 from handlers.context import RunContext, plan_from_text, save
 from handlers.deps import Deps
@@ -24,6 +26,9 @@ from packets.timeline import Facts, build_packet
 from store.errors import RunExists
 from store.uow import Transaction
 
+# The dedupe key of the run's plan summary (with its Sign-off buttons), updated in place.
+PLAN_KEY = "plan"
+
 
 async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
     """Open a run of a plan in its war-room channel; packet v1 is authoritative from the start."""
@@ -34,6 +39,14 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
         return Outcome.refused(f"The plan is refused:\n{lines}")
     if cmd.channel != plan.channel:
         return Outcome.refused(f"Plan '{plan.plan}' runs in <#{plan.channel}>, not here.")
+    # Opening a run posts sign-off buttons to the war room and starts its ledger: only someone the
+    # plan names (a role's primary or one of its delegates) may do that, not anyone in the channel.
+    members = {user for role in plan.roles.values() for user in role.members}
+    if cmd.user not in members:
+        return Outcome.refused(
+            f"Only the people named in plan '{plan.plan}''s roles (a primary or a delegate) may open "
+            f"it; <@{cmd.user}> is in none of its roles."
+        )
     now = deps.clock.now()
     try:
         async with deps.uow.transaction() as tx:
@@ -195,6 +208,27 @@ async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:
             revision=cmd.revision, role=role, by=cmd.user, remaining=tuple(remaining)
         )
         await post(ctx, to=ctx.plan.channel, message=signed)
+        # The plan summary, updated in place: the signed role's button gives way to who and when.
+        signoffs = ctx.progress.signoffs
+        updated = msg.PlanSummary(
+            plan=ctx.plan.plan,
+            title=ctx.plan.title,
+            revision=ctx.plan.revision,
+            change_record=ctx.plan.change_record,
+            window={"start": ctx.plan.window.start.isoformat(), "end": ctx.plan.window.end.isoformat()},
+            checkpoints=len(ctx.plan.checkpoints),
+            signoffs=tuple(
+                {
+                    "role": r,
+                    "acting": ctx.roster.acting_user(r),
+                    "signed_by": signoffs[r].user if r in signoffs else None,
+                    "signed_at": signoffs[r].at.isoformat() if r in signoffs else None,
+                }
+                for r in ctx.plan.authority.signoff
+            ),
+            target_key=PLAN_KEY,
+        )
+        await post(ctx, to=ctx.plan.channel, message=updated, dedupe_key=f"{PLAN_KEY}:signoff:{role}")
         await save(ctx)
         left = (
             f"still waiting for {', '.join(remaining)}"
@@ -255,6 +289,11 @@ async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
         reason = (cmd.reason or rule.default_reason) if rule.default_reason is not None else ""
 
     def event(ctx: RunContext) -> ev.Event:
+        if isinstance(cmd, Rollback) and cmd.request is not None:
+            # The room's question decides what is rolled back and why, not the button.
+            asked = ctx.requests["rollbacks"][cmd.request]
+            scope: Literal["cohort", "all"] = "all" if asked["scope"] == "all" else "cohort"
+            return ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=scope, reason=asked["reason"])
         if not isinstance(cmd, Rollback):
             refusal = handoff_refusal(ctx) if cmd.move is Move.START else None
             if refusal is not None:
@@ -268,9 +307,19 @@ async def ask_engine(cmd: EngineIntent | Rollback, deps: Deps) -> Outcome:
         return ev.RollbackRequested(at=ctx.now, user=cmd.user, scope=cmd.scope, reason=reason)
 
     async def body(ctx: RunContext) -> Outcome:
-        await apply(ctx, event(ctx), deps)
+        if isinstance(cmd, Rollback):
+            answered = await rollbacks.stale(ctx, cmd)
+            if answered is not None:
+                return answered
+        happened = event(ctx)
+        await apply(ctx, happened, deps)
+        said = verb
+        if isinstance(happened, ev.RollbackRequested):
+            said = "Rolled back everything" if happened.scope == "all" else "Rolled back the current cohort"
+        if isinstance(cmd, Rollback) and cmd.request is not None:
+            await rollbacks.settle(ctx, cmd, state="confirmed", detail=said)
         await save(ctx)
-        return _state_outcome(ctx, verb)
+        return _state_outcome(ctx, said)
 
     return await on_run(cmd.run, user=cmd.user, action=action, deps=deps, body=body)
 

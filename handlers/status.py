@@ -10,6 +10,7 @@ from handlers.drift import forecast_of
 from handlers.outcome import Outcome
 from packets.durations import format_duration
 from packets.engine.progress import TERMINAL
+from packets.text import inert
 
 
 async def _peek(run: str, deps: Deps) -> RunContext | None:
@@ -21,6 +22,21 @@ async def run_in_channel(channel: str, deps: Deps) -> str | None:
     async with deps.uow.transaction(read_only=True) as tx:
         row = await tx.runs.active_in_channel(channel)
     return row.run_id if row is not None else None
+
+
+async def run_channel(run: str, deps: Deps) -> str | None:
+    """The war-room channel of `run`, or None when there is no such run."""
+    async with deps.uow.transaction(read_only=True) as tx:
+        row = await tx.runs.get(run)
+    return str(row.channel) if row is not None else None
+
+
+async def run_members(run: str, deps: Deps) -> set[str]:
+    """Everyone the run's plan names in a role (primaries and delegates): whom a change concerns."""
+    ctx = await _peek(run, deps)
+    if ctx is None:
+        return set()
+    return {user for role in ctx.plan.roles.values() for user in role.members}
 
 
 async def run_revision(run: str, deps: Deps) -> str:
@@ -35,12 +51,13 @@ async def run_status(run: str, deps: Deps) -> Outcome:
     progress = ctx.progress
     order = [c.id for c in ctx.packet.timeline]
     current = progress.in_flight(order)
-    lines = [f"*{ctx.plan.title}* — run `{run}` is *{progress.state}*, following packet v{ctx.version}."]
+    title = inert(ctx.plan.title)
+    lines = [f"*{title}* — run `{run}` is *{progress.state}*, following packet v{ctx.version}."]
     if current:
         line = ctx.packet.checkpoint(current)
         state = progress.checkpoints[current].state
         lines.append(
-            f"Now: {line.title} ({state}), owner <@{line.owner_user}>, planned "
+            f"Now: {inert(line.title)} ({state}), owner <@{line.owner_user}>, planned "
             f"{ctx.local_time(line.start)}–{ctx.local_time(line.end)}."
         )
     since, care = progress.hypercare_since, ctx.plan.hypercare
@@ -54,7 +71,7 @@ async def run_status(run: str, deps: Deps) -> Outcome:
         lines.append(f"Traffic: {traffic}.")
     for hold in progress.open_holds():
         lines.append(
-            f"Hold `{hold.id}`: {hold.reason} — release by {', '.join(hold.release_by)} ({hold.mode})."
+            f"Hold `{hold.id}`: {inert(hold.reason)} — release by {', '.join(hold.release_by)} ({hold.mode})."
         )
     done = sum(1 for c in progress.checkpoints.values() if c.state == "done")
     lines.append(f"{done} of {len(order)} checkpoints done.")
@@ -73,14 +90,15 @@ async def packet_view(run: str, deps: Deps) -> Outcome:
     ctx = await _peek(run, deps)
     if ctx is None:
         return Outcome.refused(f"There is no run '{run}'.")
-    lines = [f"*Packet v{ctx.version}* ({ctx.packet.state}) — {ctx.packet.reason}"]
+    lines = [f"*Packet v{ctx.version}* ({ctx.packet.state}) — {inert(ctx.packet.reason)}"]
     for line in ctx.packet.timeline:
         flags = [f for f, on in (("protected", line.protected), ("held", line.held)) if on]
         if line.conflict:
-            flags.append(f"conflict: {line.conflict}")
+            flags.append(f"conflict: {inert(line.conflict)}")
         state = ctx.progress.checkpoints.get(line.id)
         lines.append(
-            f"{ctx.local_time(line.start)}–{ctx.local_time(line.end)} {line.title} <@{line.owner_user}>"
+            f"{ctx.local_time(line.start)}–{ctx.local_time(line.end)} "
+            f"{inert(line.title)} <@{line.owner_user}>"
             f" [{state.state if state else 'pending'}]" + (f" ({'; '.join(flags)})" if flags else "")
         )
     ahead = forecast_of(ctx)

@@ -32,7 +32,7 @@ class MessageKind(StrEnum):
     GATE_ALERT = "gate_alert"  # channel: gate, value, threshold, the action taken
     TRAFFIC_SHIFT = "traffic_shift"  # channel line: cohort moved to N% (or refused by the control plane)
     RUN_STATE = "run_state"  # channel line: started, paused, frozen, rolled back, completed ...
-    ROLLBACK_REQUESTED = "rollback_requested"  # ephemeral: a typed rollback asks its typer to Confirm
+    ROLLBACK_REQUESTED = "rollback_requested"  # channel: a typed rollback asks the room to Confirm
     EVIDENCE = "evidence"  # channel: the evidence packet was exported, its ledger check
     REFUSAL = "refusal_ephemeral"  # ephemeral: why an action was refused, and the current version
     REPLY = "reply"  # ephemeral: a plain answer to a command (mrkdwn text)
@@ -75,6 +75,8 @@ class PlanSummary(_Payload):
     window: dict[str, str]
     checkpoints: int
     signoffs: tuple[dict[str, Any], ...]
+    # Set on the copy that updates the posted summary in place after a sign-off.
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +118,9 @@ class PacketProposedLine(_Payload):
     summary: str
     # The pending changes it carries, one sentence each (`#3 canary late until 22:10, ...`).
     facts: tuple[str, ...] | None = _optional()
+    # Once answered: {state: adopted | rejected | replaced, by, at (ISO), detail}; no buttons then.
+    outcome: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +131,9 @@ class DeltaDm(_Payload):
     channel: str
     reason: str
     changes: tuple[dict[str, Any], ...]
+    # Once answered: {state: acknowledged | outdated, by, at (ISO), detail}; no button then.
+    outcome: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,8 +211,15 @@ class RollbackRequested(_Payload):
     version: int | None
     scope: str  # "cohort" | "all"
     reason: str
-    # What the Confirm button carries back: "SCOPE:REASON" (the click handler splits it).
+    # What the Confirm button carries back: the rollback request's id.
     rollback: str
+    by: str | None = _optional()
+    # What would move: [{cohort, before, after}] (percentages).
+    changes: tuple[dict[str, Any], ...] = ()
+    # Once answered: {state: confirmed | outdated | refused, by, at (ISO), detail}; no button then.
+    outcome: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
+    # The dedupe key of the question's own message, which an answered copy updates in place.
+    target_key: str | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,7 +44,7 @@ from bot.dispatcher import DrainReport, RetryPolicy
 from bot.settings import Settings
 from bot.wiring import ActuatorFor, Bot, TelemetryFor, build
 from tests import signing
-from tests.slack_standin import SlackStandin
+from tests.slack_standin import Posted, SlackStandin
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -164,7 +164,14 @@ class BotHarness:
         return reply
 
     async def command(
-        self, text: str, *, user: str = "U0ENG1", channel: str = BRIDGE, wait: bool = True
+        self,
+        text: str,
+        *,
+        user: str = "U0ENG1",
+        channel: str = BRIDGE,
+        wait: bool = True,
+        team: str = signing.TEAM_ID,
+        enterprise: str | None = None,
     ) -> Reply:
         """`/cutover <text>` typed by `user` in `channel`; waits for the ephemeral answer."""
         rid = self._response_id()
@@ -175,15 +182,31 @@ class BotHarness:
             user_name=user.lower(),
             channel_id=channel,
             response_url=self.slack.response_url(rid),
+            team_id=team,
+            enterprise_id=enterprise,
         )
         return await self._send(signed, rid, wait=wait)
 
     async def click(
-        self, action_id: str, value: str | dict[str, Any], *, user: str, channel: str = BRIDGE
+        self,
+        action_id: str,
+        value: str | dict[str, Any],
+        *,
+        user: str,
+        channel: str = BRIDGE,
+        team: str = signing.TEAM_ID,
+        enterprise: str | None = None,
+        message: Posted | None = None,
     ) -> Reply:
-        """`user` clicks a button with this action id and value; waits for the ephemeral answer."""
+        """`user` clicks a button with this action id and value; waits for the ephemeral answer.
+
+        `message`: the message (as the stand-in holds it) the button is on; its ts and blocks
+        travel in the payload as Slack sends them."""
         rid = self._response_id()
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        extra: dict[str, Any] = {}
+        if message is not None:
+            extra = {"message_ts": message.ts, "blocks": message.blocks}
         signed = signing.signed_block_actions(
             secret=SECRET,
             action_id=action_id,
@@ -192,8 +215,24 @@ class BotHarness:
             username=user.lower(),
             channel_id=channel,
             response_url=self.slack.response_url(rid),
+            team_id=team,
+            enterprise_id=enterprise,
+            **extra,
         )
         return await self._send(signed, rid, wait=True)
+
+    async def click_on(self, message: Posted, action_id: str, *, user: str, index: int = 0) -> Reply:
+        """`user` clicks the `index`-th button with `action_id` on a message the bot posted, where
+        it was posted (its channel, its ts, its blocks, the button's own value)."""
+        found = [b for b in buttons_of(message.blocks) if b.get("action_id") == action_id]
+        assert found, f"no {action_id} button on {message.text!r}"
+        return await self.click(
+            action_id, str(found[index]["value"]), user=user, channel=message.channel, message=message
+        )
+
+    def posted(self, channel: str, *, on: str) -> list[Posted]:
+        """The messages in `channel` (as they are now, updates applied) whose text starts with `on`."""
+        return [m for m in self.slack.messages(channel) if m.text.startswith(on)]
 
     async def wait_for_responses(self, rid: str, *, count: int = 1) -> list[dict[str, Any]]:
         await wait_until(lambda: len(self.slack.responses(rid)) >= count, what=f"a reply on {rid}")

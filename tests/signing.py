@@ -60,11 +60,15 @@ def slash_command_body(
     command: str = "/cutover",
     response_url: str = "https://hooks.slack.com/commands/T0/1/x",
     trigger_id: str = "1337.42.abcdef",
+    team_id: str = TEAM_ID,
+    enterprise_id: str | None = None,
 ) -> str:
+    enterprise = {"enterprise_id": enterprise_id} if enterprise_id else {}
     return urlencode(
         {
             "token": VERIFICATION_TOKEN,
-            "team_id": TEAM_ID,
+            "team_id": team_id,
+            **enterprise,
             "team_domain": TEAM_DOMAIN,
             "channel_id": channel_id,
             "channel_name": channel_name,
@@ -94,22 +98,50 @@ def block_actions_payload(
     response_url: str = "https://hooks.slack.com/actions/T0/1/x",
     trigger_id: str = "1337.43.abcdef",
     action_ts: str | None = None,
+    team_id: str = TEAM_ID,
+    enterprise_id: str | None = None,
+    is_ephemeral: bool = False,
+    from_home: bool = False,
 ) -> dict[str, Any]:
-    """A `block_actions` interaction for one button click on a bot message in a channel."""
+    """A `block_actions` interaction for one button click on a bot message in a channel, or
+    (`from_home`) on the bot's App Home view: then Slack sends no channel and no response_url."""
+    if from_home:
+        return {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": username, "name": username, "team_id": team_id},
+            "api_app_id": API_APP_ID,
+            "token": VERIFICATION_TOKEN,
+            "container": {"type": "view", "view_id": "V0HOME"},
+            "trigger_id": trigger_id,
+            "team": {"id": team_id, "domain": TEAM_DOMAIN},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": {"id": "V0HOME", "type": "home", "blocks": blocks or [], "team_id": team_id},
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": action_ts or f"{time.time():.6f}",
+                }
+            ],
+        }
     return {
         "type": "block_actions",
-        "user": {"id": user_id, "username": username, "name": username, "team_id": TEAM_ID},
+        "user": {"id": user_id, "username": username, "name": username, "team_id": team_id},
         "api_app_id": API_APP_ID,
         "token": VERIFICATION_TOKEN,
         "container": {
             "type": "message",
             "message_ts": message_ts,
             "channel_id": channel_id,
-            "is_ephemeral": False,
+            "is_ephemeral": is_ephemeral,
         },
         "trigger_id": trigger_id,
-        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
-        "enterprise": None,
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "enterprise": {"id": enterprise_id, "name": "Grid"} if enterprise_id else None,
         "is_enterprise_install": False,
         "channel": {"id": channel_id, "name": channel_name},
         "message": {
@@ -146,13 +178,14 @@ def app_home_opened_body(
     channel: str = "D0CUTOVER",
     event_id: str = "Ev0HOME1",
     event_time: int | None = None,
+    team_id: str = TEAM_ID,
 ) -> str:
     """An Events API `event_callback` for a user opening the bot's Home tab."""
     at = int(time.time()) if event_time is None else event_time
     return json.dumps(
         {
             "token": VERIFICATION_TOKEN,
-            "team_id": TEAM_ID,
+            "team_id": team_id,
             "api_app_id": API_APP_ID,
             "event": {
                 "type": "app_home_opened",
@@ -167,7 +200,7 @@ def app_home_opened_body(
             "authorizations": [
                 {
                     "enterprise_id": None,
-                    "team_id": TEAM_ID,
+                    "team_id": team_id,
                     "user_id": "U0CUTOVERBOT",
                     "is_bot": True,
                     "is_enterprise_install": False,

@@ -96,6 +96,8 @@ class SlackStandin:
         self.tokens = set(tokens)
         # None: any well-formed conversation id exists; otherwise only these (and any user id, for DMs).
         self.channels = set(channels) if channels is not None else None
+        # The installation's Enterprise Grid org, as auth.test reports it (None: a plain workspace).
+        self.enterprise_id: str | None = None
         self._calls: list[Call] = []
         self._messages: dict[tuple[str, str], Posted] = {}
         self._views: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -410,6 +412,7 @@ class SlackStandin:
             "team_id": TEAM_ID,
             "user_id": BOT_USER_ID,
             "bot_id": BOT_ID,
+            "enterprise_id": self.enterprise_id,
             "is_enterprise_install": False,
         }
 

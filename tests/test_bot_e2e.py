@@ -129,7 +129,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "ledger 3", "*run_unfrozen*"),
     (ENG1, "supersede bridge token-service rebuilt", "is the revision this run already runs"),
     (SEC1, "abort change window cancelled", "may not abort the run"),
-    (ENG1, "rollback all error budget gone", "Roll back ALL traffic back to legacy? Reason: error budget"),
+    (ENG1, "rollback all error budget gone", "Rollback asked in the war room"),
 ]
 
 
@@ -149,17 +149,16 @@ async def test_every_subcommand_reaches_its_use_case_and_answers_only_the_person
         seen.append(text.split()[0])
     run = await h.run_in(BRIDGE)
 
-    # The typed rollback only asks; the confirm button carries the run, the scope and the reason.
-    (confirm,) = buttons_of(h.slack.responses()[-1]["blocks"])
+    # The typed rollback only asks the room; the confirm button names the run and the request.
+    assert "global_rollback" not in await h.ledger_kinds(run)
+    await h.drain()
+    (question,) = h.posted(BRIDGE, on="Roll back ALL traffic back to legacy?")
+    (confirm,) = buttons_of(question.blocks)
     assert confirm["action_id"] == ActionId.CONFIRM_ROLLBACK
     value = json.loads(confirm["value"])
-    assert {k: value[k] for k in ("run", "rb")} == {"run": run, "rb": "all:error budget gone"}
+    assert {k: value[k] for k in ("run", "rb")} == {"run": run, "rb": "rb-1"}
     assert isinstance(value["v"], int)  # rendered for the current packet version
-    assert "global_rollback" not in await h.ledger_kinds(run)
-    stale = json.dumps({**value, "v": value["v"] - 1})
-    refused = await h.click(confirm["action_id"], stale, user=ENG1)
-    assert "is current" in refused.text and "global_rollback" not in await h.ledger_kinds(run)
-    clicked = await h.click(confirm["action_id"], confirm["value"], user=ENG1)
+    clicked = await h.click_on(question, ActionId.CONFIRM_ROLLBACK, user=ENG1)
     assert clicked.ok and "Rolled back everything" in clicked.text, clicked.text
 
     assert set(USAGE) <= set(seen)  # every subcommand was typed
@@ -256,10 +255,11 @@ async def test_every_button_the_bot_renders_reaches_its_use_case(bot_harness: Bo
     reply = await h.click(ActionId.RELEASE_HOLD, release, user=ENG1)
     assert reply.ok and "as release-eng; the run is running" in reply.text, reply.text
 
-    # Confirm rollback: the button of the typed rollback's ephemeral question.
-    question = await h.command("rollback all error rate", user=ENG1)
-    (confirm,) = buttons_of(question.replies[-1]["blocks"])
-    reply = await h.click(confirm["action_id"], confirm["value"], user=REL1)
+    # Confirm rollback: the button of the question the typed rollback asked the room.
+    assert (await h.command("rollback all error rate", user=ENG1)).ok
+    await h.drain()
+    (question,) = h.posted(BRIDGE, on="Roll back ALL")
+    reply = await h.click_on(question, ActionId.CONFIRM_ROLLBACK, user=REL1)
     assert reply.ok and "Rolled back everything" in reply.text, reply.text
 
     kinds = await h.ledger_kinds(run)
@@ -436,7 +436,8 @@ async def test_the_superseded_packet_is_updated_in_place_at_the_ts_slack_returne
     assert (await h.command("adopt", user=REL1)).ok
     await h.drain()
 
-    (update,) = h.slack.calls("chat.update")
+    # Updates of the v1 card (and of the answered proposal line, checked elsewhere).
+    (update,) = [c for c in h.slack.calls("chat.update") if c.body["ts"] == v1_ts]
     assert update.ok and (update.body["channel"], update.body["ts"]) == (BRIDGE, v1_ts)
     message = h.slack.message(BRIDGE, v1_ts)
     assert message.text == "Packet v1 superseded by v2"
@@ -459,7 +460,7 @@ async def test_a_superseded_version_that_was_never_posted_gets_no_new_message_in
 
     report = await h.drain()
 
-    assert h.slack.calls("chat.update") == []
+    assert [c for c in h.slack.calls("chat.update") if c.body["text"].startswith("Packet v1")] == []
     (notice,) = [r for r in await h.outbox_rows(run) if r.kind == "packet_superseded"]
     assert notice.state == "failed" and "target" in (notice.last_error or "")
     assert not [c for c in _ok_posts(h) if "superseded" in c.body["text"]]

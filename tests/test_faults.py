@@ -390,9 +390,11 @@ async def test_a_secret_typed_into_a_rollback_reason_never_reaches_slack_even_in
 
     question = await h.command(f"rollback all {TYPED}", user="U0ENG1")
     assert question.ok, question.text
-    (confirm,) = buttons_of(question.replies[-1]["blocks"])
+    await h.drain()
+    (asked,) = [m for m in h.slack.messages(BRIDGE) if m.text.startswith("Roll back")]
+    (confirm,) = buttons_of(asked.blocks)
     assert confirm["action_id"] == ActionId.CONFIRM_ROLLBACK
-    clicked = await h.click(confirm["action_id"], confirm["value"], user="U0ENG1")
+    clicked = await h.click_on(asked, ActionId.CONFIRM_ROLLBACK, user="U0ENG1")
     assert clicked.ok and "Rolled back everything" in clicked.text, clicked.text
     await h.drain()
 

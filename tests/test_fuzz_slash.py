@@ -168,7 +168,12 @@ SUBCOMMANDS = sorted({*USAGE, *ALIASES})
 # (the architecture has every refusal in the ledger; these two are not): a window that closes
 # before it opens, and `open` naming no plan here or a plan of another channel.
 UNLEDGERED_REFUSALS = {("window", "The window must close after it opens.")}
-UNLEDGERED_OPEN = ("No plan named '", "Plan 'payments-tokenization-cutover' runs in <#C0WARROOM>, not here.")
+UNLEDGERED_OPEN = (
+    "No plan named '",
+    "Plan 'payments-tokenization-cutover' runs in <#C0WARROOM>, not here.",
+    # A stranger may not open a run at all: refused before any run is looked at.
+    "Only the people named in plan 'bridge''s roles",
+)
 # Every subcommand that would change the run, were it typed by someone allowed to.
 STATE_CHANGING = {
     "start",

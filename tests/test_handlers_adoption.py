@@ -75,7 +75,15 @@ async def test_adoption_queues_the_superseded_update_the_new_packet_and_a_dm_per
 
     new_rows = (await world.outbox())[before.outbox :]
     channel_rows = [(r.kind, r.recipient) for r in new_rows if r.kind != "delta_dm"]
-    assert channel_rows == [("packet_superseded", CHANNEL), ("packet_posted", CHANNEL)]
+    assert channel_rows == [
+        ("packet_superseded", CHANNEL),
+        ("packet_posted", CHANNEL),
+        ("packet_proposed_line", CHANNEL),  # the Adopt/Reject line, answered in place
+    ]
+    answered = next(r for r in new_rows if r.kind == "packet_proposed_line")
+    assert (
+        answered.payload["target_key"] == "proposal:v2" and answered.payload["outcome"]["state"] == "adopted"
+    )
     superseded = next(r for r in new_rows if r.kind == "packet_superseded")
     assert superseded.payload["version"] == 1 and superseded.payload["superseded_by"] == 2
     dms = [r for r in new_rows if r.kind == "delta_dm"]
@@ -250,7 +258,9 @@ async def test_the_release_authority_rejects_a_proposal_and_the_current_version_
     assert after.packets == ((1, "authoritative"), (2, "rejected"))
     assert after.authoritative_version == 1
     assert after.ledger_kinds[before.ledger :] == ("packet_rejected",)
-    assert (await world.outbox())[-1].kind == "run_state"
+    *_, said, answered = await world.outbox()
+    assert said.kind == "run_state"
+    assert answered.kind == "packet_proposed_line" and answered.payload["outcome"]["state"] == "rejected"
     before = after
 
     adopt_rejected = await world.adopt(2)

@@ -624,3 +624,36 @@ def test_any_reason_or_title_renders_to_blocks_slack_accepts(reason: str, title:
 
     assert_valid(message.blocks)
     assert "<!" not in all_text(message)  # no mention of @channel/@here can be typed in
+
+
+ANSWERED = {"by": "U0REL1", "at": "2026-11-24T21:40:00-05:00", "detail": "by v4"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "state"),
+    [
+        (MessageKind.ROLLBACK_REQUESTED, "confirmed"),
+        (MessageKind.ROLLBACK_REQUESTED, "outdated"),
+        (MessageKind.PACKET_PROPOSED_LINE, "adopted"),
+        (MessageKind.PACKET_PROPOSED_LINE, "replaced"),
+        (MessageKind.DELTA_DM, "acknowledged"),
+        (MessageKind.DELTA_DM, "outdated"),
+    ],
+)
+def test_an_answered_message_says_who_did_what_when_without_buttons_and_validates(
+    kind: MessageKind, state: str
+) -> None:
+    payload = {**SAMPLES[kind], "outcome": {**ANSWERED, "state": state}, "target_key": "k"}
+    if kind is MessageKind.ROLLBACK_REQUESTED:
+        payload["changes"] = [{"cohort": "merchant-a", "before": 25.0, "after": 5.0}]
+
+    message = render(kind, payload)
+
+    assert B.problems(message.blocks, B.MESSAGE) == []
+    shown = json.dumps(message.blocks, ensure_ascii=False)
+    assert '"button"' not in shown
+    assert "<!date^" in shown  # each reader sees the time in their own zone
+    if kind is not MessageKind.DELTA_DM:
+        assert "<@U0REL1>" in shown and state in message.text
+    if kind is MessageKind.ROLLBACK_REQUESTED:
+        assert "merchant-a 25% → 5%" in shown

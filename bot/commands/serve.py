@@ -69,9 +69,18 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= port <= 65535:
         print(f"cutover-bot serve: --port {port} is not a port number", file=sys.stderr)
         return EXIT_USAGE
-    log_format.configure(logging.INFO)
+    configure_logging()
     asyncio.run(serve(settings, port=port, socket_mode=args.socket_mode))
     return EXIT_OK
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One INFO line per consequential action (handlers.flow); scheduler chatter stays at DEBUG.
+
+    APScheduler logs two INFO lines per job run ("Running job", "executed successfully"): with a
+    gate tick per run per interval that was most of the log, so its loggers show warnings only."""
+    log_format.configure(level)  # every line redacted, tracebacks included
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))
 
 
 async def serve(settings: Settings, *, port: int, socket_mode: bool, host: str = "0.0.0.0") -> None:
