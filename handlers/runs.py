@@ -190,7 +190,7 @@ async def create_run(
         ),
     )
     opening = Opening(tx=tx, run=run, now=now)
-    await post(opening, to=plan.channel, message=summary)
+    await post(opening, to=plan.channel, message=summary, dedupe_key=PLAN_KEY)
     await post(
         opening, to=plan.channel, message=msg.PacketPosted(packet=packet.as_json()), dedupe_key="packet:v1"
     )
