@@ -27,9 +27,11 @@ What `build` puts together:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,10 @@ from bot import actuators, telemetry
 from bot.app import build_app
 from bot.clock import SystemClock
 from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
+from bot.intake import Intake
 from bot.outbox_port import StoreOutbox
 from bot.scheduler import Scheduler
-from bot.server import build_web_app
+from bot.server import bolt_dispatch, build_web_app
 from bot.settings import Settings
 from handlers import shifts
 from handlers.deps import Deps
@@ -128,15 +131,24 @@ class Bot:
     web_app: web.Application
     scheduler: Scheduler
     plans_dir: Path
+    intake: Intake
+    _intake_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _intake_loop: asyncio.Task[None] | None = None
 
     async def start(self, *, dispatch_loop: bool = True, startup_ticks: bool = True) -> None:
         """Derive the scheduler's jobs from the store and start ticking and sending.
 
         `dispatch_loop=False` leaves the outbox to `drain()` (tests drain deterministically)."""
         await self.scheduler.start(dispatch_loop=dispatch_loop, startup_ticks=startup_ticks)
+        self._intake_loop = asyncio.create_task(self.intake.run_forever(self._intake_stop))
 
     async def stop(self) -> None:
-        """Stop the scheduler and the outbox loop, then close the HTTP session and the engine."""
+        """Stop taking inbox rows (those in hand get the shutdown grace, then are released), stop
+        the scheduler and the outbox loop, then close the HTTP session and the engine."""
+        self._intake_stop.set()
+        await self.intake.stop(grace=self.settings.cutover_shutdown_grace)
+        if self._intake_loop is not None:
+            await asyncio.gather(self._intake_loop, return_exceptions=True)
         await self.scheduler.stop()
         await self.session.close()
         await self.uow.dispose()
@@ -232,8 +244,19 @@ async def build(
     scheduler = Scheduler(deps=deps, dispatcher=dispatcher)
     signing_secret = settings.slack_signing_secret.get_secret_value()
     bolt = build_app(client=client, signing_secret=signing_secret, deps=deps, plans_dir=plans_dir)
+    intake = Intake(
+        uow=uow,
+        dispatch=bolt_dispatch(bolt),
+        signing_secret=signing_secret,
+        replica=settings.cutover_replica_id or None,
+        lease=timedelta(seconds=settings.cutover_inbox_lease),
+        deadline=settings.cutover_ack_deadline,
+    )
     web_app = build_web_app(
-        bolt, signing_secret=signing_secret, health=health_check(uow, settings.database_url)
+        bolt,
+        signing_secret=signing_secret,
+        health=health_check(uow, settings.database_url),
+        intake=intake if signing_secret.strip() else None,
     )
     return Bot(
         settings=settings,
@@ -248,4 +271,5 @@ async def build(
         web_app=web_app,
         scheduler=scheduler,
         plans_dir=plans_dir,
+        intake=intake,
     )
