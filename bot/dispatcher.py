@@ -311,17 +311,41 @@ class Dispatcher:
         lanes: dict[str, list[OutboxRow]] = {}
         for row in rows:
             lanes.setdefault(row.recipient, []).append(row)
+        # The first store error stops the whole batch: no lane posts another row it might not be
+        # able to record (a row posted but not recorded goes again: a duplicate). What was in flight
+        # when the store failed is the most that can be sent twice.
+        store_down = asyncio.Event()
         results = await asyncio.gather(
-            *(self._run_lane(lane, now_fn, report) for lane in lanes.values()), return_exceptions=True
+            *(self._run_lane(lane, now_fn, report, store_down) for lane in lanes.values()),
+            return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
     async def _run_lane(
-        self, rows: list[OutboxRow], now_fn: Callable[[], datetime], report: DrainReport
+        self,
+        rows: list[OutboxRow],
+        now_fn: Callable[[], datetime],
+        report: DrainReport,
+        store_down: asyncio.Event,
+    ) -> None:
+        try:
+            await self._lane(rows, now_fn, report, store_down)
+        except Exception:
+            store_down.set()
+            raise
+
+    async def _lane(
+        self,
+        rows: list[OutboxRow],
+        now_fn: Callable[[], datetime],
+        report: DrainReport,
+        store_down: asyncio.Event,
     ) -> None:
         for index, row in enumerate(rows):
+            if store_down.is_set():
+                return  # left claimed: the lease (or this replica's restart) hands them out again
             if self._stopping:
                 # Claimed but not started: back to the queue now, for any replica (and in order).
                 for later in rows[index:]:
@@ -331,7 +355,9 @@ class Dispatcher:
                 log.warning(M.LOG.handed_over, row.id, row.recipient)
                 report.handed_over += 1
                 return
-            outcome = await self._deliver(row)
+            outcome = await self._deliver(row, store_down)
+            if outcome is None:
+                return  # the store went away while this row queued for a request slot
             await self._record(row, outcome, now_fn, report)
             if isinstance(outcome, _Retry):
                 next_attempt_at = now_fn() + timedelta(seconds=outcome.after)
@@ -364,7 +390,8 @@ class Dispatcher:
 
     # -- one row -----------------------------------------------------------------------------
 
-    async def _deliver(self, row: OutboxRow) -> _Outcome:
+    async def _deliver(self, row: OutboxRow, store_down: asyncio.Event | None = None) -> _Outcome | None:
+        """The row's outcome; None when the store failed before its request left (not posted)."""
         policy = self._policy
         compact = False
         attempts = 0
@@ -395,6 +422,9 @@ class Dispatcher:
                         continue  # a 429 came back while this request queued for a slot
                     if not await self._paced(request.method):
                         continue  # stopping
+                    if store_down is not None and store_down.is_set():
+                        self._in_flight[request.method] -= 1
+                        return None
                     try:
                         response = await self._client.api_call(request.method, json=request.args)
                     finally:
@@ -478,6 +508,9 @@ class Dispatcher:
         return True
 
 
+# Slack message metadata event type carrying the outbox row id.
+IDEMPOTENCY_EVENT = "cutover_outbox_message"
+
 # Successful calls in the second before a 429 needed to learn a pace from it.
 _MIN_TO_LEARN = 5
 
@@ -512,9 +545,18 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
             raise RenderError(M.ERROR_MISSING_CHANNEL.format(kind=kind))
         return _Request("chat.postEphemeral", {"channel": channel, "user": row.recipient, **content})
     # Channel messages and DMs alike: a user id as `channel` posts to the bot's DM with them.
+    # The row's id travels as message metadata: the idempotency key by which a resend after a
+    # crash (at least once) can be recognised in the channel's history.
+    metadata = {"event_type": IDEMPOTENCY_EVENT, "event_payload": {"outbox_id": row.id}}
     return _Request(
         "chat.postMessage",
-        {"channel": row.recipient, "unfurl_links": False, "unfurl_media": False, **content},
+        {
+            "channel": row.recipient,
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "metadata": metadata,
+            **content,
+        },
     )
 
 

@@ -42,13 +42,14 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl, urlencode
 
 from aiohttp import web
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics
+from packets.redact import redact, redact_data
 from store.inbox import CURRENT, Claim, ClaimLost
 from store.uow import UnitOfWork
 
@@ -81,6 +82,29 @@ def takes(body: str, content_type: str) -> bool:
         return isinstance(value, dict) and value.get("type") == "event_callback"
     form = parse_qs(body, keep_blank_values=True)
     return "payload" in form or "command" in form
+
+
+def _content_type(headers: dict[str, str]) -> str:
+    return next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+
+
+def at_rest(body: str, content_type: str) -> str:
+    """The body as the inbox keeps it: every value redacted (a token typed into a reason never
+    reaches the database, nor the driver's debug log). The key is the hash of the raw body; the
+    stored one is re-signed when it is processed."""
+    if content_type.startswith("application/json"):
+        return json.dumps(redact_data(json.loads(body)), separators=(",", ":"))
+    pairs = []
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        if key == "payload":
+            try:
+                value = json.dumps(redact_data(json.loads(value)), separators=(",", ":"))
+            except ValueError:
+                value = redact(value)
+        else:
+            value = redact(value)
+        pairs.append((key, value))
+    return urlencode(pairs)
 
 
 class Intake:
@@ -122,7 +146,7 @@ class Intake:
         async with self._uow.transaction() as tx:
             row_id = await tx.inbox.accept(
                 dedupe_key=hashlib.sha256(body.encode()).hexdigest(),
-                body=body,
+                body=at_rest(body, _content_type(headers)),
                 headers=kept,
                 at=now,
                 by=self.replica,
@@ -132,7 +156,12 @@ class Intake:
             metrics.INBOX_REPEATS.inc()
             log.info("a request already in the inbox came again (a retry or a replay); nothing done")
             return web.Response(status=200)
-        task = self._start(Claim(id=row_id, by=self.replica, at=now), body, kept, arrived=arrived)
+        task = self._start(
+            Claim(id=row_id, by=self.replica, at=now),
+            at_rest(body, _content_type(headers)),
+            kept,
+            arrived=arrived,
+        )
         try:
             response = await asyncio.wait_for(asyncio.shield(task), self._deadline)
         except TimeoutError:

@@ -44,7 +44,7 @@ from bot import actuators, telemetry
 from bot.app import build_app
 from bot.clock import SystemClock
 from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
-from bot.intake import Intake
+from bot.intake import Intake, default_replica_id
 from bot.outbox_port import StoreOutbox
 from bot.scheduler import Scheduler
 from bot.server import bolt_dispatch, build_web_app
@@ -139,6 +139,12 @@ class Bot:
         """Derive the scheduler's jobs from the store and start ticking and sending.
 
         `dispatch_loop=False` leaves the outbox to `drain()` (tests drain deterministically)."""
+        try:
+            taken = await self.outbox.take_back(now=self.clock.now())
+            if taken:
+                log.info("took back %s outbox rows an earlier life of this replica had claimed", taken)
+        except Exception:
+            log.exception("could not take back this replica's outbox rows; their leases will pass")
         await self.scheduler.start(dispatch_loop=dispatch_loop, startup_ticks=startup_ticks)
         self._intake_loop = asyncio.create_task(self.intake.run_forever(self._intake_stop))
 
@@ -214,7 +220,8 @@ async def build(
         timeout=SLACK_TIMEOUT,
         retry_handlers=[],
     )
-    outbox = StoreOutbox(uow)
+    replica = settings.cutover_replica_id or default_replica_id()
+    outbox = StoreOutbox(uow, sender=replica)
     dispatcher = Dispatcher(
         client=client,
         outbox=outbox,
@@ -248,7 +255,7 @@ async def build(
         uow=uow,
         dispatch=bolt_dispatch(bolt),
         signing_secret=signing_secret,
-        replica=settings.cutover_replica_id or None,
+        replica=replica,
         lease=timedelta(seconds=settings.cutover_inbox_lease),
         deadline=settings.cutover_ack_deadline,
     )
