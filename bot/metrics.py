@@ -47,3 +47,16 @@ INBOX_TO_COMMIT = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300),
     registry=REGISTRY,
 )
+OUTBOX_OLDEST_PENDING = Gauge(
+    "cutover_outbox_oldest_pending_seconds",
+    "Age of the oldest outbox row not yet delivered (0 when none waits); read from the database at scrape",
+    registry=REGISTRY,
+)
+INBOX_DEPTH = Gauge(
+    "cutover_inbox_depth", "Slack requests written down and not yet processed", registry=REGISTRY
+)
+INBOX_OLDEST = Gauge(
+    "cutover_inbox_oldest_seconds",
+    "Age of the oldest Slack request not yet processed (0 when none waits)",
+    registry=REGISTRY,
+)

@@ -96,6 +96,7 @@ def build_web_app(
     signing_secret: str,
     health: Callable[[], Awaitable[bool]] | None = None,
     intake: Intake | None = None,
+    scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
     # Without a secret (Socket Mode) every request here is refused: an HMAC keyed with nothing is
     # one anyone can compute (slack_sdk's verifier refuses an empty secret outright).
@@ -147,6 +148,8 @@ def build_web_app(
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def metrics_view(_request: web.Request) -> web.Response:
+        if scrape is not None:
+            await scrape()  # gauges read from the database now, not at the last resync
         return web.Response(
             body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

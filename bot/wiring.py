@@ -31,7 +31,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from aiohttp import web
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import actuators, telemetry
+from bot import actuators, metrics, telemetry
 from bot.app import build_app
 from bot.clock import SystemClock
 from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
@@ -54,6 +54,7 @@ from handlers.deps import Deps
 from handlers.ports import Actuator, Clock, Telemetry
 from packets.plan import Plan
 from store.db import current_revision, display_url, head_revision, make_engine, upgrade_engine
+from store.outbox import OutboxState
 from store.uow import UnitOfWork
 
 log = logging.getLogger("cutover_bot.wiring")
@@ -165,6 +166,30 @@ class Bot:
         return await self.dispatcher.drain(now_fn=self.clock.now)
 
 
+def scrape_from_store(uow: UnitOfWork) -> Callable[[], Awaitable[None]]:
+    """Set the queue gauges from the database at scrape time: every replica reports the truth
+    (the outbox pending while Slack is down, the inbox depth), whoever holds the rows."""
+
+    async def scrape() -> None:
+        try:
+            async with uow.transaction(read_only=True) as tx:
+                counts = await tx.outbox.counts()
+                oldest = await tx.outbox.oldest_unfinished()
+                depth = await tx.inbox.depth()
+        except Exception:
+            log.warning("metrics: the database does not answer; queue gauges keep their last values")
+            return
+        now = datetime.now(UTC)
+        metrics.OUTBOX_PENDING.set(counts[OutboxState.PENDING] + counts[OutboxState.SENDING])
+        metrics.OUTBOX_OLDEST_PENDING.set(0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
+        metrics.INBOX_DEPTH.set(depth.waiting)
+        metrics.INBOX_OLDEST.set(
+            0 if depth.oldest is None else max(0.0, (now - depth.oldest).total_seconds())
+        )
+
+    return scrape
+
+
 def health_check(uow: UnitOfWork, database_url: str) -> Callable[[], Awaitable[bool]]:
     """What /healthz reports: the database answers a read (taken like any other read)."""
 
@@ -264,6 +289,7 @@ async def build(
         signing_secret=signing_secret,
         health=health_check(uow, settings.database_url),
         intake=intake if signing_secret.strip() else None,
+        scrape=scrape_from_store(uow),
     )
     return Bot(
         settings=settings,

@@ -281,6 +281,12 @@ class Outbox:
             counts[OutboxState(state)] = int(count)
         return counts
 
+    async def oldest_unfinished(self) -> datetime | None:
+        """When the oldest row not yet delivered was queued, or None when none waits."""
+        statement = select(func.min(outbox.c.created_at)).where(outbox.c.state.in_(UNFINISHED))
+        value: datetime | None = (await self._connection.execute(statement)).scalar_one_or_none()
+        return value
+
     async def next_due(self) -> datetime | None:
         """When the next row becomes claimable (a retry time or a lease end), or None if none waits."""
         statement = select(

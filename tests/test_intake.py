@@ -325,3 +325,24 @@ async def test_a_second_serve_on_one_sqlite_file_refuses_to_start_naming_postgre
     assert status == 2
     assert "another serve is already using the SQLite database" in said
     assert "PostgreSQL" in said
+
+
+async def test_the_queue_gauges_are_read_from_the_database_at_scrape_time(harness: BotHarness) -> None:
+    h = harness
+    assert (await h.command("open bridge", user=ENG1)).ok
+    h.slack.down()  # nothing leaves (and this harness runs no outbox loop): the rows wait
+    run = await h.run_in(BRIDGE)
+    waiting = [row for row in await h.outbox_rows(run) if row.state in ("pending", "sending")]
+
+    async with h.http.get(h.url.replace("/slack/events", "/metrics")) as response:
+        text = await response.text()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+    assert waiting and values["cutover_outbox_pending"] == len(waiting)
+    assert values["cutover_outbox_oldest_pending_seconds"] >= 0
+    assert values["cutover_inbox_depth"] == 0  # the open was processed before its answer came
+    assert values["cutover_request_to_commit_seconds_count"] >= 1
