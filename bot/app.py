@@ -1,8 +1,8 @@
 """The Bolt `AsyncApp`: one shared Web API client, the signing secret, every listener.
 
-`process_before_response=False`: Bolt answers Slack as soon as a listener calls `ack()` (well
-inside Slack's 3 seconds) and lets the listener finish its use case afterwards; the answer to the
-person then goes to the request's `response_url`.
+`process_before_response=True`: Bolt returns once the listener has finished (its use case
+committed, its answer posted to the request's `response_url`), so the intake (bot/intake.py)
+knows when a request is processed; the intake, not Bolt, bounds how long Slack waits for its 200.
 
 Token verification: no `auth.test` at start. Bolt's single-workspace authorization calls
 `auth.test` once, on the first request that needs it, and keeps the answer; a bot that refused to
@@ -36,7 +36,7 @@ def build_app(
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
-        process_before_response=False,
+        process_before_response=True,
     )
     listeners.register(app, deps=deps, plans=PlanSource(plans_dir), undelivered=undelivered)
     return app

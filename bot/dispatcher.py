@@ -265,6 +265,21 @@ class Dispatcher:
         self._allowed: dict[str, int] = {m: max(1, int(r)) for m, r in (rates or {}).items() if r > 0}
         self._in_flight: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+
+    def stop_soon(self) -> None:
+        """The replica is stopping: finish the requests in flight, hand every other row back to the
+        queue (a row waiting out a 429 or the pace included), so stopping takes no longer than one
+        request."""
+        self._stopping = True
+        self._stop_event.set()
+        self._wake.set()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep, cut short when the replica stops."""
+        nap = asyncio.ensure_future(self._sleep(seconds))
+        await _first_of_futures((nap, asyncio.ensure_future(self._stop_event.wait())))
 
     def nudge(self) -> None:
         """Something was committed to the outbox: send it now rather than at the next poll."""
@@ -275,7 +290,7 @@ class Dispatcher:
     ) -> DrainReport:
         """Send what is due. `until_empty`: claim again until nothing due is left."""
         report = DrainReport()
-        while True:
+        while not self._stopping:
             rows = await self._outbox.claim(now=now_fn(), limit=self._batch_size)
             if not rows:
                 break
@@ -306,22 +321,53 @@ class Dispatcher:
         lanes: dict[str, list[OutboxRow]] = {}
         for row in rows:
             lanes.setdefault(row.recipient, []).append(row)
+        # The first store error stops the whole batch: no lane posts another row it might not be
+        # able to record (a row posted but not recorded goes again: a duplicate). What was in flight
+        # when the store failed is the most that can be sent twice.
+        store_down = asyncio.Event()
         results = await asyncio.gather(
-            *(self._run_lane(lane, now_fn, report) for lane in lanes.values()), return_exceptions=True
+            *(self._run_lane(lane, now_fn, report, store_down) for lane in lanes.values()),
+            return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
     async def _run_lane(
-        self, rows: list[OutboxRow], now_fn: Callable[[], datetime], report: DrainReport
+        self,
+        rows: list[OutboxRow],
+        now_fn: Callable[[], datetime],
+        report: DrainReport,
+        store_down: asyncio.Event,
+    ) -> None:
+        try:
+            await self._lane(rows, now_fn, report, store_down)
+        except Exception:
+            store_down.set()
+            raise
+
+    async def _lane(
+        self,
+        rows: list[OutboxRow],
+        now_fn: Callable[[], datetime],
+        report: DrainReport,
+        store_down: asyncio.Event,
     ) -> None:
         for index, row in enumerate(rows):
+            if store_down.is_set():
+                return  # left claimed: the lease (or this replica's restart) hands them out again
+            if self._stopping:
+                # Claimed but not started: back to the queue now, for any replica (and in order).
+                for later in rows[index:]:
+                    await self._outbox.mark_retry(later.id, next_attempt_at=now_fn(), error=M.ERROR_STOPPING)
+                return
             if row.id not in await self._outbox.keep([r.id for r in rows[index:]], now=now_fn()):
                 log.warning(M.LOG.handed_over, row.id, row.recipient)
                 report.handed_over += 1
                 return
-            outcome = await self._deliver(row)
+            outcome = await self._deliver(row, store_down)
+            if outcome is None:
+                return  # the store went away while this row queued for a request slot
             await self._record(row, outcome, now_fn, report)
             if isinstance(outcome, _Retry):
                 next_attempt_at = now_fn() + timedelta(seconds=outcome.after)
@@ -359,7 +405,8 @@ class Dispatcher:
 
     # -- one row -----------------------------------------------------------------------------
 
-    async def _deliver(self, row: OutboxRow) -> _Outcome:
+    async def _deliver(self, row: OutboxRow, store_down: asyncio.Event | None = None) -> _Outcome | None:
+        """The row's outcome; None when the store failed before its request left (not posted)."""
         policy = self._policy
         compact = False
         attempts = 0
@@ -370,6 +417,8 @@ class Dispatcher:
             # Looked up only now: rows to one recipient go in order, so the message is posted by now.
             target = await self._find_target(row)
         while True:
+            if self._stopping:
+                return _Retry(after=0.0, error=M.ERROR_STOPPING)
             try:
                 request = _request_for(row, compact=compact, target=target)
             except RenderError as exc:
@@ -380,12 +429,18 @@ class Dispatcher:
                     after=wait, error=M.ERROR_RATE_LIMITED.format(method=request.method, seconds=wait)
                 )
             if wait > 0:
-                await self._sleep(wait)
+                await self._nap(wait)
+                if self._stopping:
+                    continue
             try:
                 async with self._slots:
                     if self._not_before.get(request.method, 0.0) > self._monotonic():
                         continue  # a 429 came back while this request queued for a slot
-                    await self._paced(request.method)
+                    if not await self._paced(request.method):
+                        continue  # stopping
+                    if store_down is not None and store_down.is_set():
+                        self._in_flight[request.method] -= 1
+                        return None
                     try:
                         response = await self._client.api_call(request.method, json=request.args)
                     finally:
@@ -425,7 +480,7 @@ class Dispatcher:
             log.warning(M.LOG.transient, row.id, row.kind, attempts, problem)
             if attempts >= policy.attempts_per_round:
                 return _Retry(after=policy.round_delay(row.attempts, self._rng), error=problem)
-            await self._sleep(policy.backoff(attempts, self._rng))
+            await self._nap(policy.backoff(attempts, self._rng))
 
     def _hold_method(self, method: str, retry_after: float) -> None:
         metrics.OUTBOX_RETRIES.labels(reason="429").inc()
@@ -445,7 +500,7 @@ class Dispatcher:
         while recent and now - recent[0] > 1.0:
             recent.popleft()
 
-    async def _paced(self, method: str) -> None:
+    async def _paced(self, method: str) -> bool:
         """Wait until one more call of `method` cannot exceed the allowed calls per second.
 
         Slack counts arrivals; an arrival comes before its completion, so the calls completed in
@@ -455,6 +510,8 @@ class Dispatcher:
         self._in_flight[method] = self._in_flight.get(method, 0)
         allowed = self._allowed.get(method)
         while allowed is not None:
+            if self._stopping:
+                return False
             now = self._monotonic()
             done = self._recent_ok.setdefault(method, collections.deque())
             while done and now - done[0] > 1.0:
@@ -462,9 +519,13 @@ class Dispatcher:
             if len(done) + self._in_flight[method] < allowed:
                 break
             wake = done[0] + 1.0 - now + 0.001 if done else 0.005
-            await self._sleep(max(wake, 0.001))
+            await self._nap(max(wake, 0.001))
         self._in_flight[method] += 1
+        return True
 
+
+# Slack message metadata event type carrying the outbox row id.
+IDEMPOTENCY_EVENT = "cutover_outbox_message"
 
 # Successful calls in the second before a 429 needed to learn a pace from it.
 _MIN_TO_LEARN = 5
@@ -501,9 +562,18 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
             raise RenderError(M.ERROR_MISSING_CHANNEL.format(kind=kind))
         return _Request("chat.postEphemeral", {"channel": channel, "user": row.recipient, **content})
     # Channel messages and DMs alike: a user id as `channel` posts to the bot's DM with them.
+    # The row's id travels as message metadata: the idempotency key by which a resend after a
+    # crash (at least once) can be recognised in the channel's history.
+    metadata = {"event_type": IDEMPOTENCY_EVENT, "event_payload": {"outbox_id": row.id}}
     return _Request(
         "chat.postMessage",
-        {"channel": row.recipient, "unfurl_links": False, "unfurl_media": False, **content},
+        {
+            "channel": row.recipient,
+            "unfurl_links": False,
+            "unfurl_media": False,
+            "metadata": metadata,
+            **content,
+        },
     )
 
 
@@ -535,6 +605,15 @@ def _read_error(exc: SlackApiError) -> tuple[int, str | None, float]:
             except (TypeError, ValueError):
                 retry_after = 1.0
     return int(status), (str(error) if error else None), retry_after
+
+
+async def _first_of_futures(futures: Sequence[asyncio.Future[Any]]) -> None:
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for future in futures:
+            future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)
 
 
 async def _first_of(events: Sequence[asyncio.Event], *, timeout: float) -> None:

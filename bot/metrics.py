@@ -36,3 +36,27 @@ GATE_TICK_ERRORS = Counter(
 ACTIVE_RUNS = Gauge(
     "cutover_active_runs", "Runs not yet completed, rolled back or aborted", registry=REGISTRY
 )
+INBOX_REPEATS = Counter(
+    "cutover_inbox_repeats_total",
+    "Requests already in the inbox that came again (Slack retries, replays): answered, not processed",
+    registry=REGISTRY,
+)
+INBOX_TO_COMMIT = Histogram(
+    "cutover_request_to_commit_seconds",
+    "Time from a request's arrival to its processing committed (use case and inbox row together)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
+OUTBOX_OLDEST_PENDING = Gauge(
+    "cutover_outbox_oldest_pending_seconds",
+    "Age of the oldest outbox row not yet delivered (0 when none waits); read from the database at scrape",
+    registry=REGISTRY,
+)
+INBOX_DEPTH = Gauge(
+    "cutover_inbox_depth", "Slack requests written down and not yet processed", registry=REGISTRY
+)
+INBOX_OLDEST = Gauge(
+    "cutover_inbox_oldest_seconds",
+    "Age of the oldest Slack request not yet processed (0 when none waits)",
+    registry=REGISTRY,
+)

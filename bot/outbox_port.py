@@ -34,25 +34,38 @@ from store.uow import UnitOfWork
 # How long a claimed row stays reserved for its sender. Longer than the worst single round of
 # attempts for one row (4 attempts with a 15 s timeout each, plus inline 429 waits); a sender that
 # dies mid-round leaves its rows to another replica once the lease passes.
-DEFAULT_LEASE = timedelta(minutes=5)
+# Kept short (a dead replica's rows wait at most this long; a restarted one takes its own back at
+# once, see `take_back`) and renewed before each row while half of it has passed.
+DEFAULT_LEASE = timedelta(seconds=90)
 
 
 class StoreOutbox:
     """`OutboxPort` over `store.outbox.Outbox`, plus `find_target` for chat.update rows."""
 
-    def __init__(self, uow: UnitOfWork, *, lease: timedelta = DEFAULT_LEASE) -> None:
+    def __init__(
+        self, uow: UnitOfWork, *, lease: timedelta = DEFAULT_LEASE, sender: str | None = None
+    ) -> None:
         self._uow = uow
         self._lease = lease
+        # This replica's identity on its claims (None: anonymous, left to the lease alone).
+        self._sender = sender
         # Rows this sender claimed and has not finished: id -> the lease end it holds them until.
         self._held: dict[int, datetime] = {}
 
     async def claim(self, *, now: datetime, limit: int) -> Sequence[OutboxRow]:
         async with self._uow.transaction() as tx:
-            rows = await tx.outbox.claim(now=now, limit=limit, lease=self._lease)
+            rows = await tx.outbox.claim(now=now, limit=limit, lease=self._lease, by=self._sender)
         for row in rows:
             if row.claimed_until is not None:
                 self._held[row.id] = row.claimed_until
         return rows
+
+    async def take_back(self, *, now: datetime) -> int:
+        """At start: rows an earlier life of this sender claimed are due again at once."""
+        if self._sender is None:
+            return 0
+        async with self._uow.transaction() as tx:
+            return await tx.outbox.take_back(by=self._sender, now=now)
 
     async def keep(self, row_ids: Sequence[int], /, *, now: datetime) -> set[int]:
         """The rows of `row_ids` this sender still holds; leases half gone are renewed first."""

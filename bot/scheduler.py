@@ -147,7 +147,7 @@ class Scheduler:
         self._stop_dispatch.set()
         self._shifts_due.set()
         if self._dispatcher is not None:
-            self._dispatcher.nudge()
+            self._dispatcher.stop_soon()
         started: list[asyncio.Task[Any] | None] = [self._startup_task, *self._refreshing.values()]
         tasks = [t for t in [*started, *self._inflight] if t is not None]
         for task in tasks:

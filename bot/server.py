@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
@@ -22,9 +22,12 @@ from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
+from bot import intake as intake_module
 from bot import metrics
+from bot.intake import Intake
 from bot.messages import LOG
 
 log = logging.getLogger("cutover_bot.server")
@@ -92,6 +95,8 @@ def build_web_app(
     *,
     signing_secret: str,
     health: Callable[[], Awaitable[bool]] | None = None,
+    intake: Intake | None = None,
+    scrape: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
     # Without a secret (Socket Mode) every request here is refused: an HMAC keyed with nothing is
     # one anyone can compute (slack_sdk's verifier refuses an empty secret outright).
@@ -112,6 +117,17 @@ def build_web_app(
             metrics.REQUESTS.labels(outcome="malformed").inc()
             log.info(LOG.malformed_request, problem)
             return web.json_response({"error": problem}, status=400)
+        if intake is not None and intake_module.takes(body, request.headers.get("Content-Type", "")):
+            # Durable before the ack: written to the inbox, then processed (bot/intake.py).
+            try:
+                response = await intake.handle(body, dict(request.headers), arrived=time.time())
+            except Exception:  # the database is away: Slack hears 500 and the person sees an error
+                log.exception(LOG.dispatch_failed)
+                metrics.REQUESTS.labels(outcome="error").inc()
+                return web.json_response({"error": "internal error"}, status=500)
+            metrics.REQUESTS.labels(outcome=str(response.status)).inc()
+            metrics.ACK_SECONDS.observe(time.perf_counter() - started)
+            return response
         try:
             bolt_response = await bolt.async_dispatch(await to_bolt_request_from(request, body))
         except Exception:  # the one error boundary: Slack gets a 500 without a trace
@@ -132,6 +148,8 @@ def build_web_app(
         return web.json_response({"ok": ok}, status=200 if ok else 503)
 
     async def metrics_view(_request: web.Request) -> web.Response:
+        if scrape is not None:
+            await scrape()  # gauges read from the database now, not at the last resync
         return web.Response(
             body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
@@ -158,3 +176,25 @@ async def to_bolt_request_from(request: web.Request, body: str) -> AsyncBoltRequ
             bolt_request.body = form
             bolt_request.context = build_async_context(AsyncBoltContext({}), form)
     return bolt_request
+
+
+def bolt_dispatch(bolt: AsyncApp) -> Callable[[str, dict[str, str]], Awaitable[BoltResponse]]:
+    """Bolt's dispatch of a stored request (the intake's `Dispatch`): body and headers only."""
+
+    async def dispatch(body: str, headers: dict[str, str]) -> BoltResponse:
+        as_bolt_wants: dict[str, str | Sequence[str]] = dict(headers)
+        bolt_request = AsyncBoltRequest(body=body, headers=as_bolt_wants)
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+        _plain_form_unless_payload(bolt_request, body, content_type)
+        return await bolt.async_dispatch(bolt_request)
+
+    return dispatch
+
+
+def _plain_form_unless_payload(bolt_request: AsyncBoltRequest, body: str, content_type: str) -> None:
+    # See to_bolt_request_from: a command whose text says "payload" is still a command.
+    if "payload" in body and not content_type.startswith("application/json"):
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        if "payload" not in form:
+            bolt_request.body = form
+            bolt_request.context = build_async_context(AsyncBoltContext({}), form)

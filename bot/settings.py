@@ -24,6 +24,19 @@ class Settings(BaseSettings):
     # the first 429). Set it a little under the allowance and a large fan-out never meets a 429.
     slack_post_rate: float = Field(default=0, ge=0, le=1000)
 
+    # This replica's identity for the claims it takes (inbox and outbox rows). Stable across
+    # restarts (a StatefulSet pod name, a compose service name) lets a restarted replica take its
+    # own claimed rows back at once; empty: host name and pid (stable for a container's pid 1).
+    cutover_replica_id: str = ""
+    # Seconds a stopping replica gives the requests it is processing before releasing them.
+    cutover_shutdown_grace: float = Field(default=8.0, ge=0, le=120)
+
+    # Seconds Slack waits at most for the 200 while a request is processed (Slack allows 3); past
+    # it Slack hears an empty 200 and the processing goes on. 0: ack as soon as it is written down.
+    cutover_ack_deadline: float = Field(default=2.0, ge=0, le=2.5)
+    # Seconds an inbox claim lasts unless renewed: how long a dead replica's requests wait.
+    cutover_inbox_lease: float = Field(default=15.0, ge=1, le=300)
+
     def missing_for_http(self) -> list[str]:
         """Names of required variables that are missing or empty for `serve` over HTTP."""
         missing = []

@@ -27,9 +27,11 @@ What `build` puts together:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +40,14 @@ from aiohttp import web
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import actuators, telemetry
+from bot import actuators, metrics, telemetry
 from bot.app import build_app
 from bot.clock import SystemClock
 from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
+from bot.intake import Intake, default_replica_id
 from bot.outbox_port import StoreOutbox
 from bot.scheduler import Scheduler
-from bot.server import build_web_app
+from bot.server import bolt_dispatch, build_web_app
 from bot.settings import Settings
 from bot.undelivered import Undelivered
 from handlers import shifts
@@ -52,6 +55,7 @@ from handlers.deps import Deps
 from handlers.ports import Actuator, Clock, Telemetry
 from packets.plan import Plan
 from store.db import current_revision, display_url, head_revision, make_engine, upgrade_engine
+from store.outbox import OutboxState
 from store.uow import UnitOfWork
 
 log = logging.getLogger("cutover_bot.wiring")
@@ -129,15 +133,30 @@ class Bot:
     web_app: web.Application
     scheduler: Scheduler
     plans_dir: Path
+    intake: Intake
+    _intake_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _intake_loop: asyncio.Task[None] | None = None
 
     async def start(self, *, dispatch_loop: bool = True, startup_ticks: bool = True) -> None:
         """Derive the scheduler's jobs from the store and start ticking and sending.
 
         `dispatch_loop=False` leaves the outbox to `drain()` (tests drain deterministically)."""
+        try:
+            taken = await self.outbox.take_back(now=self.clock.now())
+            if taken:
+                log.info("took back %s outbox rows an earlier life of this replica had claimed", taken)
+        except Exception:
+            log.exception("could not take back this replica's outbox rows; their leases will pass")
         await self.scheduler.start(dispatch_loop=dispatch_loop, startup_ticks=startup_ticks)
+        self._intake_loop = asyncio.create_task(self.intake.run_forever(self._intake_stop))
 
     async def stop(self) -> None:
-        """Stop the scheduler and the outbox loop, then close the HTTP session and the engine."""
+        """Stop taking inbox rows (those in hand get the shutdown grace, then are released), stop
+        the scheduler and the outbox loop, then close the HTTP session and the engine."""
+        self._intake_stop.set()
+        await self.intake.stop(grace=self.settings.cutover_shutdown_grace)
+        if self._intake_loop is not None:
+            await asyncio.gather(self._intake_loop, return_exceptions=True)
         await self.scheduler.stop()
         await self.session.close()
         await self.uow.dispose()
@@ -146,6 +165,30 @@ class Bot:
         """Send every traffic shift, then every outbox row, that is due now (on the bot's clock)."""
         await shifts.drain(self.deps)
         return await self.dispatcher.drain(now_fn=self.clock.now)
+
+
+def scrape_from_store(uow: UnitOfWork) -> Callable[[], Awaitable[None]]:
+    """Set the queue gauges from the database at scrape time: every replica reports the truth
+    (the outbox pending while Slack is down, the inbox depth), whoever holds the rows."""
+
+    async def scrape() -> None:
+        try:
+            async with uow.transaction(read_only=True) as tx:
+                counts = await tx.outbox.counts()
+                oldest = await tx.outbox.oldest_unfinished()
+                depth = await tx.inbox.depth()
+        except Exception:
+            log.warning("metrics: the database does not answer; queue gauges keep their last values")
+            return
+        now = datetime.now(UTC)
+        metrics.OUTBOX_PENDING.set(counts[OutboxState.PENDING] + counts[OutboxState.SENDING])
+        metrics.OUTBOX_OLDEST_PENDING.set(0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
+        metrics.INBOX_DEPTH.set(depth.waiting)
+        metrics.INBOX_OLDEST.set(
+            0 if depth.oldest is None else max(0.0, (now - depth.oldest).total_seconds())
+        )
+
+    return scrape
 
 
 def health_check(uow: UnitOfWork, database_url: str) -> Callable[[], Awaitable[bool]]:
@@ -203,8 +246,9 @@ async def build(
         timeout=SLACK_TIMEOUT,
         retry_handlers=[],
     )
-    outbox = StoreOutbox(uow)
     undelivered = Undelivered()
+    replica = settings.cutover_replica_id or default_replica_id()
+    outbox = StoreOutbox(uow, sender=replica)
     dispatcher = Dispatcher(
         client=client,
         outbox=outbox,
@@ -237,8 +281,20 @@ async def build(
     bolt = build_app(
         client=client, signing_secret=signing_secret, deps=deps, plans_dir=plans_dir, undelivered=undelivered
     )
+    intake = Intake(
+        uow=uow,
+        dispatch=bolt_dispatch(bolt),
+        signing_secret=signing_secret,
+        replica=replica,
+        lease=timedelta(seconds=settings.cutover_inbox_lease),
+        deadline=settings.cutover_ack_deadline,
+    )
     web_app = build_web_app(
-        bolt, signing_secret=signing_secret, health=health_check(uow, settings.database_url)
+        bolt,
+        signing_secret=signing_secret,
+        health=health_check(uow, settings.database_url),
+        intake=intake if signing_secret.strip() else None,
+        scrape=scrape_from_store(uow),
     )
     return Bot(
         settings=settings,
@@ -253,4 +309,5 @@ async def build(
         web_app=web_app,
         scheduler=scheduler,
         plans_dir=plans_dir,
+        intake=intake,
     )

@@ -125,7 +125,9 @@ class Outbox:
         mapping = (await self._connection.execute(select(outbox).where(outbox.c.id == id))).mappings().first()
         return None if mapping is None else _row(mapping)
 
-    async def claim(self, *, now: datetime, limit: int, lease: timedelta) -> list[OutboxRow]:
+    async def claim(
+        self, *, now: datetime, limit: int, lease: timedelta, by: str | None = None
+    ) -> list[OutboxRow]:
         """Hand out up to `limit` due rows, marked `sending` until `now + lease`, in id order.
 
         On PostgreSQL the candidates are locked with `FOR UPDATE SKIP LOCKED`, so concurrent
@@ -157,12 +159,26 @@ class Outbox:
             .values(
                 state=OutboxState.SENDING.value,
                 claimed_until=now + lease,
+                claimed_by=by,
                 attempts=outbox.c.attempts + 1,
             )
             .returning(*outbox.c)
         )
         rows = [_row(m) for m in (await self._connection.execute(statement)).mappings()]
         return sorted(rows, key=lambda row: row.id)
+
+    async def take_back(self, *, by: str, now: datetime) -> int:
+        """Rows an earlier life of sender `by` left `sending`: due again at once. How many.
+
+        Only the restarted sender itself may do this without waiting for the lease: nobody else
+        is sending them."""
+        statement = (
+            update(outbox)
+            .where(outbox.c.state == OutboxState.SENDING.value, outbox.c.claimed_by == by)
+            .values(state=OutboxState.PENDING.value, claimed_until=None, claimed_by=None, next_attempt_at=now)
+            .returning(outbox.c.id)
+        )
+        return len((await self._connection.execute(statement)).all())
 
     async def renew(self, ids: Sequence[int], *, held_until: datetime, until: datetime) -> set[int]:
         """Extend the lease on claimed rows to `until`; which of `ids` were renewed.
@@ -264,6 +280,12 @@ class Outbox:
         for state, count in await self._connection.execute(statement):
             counts[OutboxState(state)] = int(count)
         return counts
+
+    async def oldest_unfinished(self) -> datetime | None:
+        """When the oldest row not yet delivered was queued, or None when none waits."""
+        statement = select(func.min(outbox.c.created_at)).where(outbox.c.state.in_(UNFINISHED))
+        value: datetime | None = (await self._connection.execute(statement)).scalar_one_or_none()
+        return value
 
     async def next_due(self) -> datetime | None:
         """When the next row becomes claimable (a retry time or a lease end), or None if none waits."""

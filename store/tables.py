@@ -196,6 +196,9 @@ outbox = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
     Column("dedupe_key", String(NAME), nullable=True),
+    # Which sender holds the claim (a replica's identity): a replica restarting takes back its own
+    # claimed rows at once instead of waiting out the lease.
+    Column("claimed_by", String(NAME), nullable=True),
     UniqueConstraint("run_id", "dedupe_key"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "recipient", "id"),
@@ -230,4 +233,26 @@ traffic_shifts = Table(
     Column("answered_at", UTCDateTime, nullable=True),
     Index(None, "state", "id"),
     Index(None, "run_id", "id"),
+)
+
+# Slack requests made durable before Slack hears 200 (bot.intake): one row per distinct signed body
+# (`dedupe_key`, the body's sha256: Slack's retries and a replayed request carry the same body).
+# `processing` (claimed by a replica until `claimed_until`) -> `done`, or back to `pending` with a
+# later `next_attempt_at` when processing failed or its replica stopped.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(HASH), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+    Column("headers", Json, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(NAME), nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("done_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index(None, "state", "next_attempt_at"),
 )

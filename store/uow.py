@@ -44,6 +44,7 @@ from store.db import SQLITE_BEGIN, display_url
 from store.errors import NestedTransaction
 from store.gate_results import GateResults
 from store.holds import Holds
+from store.inbox import CURRENT, ClaimLost, Inbox
 from store.ledger import Ledger
 from store.outbox import Outbox
 from store.packets import Packets
@@ -66,6 +67,7 @@ class Transaction:
         self.ledger = Ledger(connection)
         self.outbox = Outbox(connection)
         self.shifts = Shifts(connection)
+        self.inbox = Inbox(connection)
 
 
 # asyncio locks belong to one event loop; a second loop (a CLI run in a thread) gets its own and
@@ -163,6 +165,12 @@ class UnitOfWork:
                 )
             elif read_only:
                 await connection.execution_options(postgresql_readonly=True)
+            # The inbox row this task processes (if any) is marked done by its first write
+            # transaction to commit, in that transaction: the use case's work and "processed"
+            # commit together, so a request is never processed twice (see store.inbox).
+            claim = None if read_only else CURRENT.get()
+            if claim is not None and claim.done:
+                claim = None
             try:
                 async with connection.begin():
                     if read_only and self._sqlite:
@@ -170,6 +178,12 @@ class UnitOfWork:
                     if run_id is not None:
                         await Runs(connection).lock(run_id)
                     yield Transaction(connection, run_id=run_id)
+                    if claim is not None and not await Inbox(connection).complete(
+                        claim.id, by=claim.by, at=claim.at
+                    ):
+                        raise ClaimLost(claim.id)
+                if claim is not None:
+                    claim.done = True
             finally:
                 if read_only and self._sqlite:
                     await _end_query_only(connection)

@@ -118,14 +118,11 @@ async def _the_race(
     ledger_before = await h.ledger_kinds(run)
     shifts_before = len(h.actuator.shifts)
 
-    # The test holds the database's write lock while it clicks, so no click's use case can get
-    # past its first write: every ack must come back anyway, because the bot acks before the
-    # work (Slack's 3 s limit), and nobody may have been answered yet. Checked by order, not by
-    # a stopwatch: a loaded machine is slower, never differently ordered.
-    async with h.bot.uow.transaction():
-        clicks = await _click_all_at_once(h, value, users, channel)
-        assert [status for *_, status, _ in clicks] == [200] * CLICKS
-        assert not any(h.slack.responses(rid) for _, rid, _, _ in clicks), "answered before the work"
+    # Every click is acked (200) once it is written to the inbox (bot/intake.py): a click cannot
+    # be durable while the database's write lock is held, so the test no longer holds it; the
+    # hundred clicks still race each other for the one release.
+    clicks = await _click_all_at_once(h, value, users, channel)
+    assert [status for *_, status, _ in clicks] == [200] * CLICKS
     await wait_until(
         lambda: all(h.slack.responses(rid) for _, rid, _, _ in clicks),
         what="an answer to every click",

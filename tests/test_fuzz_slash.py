@@ -341,7 +341,9 @@ def reply_text(outcome: Outcome) -> str:
 
 
 # Every table but the ones that may grow (ledger, its head, the outbox): compared row for row.
-WATCHED = [t.name for t in metadata.sorted_tables if t.name not in ("ledger", "ledger_heads", "outbox")]
+WATCHED = [
+    t.name for t in metadata.sorted_tables if t.name not in ("ledger", "ledger_heads", "outbox", "inbox")
+]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,20 @@ still served on PORT; `/slack/events` is not (it answers 401: there is no signin
 A missing or empty variable is refused in one line on stderr, naming the variables and never
 their values, with exit status 2, before anything is opened. Configuration: bot/settings.py.
 
-Exit status: 0 after a clean shutdown, 2 when the configuration is incomplete.
+Stopping (SIGTERM or SIGINT), within a bounded time: the listening socket closes at once (a
+request arriving now is refused and Slack retries it elsewhere); requests being answered get up to
+3 s; requests in the inbox being processed get CUTOVER_SHUTDOWN_GRACE (8 s), then are cancelled
+(their transactions roll back) and released to the other replicas; the outbox finishes only the
+Slack calls in flight (at most the Web API timeout, 15 s, usually milliseconds) and hands the rest
+of its claimed rows back. Typically under 10 s; at most about 3 + 8 + 15 s. The Dockerfile's
+STOPSIGNAL is SIGTERM; give the container a stop grace of 30 s (`docker stop -t 30`, compose
+`stop_grace_period: 30s`, Kubernetes `terminationGracePeriodSeconds: 30`).
+
+SQLite is one process: a second `serve` on the same SQLite file refuses to start (exit 2), naming
+PostgreSQL for replicas (an flock on `<db>.serve-lock`, released when the process ends).
+
+Exit status: 0 after a clean shutdown, 2 when the configuration is incomplete or another serve
+holds the SQLite database.
 """
 
 from __future__ import annotations
@@ -19,9 +32,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import logging
 import signal
 import sys
+from pathlib import Path
+from typing import IO
 
 from pydantic import ValidationError
 
@@ -30,6 +46,7 @@ from bot.settings import Settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+HTTP_SHUTDOWN_S = 3.0
 
 log = logging.getLogger("cutover_bot.serve")
 
@@ -69,9 +86,49 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= port <= 65535:
         print(f"cutover-bot serve: --port {port} is not a port number", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        lock = sqlite_serve_lock(settings.database_url)
+    except AlreadyServing as exc:
+        print(f"cutover-bot serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     configure_logging()
-    asyncio.run(serve(settings, port=port, socket_mode=args.socket_mode))
+    try:
+        asyncio.run(serve(settings, port=port, socket_mode=args.socket_mode))
+    finally:
+        if lock is not None:
+            lock.close()
     return EXIT_OK
+
+
+class AlreadyServing(Exception):
+    """Another `serve` holds this SQLite database."""
+
+
+def sqlite_serve_lock(database_url: str) -> IO[bytes] | None:
+    """Hold `<db>.serve-lock` for this process's life (None: not an SQLite file).
+
+    SQLite is one process: its write lock keeps two processes from corrupting the file, but two
+    `serve`s would both tick gates and send the outbox with in-process locks the other cannot see.
+    The lock is an flock, so a killed process lets go of it with its last breath."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    database = url.database or ""
+    if not url.get_backend_name().startswith("sqlite") or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    path = Path(database).expanduser().resolve()
+    handle = (path.parent / f"{path.name}.serve-lock").open("ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise AlreadyServing(
+            f"another serve is already using the SQLite database {path}; SQLite is one process. "
+            "To run replicas, point DATABASE_URL at PostgreSQL (postgresql+asyncpg://...)"
+        ) from None
+    return handle
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -94,7 +151,9 @@ async def serve(settings: Settings, *, port: int, socket_mode: bool, host: str =
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     bot = await build(settings)
-    runner = web.AppRunner(bot.web_app, access_log=None)
+    # Requests being answered when SIGTERM comes get this long (each is bounded by the ack
+    # deadline anyway); then the intake's grace, then the outbox's in-flight requests.
+    runner = web.AppRunner(bot.web_app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S)
     socket_handler = None
     try:
         await bot.start()
