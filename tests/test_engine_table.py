@@ -252,7 +252,11 @@ def test_resume_by_a_pauser_advances_a_paused_run() -> None:
     room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
     transition = room.do(Resume(at=minutes(6), user="U0ENG1"))
     assert room.progress.state is RunState.RUNNING
-    assert [s.percent for s in transition.of(ShiftTraffic)] == [1.0]
+    # Recovery is deliberate: the canary waits for its gates' passes gathered after the resume.
+    assert transition.of(ShiftTraffic) == () and room.cp("canary") is CheckpointState.READY
+    room.results("canary", minutes(7), auth_success="pass", latency="pass")
+    moved = room.results("canary", minutes(8), auth_success="pass", latency="pass")
+    assert [s.percent for s in moved.of(ShiftTraffic)] == [1.0]
 
 
 @pytest.mark.parametrize("state", [RunState.HELD, RunState.FROZEN])

@@ -12,6 +12,11 @@ which beats a pause. So a hold released while paused leaves the run paused, and 
 back to whatever still stops the run, without remembering a "resume target". With nothing stopping
 it, the run is `running` during the stages and `hypercare` after them.
 
+Recovery is deliberate (`engine.advance.settle`): time stopped (paused, held, frozen) does not count
+as soak, so the soak in flight resumes where it stopped; after a pause or a freeze, the checkpoint in
+flight completes, and the next traffic step goes out, only on `consecutive_passes` passes of each
+gate gathered after the moment the run started again.
+
 Hyper-care (`engine.hypercare`): when the last checkpoint completes and the plan declares
 `hypercare`, the run is not completed but enters `hypercare`. Gate results for the pseudo-checkpoint
 `hypercare` keep coming on the plan's cadence, and a failure takes its gate's action exactly as
@@ -150,14 +155,18 @@ TABLE: tuple[Row[Any], ...] = (
          rows.packet_adopted, stays=True),
     _row([R.RUNNING, R.HELD], Pause, [R.PAUSED, R.HELD], "pause (pausers)", rows.pause),
     _row([R.HYPERCARE], Pause, [R.PAUSED], "pause hyper-care (pausers); resuming returns to it", rows.pause),
-    _row([R.PAUSED], Resume, _ADVANCED, "resume (pausers); advance", rows.resume),
+    _row([R.PAUSED], Resume, _ADVANCED,
+         "resume (pausers); the soak in flight resumes where it stopped; nothing completes or shifts "
+         "until consecutive_passes passes gathered after the resume; advance", rows.resume),
     _row([R.HELD, R.FROZEN], Resume, [], "lift the pause under a hold or freeze", rows.resume, stays=True),
     _row([R.RUNNING, R.PAUSED, R.HELD], Freeze, [R.FROZEN],
          "freeze (pausers): no traffic change of any kind", rows.freeze),
     _row([R.HYPERCARE], Freeze, [R.FROZEN],
          "freeze hyper-care (pausers): no traffic change of any kind, the rollbacks included", rows.freeze),
     _row([R.FROZEN], Unfreeze, [R.RUNNING, R.PAUSED, R.HELD, R.HYPERCARE, R.COMPLETED],
-         "unfreeze (pausers); back to whatever still stops the run, else advance", rows.unfreeze),
+         "unfreeze (pausers); back to whatever still stops the run, else advance (the soak resumes "
+         "where it stopped; nothing completes or shifts until consecutive_passes passes gathered after "
+         "the run started again)", rows.unfreeze),
     _row([R.RUNNING, R.PAUSED, R.HELD], RollbackRequested, [R.HELD, R.ROLLING_BACK, R.ROLLED_BACK],
          "cohort: shift it back to its percent before this checkpoint, then hold; "
          "all: every cohort to 0%, holds withdrawn, run ends", rows.rollback),
