@@ -81,6 +81,7 @@ def test_after_a_resume_or_unfreeze_no_traffic_step_goes_out_until_fresh_passes_
 ) -> None:
     room = WarRoom.open(make_plan(HYPERCARE_CUTOVER)).sign_off().start()
     room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+    room.results("canary", minutes(5), auth_success="pass", latency="pass")
     room.confirm_shifts(minutes(5))  # 25 %, soaking until minute 15
     room.results("canary", minutes(6), auth_success="pass", latency="pass")
     room.results("canary", minutes(7), auth_success="pass", latency="pass")
@@ -96,6 +97,7 @@ def test_after_a_resume_or_unfreeze_no_traffic_step_goes_out_until_fresh_passes_
 def test_a_resume_with_the_soak_already_over_and_the_passes_old_shifts_nothing_in_the_same_tick() -> None:
     room = WarRoom.open(make_plan(HYPERCARE_CUTOVER)).sign_off().start()
     room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+    room.results("canary", minutes(5), auth_success="pass", latency="pass")
     room.confirm_shifts(minutes(5))
     room.results("canary", minutes(6), auth_success="pass", latency="pass")
     room.results("canary", minutes(7), auth_success="pass", latency="pass")

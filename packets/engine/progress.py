@@ -194,20 +194,27 @@ class CheckpointProgress:
     shift_confirmed: bool = False
     # Its holds before running were released once; they are not opened again for a retry.
     cleared: bool = False
+    # When the engine first wanted to raise its traffic and found no fresh passing reading of every
+    # gate that must vouch for it: only readings taken from then on count for that shift.
+    shift_due_since: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "state": str(self.state),
-            "started_at": _time(self.started_at),
-            "soak_until": _time(self.soak_until),
-            "done_at": _time(self.done_at),
-            "done_by": list(self.done_by),
-            "evidence": {gate: [r.as_json() for r in rs] for gate, rs in self.evidence.items()},
-            "attempt": self.attempt,
-            "previous_percent": self.previous_percent,
-            "shift_confirmed": self.shift_confirmed,
-            "cleared": self.cleared,
-        } | _tallies_json(self.tallies)
+        return (
+            {
+                "state": str(self.state),
+                "started_at": _time(self.started_at),
+                "soak_until": _time(self.soak_until),
+                "done_at": _time(self.done_at),
+                "done_by": list(self.done_by),
+                "evidence": {gate: [r.as_json() for r in rs] for gate, rs in self.evidence.items()},
+                "attempt": self.attempt,
+                "previous_percent": self.previous_percent,
+                "shift_confirmed": self.shift_confirmed,
+                "cleared": self.cleared,
+            }
+            | _tallies_json(self.tallies)
+            | ({"shift_due_since": _time(self.shift_due_since)} if self.shift_due_since else {})
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CheckpointProgress:
@@ -224,6 +231,7 @@ class CheckpointProgress:
             shift_confirmed=data.get("shift_confirmed", False),
             cleared=data.get("cleared", False),
             tallies=_tallies(data.get("tallies")),
+            shift_due_since=_parse_time(data.get("shift_due_since")),
         )
 
 

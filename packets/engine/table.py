@@ -17,6 +17,12 @@ as soak, so the soak in flight resumes where it stopped; after a pause or a free
 flight completes, and the next traffic step goes out, only on `consecutive_passes` passes of each
 gate gathered after the moment the run started again.
 
+Check before moving (`engine.advance`): no traffic increase goes out without a fresh reading of
+every gate of the checkpoint about to shift (bar a readiness gate) and of the watched gates, taken
+for that shift (from the moment the engine first wanted it, asked again after any stop), no older
+than the gate's interval, all passing. A failing one takes its action as the readings come in, and
+the shift does not happen; the readings that vouched are the shift's cause in the ledger.
+
 Hyper-care (`engine.hypercare`): when the last checkpoint completes and the plan declares
 `hypercare`, the run is not completed but enters `hypercare`. Gate results for the pseudo-checkpoint
 `hypercare` keep coming on the plan's cadence, and a failure takes its gate's action exactly as
@@ -115,7 +121,8 @@ TABLE: tuple[Row[Any], ...] = (
     _row([R.READY], Start, _ADVANCED,
          "start (start_and_rollback role); walk the timeline", rows.start),
     _row([R.RUNNING], Tick, _ADVANCED,
-         "complete what soaked and passed; start what is due", rows.tick),
+         "complete what soaked and passed; start what is due (a traffic increase only on fresh passing "
+         "readings taken for it)", rows.tick),
     _row([r for r in _ALL if r not in (R.RUNNING, R.HYPERCARE)], Tick, [],
          "nothing: a run that is not running waits for people", rows.nothing, stays=True),
     _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.COMPLETED],
