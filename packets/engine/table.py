@@ -125,8 +125,9 @@ TABLE: tuple[Row[Any], ...] = (
          "readings taken for it)", rows.tick),
     _row([r for r in _ALL if r not in (R.RUNNING, R.HYPERCARE)], Tick, [],
          "nothing: a run that is not running waits for people", rows.nothing, stays=True),
-    _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.COMPLETED],
-         "complete the run once the last hyper-care cadence step ran out (stop gate checks); "
+    _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.HELD, R.COMPLETED],
+         "complete the run once the last hyper-care cadence step ran out (stop gate checks); with "
+         "traffic short of the plan's final percentages, hold it for the start_and_rollback roles instead; "
          "until then nothing", rows.hypercare_tick),
     _row([R.RUNNING], GateResults, [R.RUNNING, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK,
                                     R.HYPERCARE, R.COMPLETED],
