@@ -236,11 +236,17 @@ def remember(
     return (*window, result)[-keep:] if keep > 0 else ()
 
 
-def streak_passes(window: tuple[GateResult, ...], *, needed: int, no_data: NoDataPolicy) -> bool:
-    """Whether the last `needed` counted results of one gate all pass."""
+def streak_passes(
+    window: tuple[GateResult, ...], *, needed: int, no_data: NoDataPolicy, after: datetime | None = None
+) -> bool:
+    """Whether the last `needed` counted results of one gate all pass (and, with `after`, were all
+    read after that moment: passes from before a pause or a freeze do not vouch for after it)."""
     if len(window) < needed:
         return False
-    return all(verdict(r.outcome, no_data) is Verdict.PASS for r in window[-needed:])
+    last = window[-needed:] if needed > 0 else ()
+    if after is not None and any(r.at is None or r.at <= after for r in last):
+        return False
+    return all(verdict(r.outcome, no_data) is Verdict.PASS for r in last)
 
 
 def last_failed(window: tuple[GateResult, ...], *, no_data: NoDataPolicy) -> bool:

@@ -287,6 +287,8 @@ class WarRoom:
         """Signed, started, prep done, canary shifted to 1% and confirmed, soaking."""
         self.sign_off().start()
         self.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+        # Check before moving: the canary's gates are read for its shift, then it goes out.
+        self.results("canary", minutes(5), auth_success="pass", latency="pass")
         self.confirm_shifts(minutes(5))
         return self
 
@@ -301,10 +303,12 @@ class WarRoom:
         """The hyper-care cutover run to its end: 100 % confirmed at minute 15, full done at 25."""
         self.sign_off().start()
         self.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+        self.results("canary", minutes(5), auth_success="pass", latency="pass")
         self.confirm_shifts(minutes(5))
         self.results("canary", minutes(6), auth_success="pass", latency="pass")
         self.results("canary", minutes(7), auth_success="pass", latency="pass")
         self.do(Tick(at=minutes(15)))
+        self.results("full", minutes(15), auth_success="pass", latency="pass")
         self.confirm_shifts(minutes(15))
         self.results("full", minutes(16), auth_success="pass", latency="pass")
         self.results("full", minutes(17), auth_success="pass", latency="pass")

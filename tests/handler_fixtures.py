@@ -367,6 +367,9 @@ class World:
         self.set_time("21:17")
         outcome = await report_done(c.ReportDone(run=self.run, user=ENG1, checkpoint="preflight"), self.deps)
         assert outcome.ok, outcome.message
+        # Check before moving: the canary's gates are read for its shift, which then goes out.
+        outcome = await self.check()
+        assert outcome.ok, outcome.message
 
     async def check(self) -> Outcome:
         from handlers.gate_checks import check_gates

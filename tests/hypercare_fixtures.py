@@ -117,6 +117,9 @@ class HyperCareWorld(World):
         self.set_time("21:16")
         outcome = await report_done(c.ReportDone(run=self.run, user=ENG1, checkpoint="preflight"), self.deps)
         assert outcome.ok, outcome.message
+        # Check before moving: the canary's gates are read for its shift, which then goes out.
+        outcome = await self.check()
+        assert outcome.ok, outcome.message
         for minute in range(17, 37):
             self.set_time(f"21:{minute}")
             outcome = await self.check()

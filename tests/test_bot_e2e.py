@@ -32,6 +32,7 @@ from bot.cli import main
 from bot.command_text import USAGE
 from bot.ids import ActionId
 from bot.server import build_web_app
+from handlers import shifts
 from tests import signing
 from tests.bot_harness import (
     BRIDGE,
@@ -390,6 +391,9 @@ async def test_a_delegate_switched_in_by_the_release_authority_may_then_release_
     assert len(h.buttons(BRIDGE, ActionId.RELEASE_HOLD, on=adopted_card)) == 1  # open now: a button
     reply = await h.click(ActionId.RELEASE_HOLD, release, user=REL2)
     assert reply.ok and "Released go-decision/plan/" in reply.text and "as release-authority" in reply.text
+    # Check before moving: the canary's gates are read for its shift (the next gate tick), then it goes out.
+    await h.bot.scheduler.tick(run)
+    await shifts.drain(h.bot.deps)
     assert [(s.checkpoint, s.cohort, s.percent) for s in h.actuator.shifts] == [("canary", "orders", 5)]
     kinds = await h.ledger_kinds(run)
     assert kinds.count("acting_changed") == 1 and "hold_released" in kinds

@@ -17,6 +17,7 @@ from packets.engine.events import (
 )
 from packets.engine.progress import CheckpointState, RunState
 from tests.engine_fixtures import (
+    T0,
     WarRoom,
     make_plan,
     minutes,
@@ -49,6 +50,10 @@ def _gated() -> WarRoom:
         },
     ]
     room = WarRoom.open(make_plan(checkpoints)).sign_off().start()
+    # Check before moving: every gate read for the shift, then 5 % goes out.
+    room.results(
+        "canary", T0, auth_success="pass", latency="pass", parity="pass", fallback="pass", doom="pass"
+    )
     room.confirm_shifts(minutes(1))
     return room
 

@@ -121,7 +121,9 @@ def test_a_protected_traffic_checkpoint_shifts_only_after_its_hold_is_released()
     assert started.of(ShiftTraffic) == ()
     (hold,) = room.open_hold_ids()
     released = room.do(HoldReleased(at=minutes(1), hold_id=hold, user="U0REL1"))
-    assert [s.percent for s in released.of(ShiftTraffic)] == [100]
+    assert released.of(ShiftTraffic) == ()  # check before moving: a reading taken for the shift
+    checked = room.results("all-in", minutes(2), auth_success="pass")
+    assert [s.percent for s in checked.of(ShiftTraffic)] == [100]
 
 
 def test_a_conflict_hold_in_the_packet_must_be_released_before_its_checkpoint_runs() -> None:
@@ -134,8 +136,9 @@ def test_a_conflict_hold_in_the_packet_must_be_released_before_its_checkpoint_ru
     assert transition.of(ShiftTraffic) == ()
     (hold,) = room.progress.open_holds()
     assert hold.source is HoldSource.CONFLICT and hold.reason == "canary cannot fit before 22:00"
-    released = room.do(HoldReleased(at=minutes(6), hold_id=hold.id, user="U0REL1"))
-    assert [s.percent for s in released.of(ShiftTraffic)] == [1]
+    room.do(HoldReleased(at=minutes(6), hold_id=hold.id, user="U0REL1"))
+    checked = room.results("canary", minutes(7), auth_success="pass", latency="pass")
+    assert [s.percent for s in checked.of(ShiftTraffic)] == [1]
 
 
 def test_a_conflict_gained_while_a_checkpoint_waits_on_its_plan_hold_holds_it_as_well() -> None:

@@ -48,10 +48,12 @@ def test_without_hyper_care_the_run_completes_with_its_last_checkpoint() -> None
     room = WarRoom.open(make_plan(HYPERCARE_CUTOVER))
     room.sign_off().start()
     room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+    room.results("canary", minutes(5), auth_success="pass", latency="pass")
     room.confirm_shifts(minutes(5))
     room.results("canary", minutes(6), auth_success="pass", latency="pass")
     room.results("canary", minutes(7), auth_success="pass", latency="pass")
     room.do(Tick(at=minutes(15)))
+    room.results("full", minutes(15), auth_success="pass", latency="pass")
     room.confirm_shifts(minutes(15))
     room.results("full", minutes(16), auth_success="pass", latency="pass")
     room.results("full", minutes(17), auth_success="pass", latency="pass")
@@ -216,3 +218,21 @@ def test_the_hyper_care_cadence_gives_every_interval_its_own_slot() -> None:
     assert slots[0] == 0 and slots[59] == 11 and slots[60] == 12 and slots[119] == 15
     assert slots == sorted(slots)
     assert len(set(slots)) == 12 + 4
+
+
+def test_hyper_care_ending_with_traffic_short_of_the_plan_holds_the_run_for_the_start_roles() -> None:
+    room = reach(RunState.HYPERCARE)
+    room.do(RollbackRequested(at=minutes(30), user="U0ENG1", scope="cohort", reason="errors creeping"))
+    room.confirm_shifts(minutes(30))
+    (cohort_hold,) = room.open_hold_ids()
+    room.do(HoldReleased(at=minutes(31), hold_id=cohort_hold, user="U0REL1"))
+    assert room.state() is RunState.HYPERCARE and room.progress.traffic["merchant-a"] == 25
+    ended = room.do(Tick(at=HC_END))
+    assert room.state() is RunState.HELD, "not completed at 25 % of a plan that ends at 100 %"
+    (hold,) = room.progress.open_holds()
+    assert hold.checkpoint == "hypercare" and set(hold.release_by) == {"release-authority", "release-eng"}
+    assert "merchant-a" in hold.reason and "25%" in hold.reason and "100%" in hold.reason
+    assert LedgerKind.RUN_COMPLETED not in room.ledger_kinds(ended)
+    room.do(RollbackRequested(at=HC_END + timedelta(minutes=1), user="U0REL1", scope="all", reason="decided"))
+    room.confirm_shifts(HC_END + timedelta(minutes=1))
+    assert room.state() is RunState.ROLLED_BACK

@@ -45,6 +45,7 @@ from packets.engine.events import (
 )
 from packets.engine.progress import TERMINAL, CheckpointState, HoldState, RunProgress, RunState
 from packets.engine.table import Transition, new_run, row_for, step
+from packets.engine.watch import WATCH, watched
 from packets.gates import GateResult, Outcome, Verdict, last_failed, remember, streak_passes, verdict
 from packets.packet import HoldSource, Packet
 from packets.plan import ACTIONS, HYPERCARE_CHECKPOINT, Plan
@@ -370,6 +371,13 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
                     evidence.get(r.gate, ()), r, keep=policy.consecutive_passes, no_data=policy.no_data
                 )
         assert not any(last_failed(w, no_data=policy.no_data) for w in evidence.values())
+        # ... and never without a fresh passing reading of each of its gates (check before moving).
+        for gate in plan.checkpoint(shift.checkpoint).gates:
+            readings = [*evidence.get(gate, ()), *before.watch_evidence.get(gate, ())]
+            fresh = [r for r in readings if event.at - (r.at or event.at) <= policy.interval]
+            latest = max(fresh, key=lambda r: r.at or event.at, default=None)
+            assert latest is not None, (gate, readings)
+            assert verdict(latest.outcome, policy.no_data) is not Verdict.FAIL, (gate, readings)
         # ... and only once every earlier gated checkpoint completed on passing gates.
         for earlier in order[: order.index(shift.checkpoint)]:
             progress = after.checkpoints[earlier]
@@ -581,13 +589,20 @@ def cooperative_move(
         return GateResults(at=now, checkpoint=HYPERCARE_CHECKPOINT, results=passing)
     flight = progress.in_flight(c.id for c in packet.timeline)
     if flight is not None and progress.checkpoints[flight].state in (
+        CheckpointState.READY,
         CheckpointState.ACTIVE,
         CheckpointState.SOAKING,
     ):
         spec = plan.checkpoint(flight)
+        watching = watched(plan, progress)
         if spec.gates:
-            results = tuple(GateResult(gate=g, outcome=Outcome.PASS, value=1.0) for g in spec.gates)
+            # Its own gates and the watched ones, as the scheduler measures them.
+            gates = dict.fromkeys((*spec.gates, *watching))
+            results = tuple(GateResult(gate=g, outcome=Outcome.PASS, value=1.0) for g in gates)
             return GateResults(at=now, checkpoint=flight, results=results)
+        if watching and progress.checkpoints[flight].state is CheckpointState.READY:
+            results = tuple(GateResult(gate=g, outcome=Outcome.PASS, value=1.0) for g in watching)
+            return GateResults(at=now, checkpoint=WATCH, results=results)
         soak_until = progress.checkpoints[flight].soak_until
         if soak_until is None or now >= soak_until:
             return CheckpointDone(

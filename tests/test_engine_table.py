@@ -140,9 +140,11 @@ def test_gate_results_while_frozen_are_recorded_but_move_no_traffic() -> None:
 
 def test_the_owner_marking_a_plain_checkpoint_done_advances_the_run() -> None:
     room = WarRoom.open().sign_off().start()
-    transition = room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+    done = room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
     assert room.cp("prep") is CheckpointState.DONE
     assert room.progress.checkpoints["prep"].done_by == ("U0ENG1",)
+    assert done.of(ShiftTraffic) == () and room.cp("canary") is CheckpointState.READY
+    transition = room.results("canary", minutes(5), auth_success="pass", latency="pass")
     (shift,) = transition.of(ShiftTraffic)
     assert (shift.cohort, shift.percent, shift.previous_percent, shift.packet_version) == (
         "merchant-a",
@@ -252,7 +254,11 @@ def test_resume_by_a_pauser_advances_a_paused_run() -> None:
     room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
     transition = room.do(Resume(at=minutes(6), user="U0ENG1"))
     assert room.progress.state is RunState.RUNNING
-    assert [s.percent for s in transition.of(ShiftTraffic)] == [1.0]
+    # Recovery is deliberate: the canary waits for its gates' passes gathered after the resume.
+    assert transition.of(ShiftTraffic) == () and room.cp("canary") is CheckpointState.READY
+    room.results("canary", minutes(7), auth_success="pass", latency="pass")
+    moved = room.results("canary", minutes(8), auth_success="pass", latency="pass")
+    assert [s.percent for s in moved.of(ShiftTraffic)] == [1.0]
 
 
 @pytest.mark.parametrize("state", [RunState.HELD, RunState.FROZEN])
@@ -329,6 +335,7 @@ def test_a_rollback_retry_resends_unconfirmed_commands_under_the_same_key() -> N
 def test_a_confirmed_shift_lets_a_soaked_checkpoint_complete() -> None:
     room = WarRoom.open().sign_off().start()
     room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+    room.results("canary", minutes(5), auth_success="pass", latency="pass")
     room.results("canary", minutes(10), auth_success="pass", latency="pass")
     room.results("canary", minutes(11), auth_success="pass", latency="pass")
     room.do(Tick(at=minutes(26)))
@@ -360,6 +367,7 @@ def test_a_confirmation_while_the_run_is_stopped_is_recorded_without_advancing(s
 def test_a_refused_checkpoint_shift_puts_the_cohort_back_and_holds_the_checkpoint() -> None:
     room = WarRoom.open().sign_off().start()
     room.do(CheckpointDone(at=minutes(5), checkpoint="prep", user="U0ENG1"))
+    room.results("canary", minutes(5), auth_success="pass", latency="pass")
     transition = room.do(
         ActuationFailed(
             at=minutes(5), checkpoint="canary", cohort="merchant-a", percent=1, detail="409 conflict"
@@ -371,7 +379,9 @@ def test_a_refused_checkpoint_shift_puts_the_cohort_back_and_holds_the_checkpoin
     assert opened.hold.source is HoldSource.ACTUATION
     assert room.progress.state is RunState.HELD
     # Released, it tries again under a new key.
-    retried = room.do(HoldReleased(at=minutes(9), hold_id=opened.hold.id, user="U0ENG1"))
+    released = room.do(HoldReleased(at=minutes(9), hold_id=opened.hold.id, user="U0ENG1"))
+    assert released.of(ShiftTraffic) == ()  # checked again before moving
+    retried = room.results("canary", minutes(9), auth_success="pass", latency="pass")
     (shift,) = retried.of(ShiftTraffic)
     assert shift.percent == 1 and shift.key == "run-1/merchant-a/2"
 

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from bot.ids import ActionId
+from handlers import shifts
 from packets.engine.progress import RunProgress
 from tests import signing
 from tests.bot_harness import BRIDGE_PLAN, SECRET, BotHarness, bot_world, serving, wait_until
@@ -203,5 +204,11 @@ async def test_a_hundred_concurrent_clicks_by_both_roles_of_an_any_hold_release_
 
     expected_role = {REL1: "release-authority", ENG1: "release-eng"}[seen["winner"]]
     assert seen["role"] == expected_role
-    # Releasing go-decision lets the canary start: its traffic moved once, not once per click.
-    assert [(s.checkpoint, s.cohort, s.percent) for s in seen["shifts"]] == [("canary", "orders", 5)]
+    # Releasing go-decision lets the canary start: its gates are read for the shift (check before
+    # moving, at the next gate tick), then its traffic moves once, not once per click.
+    assert seen["shifts"] == []
+    before = len(h.actuator.shifts)
+    await h.bot.scheduler.tick(run)
+    await shifts.drain(h.bot.deps)
+    moved = h.actuator.shifts[before:]
+    assert [(s.checkpoint, s.cohort, s.percent) for s in moved] == [("canary", "orders", 5)]

@@ -46,6 +46,7 @@ async def _whole_run(world) -> None:
     from handlers.resequence import report_done
 
     assert (await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), world.deps)).ok
+    assert (await world.check()).ok  # read for the canary's shift (check before moving)
     for minute in range(18, 28):
         world.set_time(f"21:{minute}")
         assert (await world.check()).ok

@@ -45,6 +45,10 @@ async def test_the_owner_reporting_done_completes_the_checkpoint_and_the_canary_
     progress = await world.progress()
     assert progress.checkpoints["preflight"].state == "done"
     assert progress.checkpoints["preflight"].done_by == (ENG1,)
+    # Check before moving: the canary waits for a reading of its gates taken for its shift.
+    assert progress.checkpoints["canary"].state == "ready" and world.actuator.shifts == []
+    assert (await world.check()).ok
+    progress = await world.progress()
     assert progress.checkpoints["canary"].state == "soaking"
     assert [(s.checkpoint, s.cohort, s.percent) for s in world.actuator.shifts] == [
         ("canary", "merchant-a", 5.0)

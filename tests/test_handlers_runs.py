@@ -12,6 +12,7 @@ from datetime import timedelta
 from bot.clock import SimulatedClock
 from bot.wiring import build_deps
 from handlers import commands as c
+from handlers.gate_checks import check_gates
 from handlers.runs import ask_engine, open_run, sign_off
 from packets.plan_load import load_plan
 from store.db import make_engine
@@ -446,8 +447,9 @@ async def test_a_control_plane_that_refuses_the_canary_shift_holds_the_checkpoin
     from handlers.resequence import report_done
 
     outcome = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), world.deps)
+    checked = await world.check()  # read for the canary's shift (check before moving)
 
-    assert outcome.ok, outcome.message
+    assert outcome.ok and checked.ok, (outcome.message, checked.message)
     progress = await world.progress()
     assert progress.traffic == {"merchant-a": 0.0}
     assert progress.state == "held"
@@ -471,6 +473,8 @@ async def test_a_failure_after_the_control_plane_moved_traffic_is_written_down_b
     queued_only = replace(world.deps, drain_shifts=False)
     done = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), queued_only)
     assert done.ok, done.message
+    checked = await check_gates(c.CheckGates(run=world.run), queued_only)  # read for the shift
+    assert checked.ok, checked.message
     real_enqueue = Outbox.enqueue
 
     async def broken_enqueue(self, **kwargs):  # the database fails right after the shift
@@ -530,6 +534,7 @@ async def test_the_actuator_is_only_called_with_no_transaction_open(world):
     await world.preflight_running()
     world.set_time("21:17")
     done = await report_done(c.ReportDone(run=world.run, user=ENG1, checkpoint="preflight"), deps)
+    await check_gates(c.CheckGates(run=world.run), deps)  # read for the canary's shift
     world.advance(2)
     back = await ask_engine(c.Rollback(run=world.run, user=REL1, scope="all", reason="abandon"), deps)
 

@@ -28,7 +28,7 @@ from packets.engine.events import actor_of
 from packets.engine.holds import has_open_hold, open_hold, releasers, unmet_before_run, window_in_force
 from packets.engine.progress import TERMINAL, CheckpointState, RunState
 from packets.engine.traffic import ADVANCE, command
-from packets.gates import last_failed, streak_passes
+from packets.gates import GateResult, Verdict, last_failed, streak_passes, verdict
 from packets.plan import Traffic
 
 _NOT_SETTLED: frozenset[RunState] = frozenset(
@@ -56,7 +56,38 @@ def settle(d: Draft) -> None:
         state = RunState.HYPERCARE
     else:
         state = RunState.RUNNING
+    _recovery(d, state)
     d.update(state=state)
+
+
+_STOPS: frozenset[RunState] = frozenset({RunState.PAUSED, RunState.HELD, RunState.FROZEN})
+
+
+def _recovery(d: Draft, state: RunState) -> None:
+    """Recovery is deliberate. Stopping notes when; starting again pushes the soak in flight back
+    by the time stopped (it resumes where it stopped), and after a pause or a freeze marks the
+    moment, so nothing completes or shifts on passes gathered before it."""
+    progress = d.progress
+    if state in _STOPS:
+        deliberate = progress.stop_deliberate or progress.paused is not None or progress.frozen is not None
+        d.update(stopped_at=progress.stopped_at or d.at, stop_deliberate=deliberate)
+        flight = d.in_flight()
+        if flight is not None and d.checkpoint(flight).shift_due_since is not None:
+            # A shift asked for before the stop is asked for again, on readings from after it.
+            d.update_checkpoint(flight, shift_due_since=None)
+        return
+    stopped_at = progress.stopped_at
+    if stopped_at is None:
+        return
+    flight = d.in_flight()
+    soak_until = d.checkpoint(flight).soak_until if flight is not None else None
+    if flight is not None and soak_until is not None and soak_until > stopped_at and d.at > stopped_at:
+        d.update_checkpoint(flight, soak_until=soak_until + (d.at - stopped_at))
+    d.update(
+        stopped_at=None,
+        stop_deliberate=False,
+        restarted_at=d.at if progress.stop_deliberate else progress.restarted_at,
+    )
 
 
 def advance(d: Draft) -> None:
@@ -137,9 +168,18 @@ def _gate_failing(d: Draft, checkpoint: str) -> list[str]:
 
 def _shift(d: Draft, checkpoint: str, traffic: Traffic) -> bool:
     previous = d.progress.traffic.get(traffic.cohort, 0.0)
-    if traffic.percent > previous and _gate_failing(d, checkpoint):
+    rising = traffic.percent > previous
+    vouching = shift_gates(d, checkpoint) if rising else ()
+    if vouching and d.checkpoint(checkpoint).shift_due_since is None:
+        # Check before moving: the readings that may vouch for this shift are taken from now on.
+        d.update_checkpoint(checkpoint, shift_due_since=d.at)
+    if rising and _gate_failing(d, checkpoint):
         # Traffic never rises on a failing gate: a retry after a rollback, or a step while a
         # watched gate fails, waits until they pass. The next passing result advances it.
+        return False
+    if rising and _unproven_since_restart(d, checkpoint):
+        return False
+    if vouching and not _fresh_and_passing(d, checkpoint, vouching):
         return False
     command(
         d,
@@ -148,12 +188,67 @@ def _shift(d: Draft, checkpoint: str, traffic: Traffic) -> bool:
         checkpoint=checkpoint,
         cause=ADVANCE,
         actor=actor_of(d.event),
-        why=cause_of(d, checkpoint),
+        why=_with_vouchers(d, checkpoint, cause_of(d, checkpoint), vouching),
     )
     _start(
         d, checkpoint, soak=d.spec(checkpoint).soak, state=CheckpointState.SOAKING, previous_percent=previous
     )
+    d.update_checkpoint(checkpoint, shift_due_since=None)
+    if rising:
+        d.update(restarted_at=None)
     return True
+
+
+def latest_readings(d: Draft, checkpoint: str, gate: str) -> tuple[GateResult, ...]:
+    """A gate's latest readings: the checkpoint's own evidence, or the watch's, whichever is newer."""
+    own = d.checkpoint(checkpoint).evidence.get(gate, ())
+    watched = d.progress.watch_evidence.get(gate, ())
+    return max(own, watched, key=lambda w: (w[-1].at or d.at) if w else d.at - timedelta(days=36500))
+
+
+def shift_gates(d: Draft, checkpoint: str) -> tuple[str, ...]:
+    """The gates that must vouch for a traffic increase of `checkpoint`: its own (bar a readiness
+    gate, which may only become true once traffic flows) and the watched gates."""
+    own = [g for g in d.spec(checkpoint).gates if not d.plan.is_readiness(g)]
+    return tuple(dict.fromkeys((*own, *watch.watched(d.plan, d.progress))))
+
+
+def _with_vouchers(
+    d: Draft, checkpoint: str, cause: dict[str, Any], gates: tuple[str, ...]
+) -> dict[str, Any]:
+    """The cause of a traffic increase with the fresh readings that vouched for it."""
+    readings = [found[-1].as_json() for g in gates if (found := latest_readings(d, checkpoint, g))]
+    return {**cause, "gates": readings} if readings else cause
+
+
+def _fresh_and_passing(d: Draft, checkpoint: str, gates: tuple[str, ...]) -> bool:
+    """Whether every gate's latest reading was taken for this shift (since it became due), is no
+    older than the gate's interval, and passes. A failing one has taken its action already, as the
+    readings came in (`engine.gates.take`); the shift just does not happen."""
+    due = d.checkpoint(checkpoint).shift_due_since or d.at
+    for gate in gates:
+        readings = latest_readings(d, checkpoint, gate)
+        last = readings[-1] if readings else None
+        if last is None or last.at is None or last.at < due:
+            return False
+        if last.at < d.at - d.plan.gate_policy_of(gate).interval:
+            return False
+        if verdict(last.outcome, d.no_data(gate)) is not Verdict.PASS:
+            return False
+    return True
+
+
+def _unproven_since_restart(d: Draft, checkpoint: str) -> bool:
+    """After a resume or an unfreeze, whether a gate still lacks its passes gathered since."""
+    since = d.progress.restarted_at
+    if since is None:
+        return False
+    return not all(
+        streak_passes(
+            latest_readings(d, checkpoint, g), needed=d.needed_passes(g), no_data=d.no_data(g), after=since
+        )
+        for g in shift_gates(d, checkpoint)
+    )
 
 
 def _start(
@@ -201,8 +296,12 @@ def _try_complete(d: Draft, checkpoint: str) -> bool:
     if spec.traffic is not None and not progress.shift_confirmed:
         return False
     evidence = progress.evidence
+    # Started before the last resume or unfreeze: only passes gathered since count.
+    restarted = d.progress.restarted_at
+    started = progress.soak_until - spec.soak if progress.soak_until is not None else None
+    after = restarted if restarted is not None and (started is None or started < restarted) else None
     if all(
-        streak_passes(evidence.get(g, ()), needed=d.needed_passes(g), no_data=d.no_data(g))
+        streak_passes(evidence.get(g, ()), needed=d.needed_passes(g), no_data=d.no_data(g), after=after)
         for g in spec.gates
     ):
         complete(d, checkpoint, by=("engine",))

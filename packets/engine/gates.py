@@ -77,7 +77,8 @@ def take(d: Draft, event: GateResults) -> None:
         tallies[name] = counted
     if in_hypercare:
         d.update(hypercare_evidence=evidence, hypercare_tallies=tallies)
-    else:
+    elif not on_watch:
+        # The watch is no checkpoint: its readings live in `watch_evidence` only.
         d.update_checkpoint(checkpoint, evidence=evidence, tallies=tallies)
     watched_evidence = dict(d.progress.watch_evidence)
     for result in results:
@@ -90,7 +91,9 @@ def take(d: Draft, event: GateResults) -> None:
             )
     if watching:
         d.update(watch_evidence=watched_evidence)
-    started = d.progress.hypercare_since if in_hypercare else _attempt_start(d, checkpoint)
+    started = (
+        d.progress.hypercare_since if in_hypercare else None if on_watch else _attempt_start(d, checkpoint)
+    )
     failing = [
         r
         for r in results

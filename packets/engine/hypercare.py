@@ -22,7 +22,9 @@ from packets.durations import format_duration
 from packets.engine.draft import Draft
 from packets.engine.effects import LedgerKind, ScheduleGateChecks, StopGateChecks
 from packets.engine.end import finish
+from packets.engine.holds import HoldNeed, has_open_hold, open_hold
 from packets.engine.progress import RunState
+from packets.packet import HoldSource
 from packets.plan import HYPERCARE_CHECKPOINT, Plan
 
 HYPERCARE = HYPERCARE_CHECKPOINT
@@ -80,11 +82,46 @@ def begin(d: Draft) -> None:
     )
 
 
+def final_percents(d: Draft) -> dict[str, float]:
+    """Per cohort, the percent of its last traffic checkpoint on the authoritative timeline."""
+    final: dict[str, float] = {}
+    for checkpoint in d.order:
+        traffic = d.spec(checkpoint).traffic
+        if traffic is not None:
+            final[traffic.cohort] = traffic.percent
+    return final
+
+
+def _short_of_plan(d: Draft) -> list[tuple[str, float, float]]:
+    return [
+        (cohort, d.progress.traffic.get(cohort, 0.0), final)
+        for cohort, final in sorted(final_percents(d).items())
+        if abs(d.progress.traffic.get(cohort, 0.0) - final) > 1e-9
+    ]
+
+
 def end_if_due(d: Draft) -> None:
     """Complete the run once the last cadence step ran out; before that a tick changes nothing."""
     since = d.progress.hypercare_since
     until = ends_at(d.plan, since) if since is not None else None
     if since is None or until is None or d.at < until:
+        return
+    short = _short_of_plan(d)
+    if short:
+        # Hyper-care ends true: traffic short of the plan's final percentages is no success. The
+        # start-and-rollback roles decide. Restoring through a new traffic step is not built yet:
+        # a release keeps watching and the next tick holds again, so rolling back all ends it.
+        if not has_open_hold(d, HYPERCARE):
+            reason = (
+                "hyper-care ran its course but "
+                + "; ".join(
+                    f"{cohort} is at {now:g}% of the plan's {final:g}%" for cohort, now, final in short
+                )
+                + "; the run stays held until the start and rollback roles roll back all"
+            )
+            need = HoldNeed(reason, HoldSource.PLAN, tuple(d.plan.authority.start_and_rollback))
+            open_hold(d, need, checkpoint=HYPERCARE, opened_by="engine")
+            d.update(state=RunState.HELD)
         return
     d.emit(StopGateChecks(checkpoint=None))
     d.ledger(

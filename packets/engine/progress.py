@@ -198,20 +198,27 @@ class CheckpointProgress:
     shift_confirmed: bool = False
     # Its holds before running were released once; they are not opened again for a retry.
     cleared: bool = False
+    # When the engine first wanted to raise its traffic and found no fresh passing reading of every
+    # gate that must vouch for it: only readings taken from then on count for that shift.
+    shift_due_since: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "state": str(self.state),
-            "started_at": _time(self.started_at),
-            "soak_until": _time(self.soak_until),
-            "done_at": _time(self.done_at),
-            "done_by": list(self.done_by),
-            "evidence": {gate: [r.as_json() for r in rs] for gate, rs in self.evidence.items()},
-            "attempt": self.attempt,
-            "previous_percent": self.previous_percent,
-            "shift_confirmed": self.shift_confirmed,
-            "cleared": self.cleared,
-        } | _tallies_json(self.tallies)
+        return (
+            {
+                "state": str(self.state),
+                "started_at": _time(self.started_at),
+                "soak_until": _time(self.soak_until),
+                "done_at": _time(self.done_at),
+                "done_by": list(self.done_by),
+                "evidence": {gate: [r.as_json() for r in rs] for gate, rs in self.evidence.items()},
+                "attempt": self.attempt,
+                "previous_percent": self.previous_percent,
+                "shift_confirmed": self.shift_confirmed,
+                "cleared": self.cleared,
+            }
+            | _tallies_json(self.tallies)
+            | ({"shift_due_since": _time(self.shift_due_since)} if self.shift_due_since else {})
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CheckpointProgress:
@@ -228,6 +235,7 @@ class CheckpointProgress:
             shift_confirmed=data.get("shift_confirmed", False),
             cleared=data.get("cleared", False),
             tallies=_tallies(data.get("tallies")),
+            shift_due_since=_parse_time(data.get("shift_due_since")),
         )
 
 
@@ -312,6 +320,14 @@ class RunProgress:
     hypercare_tallies: dict[str, GateTally] = field(default_factory=dict)
     # Per watched gate (`engine.watch`), its last `consecutive_passes` results, whatever they came under.
     watch_evidence: dict[str, tuple[GateResult, ...]] = field(default_factory=dict)
+    # When the run last stopped (paused, held or frozen) while running or in hyper-care; None while
+    # it runs. On starting again the soak in flight is pushed back by the time stopped.
+    stopped_at: datetime | None = None
+    # Whether a pause or a freeze was in force during the current stop (not just a hold).
+    stop_deliberate: bool = False
+    # When the run last started again after a pause or a freeze: the checkpoint in flight completes,
+    # and the next traffic step goes out, only on `consecutive_passes` passes gathered after it.
+    restarted_at: datetime | None = None
 
     # -- questions ------------------------------------------------------------------------------
 
@@ -367,31 +383,37 @@ class RunProgress:
     # -- JSON -----------------------------------------------------------------------------------
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "plan_revision": self.plan_revision,
-            "packet_version": self.packet_version,
-            "state": str(self.state),
-            "opened_at": self.opened_at.isoformat(),
-            "signoffs": {role: s.as_json() for role, s in self.signoffs.items()},
-            "started_at": _time(self.started_at),
-            "started_by": self.started_by,
-            "checkpoints": {cid: c.as_json() for cid, c in self.checkpoints.items()},
-            "traffic": dict(self.traffic),
-            "traffic_history": {
-                cohort: [c.as_json() for c in changes] for cohort, changes in self.traffic_history.items()
-            },
-            "holds": {hid: h.as_json() for hid, h in self.holds.items()},
-            "paused": self.paused.as_json() if self.paused else None,
-            "frozen": self.frozen.as_json() if self.frozen else None,
-            "ended_at": _time(self.ended_at),
-            "end_reason": self.end_reason,
-            "hypercare_since": _time(self.hypercare_since),
-            "hypercare_evidence": {
-                gate: [r.as_json() for r in rs] for gate, rs in self.hypercare_evidence.items()
-            },
-            "watch_evidence": {gate: [r.as_json() for r in rs] for gate, rs in self.watch_evidence.items()},
-        } | {"hypercare_" + k: v for k, v in _tallies_json(self.hypercare_tallies).items()}
+        return (
+            {
+                "run_id": self.run_id,
+                "plan_revision": self.plan_revision,
+                "packet_version": self.packet_version,
+                "state": str(self.state),
+                "opened_at": self.opened_at.isoformat(),
+                "signoffs": {role: s.as_json() for role, s in self.signoffs.items()},
+                "started_at": _time(self.started_at),
+                "started_by": self.started_by,
+                "checkpoints": {cid: c.as_json() for cid, c in self.checkpoints.items()},
+                "traffic": dict(self.traffic),
+                "traffic_history": {
+                    cohort: [c.as_json() for c in changes] for cohort, changes in self.traffic_history.items()
+                },
+                "holds": {hid: h.as_json() for hid, h in self.holds.items()},
+                "paused": self.paused.as_json() if self.paused else None,
+                "frozen": self.frozen.as_json() if self.frozen else None,
+                "ended_at": _time(self.ended_at),
+                "end_reason": self.end_reason,
+                "hypercare_since": _time(self.hypercare_since),
+                "hypercare_evidence": {
+                    gate: [r.as_json() for r in rs] for gate, rs in self.hypercare_evidence.items()
+                },
+                "watch_evidence": {
+                    gate: [r.as_json() for r in rs] for gate, rs in self.watch_evidence.items()
+                },
+            }
+            | {"hypercare_" + k: v for k, v in _tallies_json(self.hypercare_tallies).items()}
+            | _recovery_json(self)
+        )
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunProgress:
@@ -425,7 +447,20 @@ class RunProgress:
                 gate: tuple(GateResult.from_json(r) for r in rs)
                 for gate, rs in data.get("watch_evidence", {}).items()
             },
+            stopped_at=_parse_time(data.get("stopped_at")),
+            stop_deliberate=bool(data.get("stop_deliberate", False)),
+            restarted_at=_parse_time(data.get("restarted_at")),
         )
+
+
+def _recovery_json(progress: RunProgress) -> dict[str, Any]:
+    # Left out while unset, so the progress of a run that never stopped reads as before.
+    found = {
+        "stopped_at": _time(progress.stopped_at),
+        "stop_deliberate": progress.stop_deliberate or None,
+        "restarted_at": _time(progress.restarted_at),
+    }
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _tallies_json(tallies: Mapping[str, GateTally]) -> dict[str, Any]:

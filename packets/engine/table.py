@@ -12,6 +12,17 @@ which beats a pause. So a hold released while paused leaves the run paused, and 
 back to whatever still stops the run, without remembering a "resume target". With nothing stopping
 it, the run is `running` during the stages and `hypercare` after them.
 
+Recovery is deliberate (`engine.advance.settle`): time stopped (paused, held, frozen) does not count
+as soak, so the soak in flight resumes where it stopped; after a pause or a freeze, the checkpoint in
+flight completes, and the next traffic step goes out, only on `consecutive_passes` passes of each
+gate gathered after the moment the run started again.
+
+Check before moving (`engine.advance`): no traffic increase goes out without a fresh reading of
+every gate of the checkpoint about to shift (bar a readiness gate) and of the watched gates, taken
+for that shift (from the moment the engine first wanted it, asked again after any stop), no older
+than the gate's interval, all passing. A failing one takes its action as the readings come in, and
+the shift does not happen; the readings that vouched are the shift's cause in the ledger.
+
 Hyper-care (`engine.hypercare`): when the last checkpoint completes and the plan declares
 `hypercare`, the run is not completed but enters `hypercare`. Gate results for the pseudo-checkpoint
 `hypercare` keep coming on the plan's cadence, and a failure takes its gate's action exactly as
@@ -113,11 +124,13 @@ TABLE: tuple[Row[Any], ...] = (
     _row([R.READY], Start, _ADVANCED,
          "start (start_and_rollback role); walk the timeline", rows.start),
     _row([R.RUNNING], Tick, _ADVANCED,
-         "complete what soaked and passed; start what is due", rows.tick),
+         "complete what soaked and passed; start what is due (a traffic increase only on fresh passing "
+         "readings taken for it)", rows.tick),
     _row([r for r in _ALL if r not in (R.RUNNING, R.HYPERCARE)], Tick, [],
          "nothing: a run that is not running waits for people", rows.nothing, stays=True),
-    _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.COMPLETED],
-         "complete the run once the last hyper-care cadence step ran out (stop gate checks); "
+    _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.HELD, R.COMPLETED],
+         "complete the run once the last hyper-care cadence step ran out (stop gate checks); with "
+         "traffic short of the plan's final percentages, hold it for the start_and_rollback roles instead; "
          "until then nothing", rows.hypercare_tick),
     _row([R.RUNNING], GateResults, [R.RUNNING, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK,
                                     R.HYPERCARE, R.COMPLETED],
@@ -153,14 +166,18 @@ TABLE: tuple[Row[Any], ...] = (
          rows.packet_adopted, stays=True),
     _row([R.RUNNING, R.HELD], Pause, [R.PAUSED, R.HELD], "pause (pausers)", rows.pause),
     _row([R.HYPERCARE], Pause, [R.PAUSED], "pause hyper-care (pausers); resuming returns to it", rows.pause),
-    _row([R.PAUSED], Resume, _ADVANCED, "resume (pausers); advance", rows.resume),
+    _row([R.PAUSED], Resume, _ADVANCED,
+         "resume (pausers); the soak in flight resumes where it stopped; nothing completes or shifts "
+         "until consecutive_passes passes gathered after the resume; advance", rows.resume),
     _row([R.HELD, R.FROZEN], Resume, [], "lift the pause under a hold or freeze", rows.resume, stays=True),
     _row([R.RUNNING, R.PAUSED, R.HELD], Freeze, [R.FROZEN],
          "freeze (pausers): no traffic change of any kind", rows.freeze),
     _row([R.HYPERCARE], Freeze, [R.FROZEN],
          "freeze hyper-care (pausers): no traffic change of any kind, the rollbacks included", rows.freeze),
     _row([R.FROZEN], Unfreeze, [R.RUNNING, R.PAUSED, R.HELD, R.HYPERCARE, R.COMPLETED],
-         "unfreeze (pausers); back to whatever still stops the run, else advance", rows.unfreeze),
+         "unfreeze (pausers); back to whatever still stops the run, else advance (the soak resumes "
+         "where it stopped; nothing completes or shifts until consecutive_passes passes gathered after "
+         "the run started again)", rows.unfreeze),
     _row([R.RUNNING, R.PAUSED, R.HELD], RollbackRequested, [R.HELD, R.ROLLING_BACK, R.ROLLED_BACK],
          "cohort: shift it back to its percent before this checkpoint, then hold; "
          "all: every cohort to 0%, holds withdrawn, run ends", rows.rollback),
