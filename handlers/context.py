@@ -147,13 +147,15 @@ async def refuse(ctx: RunContext, *, user: str, action: str, reason: str) -> Non
 
 async def save(ctx: RunContext, *, authoritative_version: int | None = None) -> None:
     """Write the run row back (compare-and-set on its lock version)."""
-    stored = {
-        "engine": ctx.progress.as_json(),
-        "facts": ctx.facts.as_json(),
-        "changes": [c.as_json() for c in ctx.changes],
-        "next_change": ctx.next_change,
-        "overrun_told": ctx.overrun_told,
-    }
+    stored: dict[str, Any] = {"engine": ctx.progress.as_json(), "facts": ctx.facts.as_json()}
+    # Left out while they hold their defaults, so a run saved without a change stores exactly
+    # what `handlers.runs.create_run` wrote.
+    if ctx.changes:
+        stored["changes"] = [c.as_json() for c in ctx.changes]
+    if ctx.next_change != 1:
+        stored["next_change"] = ctx.next_change
+    if ctx.overrun_told:
+        stored["overrun_told"] = True
     if ctx.requests:
         stored["requests"] = ctx.requests
     row = replace(

@@ -22,8 +22,8 @@ from handlers.flow import on_run
 from handlers.outbox import post
 from handlers.outcome import Outcome
 from packets import messages as msg
+from packets.authority import Refused
 from packets.engine.progress import CheckpointState
-from packets.redact import redact
 
 Scope = Literal["cohort", "all"]
 _KIND = "rollbacks"
@@ -83,11 +83,14 @@ def _key(request_id: str) -> str:
 
 async def request_rollback(cmd: RequestRollback, deps: Deps) -> Outcome:
     async def body(ctx: RunContext) -> Outcome:
+        # Anyone acting for a role of the plan may ask the room; only start-and-rollback confirms.
+        if not ctx.roster.roles_of(cmd.user):
+            raise Refused(f"{cmd.user} acts for no role in this plan, so may not ask for a rollback.")
         requests = dict(ctx.requests.get(_KIND) or {})
         request_id = f"rb-{len(requests) + 1}"
         record = {
             "scope": cmd.scope,
-            "reason": redact(cmd.reason) or "rollback requested",
+            "reason": cmd.reason or "rollback requested",
             "by": cmd.user,
             "at": ctx.now.isoformat(),
             "version": ctx.version,

@@ -17,6 +17,7 @@ import pytest
 from bot.commands.serve import configure_logging
 from bot.ids import ActionId
 from bot.intents import dispatch
+from handlers import shifts
 from handlers.commands import CheckGates
 from tests import signing
 from tests.bot_harness import BRIDGE, SECRET, BotHarness, bot_world, buttons_of, serving, wait_until
@@ -222,6 +223,9 @@ async def _canary_at_five_percent(h: BotHarness) -> str:
     assert (await h.command("done drain-queue", user=ENG1)).ok
     assert (await h.command("done schema-check", user=DBA1)).ok
     assert (await h.command("release go-decision", user=REL1)).ok
+    # Check before moving: the canary's gates are read for its shift (the next gate tick).
+    await h.bot.scheduler.tick(run)
+    await shifts.drain(h.bot.deps)
     assert [(s.cohort, s.percent) for s in h.actuator.shifts] == [("orders", 5)]
     return run
 
