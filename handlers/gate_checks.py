@@ -99,37 +99,43 @@ def next_interval(plan: Plan, progress: RunProgress, now: datetime) -> timedelta
     return min(plan.gate_intervals())
 
 
-def due_now(ctx: RunContext) -> Due | None:
+def due_now(ctx: RunContext) -> tuple[Due, ...]:
+    """What this tick measures: one `Due` per checkpoint in flight with gates of its own (branches
+    side by side each have theirs), the watched gates with the first; else hyper-care's or the
+    watch's alone; nothing when the run is in no state that checks."""
     plan, progress, now = ctx.plan, ctx.progress, ctx.now
     if progress.state not in _CHECKED:
-        return None
+        return ()
     watching = watched(plan, progress)
     since = progress.hypercare_since
     if since is not None:
         if plan.hypercare is None:
-            return None
+            return ()
         slot = plan.hypercare.slot_at(now - since)
         if slot is None:
-            return None  # hyper-care ran out: the next tick completes the run
+            return ()  # hyper-care ran out: the next tick completes the run
         gates = tuple(dict.fromkeys((*plan.hypercare_gates(), *watching)))
-        return Due(checkpoint=HYPERCARE, slots=tuple((g, slot) for g in gates))
+        return (Due(checkpoint=HYPERCARE, slots=tuple((g, slot) for g in gates)),)
     elapsed = now - plan.window.start
 
     def slots(gates: Iterable[str]) -> tuple[tuple[str, int], ...]:
         return tuple((g, int(elapsed // plan.gate_policy_of(g).interval)) for g in dict.fromkeys(gates))
 
-    current = progress.in_flight(c.id for c in ctx.packet.timeline)
-    own = (
-        tuple(plan.checkpoint(current).gates)
-        if current is not None and progress.checkpoints[current].state in IN_FLIGHT
-        else ()
-    )
-    if current is not None and own:
-        return Due(checkpoint=current, slots=slots((*own, *watching)))
+    gated = [
+        c
+        for c in progress.flights(c.id for c in ctx.packet.timeline)
+        if plan.checkpoint(c).gates and progress.checkpoints[c].state in IN_FLIGHT
+    ]
+    if gated:
+        first, *beside = gated
+        return (
+            Due(checkpoint=first, slots=slots((*plan.checkpoint(first).gates, *watching))),
+            *(Due(checkpoint=c, slots=slots(plan.checkpoint(c).gates)) for c in beside),
+        )
     if watching:
         # Nothing with gates of its own is in flight (a hold, a manual step), but traffic is live.
-        return Due(checkpoint=WATCH, slots=slots(watching))
-    return None
+        return (Due(checkpoint=WATCH, slots=slots(watching)),)
+    return ()
 
 
 async def _not_yet_measured(ctx: RunContext, due: Due) -> Due:
@@ -180,51 +186,71 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
     """Measure what is due for the run now, record it once per slot, and let the engine act."""
     async with deps.uow.transaction(read_only=True) as tx:
         peek = await load(tx, cmd.run, deps.clock.now())
-        due = due_now(peek) if peek is not None else None
         plan = peek.plan if peek is not None else None
-        if peek is not None and due is not None:
-            due = await _not_yet_measured(peek, due)
-    if due is None or plan is None or not due.slots:
+        dues: list[Due] = []
+        if peek is not None:
+            for due in due_now(peek):
+                left = await _not_yet_measured(peek, due)
+                if left.slots:
+                    dues.append(left)
+    if not dues or plan is None:
         return await advance(Advance(run=cmd.run), deps)
-    results = await _measure(plan, due, deps, deps.clock.now())
+    at = deps.clock.now()
+    measured = await asyncio.gather(*(_measure(plan, due, deps, at) for due in dues))
 
     async def body(ctx: RunContext) -> Outcome:
-        again = due_now(ctx)
-        if again is None or again.checkpoint != due.checkpoint or not set(due.slots) <= set(again.slots):
-            return Outcome.done("The run moved on while measuring; nothing recorded.", run=ctx.run)
-        fresh = []
-        for result in results:
-            recorded = await ctx.tx.gate_results.record(
-                run_id=ctx.run,
-                checkpoint=due.checkpoint,
-                gate=result.gate,
-                slot=due.slot_of(result.gate),
-                outcome=str(result.outcome),
-                value=result.value,
-                reason=result.reason,
-                at=ctx.now,
-                packet_version=ctx.version,
-            )
-            if recorded:
-                fresh.append(result)
-        if not fresh:
-            slots = ", ".join(str(s) for s in sorted({s for _, s in due.slots}))
+        current = {d.checkpoint: d for d in due_now(ctx)}
+        checked: list[tuple[str, list[GateResult]]] = []
+        for due, results in zip(dues, measured, strict=True):
+            again = current.get(due.checkpoint)
+            if again is None or not set(due.slots) <= set(again.slots):
+                continue  # the run moved on while measuring
+            fresh = await _record(ctx, due, results)
+            if fresh:
+                await apply(ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=fresh), deps)
+                checked.append((due.checkpoint, list(fresh)))
+        if not checked:
+            moved = not any(d.checkpoint in current for d in dues)
+            slots = ", ".join(str(s) for s in sorted({s for d in dues for _, s in d.slots}))
             return Outcome.done(
-                f"Slot {slots} was already checked.", run=ctx.run, current_version=ctx.version
+                "The run moved on while measuring; nothing recorded."
+                if moved
+                else f"Slot {slots} was already checked.",
+                run=ctx.run,
+                current_version=ctx.version,
             )
-        await apply(ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=tuple(fresh)), deps)
         await apply(ctx, ev.Tick(at=ctx.now), deps)
         await save(ctx)
-        failing = [r.gate for r in fresh if r.outcome != GateOutcome.PASS]
+        failing = [r.gate for _, fresh in checked for r in fresh if r.outcome != GateOutcome.PASS]
+        counted = "; ".join(f"{len(fresh)} gates checked for {checkpoint}" for checkpoint, fresh in checked)
         return Outcome.done(
-            f"{len(fresh)} gates checked for {due.checkpoint}"
-            + (f"; failing: {', '.join(failing)}" if failing else ""),
+            counted + (f"; failing: {', '.join(failing)}" if failing else ""),
             run=ctx.run,
             current_version=ctx.version,
-            results=[r.as_json() for r in fresh],
+            results=[r.as_json() for _, fresh in checked for r in fresh],
         )
 
     return await on_run(cmd.run, user="scheduler", action="check gates", deps=deps, body=body)
+
+
+async def _record(ctx: RunContext, due: Due, results: tuple[GateResult, ...]) -> tuple[GateResult, ...]:
+    """Record each reading in its slot; the ones recorded now (a slot taken already is skipped)."""
+    fresh = []
+    for result in results:
+        recorded = await ctx.tx.gate_results.record(
+            run_id=ctx.run,
+            checkpoint=due.checkpoint,
+            gate=result.gate,
+            slot=due.slot_of(result.gate),
+            outcome=str(result.outcome),
+            value=result.value,
+            reason=result.reason,
+            at=ctx.now,
+            packet_version=ctx.version,
+        )
+        if recorded:
+            fresh.append(result)
+    return tuple(fresh)
 
 
 async def advance(cmd: Advance, deps: Deps) -> Outcome:

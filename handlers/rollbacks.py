@@ -39,7 +39,9 @@ def changes(ctx: RunContext, scope: Scope) -> list[dict[str, Any]]:
             if pct > 0
         ]
     order = [c.id for c in ctx.packet.timeline]
-    checkpoint = ctx.progress.in_flight(order)
+    # The engine's choice (`Draft.traffic_flight`): the first traffic checkpoint in flight.
+    flights = ctx.progress.flights(order)
+    checkpoint = next((c for c in flights if ctx.plan.checkpoint(c).traffic is not None), None)
     if checkpoint is None and ctx.progress.in_hypercare:
         done = [
             c

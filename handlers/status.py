@@ -50,10 +50,10 @@ async def run_status(run: str, deps: Deps) -> Outcome:
         return Outcome.refused(f"There is no run '{run}'.")
     progress = ctx.progress
     order = [c.id for c in ctx.packet.timeline]
-    current = progress.in_flight(order)
     title = inert(ctx.plan.title)
     lines = [f"*{title}* — run `{run}` is *{progress.state}*, following packet v{ctx.version}."]
-    if current:
+    # Branches side by side are each "now".
+    for current in progress.flights(order):
         line = ctx.packet.checkpoint(current)
         state = progress.checkpoints[current].state
         lines.append(

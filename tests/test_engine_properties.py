@@ -378,8 +378,13 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
             latest = max(fresh, key=lambda r: r.at or event.at, default=None)
             assert latest is not None, (gate, readings)
             assert verdict(latest.outcome, policy.no_data) is not Verdict.FAIL, (gate, readings)
-        # ... and only once every earlier gated checkpoint completed on passing gates.
+        # ... and only once its dependencies and every earlier traffic checkpoint of its cohort
+        # completed on passing gates (branches beside it run side by side).
+        spec = plan.checkpoint(shift.checkpoint)
         for earlier in order[: order.index(shift.checkpoint)]:
+            found = percent_of(plan, earlier)
+            if earlier not in spec.after and (found is None or found[0] != shift.cohort):
+                continue
             progress = after.checkpoints[earlier]
             assert progress.state is CheckpointState.DONE
             for gate in plan.checkpoint(earlier).gates:

@@ -224,3 +224,30 @@ async def test_a_parity_drift_at_the_widen_hold_is_acted_on_during_it_and_nothin
     widened = [s for s in report["shifts"] if s["cohort"] == "all-merchants" and s["percent"] > 0]
     assert widened and all(datetime.fromisoformat(s["at"]) >= recovered for s in widened)
     assert [s["percent"] for s in widened] == [10, 100]
+
+
+async def test_the_parallel_rehearsal_runs_both_cohorts_side_by_side_as_the_packet_draws_them(
+    tmp_path: Path,
+) -> None:
+    status, report, _ = await _rehearse("parallel-branches", tmp_path)
+
+    assert status == 0 and report["final_state"] == "completed"
+    actual = {a["checkpoint"]: a for a in report["actuals"]}
+    # Both canaries and the merchants' notice start together once the preflight is done.
+    starts = {actual[c]["started_at"] for c in ("canary-a", "canary-b", "tell-merchants")}
+    assert starts == {actual["preflight"]["ended_at"]}
+    # Each branch ends on its own soak: B's 10 minutes before A's 15.
+    assert actual["canary-b"]["ended_at"] < actual["canary-a"]["ended_at"]
+    # Both cohorts widen at once after the release, and retirement waits for both.
+    assert actual["widen-a"]["started_at"] == actual["widen-b"]["started_at"]
+    assert actual["retire-legacy"]["started_at"] >= max(
+        actual["widen-a"]["ended_at"], actual["widen-b"]["ended_at"]
+    )
+    shifts = sorted((s["at"], s["cohort"], s["percent"]) for s in report["shifts"])
+    assert [(c, p) for _, c, p in shifts] == [
+        ("merchant-a", 1),
+        ("merchant-b", 1),
+        ("merchant-a", 10),
+        ("merchant-b", 10),
+    ]
+    assert shifts[0][0] == shifts[1][0] and shifts[2][0] == shifts[3][0]

@@ -1,10 +1,17 @@
 """Advancement: where the engine moves by itself, inside the plan's thresholds.
 
 After every event that could unblock the run, `advance` settles the run state and, only while
-the run is `running`, walks the authoritative packet's timeline: one checkpoint in flight at a
-time, in timeline order, each starting once its `after` dependencies are done. One at a time is a
-choice: a war room follows one line of the packet at a time, and "the current checkpoint" in the
-traffic rules needs to mean exactly one thing.
+the run is `running`, walks the authoritative packet's timeline: a checkpoint starts once its
+`after` dependencies are done, so branches the packet draws side by side run side by side, each
+with its own soak, gates and holds. Two traffic checkpoints of one cohort never overlap: a traffic
+checkpoint waits until every earlier one of its cohort in the timeline is done (the packet places
+them one after the other the same way).
+
+A stop is the run's, not a branch's: a hold, a pause or a freeze anywhere stops every branch (the
+run is `held`, `paused` or `frozen`), and no branch's soak counts the time stopped. A war room
+releases a hold so that nothing moves until someone with the right role says so; letting a branch
+widen traffic beside a held one would make "held" mean "partly held". "The current checkpoint"
+(status, a cohort rollback by hand) is the first in flight in timeline order.
 
 A checkpoint in flight completes by itself only on evidence: its soak elapsed, its shift
 confirmed, and each of its gates' last `consecutive_passes` results passing. Without gates there
@@ -71,18 +78,18 @@ def _recovery(d: Draft, state: RunState) -> None:
     if state in _STOPS:
         deliberate = progress.stop_deliberate or progress.paused is not None or progress.frozen is not None
         d.update(stopped_at=progress.stopped_at or d.at, stop_deliberate=deliberate)
-        flight = d.in_flight()
-        if flight is not None and d.checkpoint(flight).shift_due_since is not None:
-            # A shift asked for before the stop is asked for again, on readings from after it.
-            d.update_checkpoint(flight, shift_due_since=None)
+        for flight in d.flights():
+            if d.checkpoint(flight).shift_due_since is not None:
+                # A shift asked for before the stop is asked for again, on readings from after it.
+                d.update_checkpoint(flight, shift_due_since=None)
         return
     stopped_at = progress.stopped_at
     if stopped_at is None:
         return
-    flight = d.in_flight()
-    soak_until = d.checkpoint(flight).soak_until if flight is not None else None
-    if flight is not None and soak_until is not None and soak_until > stopped_at and d.at > stopped_at:
-        d.update_checkpoint(flight, soak_until=soak_until + (d.at - stopped_at))
+    for flight in d.flights():
+        soak_until = d.checkpoint(flight).soak_until
+        if soak_until is not None and soak_until > stopped_at and d.at > stopped_at:
+            d.update_checkpoint(flight, soak_until=soak_until + (d.at - stopped_at))
     d.update(
         stopped_at=None,
         stop_deliberate=False,
@@ -92,35 +99,75 @@ def _recovery(d: Draft, state: RunState) -> None:
 
 def advance(d: Draft) -> None:
     settle(d)
-    # Each pass starts or completes a checkpoint, so twice the timeline bounds the walk.
-    for _ in range(2 * len(d.order) + 2):
+    # Each step readies, starts, clears or completes one checkpoint: four per checkpoint bound it.
+    for _ in range(4 * len(d.order) + 2):
+        if d.progress.state is not RunState.RUNNING or not _step(d):
+            break
+    if d.progress.state is not RunState.RUNNING or d.flights():
+        return
+    if all(d.checkpoint(c).state is CheckpointState.DONE for c in d.order):
+        if d.plan.hypercare is not None:
+            hypercare.begin(d)
+        else:
+            d.emit(StopGateChecks(checkpoint=None))
+            finish(d, RunState.COMPLETED, actor="engine", why="every checkpoint is done")
+
+
+def _step(d: Draft) -> bool:
+    """Move one checkpoint in flight, else bring the next one in; False when all have to wait.
+
+    Traffic goes out last: a hold another branch opens in the same instant stops the run first,
+    so no shift ever leaves beside a hold opened with it.
+    """
+    flights = d.flights()
+    shifting = [c for c in flights if _shifts_next(d, c)]
+    for checkpoint in [c for c in flights if c not in shifting]:
         if d.progress.state is not RunState.RUNNING:
-            return
-        checkpoint = d.in_flight()
-        if checkpoint is None:
-            checkpoint = _next(d)
-            if checkpoint is None:
-                if all(d.checkpoint(c).state is CheckpointState.DONE for c in d.order):
-                    if d.plan.hypercare is not None:
-                        hypercare.begin(d)
-                    else:
-                        d.emit(StopGateChecks(checkpoint=None))
-                        finish(d, RunState.COMPLETED, actor="engine", why="every checkpoint is done")
-                return
-            d.update_checkpoint(checkpoint, state=CheckpointState.READY)
-        if not _move(d, checkpoint):
-            return
+            return False
+        if _move(d, checkpoint):
+            return True
+    coming = _next(d)
+    if coming is not None:
+        d.update_checkpoint(coming, state=CheckpointState.READY)
+        return True
+    # A traffic step that would open holds before it runs goes before one that would shift.
+    for checkpoint in sorted(shifting, key=lambda c: not unmet_before_run(d, c)):
+        if d.progress.state is not RunState.RUNNING:
+            return False
+        if _move(d, checkpoint):
+            return True
+    return False
+
+
+def _shifts_next(d: Draft, checkpoint: str) -> bool:
+    return d.checkpoint(checkpoint).state is CheckpointState.READY and d.spec(checkpoint).traffic is not None
 
 
 def _next(d: Draft) -> str | None:
-    """The first pending checkpoint in timeline order whose dependencies are all done."""
-    for checkpoint in d.order:
+    """The first pending checkpoint in timeline order whose dependencies are all done and whose
+    cohort (a traffic checkpoint's) no earlier traffic checkpoint is still to shift."""
+    order = d.order
+    for position, checkpoint in enumerate(order):
         if d.checkpoint(checkpoint).state is not CheckpointState.PENDING:
             continue
         deps = [a for a in d.planned(checkpoint).after if a in d.progress.checkpoints]
-        if all(d.checkpoint(a).state is CheckpointState.DONE for a in deps):
+        if all(d.checkpoint(a).state is CheckpointState.DONE for a in deps) and not _cohort_busy(
+            d, checkpoint, order[:position]
+        ):
             return checkpoint
     return None
+
+
+def _cohort_busy(d: Draft, checkpoint: str, earlier: tuple[str, ...]) -> bool:
+    traffic = d.spec(checkpoint).traffic
+    if traffic is None:
+        return False
+    return any(
+        (other := d.spec(c).traffic) is not None
+        and other.cohort == traffic.cohort
+        and d.checkpoint(c).state is not CheckpointState.DONE
+        for c in earlier
+    )
 
 
 def _move(d: Draft, checkpoint: str) -> bool:
@@ -336,14 +383,14 @@ def cause_of(d: Draft, checkpoint: str) -> dict[str, Any]:
     completed it and the gate results it completed on;
     `released_by` the people who released its holds; `started_by` who started the run.
     """
-    # The dependencies, and the checkpoint just before it in the timeline: one checkpoint is in
-    # flight at a time, so that one completing is what let this one start.
+    # The dependencies, and the checkpoint just before it in the timeline when it is done (on a
+    # chain, that one completing is what let this one start; beside a branch, it let nothing).
     order = d.order
     position = order.index(checkpoint)
     before = order[position - 1 : position] if position > 0 else ()
     after = []
     for dep in dict.fromkeys((*d.planned(checkpoint).after, *before)):
-        if dep not in d.progress.checkpoints:
+        if dep not in d.progress.checkpoints or d.checkpoint(dep).state is not CheckpointState.DONE:
             continue
         dep_progress = d.checkpoint(dep)
         gates = [r.as_json() for g in d.spec(dep).gates for r in dep_progress.evidence.get(g, ())]

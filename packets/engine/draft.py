@@ -60,6 +60,13 @@ class Draft:
     def in_flight(self) -> str | None:
         return self.progress.in_flight(self.order)
 
+    def flights(self) -> tuple[str, ...]:
+        return self.progress.flights(self.order)
+
+    def traffic_flight(self) -> str | None:
+        """The first checkpoint in flight that moves traffic: the one a cohort rollback is about."""
+        return next((c for c in self.flights() if self.spec(c).traffic is not None), None)
+
     # -- changing it --------------------------------------------------------------------------
 
     def update(self, **changes: Any) -> None:

@@ -47,7 +47,16 @@ def take(d: Draft, event: GateResults) -> None:
     in_hypercare = d.progress.in_hypercare and event.checkpoint == hypercare.HYPERCARE
     watching = watch.watched(d.plan, d.progress)
     on_watch = not in_hypercare and event.checkpoint == watch.WATCH and bool(watching)
-    checkpoint = hypercare.HYPERCARE if in_hypercare else watch.WATCH if on_watch else d.in_flight()
+    flights = d.flights()
+    checkpoint = (
+        hypercare.HYPERCARE
+        if in_hypercare
+        else watch.WATCH
+        if on_watch
+        else event.checkpoint
+        if event.checkpoint in flights
+        else next(iter(flights), None)
+    )
     if checkpoint is None or checkpoint != event.checkpoint:
         d.ledger(
             LedgerKind.GATE_RESULTS_IGNORED,
@@ -194,9 +203,14 @@ def _act(
             need = HoldNeed(reason, HoldSource.GATE, tuple(d.plan.authority.start_and_rollback))
             open_hold(d, need, checkpoint=checkpoint, opened_by=actor)
     elif action == "rollback_cohort":
-        # During hyper-care the cohort of the last traffic checkpoint; during the stages the one in flight.
+        # During hyper-care the cohort of the last traffic checkpoint; during the stages the cohort
+        # of the checkpoint whose gate failed (a branch beside it keeps its traffic).
         target = (
-            hypercare.last_traffic_checkpoint(d) if checkpoint == hypercare.HYPERCARE or watched else None
+            hypercare.last_traffic_checkpoint(d)
+            if checkpoint == hypercare.HYPERCARE or watched
+            else checkpoint
+            if d.spec(checkpoint).traffic is not None
+            else None
         )
         rollback_cohort(d, actor=actor, why=why, checkpoint=target)
         hold_after_rollback(d, checkpoint, reason=reason, source=HoldSource.GATE, actor=actor)

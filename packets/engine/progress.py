@@ -353,12 +353,15 @@ class RunProgress:
         return tuple(h for h in self.holds.values() if h.is_open)
 
     def in_flight(self, order: Iterable[str]) -> str | None:
-        """The checkpoint in flight, first in `order` (the packet's timeline); at most one is."""
-        for checkpoint in order:
-            progress = self.checkpoints.get(checkpoint)
-            if progress is not None and progress.state in IN_FLIGHT:
-                return checkpoint
-        return None
+        """The first checkpoint in flight in `order` (the packet's timeline): "the current one"."""
+        flights = self.flights(order)
+        return flights[0] if flights else None
+
+    def flights(self, order: Iterable[str]) -> tuple[str, ...]:
+        """Every checkpoint in flight, in `order`: branches of the packet run side by side."""
+        return tuple(
+            c for c in order if (found := self.checkpoints.get(c)) is not None and found.state in IN_FLIGHT
+        )
 
     def outstanding(self) -> dict[str, TrafficChange]:
         """Per cohort, the command in force that the control plane has not confirmed.

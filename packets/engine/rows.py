@@ -188,7 +188,8 @@ def checkpoint_done(d: Draft, event: CheckpointDone) -> None:
     owner = d.planned(checkpoint).owner_role
     d.require(event.user, [owner], f"mark {checkpoint} done")
     progress = d.checkpoint(checkpoint)
-    if d.in_flight() != checkpoint or progress.state not in (CheckpointState.ACTIVE, CheckpointState.SOAKING):
+    running = progress.state in (CheckpointState.ACTIVE, CheckpointState.SOAKING)
+    if checkpoint not in d.flights() or not running:
         raise _illegal(d, f"{checkpoint} is {progress.state}, not running")
     spec = d.spec(checkpoint)
     if spec.gates:
@@ -227,9 +228,10 @@ def hold_released(d: Draft, event: HoldReleased) -> None:
 
 def packet_adopted(d: Draft, event: PacketAdopted) -> None:
     d.require(event.user, d.plan.authority.adopt_packets, f"adopt packet v{event.version}")
+    dropped = [c for c in d.progress.flights(d.progress.checkpoints) if not d.packet.has(c)]
+    if dropped:
+        raise _illegal(d, f"packet v{event.version} drops {', '.join(dropped)}, which is in flight")
     in_flight = d.progress.in_flight(d.progress.checkpoints)
-    if in_flight is not None and not d.packet.has(in_flight):
-        raise _illegal(d, f"packet v{event.version} drops {in_flight}, which is in flight")
     previous = d.progress.packet_version
     # Progress is per checkpoint id, so evidence gathered while soaking carries over unchanged.
     added = {c: CheckpointProgress() for c in d.order if c not in d.progress.checkpoints}
@@ -298,7 +300,9 @@ def rollback(d: Draft, event: RollbackRequested) -> None:
     # During hyper-care nothing is in flight: the cohort is the last traffic checkpoint's, and the
     # hold that follows is on hyper-care.
     during_hypercare = d.progress.in_hypercare and d.in_flight() is None
-    checkpoint = hypercare.last_traffic_checkpoint(d) if during_hypercare else d.in_flight()
+    checkpoint = (
+        hypercare.last_traffic_checkpoint(d) if during_hypercare else d.traffic_flight() or d.in_flight()
+    )
     traffic = d.spec(checkpoint).traffic if checkpoint is not None else None
     if checkpoint is None or traffic is None:
         raise _illegal(

@@ -124,8 +124,9 @@ TABLE: tuple[Row[Any], ...] = (
     _row([R.READY], Start, _ADVANCED,
          "start (start_and_rollback role); walk the timeline", rows.start),
     _row([R.RUNNING], Tick, _ADVANCED,
-         "complete what soaked and passed; start what is due (a traffic increase only on fresh passing "
-         "readings taken for it)", rows.tick),
+         "complete what soaked and passed; start every checkpoint whose dependencies are done, side by "
+         "side (one cohort's shifts never overlap; a traffic increase only on fresh passing readings "
+         "taken for it)", rows.tick),
     _row([r for r in _ALL if r not in (R.RUNNING, R.HYPERCARE)], Tick, [],
          "nothing: a run that is not running waits for people", rows.nothing, stays=True),
     _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.HELD, R.COMPLETED],

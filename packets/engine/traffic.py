@@ -190,8 +190,7 @@ def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any], checkpoint: st
     names the last traffic checkpoint: its cohort goes back, and the checkpoint stays done (there
     is nothing to run again). Returns whether anything was shifted; the caller holds.
     """
-    in_flight = d.in_flight()
-    checkpoint = checkpoint or in_flight
+    checkpoint = checkpoint or d.traffic_flight()
     if checkpoint is None:
         return False
     traffic = d.spec(checkpoint).traffic
@@ -209,7 +208,7 @@ def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any], checkpoint: st
         actor=actor,
         why=why,
     )
-    if checkpoint == in_flight:
+    if checkpoint in d.flights():
         d.update_checkpoint(checkpoint, state=CheckpointState.HELD, shift_confirmed=False)
     d.ledger(
         LedgerKind.ROLLBACK_COHORT,
