@@ -169,6 +169,9 @@ async def _notify(ctx: RunContext, effect: fx.Notify) -> None:
                 await post(ctx, to=user, message=message)
         return
     await post(ctx, to=ctx.plan.channel, message=message)
+    if effect.direct:
+        for user in effect.users:
+            await post(ctx, to=user, message=message)
 
 
 def _still_failing(ctx: RunContext, checkpoint: str, gate: str) -> bool:

@@ -32,7 +32,17 @@ from packets.engine.draft import Draft
 from packets.engine.effects import LedgerKind, Plain, ScheduleGateChecks, StopGateChecks
 from packets.engine.end import finish
 from packets.engine.events import actor_of
-from packets.engine.holds import has_open_hold, open_hold, releasers, unmet_before_run, window_in_force
+from packets.engine.holds import (
+    HoldNeed,
+    conflict_rule,
+    has_open_hold,
+    open_hold,
+    releasers,
+    unmet_before_run,
+    window_in_force,
+)
+from packets.messages import RunStateLine
+from packets.packet import HoldSource
 from packets.engine.progress import TERMINAL, CheckpointState, RunState
 from packets.engine.traffic import ADVANCE, command
 from packets.gates import GateResult, Verdict, last_failed, streak_passes, verdict
@@ -99,6 +109,8 @@ def _recovery(d: Draft, state: RunState) -> None:
 
 def advance(d: Draft) -> None:
     settle(d)
+    if d.progress.state is RunState.RUNNING:
+        _overruns(d)
     # Each step readies, starts, clears or completes one checkpoint: four per checkpoint bound it.
     for _ in range(4 * len(d.order) + 2):
         if d.progress.state is not RunState.RUNNING or not _step(d):
@@ -111,6 +123,40 @@ def advance(d: Draft) -> None:
         else:
             d.emit(StopGateChecks(checkpoint=None))
             finish(d, RunState.COMPLETED, actor="engine", why="every checkpoint is done")
+
+
+def _overruns(d: Draft) -> None:
+    """A checkpoint still running when its not_after in force has passed is never left to run on
+    silently: the room and its owner (by DM) are told, once, and a conflict hold on it, released
+    under the checkpoint's own rule, stops what follows until a person decides."""
+    for checkpoint in d.flights():
+        if d.checkpoint(checkpoint).state not in (CheckpointState.ACTIVE, CheckpointState.SOAKING):
+            continue
+        _, not_after = window_in_force(d, checkpoint)
+        if not_after is None or d.at <= not_after:
+            continue
+        title = d.spec(checkpoint).title
+        # Fixed values only: the reason is how an overrun already raised is recognised.
+        reason = (
+            f"{title} is still running past its not_after {not_after.isoformat()}; "
+            "what follows waits until a person decides"
+        )
+        if any(h.checkpoint == checkpoint and h.reason == reason for h in d.progress.holds.values()):
+            continue
+        release_by, mode = conflict_rule(d, checkpoint)
+        open_hold(
+            d,
+            HoldNeed(reason, HoldSource.CONFLICT, release_by, mode),
+            checkpoint=checkpoint,
+            opened_by="engine",
+        )
+        planned = d.planned(checkpoint)
+        d.notify(
+            RunStateLine.line("running past its window", {"reason": reason, "checkpoint": checkpoint}),
+            roles=[planned.owner_role],
+            direct=True,
+        )
+    settle(d)
 
 
 def _step(d: Draft) -> bool:

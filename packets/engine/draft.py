@@ -81,10 +81,12 @@ class Draft:
     def ledger(self, kind: str, *, actor: str, payload: Mapping[str, Any]) -> None:
         self.emit(Ledger(kind=kind, actor=actor, payload=dict(payload)))
 
-    def notify(self, message: Message, *, roles: Iterable[str], users: Iterable[str] = ()) -> None:
+    def notify(
+        self, message: Message, *, roles: Iterable[str], users: Iterable[str] = (), direct: bool = False
+    ) -> None:
         role_list = tuple(dict.fromkeys(roles))
         recipients = tuple(dict.fromkeys([*self.acting(role_list), *users]))
-        self.emit(Notify(message=message, roles=role_list, users=recipients))
+        self.emit(Notify(message=message, roles=role_list, users=recipients, direct=direct))
 
     def tell_state(self, state: str, *, roles: Iterable[str], data: Mapping[str, Plain]) -> None:
         """The room's one line about the run: `state`, with `data` as its reason and details."""

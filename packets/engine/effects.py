@@ -83,11 +83,14 @@ class CloseHold:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Notify:
     """A message for the room (`packets.messages`), concerning the acting users of `roles` and the
-    `users` named directly (the handlers DM them where the room is not enough: hyper-care alerts)."""
+    `users` named directly. With `direct`, the handlers DM each of `users` as well: for what the
+    room alone is not enough (a checkpoint running past its window; hyper-care alerts are DM'd
+    by kind)."""
 
     message: Message
     roles: tuple[str, ...]
     users: tuple[str, ...]
+    direct: bool = False
 
     @property
     def kind(self) -> MessageKind:
