@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from packets.authority import Refused
-from packets.engine.events import CheckpointDone, HoldReleased, Tick
 from packets.engine.effects import Notify
+from packets.engine.events import CheckpointDone, HoldReleased, Tick
 from packets.engine.progress import CheckpointState, RunState
 from packets.packet import HoldSource, Packet, PacketState
 from packets.plan import CheckpointWindow, Plan

@@ -41,11 +41,11 @@ from packets.engine.holds import (
     unmet_before_run,
     window_in_force,
 )
-from packets.messages import RunStateLine
-from packets.packet import HoldSource
 from packets.engine.progress import TERMINAL, CheckpointState, RunState
 from packets.engine.traffic import ADVANCE, command
 from packets.gates import GateResult, Verdict, last_failed, streak_passes, verdict
+from packets.messages import RunStateLine
+from packets.packet import HoldSource
 from packets.plan import Traffic
 
 _NOT_SETTLED: frozenset[RunState] = frozenset(
