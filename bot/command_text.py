@@ -26,6 +26,7 @@ USAGE: dict[str, str] = {
     "delegate": "/cutover delegate ROLE @user",
     "hold": "/cutover hold REASON",
     "release": "/cutover release CHECKPOINT|HOLD-ID [how it was resolved]",
+    "unrelease": "/cutover unrelease CHECKPOINT|HOLD-ID   (take back your release of a two-person hold)",
     "pause": "/cutover pause [reason]",
     "resume": "/cutover resume",
     "freeze": "/cutover freeze REASON",
@@ -140,6 +141,12 @@ def _parse_release(name: str, rest: list[str]) -> Parsed:
     if not _HOLD.match(rest[0].lower()):
         raise Usage(name, f"{_shown(rest[0])} is not a checkpoint or hold id")
     return Parsed(name=name, checkpoint=rest[0].lower(), reason=_reason(name, rest[1:], required=False))
+
+
+def _parse_unrelease(name: str, rest: list[str]) -> Parsed:
+    if len(rest) != 1 or not _HOLD.match(rest[0].lower()):
+        raise Usage(name, "Name the one checkpoint or hold whose release you take back")
+    return Parsed(name=name, checkpoint=rest[0].lower())
 
 
 def _parse_supersede(name: str, rest: list[str]) -> Parsed:
@@ -263,6 +270,7 @@ _PARSERS = {
     "delegate": _parse_delegate,
     "hold": _parse_hold,
     "release": _parse_release,
+    "unrelease": _parse_unrelease,
     "pause": _parse_optional_reason,
     "freeze": _parse_hold,
     "abort": _parse_hold,

@@ -54,6 +54,7 @@ from handlers.commands import (
     SignOff,
     StatusFor,
     Supersede,
+    WithdrawRelease,
 )
 from handlers.deps import Deps
 from handlers.outcome import Outcome
@@ -77,6 +78,7 @@ USE_CASES: dict[type[Any], UseCase] = {
     ChangeDelegate: delegates.change_delegate,
     OpenHold: holds.open_hold,
     ReleaseHold: holds.release_hold,
+    WithdrawRelease: holds.withdraw_release,
     AdoptPacket: adoption.adopt_packet,
     RejectPacket: adoption.reject_packet,
     Acknowledge: adoption.acknowledge,
@@ -191,6 +193,9 @@ async def run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Com
     if name == "release":
         assert parsed.checkpoint is not None
         return ReleaseHold(run=run, user=user, hold=parsed.checkpoint, note=reason)
+    if name == "unrelease":
+        assert parsed.checkpoint is not None
+        return WithdrawRelease(run=run, user=user, hold=parsed.checkpoint)
     if name == "rollback":
         scope: Literal["cohort", "all"] = "all" if parsed.scope == "all" else "cohort"
         return Rollback(run=run, user=user, scope=scope, reason=reason)

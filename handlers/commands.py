@@ -122,6 +122,15 @@ class ReleaseHold:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class WithdrawRelease:
+    """Take back one's own release of a hold still open (`/cutover unrelease`)."""
+
+    run: str
+    user: str
+    hold: str
+
+
 class Move(StrEnum):
     """The run-wide moves a person asks the engine for by name; each becomes one engine event."""
 
@@ -222,6 +231,7 @@ Command = (
     | ChangeDelegate
     | OpenHold
     | ReleaseHold
+    | WithdrawRelease
     | AdoptPacket
     | RejectPacket
     | Acknowledge

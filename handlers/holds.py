@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.commands import OpenHold, ReleaseHold
+from handlers.commands import OpenHold, ReleaseHold, WithdrawRelease
 from handlers.context import RunContext, save
 from handlers.deps import Deps
 from handlers.effects import apply
@@ -94,3 +94,28 @@ async def release_hold(cmd: ReleaseHold, deps: Deps) -> Outcome:
         )
 
     return await on_run(cmd.run, user=cmd.user, action=f"release {cmd.hold}", deps=deps, body=body)
+
+
+async def withdraw_release(cmd: WithdrawRelease, deps: Deps) -> Outcome:
+    async def body(ctx: RunContext) -> Outcome:
+        # By checkpoint: the newest open hold there that this person has released.
+        hold = find_hold(ctx, cmd.hold)
+        if hold.id != cmd.hold:
+            mine = [
+                h
+                for h in ctx.progress.open_holds()
+                if h.checkpoint == cmd.hold and any(r.user == cmd.user for r in h.releases)
+            ]
+            hold = mine[-1] if mine else hold
+        await apply(ctx, ev.ReleaseWithdrawn(at=ctx.now, hold_id=hold.id, user=cmd.user), deps)
+        await save(ctx)
+        after = ctx.progress.holds[hold.id]
+        needs = [r for r in after.release_by if r not in {x.role for x in after.releases}]
+        return Outcome.done(
+            f"Took back your release of {hold.id}; it still needs {', '.join(needs)}.",
+            run=ctx.run,
+            current_version=ctx.version,
+            hold=hold.id,
+        )
+
+    return await on_run(cmd.run, user=cmd.user, action=f"unrelease {cmd.hold}", deps=deps, body=body)

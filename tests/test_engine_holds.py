@@ -17,6 +17,7 @@ from packets.engine.events import (
     CheckpointDone,
     HoldReleased,
     PacketAdopted,
+    ReleaseWithdrawn,
     RollbackRequested,
     Start,
 )
@@ -69,6 +70,37 @@ def test_a_hold_in_mode_all_needs_a_different_person_for_each_role() -> None:
     transition = room.do(HoldReleased(at=minutes(33), hold_id=retire, user="U0RISK1"))
     assert transition.of(CloseHold)[0].by == ("U0REL1", "U0RISK1")
     assert room.progress.state is RunState.COMPLETED
+
+
+def test_a_person_may_take_back_their_own_release_of_a_mode_all_hold_while_it_is_open() -> None:
+    room = WarRoom.open().canary_passed()
+    room.do(HoldReleased(at=minutes(30), hold_id="widen/plan/1", user="U0REL1"))
+    (retire,) = room.open_hold_ids()
+    room.do(HoldReleased(at=minutes(31), hold_id=retire, user="U0REL1"))
+
+    taken = room.do(ReleaseWithdrawn(at=minutes(32), hold_id=retire, user="U0REL1"))
+
+    (entry,) = taken.of(Ledger)
+    assert entry.kind == LedgerKind.HOLD_RELEASE_WITHDRAWN and entry.actor == "U0REL1"
+    assert entry.payload["remaining"] == ["release-authority", "payments-risk"]
+    assert room.progress.holds[retire].releases == ()
+    # The second person alone no longer completes it: the release authority must release again.
+    room.do(HoldReleased(at=minutes(33), hold_id=retire, user="U0RISK1"))
+    assert room.open_hold_ids() == [retire] and room.state() is RunState.HELD
+    room.do(HoldReleased(at=minutes(34), hold_id=retire, user="U0REL1"))
+    assert room.state() is RunState.COMPLETED
+
+
+def test_only_ones_own_release_of_an_open_hold_can_be_taken_back() -> None:
+    room = WarRoom.open().canary_passed()
+    room.do(HoldReleased(at=minutes(30), hold_id="widen/plan/1", user="U0REL1"))
+    (retire,) = room.open_hold_ids()
+    room.do(HoldReleased(at=minutes(31), hold_id=retire, user="U0REL1"))
+    with pytest.raises(Refused, match="no release of yours"):
+        room.do(ReleaseWithdrawn(at=minutes(32), hold_id=retire, user="U0RISK1"))
+    room.do(HoldReleased(at=minutes(33), hold_id=retire, user="U0RISK1"))
+    with pytest.raises(Refused, match="already released"):
+        room.do(ReleaseWithdrawn(at=minutes(34), hold_id=retire, user="U0REL1"))
 
 
 def test_one_person_acting_for_both_roles_of_a_mode_all_hold_cannot_release_it_alone() -> None:

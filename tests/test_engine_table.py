@@ -35,6 +35,7 @@ from packets.engine.events import (
     GateResults,
     HoldOpened,
     HoldReleased,
+    ReleaseWithdrawn,
     PacketAdopted,
     Pause,
     Resume,
@@ -567,6 +568,17 @@ def test_a_rollback_refused_in_hyper_care_is_told_and_holds_the_run() -> None:
 
 
 R = RunState
+
+
+def test_taking_back_a_release_of_a_two_person_hold_keeps_the_run_held() -> None:
+    room = WarRoom.open().canary_passed()
+    room.do(HoldReleased(at=minutes(30), hold_id="widen/plan/1", user="U0REL1"))
+    (retire,) = room.open_hold_ids()
+    room.do(HoldReleased(at=minutes(31), hold_id=retire, user="U0RISK1"))
+    room.do(ReleaseWithdrawn(at=minutes(32), hold_id=retire, user="U0RISK1"))
+    assert room.state() is RunState.HELD and room.progress.holds[retire].releases == ()
+
+
 ROW_TESTS: list[tuple[RunState, type[Any], Callable[..., None]]] = [
     (
         R.AWAITING_SIGNOFF,
@@ -585,6 +597,7 @@ ROW_TESTS: list[tuple[RunState, type[Any], Callable[..., None]]] = [
     (R.FROZEN, HoldOpened, test_a_hold_opened_under_a_freeze_keeps_the_run_frozen),
     (R.HELD, HoldReleased, test_releasing_the_last_open_hold_lets_the_run_advance),
     (R.FROZEN, HoldReleased, test_a_release_under_a_freeze_is_recorded_and_the_run_stays_frozen),
+    (R.HELD, ReleaseWithdrawn, test_taking_back_a_release_of_a_two_person_hold_keeps_the_run_held),
     (
         R.READY,
         PacketAdopted,
@@ -684,6 +697,7 @@ def _sample(kind: type[Any]) -> Event:
         CheckpointDone: CheckpointDone(at=T0, checkpoint="prep", user="U0ENG1"),
         HoldOpened: HoldOpened(at=T0, user="U0REL1", reason="x"),
         HoldReleased: HoldReleased(at=T0, hold_id="h", user="U0REL1"),
+        ReleaseWithdrawn: ReleaseWithdrawn(at=T0, hold_id="h", user="U0REL1"),
         PacketAdopted: PacketAdopted(at=T0, version=2, user="U0REL1"),
         Pause: Pause(at=T0, user="U0REL1", reason="x"),
         Resume: Resume(at=T0, user="U0REL1"),

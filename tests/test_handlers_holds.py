@@ -6,7 +6,7 @@ import asyncio
 import re
 
 from handlers import commands as c
-from handlers.holds import open_hold, release_hold
+from handlers.holds import open_hold, release_hold, withdraw_release
 from tests import handler_fixtures
 from tests.handler_fixtures import (
     CHANNEL,
@@ -128,6 +128,28 @@ async def test_a_mode_all_hold_needs_every_release_role_from_different_people(wo
     rows = {h.hold_id: h for h in await world.hold_rows()}
     assert rows[hold.id].state == "released"
     assert set(rows[hold.id].released_by.split(",")) == {RISK1, REL1}
+
+
+async def test_a_person_takes_back_their_release_of_a_two_person_hold_by_checkpoint_and_the_room_hears(world):
+    await world.canary_passed()
+    assert (await _release(world, REL1, "widen")).ok
+    assert (await _release(world, RISK1, "retire")).ok
+
+    outcome = await withdraw_release(c.WithdrawRelease(run=world.run, user=RISK1, hold="retire"), world.deps)
+
+    assert outcome.ok, outcome.message
+    assert "still needs release-authority, payments-risk" in outcome.message
+    progress = await world.progress()
+    hold = progress.holds[outcome.data["hold"]]
+    assert hold.checkpoint == "retire" and hold.is_open and hold.releases == ()
+    (entry,) = await world.entries("hold_release_withdrawn")
+    assert (entry.actor, entry.payload["role"]) == (RISK1, "payments-risk")
+    told = (await world.outbox("run_state"))[-1]
+    assert told.payload["state"] == "release taken back"
+    # Taking it back twice is refused and changes nothing.
+    before = await world.snapshot()
+    again = await withdraw_release(c.WithdrawRelease(run=world.run, user=RISK1, hold=hold.id), world.deps)
+    assert_refused_and_unchanged(again, before, await world.snapshot(), says=["no release of yours"])
 
 
 async def test_release_by_checkpoint_picks_the_open_hold_the_caller_may_release(world):

@@ -32,6 +32,7 @@ class LedgerKind(StrEnum):
     ACTUATION_REPORT_IGNORED = "actuation_report_ignored"
     HOLD_OPENED = "hold_opened"
     HOLD_RELEASE_RECORDED = "hold_release_recorded"
+    HOLD_RELEASE_WITHDRAWN = "hold_release_withdrawn"
     HOLD_RELEASED = "hold_released"
     HOLD_WITHDRAWN = "hold_withdrawn"
     GATE_FAILED = "gate_failed"

@@ -81,6 +81,17 @@ class HoldReleased:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseWithdrawn:
+    """A person takes back their own release of a hold that is still open (a `mode: all` hold
+    waiting for its second person): it needs their role again."""
+
+    kind: ClassVar[str] = "unrelease"
+    at: datetime
+    hold_id: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PacketAdopted:
     kind: ClassVar[str] = "adopt"
     at: datetime
@@ -170,6 +181,7 @@ Event = (
     | CheckpointDone
     | HoldOpened
     | HoldReleased
+    | ReleaseWithdrawn
     | PacketAdopted
     | Pause
     | Resume

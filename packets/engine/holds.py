@@ -236,6 +236,41 @@ def release(d: Draft, hold_id: str, user: str, *, note: str = "") -> None:
     _unblock(d, hold.checkpoint)
 
 
+def take_back(d: Draft, hold_id: str, user: str) -> None:
+    """`user` takes back their own release of a hold still open: its role is needed again."""
+    hold = d.progress.holds.get(hold_id)
+    if hold is None:
+        raise IllegalTransition(d.event, d.progress.state, f"there is no hold {hold_id}")
+    refuse_if_closed(d.progress, hold_id)
+    mine = [r for r in hold.releases if r.user == user]
+    if not mine:
+        raise Refused(f"You have not released {hold.id}, so there is no release of yours to take back.")
+    releases = tuple(r for r in hold.releases if r.user != user)
+    d.progress = d.progress.with_hold(replace(hold, releases=releases))
+    remaining = [r for r in hold.release_by if r not in {x.role for x in releases}]
+    d.ledger(
+        LedgerKind.HOLD_RELEASE_WITHDRAWN,
+        actor=user,
+        payload={
+            "hold": hold.id,
+            "checkpoint": hold.checkpoint,
+            "user": user,
+            "role": mine[-1].role,
+            "releases": [r.as_json() for r in releases],
+            "remaining": remaining,
+        },
+    )
+    d.tell_state(
+        "release taken back",
+        roles=hold.release_by,
+        data={
+            "by": user,
+            "reason": f"{user} took back their release of {hold.id} as {mine[-1].role}",
+            "needs": ", ".join(remaining),
+        },
+    )
+
+
 def _unblock(d: Draft, checkpoint: str | None) -> None:
     """A held checkpoint with no hold left on it is ready again; its holds are not reopened."""
     if checkpoint is None or checkpoint not in d.progress.checkpoints:

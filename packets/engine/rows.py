@@ -24,6 +24,7 @@ from packets.engine.events import (
     HoldReleased,
     PacketAdopted,
     Pause,
+    ReleaseWithdrawn,
     Resume,
     RollbackRequested,
     SignoffGiven,
@@ -31,7 +32,7 @@ from packets.engine.events import (
     Unfreeze,
 )
 from packets.engine.gates import take
-from packets.engine.holds import HoldNeed, open_hold, release
+from packets.engine.holds import HoldNeed, open_hold, release, take_back
 from packets.engine.progress import CheckpointProgress, CheckpointState, RunState, Signoff, Stop
 from packets.engine.traffic import (
     confirm,
@@ -224,6 +225,10 @@ def hold_opened(d: Draft, event: HoldOpened) -> None:
 def hold_released(d: Draft, event: HoldReleased) -> None:
     release(d, event.hold_id, event.user, note=event.note)
     advance(d)
+
+
+def release_withdrawn(d: Draft, event: ReleaseWithdrawn) -> None:
+    take_back(d, event.hold_id, event.user)
 
 
 def packet_adopted(d: Draft, event: PacketAdopted) -> None:

@@ -62,6 +62,7 @@ from packets.engine.events import (
     HoldReleased,
     PacketAdopted,
     Pause,
+    ReleaseWithdrawn,
     Resume,
     RollbackRequested,
     SignoffGiven,
@@ -158,6 +159,9 @@ TABLE: tuple[Row[Any], ...] = (
          "record a release by an acting release role (any/all, two people for all); advance when clear",
          rows.hold_released),
     _row([R.FROZEN], HoldReleased, [R.FROZEN], "record a release under the freeze", rows.hold_released),
+    _row([R.HELD, R.FROZEN], ReleaseWithdrawn, [],
+         "take back one's own release of a hold still open (a `mode: all` hold needs that role again)",
+         rows.release_withdrawn, stays=True),
     _row([R.AWAITING_SIGNOFF, R.READY, *_STOPPED], PacketAdopted, [],
          "follow the adopted version; progress and evidence carry over", rows.packet_adopted, stays=True),
     _row([R.RUNNING], PacketAdopted, _ADVANCED,
@@ -271,7 +275,7 @@ def _refuse_in_any_state(progress: RunProgress, event: Event, *, plan: Plan, ros
     """Refusals that do not depend on the run's state, so they read the same whatever the state."""
     if isinstance(event, HoldOpened) and not any(roster.may_act(event.user, role) for role in plan.roles):
         raise Refused(f"{event.user} does not act for any role in this plan, so cannot open a hold.")
-    if isinstance(event, HoldReleased):
+    if isinstance(event, HoldReleased | ReleaseWithdrawn):
         refuse_if_closed(progress, event.hold_id)
 
 
@@ -319,7 +323,7 @@ def _why_not(progress: RunProgress, event: Event, plan: Plan, roster: Acting) ->
     if isinstance(event, Start) and state is R.AWAITING_SIGNOFF:
         missing = [r for r in plan.authority.signoff if r not in progress.signoffs]
         return "waiting for sign-off from " + who_acts(roster, missing, joiner=" and ")
-    if isinstance(event, HoldReleased) and not progress.open_holds():
+    if isinstance(event, HoldReleased | ReleaseWithdrawn) and not progress.open_holds():
         return "no hold is open"
     if isinstance(event, Resume) and progress.paused is None:
         return "the run is not paused"
