@@ -1,4 +1,5 @@
-"""Run every benchmark module in turn; each prints `name: value` lines.
+"""Run every benchmark module in turn (or only those named: `python -m benchmarks forecast`);
+each prints `name: value` lines.
 
 Add a benchmark by writing `benchmarks/<name>.py` with `def run() -> None` and listing it here.
 """
@@ -6,6 +7,7 @@ Add a benchmark by writing `benchmarks/<name>.py` with `def run() -> None` and l
 from __future__ import annotations
 
 import importlib
+import sys
 
 MODULES: list[str] = [
     "resequence",
@@ -19,7 +21,11 @@ MODULES: list[str] = [
 
 
 def main() -> None:
-    for name in MODULES:
+    named = sys.argv[1:]
+    unknown = [n for n in named if n not in MODULES]
+    if unknown:
+        raise SystemExit(f"no benchmark named {', '.join(unknown)}; there are: {', '.join(MODULES)}")
+    for name in named or MODULES:
         module = importlib.import_module(f"benchmarks.{name}")
         module.run()
 

@@ -89,9 +89,7 @@ async def _drift_samples() -> list[float]:
                 world.clock.advance(timedelta(minutes=30))
                 already = len(slack.calls())
                 began = time.perf_counter()
-                released = await release_hold(
-                    c.ReleaseHold(run=run, user=AUTHORITY, hold="plan:cp-0"), world.deps
-                )
+                released = await release_hold(c.ReleaseHold(run=run, user=AUTHORITY, hold="cp-0"), world.deps)
                 assert released.ok, released.message
                 await dispatcher.drain(now_fn=world.clock.now)
                 lines = [

@@ -128,7 +128,9 @@ def advance(d: Draft) -> None:
 def _overruns(d: Draft) -> None:
     """A checkpoint still running when its not_after in force has passed is never left to run on
     silently: the room and its owner (by DM) are told, once, and a conflict hold on it, released
-    under the checkpoint's own rule, stops what follows until a person decides."""
+    under the checkpoint's own rule, stops what follows until a person decides. A conflict the
+    war room already accepted for it (a released conflict hold: "it cannot finish by its
+    not_after; run it anyway") was that decision, taken knowingly: it is not asked again."""
     for checkpoint in d.flights():
         if d.checkpoint(checkpoint).state not in (CheckpointState.ACTIVE, CheckpointState.SOAKING):
             continue
@@ -141,7 +143,10 @@ def _overruns(d: Draft) -> None:
             f"{title} is still running past its not_after {not_after.isoformat()}; "
             "what follows waits until a person decides"
         )
-        if any(h.checkpoint == checkpoint and h.reason == reason for h in d.progress.holds.values()):
+        if any(
+            h.checkpoint == checkpoint and (h.reason == reason or h.source is HoldSource.CONFLICT)
+            for h in d.progress.holds.values()
+        ):
             continue
         release_by, mode = conflict_rule(d, checkpoint)
         open_hold(
