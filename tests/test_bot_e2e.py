@@ -121,6 +121,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "done drain-queue", "drain-queue done at 21:00"),
     (ENG1, "hold waiting for the bridge vendor", "/manual/"),
     (ENG1, "release schema-check", "Released schema-check/manual/"),
+    (ENG1, "unrelease schema-check", "was already released by U0ENG1"),
     (ENG1, "pause a breather", "Paused; the run is paused"),
     (ENG1, "resume", "Resumed; the run is running"),
     (REL1, "delegate release-authority @U0REL2", "U0REL2 will act for release-authority once v6 is adopted"),

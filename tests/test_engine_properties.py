@@ -373,7 +373,9 @@ def check(game: Game, before: RunProgress, event: Event, t: Transition, packet: 
         assert not any(last_failed(w, no_data=policy.no_data) for w in evidence.values())
         # ... and never without a fresh passing reading of each of its gates (check before moving).
         for gate in plan.checkpoint(shift.checkpoint).gates:
-            readings = [*evidence.get(gate, ()), *before.watch_evidence.get(gate, ())]
+            # Each window's newest reading is its last (several can share a time on a still clock).
+            windows = (evidence.get(gate, ()), before.watch_evidence.get(gate, ()))
+            readings = [w[-1] for w in windows if w]
             fresh = [r for r in readings if event.at - (r.at or event.at) <= policy.interval]
             latest = max(fresh, key=lambda r: r.at or event.at, default=None)
             assert latest is not None, (gate, readings)
