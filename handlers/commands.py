@@ -181,6 +181,25 @@ class Advance:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertFired:
+    """A firing Prometheus alert pushed by Alertmanager, naming a plan and one of its gates.
+
+    Not a person's intent (so not in `Command`): `bot.alertmanager` hands it to
+    `handlers.alerts.alert_fired`, which counts it as a failing reading of that gate now for every
+    active run of the plan."""
+
+    plan: str
+    gate: str
+    # The alert's name (`alertname`) and Alertmanager's fingerprint of its labels.
+    alert: str
+    fingerprint: str = ""
+    starts_at: datetime | None = None
+    # The reading the rule fired on, when its annotations carry one (`value: "{{ $value }}"`).
+    value: float | None = None
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ExportEvidence:
     run: str
     # Who asked in Slack (must have a role in the plan); None for the operator's CLI.

@@ -99,7 +99,9 @@ def next_interval(plan: Plan, progress: RunProgress, now: datetime) -> timedelta
     return min(plan.gate_intervals())
 
 
-def due_now(ctx: RunContext) -> Due | None:
+def due_now(ctx: RunContext, *, business_hours: bool = True) -> Due | None:
+    """What is checked now. `business_hours=False`: as if every cadence step were in its hours
+    (a pushed alert counts whenever hyper-care lasts)."""
     plan, progress, now = ctx.plan, ctx.progress, ctx.now
     if progress.state not in _CHECKED:
         return None
