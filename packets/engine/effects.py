@@ -45,6 +45,7 @@ class LedgerKind(StrEnum):
     ROLLBACK_RETRIED = "rollback_retried"
     PACKET_FOLLOWED = "packet_followed"
     HYPERCARE_STARTED = "hypercare_started"
+    HYPERCARE_EXTENDED = "hypercare_extended"
     HYPERCARE_ENDED = "hypercare_ended"
     RUN_COMPLETED = "run_completed"
     RUN_ROLLED_BACK = "run_rolled_back"

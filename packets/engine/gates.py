@@ -145,6 +145,9 @@ def take(d: Draft, event: GateResults) -> None:
     d.notify(alert, roles=roles)
     if not frozen:
         _act(d, action, target or checkpoint, failing, chosen, actor, watched=on_watch)
+    if in_hypercare and d.progress.ended_at is None:
+        # A breach during hyper-care: it goes on longer (`hypercare.extend_on_breach`).
+        hypercare.breached(d, gate=chosen.gate)
 
 
 def _acts(d: Draft, result: GateResult, counted: GateTally, *, started: datetime | None) -> bool:

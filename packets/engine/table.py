@@ -129,7 +129,7 @@ TABLE: tuple[Row[Any], ...] = (
     _row([r for r in _ALL if r not in (R.RUNNING, R.HYPERCARE)], Tick, [],
          "nothing: a run that is not running waits for people", rows.nothing, stays=True),
     _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.HELD, R.COMPLETED],
-         "complete the run once the last hyper-care cadence step ran out (stop gate checks); with "
+         "complete the run once hyper-care ran its course, breaches included (stop gate checks); with "
          "traffic short of the plan's final percentages, hold it for the start_and_rollback roles instead; "
          "until then nothing", rows.hypercare_tick),
     _row([R.RUNNING], GateResults, [R.RUNNING, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK,
@@ -140,7 +140,9 @@ TABLE: tuple[Row[Any], ...] = (
          "record evidence; a failure takes its gate's action; nothing advances", rows.gate_results),
     _row([R.HYPERCARE], GateResults, [R.HYPERCARE, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK],
          "record hyper-care evidence; a failure takes its gate's action exactly as during the stages "
-         "(rollback_cohort: the last traffic checkpoint's cohort); nothing advances", rows.gate_results),
+         "(rollback_cohort: the last traffic checkpoint's cohort) and extends hyper-care "
+         "(extend_on_breach after the failure, else the cadence step in force starts again); "
+         "nothing advances", rows.gate_results),
     _row([R.FROZEN], GateResults, [R.FROZEN],
          "record evidence; failures are recorded and told, no action: a freeze moves no traffic",
          rows.gate_results),
