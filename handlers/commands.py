@@ -159,6 +159,15 @@ class Rollback:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreCohort:
+    """`/cutover restore COHORT`: during hyper-care, a cohort short of the plan back to its final percent."""
+
+    run: str
+    user: str
+    cohort: str
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRollback:
     """A typed `/cutover rollback`: asks the room to confirm, moves nothing by itself."""
 
@@ -235,6 +244,7 @@ Command = (
     | EngineIntent
     | Rollback
     | RequestRollback
+    | RestoreCohort
     | ReportDone
     | ReportLate
     | ChangeWindow

@@ -46,6 +46,8 @@ class LedgerKind(StrEnum):
     PACKET_FOLLOWED = "packet_followed"
     HYPERCARE_STARTED = "hypercare_started"
     HYPERCARE_EXTENDED = "hypercare_extended"
+    TRAFFIC_RESTORED = "traffic_restored"
+    RESTORE_WITHHELD = "restore_withheld"
     HYPERCARE_ENDED = "hypercare_ended"
     RUN_COMPLETED = "run_completed"
     RUN_ROLLED_BACK = "run_rolled_back"

@@ -128,6 +128,18 @@ class RollbackRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Restore:
+    """`/cutover restore COHORT` during hyper-care: put a cohort left short by a rollback back to
+    the plan's final percent, vouched for by `readings` taken for it (check before moving)."""
+
+    kind: ClassVar[str] = "restore"
+    at: datetime
+    user: str
+    cohort: str
+    readings: tuple[GateResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActuationSucceeded:
     """The traffic control plane confirmed a `ShiftTraffic` (matched on cohort and percent)."""
 
@@ -176,6 +188,7 @@ Event = (
     | Freeze
     | Unfreeze
     | RollbackRequested
+    | Restore
     | ActuationSucceeded
     | ActuationFailed
     | Abort
@@ -195,6 +208,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Freeze,
     Unfreeze,
     RollbackRequested,
+    Restore,
     ActuationSucceeded,
     ActuationFailed,
     Abort,

@@ -191,15 +191,17 @@ def end_if_due(d: Draft) -> None:
     short = _short_of_plan(d)
     if short:
         # Hyper-care ends true: traffic short of the plan's final percentages is no success. The
-        # start-and-rollback roles decide. Restoring through a new traffic step is not built yet:
-        # a release keeps watching and the next tick holds again, so rolling back all ends it.
+        # start-and-rollback roles decide: restore the cohort (`engine.restore`, a traffic step the
+        # plan allows, checked before moving; hyper-care starts again) or roll back all. A release
+        # alone keeps watching, and the next tick holds again.
         if not has_open_hold(d, HYPERCARE):
             reason = (
                 "hyper-care ran its course but "
                 + "; ".join(
                     f"{cohort} is at {now:g}% of the plan's {final:g}%" for cohort, now, final in short
                 )
-                + "; the run stays held until the start and rollback roles roll back all"
+                + "; the run stays held until the start and rollback roles restore it"
+                + " (/cutover restore COHORT) or roll back all"
             )
             need = HoldNeed(reason, HoldSource.PLAN, tuple(d.plan.authority.start_and_rollback))
             open_hold(d, need, checkpoint=HYPERCARE, opened_by="engine")

@@ -62,6 +62,7 @@ from packets.engine.events import (
     HoldReleased,
     PacketAdopted,
     Pause,
+    Restore,
     Resume,
     RollbackRequested,
     SignoffGiven,
@@ -186,6 +187,11 @@ TABLE: tuple[Row[Any], ...] = (
     _row([R.HYPERCARE], RollbackRequested, [R.HELD, R.ROLLING_BACK, R.ROLLED_BACK],
          "cohort: the last traffic checkpoint's cohort back to its percent before it, then hold "
          "hyper-care; all: every cohort to 0%, run ends", rows.rollback),
+    _row([R.HELD, R.HYPERCARE], Restore, [R.HYPERCARE, R.HELD, R.PAUSED, R.FROZEN, R.ROLLING_BACK,
+                                          R.ROLLED_BACK],
+         "during hyper-care (start_and_rollback): a cohort short of the plan back to its final percent "
+         "on fresh passing readings taken for it (a failing one takes its action and nothing moves); "
+         "hyper-care's holds withdrawn, hyper-care starts again", rows.restore_cohort),
     _row([R.ROLLING_BACK], RollbackRequested, [R.ROLLING_BACK],
          "retry the rollback commands the control plane has not confirmed", rows.retry_rollback),
     _row([R.RUNNING], ActuationSucceeded, _ADVANCED, "confirm a shift; advance", rows.actuation_succeeded),
