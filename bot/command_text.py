@@ -32,6 +32,7 @@ USAGE: dict[str, str] = {
     "freeze": "/cutover freeze REASON",
     "unfreeze": "/cutover unfreeze",
     "rollback": "/cutover rollback [cohort|all] REASON",
+    "restore": "/cutover restore COHORT   (hyper-care: a cohort back to the plan's final percent)",
     "abort": "/cutover abort REASON",
     "signoff": "/cutover signoff [ROLE]",
     "adopt": "/cutover adopt [vN]",
@@ -46,6 +47,7 @@ MAX_TEXT = 2000
 _ID = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,99}$")
 # Hold ids as the bot prints them: `canary-a/gate/2`, `run/manual/1`; or a checkpoint id.
 _HOLD = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,149}$")
+_COHORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 _ROLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _USER = re.compile(r"^<@([UW][A-Z0-9]{2,20})(?:\|[^>]{0,80})?>$|^@?([UW][A-Z0-9]{2,20})$")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -221,6 +223,12 @@ def _parse_rollback(name: str, rest: list[str]) -> Parsed:
     return Parsed(name=name, scope=scope, reason=_reason(name, rest, required=True))
 
 
+def _parse_restore(name: str, rest: list[str]) -> Parsed:
+    if len(rest) != 1 or not _COHORT.match(rest[0]):
+        raise Usage(name, "Name exactly one cohort")
+    return Parsed(name=name, extra={"cohort": rest[0]})
+
+
 def _version(name: str, rest: list[str]) -> int | None:
     if not rest:
         return None
@@ -275,6 +283,7 @@ _PARSERS = {
     "freeze": _parse_hold,
     "abort": _parse_hold,
     "rollback": _parse_rollback,
+    "restore": _parse_restore,
     "signoff": _parse_signoff,
     "adopt": _parse_versioned,
     "ack": _parse_versioned,

@@ -24,6 +24,7 @@ from handlers import (
     gate_checks,
     holds,
     resequence,
+    restores,
     rollbacks,
     runs,
     status,
@@ -47,6 +48,7 @@ from handlers.commands import (
     ReportDone,
     ReportLate,
     RequestRollback,
+    RestoreCohort,
     Rollback,
     ShowLedger,
     ShowPacket,
@@ -72,6 +74,7 @@ USE_CASES: dict[type[Any], UseCase] = {
     EngineIntent: runs.ask_engine,
     Rollback: runs.ask_engine,
     RequestRollback: rollbacks.request_rollback,
+    RestoreCohort: restores.restore_cohort,
     ReportDone: resequence.report_done,
     ReportLate: resequence.report_late,
     ChangeWindow: resequence.change_window,
@@ -199,6 +202,8 @@ async def run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Com
     if name == "rollback":
         scope: Literal["cohort", "all"] = "all" if parsed.scope == "all" else "cohort"
         return Rollback(run=run, user=user, scope=scope, reason=reason)
+    if name == "restore":
+        return RestoreCohort(run=run, user=user, cohort=parsed.extra["cohort"])
     if name == "adopt":
         return AdoptPacket(run=run, user=user, version=parsed.version)
     if name == "reject":

@@ -188,6 +188,8 @@ GATE_TEXT: Final = "Gate {gate} {outcome} on {checkpoint}: {action}"
 GATE_HEADER: Final = ":rotating_light: Gate {gate} {outcome}"
 GATE_BODY: Final = "*Checkpoint:* {checkpoint}\n*Value:* {value} · *pass:* `{threshold}`\n*Action:* {action}"
 GATE_NO_DATA: Final = "no data"
+# A failing reading without a number: an Alertmanager alert that fired (handlers/alerts.py).
+GATE_ALERTED: Final = "an alert fired"
 GATE_OUTCOME: Final[dict[str, str]] = {"fail": "failed", "no_data": "had no data", "pass": "passed"}
 GATE_REASON: Final = "{reason}"
 GATE_AT: Final = "Checked at {at}"
@@ -321,6 +323,11 @@ class _Logs:
     malformed_request: str = "refused a malformed Slack request: %s"
     dispatch_failed: str = "a Slack request failed inside Bolt"
     unhandled_request: str = "acknowledged a Slack request no listener takes"
+    # Alertmanager webhook (bot/alertmanager.py)
+    alert_refused: str = "refused an Alertmanager request: %s"
+    alert_no_token: str = "CUTOVER_ALERTMANAGER_TOKEN is not set: POST /alertmanager refuses every request"
+    alert_counted: str = "alert %s on gate %s of plan %s: %s"
+    alert_failed: str = "an Alertmanager alert could not be counted (the database?); answered 503 for a retry"
     # listeners (bot/listeners.py)
     foreign_request: str = (
         "refused a %s from team %s (enterprise %s); this installation is team %s (enterprise %s)"

@@ -60,3 +60,10 @@ INBOX_OLDEST = Gauge(
     "Age of the oldest Slack request not yet processed (0 when none waits)",
     registry=REGISTRY,
 )
+ALERTS = Counter(
+    "cutover_alerts_total",
+    "Alerts pushed by Alertmanager on /alertmanager, by outcome (counted, not_counted, ignored"
+    " (resolved or unlabelled), unauthorized, malformed, error)",
+    ["outcome"],
+    registry=REGISTRY,
+)

@@ -1,4 +1,5 @@
-"""The HTTP face of the bot: `POST /slack/events`, `GET /healthz`, `GET /metrics`.
+"""The HTTP face of the bot: `POST /slack/events`, `GET /healthz`, `GET /metrics`, and
+`POST /alertmanager` (bot/alertmanager.py).
 
 Requests are checked before Bolt sees them, in this order: the signature (401 when missing,
 wrong or older than five minutes, and nothing happens), then the body's shape (400 for bad form
@@ -97,6 +98,7 @@ def build_web_app(
     health: Callable[[], Awaitable[bool]] | None = None,
     intake: Intake | None = None,
     scrape: Callable[[], Awaitable[None]] | None = None,
+    alertmanager: Callable[[web.Request], Awaitable[web.Response]] | None = None,
 ) -> web.Application:
     # Without a secret (Socket Mode) every request here is refused: an HMAC keyed with nothing is
     # one anyone can compute (slack_sdk's verifier refuses an empty secret outright).
@@ -158,6 +160,9 @@ def build_web_app(
     app.add_routes(
         [web.post("/slack/events", events), web.get("/healthz", healthz), web.get("/metrics", metrics_view)]
     )
+    if alertmanager is not None:
+        # Prometheus Alertmanager's webhook (bot/alertmanager.py): its own bearer token, not Slack's.
+        app.add_routes([web.post("/alertmanager", alertmanager)])
     return app
 
 

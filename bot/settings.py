@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # Seconds an inbox claim lasts unless renewed: how long a dead replica's requests wait.
     cutover_inbox_lease: float = Field(default=15.0, ge=1, le=300)
 
+    # The bearer token Alertmanager sends on `POST /alertmanager` (its webhook's
+    # `http_config.authorization.credentials`); empty: the route refuses every request.
+    cutover_alertmanager_token: SecretStr = SecretStr("")
+
     def missing_for_http(self) -> list[str]:
         """Names of required variables that are missing or empty for `serve` over HTTP."""
         missing = []

@@ -22,7 +22,8 @@ What `build` puts together:
 - the dispatcher over the store's outbox (`bot.outbox_port.StoreOutbox`, which also finds the
   message a `packet_superseded` notice updates);
 - the Bolt `AsyncApp` with every listener (`bot.app.build_app`), the aiohttp web app
-  (`bot.server.build_web_app`) and the scheduler (`bot.scheduler.Scheduler`).
+  (`bot.server.build_web_app`, with `POST /alertmanager` from `bot.alertmanager`) and the
+  scheduler (`bot.scheduler.Scheduler`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from aiohttp import web
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import actuators, metrics, telemetry
+from bot import actuators, alertmanager, metrics, telemetry
 from bot.app import build_app
 from bot.clock import SystemClock
 from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
@@ -51,6 +52,8 @@ from bot.server import bolt_dispatch, build_web_app
 from bot.settings import Settings
 from bot.undelivered import Undelivered
 from handlers import shifts
+from handlers.alerts import AlertsOutcome, alert_fired
+from handlers.commands import AlertFired
 from handlers.deps import Deps
 from handlers.ports import Actuator, Clock, Telemetry
 from packets.plan import Plan
@@ -289,12 +292,19 @@ async def build(
         lease=timedelta(seconds=settings.cutover_inbox_lease),
         deadline=settings.cutover_ack_deadline,
     )
+
+    async def count_alert(alert: AlertFired) -> AlertsOutcome:
+        return await alert_fired(alert, deps)
+
     web_app = build_web_app(
         bolt,
         signing_secret=signing_secret,
         health=health_check(uow, settings.database_url),
         intake=intake if signing_secret.strip() else None,
         scrape=scrape_from_store(uow),
+        alertmanager=alertmanager.route(
+            token=settings.cutover_alertmanager_token.get_secret_value(), count=count_alert
+        ),
     )
     return Bot(
         settings=settings,

@@ -168,6 +168,15 @@ class Rollback:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreCohort:
+    """`/cutover restore COHORT`: during hyper-care, a cohort short of the plan back to its final percent."""
+
+    run: str
+    user: str
+    cohort: str
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRollback:
     """A typed `/cutover rollback`: asks the room to confirm, moves nothing by itself."""
 
@@ -187,6 +196,25 @@ class Advance:
     """A clock tick with no measurements: soak timers, waiting checkpoints."""
 
     run: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFired:
+    """A firing Prometheus alert pushed by Alertmanager, naming a plan and one of its gates.
+
+    Not a person's intent (so not in `Command`): `bot.alertmanager` hands it to
+    `handlers.alerts.alert_fired`, which counts it as a failing reading of that gate now for every
+    active run of the plan."""
+
+    plan: str
+    gate: str
+    # The alert's name (`alertname`) and Alertmanager's fingerprint of its labels.
+    alert: str
+    fingerprint: str = ""
+    starts_at: datetime | None = None
+    # The reading the rule fired on, when its annotations carry one (`value: "{{ $value }}"`).
+    value: float | None = None
+    summary: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +253,7 @@ Command = (
     | EngineIntent
     | Rollback
     | RequestRollback
+    | RestoreCohort
     | ReportDone
     | ReportLate
     | ChangeWindow

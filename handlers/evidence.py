@@ -19,6 +19,7 @@ from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.authority import Refused
 from packets.chain import entry_body
+from packets.engine import hypercare
 from packets.forecast import actuals
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
@@ -182,9 +183,9 @@ def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, 
     if since is None or care is None:
         return None
     rows = [r for r in gate_rows if r.checkpoint == HYPERCARE_CHECKPOINT]
-    return {
+    found: dict[str, Any] = {
         "since": since.isoformat(),
-        "until": (since + care.length).isoformat(),
+        "until": (hypercare.until(ctx.plan, ctx.progress) or since + care.length).isoformat(),
         "gates": list(ctx.plan.hypercare_gates()),
         "checks": len(rows),
         "failed_checks": sum(1 for r in rows if r.outcome != "pass"),
@@ -195,6 +196,14 @@ def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, 
         ],
         "ended": next((e.at.isoformat() for e in entries if e.kind == "hypercare_ended"), None),
     }
+    extended = [
+        {"seq": e.seq, "at": e.at.isoformat(), "gate": e.payload.get("gate"), "until": e.payload.get("until")}
+        for e in entries
+        if e.kind == "hypercare_extended"
+    ]
+    if extended:
+        found["extended"] = extended  # each breach that made hyper-care go on longer
+    return found
 
 
 def _authoritative(evidence: dict[str, Any]) -> str:

@@ -9,8 +9,9 @@ During the stages the gates of the checkpoint in flight are measured, one slot p
 `gate_policy.interval` since the window start. During hyper-care (the run in `hypercare`, or
 paused, held or frozen during it) the plan's hyper-care gates are measured under the
 pseudo-checkpoint `hypercare`, one slot per interval of the cadence step in force, numbered
-across steps (`HyperCare.slot_at`); the results go to the engine like any checkpoint's, so a
-failure takes its gate's action. From the first traffic shift the watched gates
+across steps (`packets.engine.hypercare.slot_now`: a breach may restart or extend the cadence,
+and a step's `between` hours leave nothing due outside them); the results go to the engine like
+any checkpoint's, so a failure takes its gate's action. From the first traffic shift the watched gates
 (`packets.engine.watch`) are measured too, in every state that checks: with the checkpoint in
 flight, with hyper-care, or on their own under the pseudo-checkpoint `watch` (a hold, a pause, a
 freeze, a manual step). Once the last cadence step ran out nothing is measured, and the
@@ -34,6 +35,7 @@ from handlers.flow import on_run
 from handlers.outcome import Outcome
 from handlers.ports import Measurement, Telemetry
 from packets.engine import events as ev
+from packets.engine import hypercare
 from packets.engine.progress import IN_FLIGHT, TERMINAL, RunProgress, RunState
 from packets.engine.watch import WATCH, watched
 from packets.gates import GateResult, GateSpec, evaluate
@@ -73,15 +75,6 @@ class Due:
         return Due(checkpoint=self.checkpoint, slots=tuple((g, s) for g, s in self.slots if g in keep))
 
 
-def hypercare_step(plan: Plan, since: datetime, now: datetime) -> tuple[int, timedelta] | None:
-    """The cadence step in force at `now` for hyper-care that began at `since` (index, interval),
-    or None when the plan has none or it is over."""
-    if plan.hypercare is None:
-        return None
-    found = plan.hypercare.step_at(now - since)
-    return (found[0], found[1].every) if found is not None else None
-
-
 def next_interval(plan: Plan, progress: RunProgress, now: datetime) -> timedelta | None:
     """How often to tick the run from `now`: None once it ended (nothing is ever due again).
 
@@ -91,29 +84,26 @@ def next_interval(plan: Plan, progress: RunProgress, now: datetime) -> timedelta
     """
     if progress.state in TERMINAL:
         return None
-    since = progress.hypercare_since
-    if since is not None:
-        step = hypercare_step(plan, since, now)
+    if progress.hypercare_since is not None:
+        step = hypercare.step_now(plan, progress, now)
         if step is not None:
-            return step[1]
+            return step[1].every
     return min(plan.gate_intervals())
 
 
-def due_now(ctx: RunContext) -> tuple[Due, ...]:
+def due_now(ctx: RunContext, *, business_hours: bool = True) -> tuple[Due, ...]:
     """What this tick measures: one `Due` per checkpoint in flight with gates of its own (branches
     side by side each have theirs), the watched gates with the first; else hyper-care's or the
-    watch's alone; nothing when the run is in no state that checks."""
+    watch's alone; nothing when the run is in no state that checks. `business_hours=False`: as if
+    every cadence step were in its hours (a pushed alert counts whenever hyper-care lasts)."""
     plan, progress, now = ctx.plan, ctx.progress, ctx.now
     if progress.state not in _CHECKED:
         return ()
     watching = watched(plan, progress)
-    since = progress.hypercare_since
-    if since is not None:
-        if plan.hypercare is None:
-            return ()
-        slot = plan.hypercare.slot_at(now - since)
+    if progress.hypercare_since is not None:
+        slot = hypercare.slot_now(plan, progress, now, business_hours=business_hours)
         if slot is None:
-            return ()  # hyper-care ran out: the next tick completes the run
+            return ()  # outside the step's hours, or hyper-care ran out: the next tick completes the run
         gates = tuple(dict.fromkeys((*plan.hypercare_gates(), *watching)))
         return (Due(checkpoint=HYPERCARE, slots=tuple((g, slot) for g in gates)),)
     elapsed = now - plan.window.start

@@ -9,6 +9,7 @@ from handlers.deps import Deps
 from handlers.drift import forecast_of
 from handlers.outcome import Outcome
 from packets.durations import format_duration
+from packets.engine import hypercare
 from packets.engine.progress import TERMINAL
 from packets.text import inert
 
@@ -60,11 +61,13 @@ async def run_status(run: str, deps: Deps) -> Outcome:
             f"Now: {inert(line.title)} ({state}), owner <@{line.owner_user}>, planned "
             f"{ctx.local_time(line.start)}–{ctx.local_time(line.end)}."
         )
-    since, care = progress.hypercare_since, ctx.plan.hypercare
-    if since is not None and care is not None and progress.state not in TERMINAL:
-        step = care.step_at(ctx.now - since)
+    since, ends = progress.hypercare_since, hypercare.until(ctx.plan, progress)
+    if since is not None and ends is not None and progress.state not in TERMINAL:
+        step = hypercare.step_now(ctx.plan, progress, ctx.now)
         cadence = f"checks every {format_duration(step[1].every)}" if step else "its last check is done"
-        until = (since + care.length).isoformat(timespec="minutes")
+        if step is not None and step[1].between:
+            cadence += f" between {step[1].between}"
+        until = ends.isoformat(timespec="minutes")
         lines.append(f"Hyper-care since {ctx.local_time(since)} until {until}: {cadence}.")
     traffic = ", ".join(f"{cohort} {pct:g}%" for cohort, pct in sorted(progress.traffic.items()))
     if traffic:

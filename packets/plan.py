@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+import re
+from datetime import datetime, time, timedelta
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -211,9 +212,53 @@ class Checkpoint(_Model):
         return self.duration + self.soak
 
 
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+
+
+def parse_hours(text: str) -> tuple[time, time] | None:
+    """`"08:00-20:00"` as (start, end) wall-clock times; `24:00` as an end is midnight (00:00).
+    An end before the start crosses midnight (`"20:00-08:00"`). None when malformed or empty."""
+    found = _HOURS.match(text.strip())
+    if found is None:
+        return None
+    start = time(int(found[1]), int(found[2]))
+    if found[3] == "24":
+        if found[4] != "00":
+            return None
+        end = time(0, 0)
+    else:
+        end = time(int(found[3]), int(found[4]))
+    return None if start == end else (start, end)
+
+
+def _check_hours(value: str | None) -> str | None:
+    if value is not None and parse_hours(value) is None:
+        raise ValueError(
+            f'{value!r} is not a span of hours like "08:00-20:00" (HH:MM-HH:MM, start and end differ)'
+        )
+    return value
+
+
 class CadenceStep(_Model):
     every: Duration
     until: Duration
+    # Business hours in the plan window's offset (`"08:00-20:00"`; `"20:00-08:00"` crosses
+    # midnight): outside them this step's checks are not due. None: every hour.
+    between: str | None = None
+
+    _hours = field_validator("between")(_check_hours)
+
+    def in_hours(self, local: time) -> bool:
+        """Whether `local` (a wall-clock time in the plan window's offset) is inside `between`."""
+        hours = parse_hours(self.between) if self.between is not None else None
+        if hours is None:
+            return True
+        start, end = hours
+        if end == time(0, 0):  # until midnight
+            return local >= start
+        if start < end:
+            return start <= local < end
+        return local >= start or local < end  # across midnight
 
 
 class HyperCare(_Model):
@@ -227,6 +272,10 @@ class HyperCare(_Model):
 
     gates: list[str] = Field(default_factory=list)
     cadence: list[CadenceStep] = Field(min_length=1)
+    # A gate failing during hyper-care extends it to at least this long after the failure (checks
+    # going on at the last step's interval past the cadence); None: the cadence step in force
+    # starts again at the failure, and the steps after it follow.
+    extend_on_breach: Duration | None = None
 
     @property
     def length(self) -> timedelta:
@@ -240,16 +289,23 @@ class HyperCare(_Model):
                 return index, step
         return None
 
-    def slot_at(self, elapsed: timedelta) -> int | None:
+    def step_start(self, index: int) -> timedelta:
+        """When step `index` begins: the latest `until` of the steps before it."""
+        return max((s.until for s in self.cadence[:index]), default=timedelta(0))
+
+    def slot_at(self, elapsed: timedelta, *, past_end: bool = False) -> int | None:
         """The number of the check interval `elapsed` falls in, counted across every step.
 
         Step i runs from the previous step's `until` to its own, one slot per `every`; its slots
         are numbered after all of the earlier steps' slots, so no two intervals of one hyper-care
-        share a number, however the cadence widens.
+        share a number, however the cadence widens. Past the last step: None, or with `past_end`
+        (hyper-care extended on a breach) the last step's interval goes on, numbered after it.
         """
         found = self.step_at(elapsed)
         if found is None:
-            return None
+            if not past_end:
+                return None
+            found = (len(self.cadence), self.cadence[-1])
         index, step = found
         before = timedelta(0)
         slots = 0
@@ -371,7 +427,17 @@ def _without_later_unset_fields(data: dict[str, Any]) -> dict[str, Any]:
         for name, gate in data.get("gates", {}).items()
     }
     checkpoints = [_without_empty_watch(c) for c in data.get("checkpoints", [])]
-    return {**_without_empty_watch(data), "gate_policy": policy, "gates": gates, "checkpoints": checkpoints}
+    dumped = {**_without_empty_watch(data), "gate_policy": policy, "gates": gates, "checkpoints": checkpoints}
+    care = data.get("hypercare")
+    if isinstance(care, dict):
+        # `extend_on_breach` and a step's `between` came later too.
+        care = {k: v for k, v in care.items() if not (k == "extend_on_breach" and v is None)}
+        care["cadence"] = [
+            {k: v for k, v in step.items() if not (k == "between" and v is None)}
+            for step in care.get("cadence", [])
+        ]
+        dumped["hypercare"] = care
+    return dumped
 
 
 def _without_empty_watch(data: dict[str, Any]) -> dict[str, Any]:

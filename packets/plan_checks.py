@@ -522,6 +522,9 @@ def _check_cadences(plan: Plan, report: _Report) -> None:
         report.add(("gate_policy", "interval"), "interval must be longer than 0")
     if plan.hypercare is None:
         return
+    breach = plan.hypercare.extend_on_breach
+    if breach is not None and breach <= timedelta(0):
+        report.add(("hypercare", "extend_on_breach"), "extend_on_breach must be longer than 0")
     previous = timedelta(0)
     for i, step in enumerate(plan.hypercare.cadence):
         at = ("hypercare", "cadence", str(i))

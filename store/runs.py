@@ -128,6 +128,16 @@ class Runs:
         result = await self._connection.execute(statement)
         return [_row(m) for m in result.mappings()]
 
+    async def active_of_plan(self, plan_id: str) -> list[RunRow]:
+        """The active runs of one plan (any revision), oldest first: whom a pushed alert concerns."""
+        statement = (
+            select(runs)
+            .where(runs.c.plan_id == plan_id, runs.c.state.not_in(TERMINAL_STATES))
+            .order_by(runs.c.created_at, runs.c.run_id)
+        )
+        result = await self._connection.execute(statement)
+        return [_row(m) for m in result.mappings()]
+
     async def of_revision(self, revision: str) -> list[RunRow]:
         """Every run of one plan revision, oldest first."""
         statement = select(runs).where(runs.c.plan_revision == revision).order_by(runs.c.created_at)

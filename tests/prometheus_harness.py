@@ -123,10 +123,22 @@ class Exporter:
 class PrometheusServer:
     """One Prometheus process on 127.0.0.1 with a throwaway TSDB, scraping `targets` every second."""
 
-    def __init__(self, binary: str, workdir: Path, *, targets: list[str]) -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        *,
+        targets: list[str],
+        rules: str | None = None,
+        alertmanager: str | None = None,
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.targets = targets
+        # Alerting rules (a rule file's YAML) evaluated every second, and the Alertmanager
+        # (host:port) their alerts go to (tests/alertmanager_harness.py).
+        self.rules = rules
+        self.alertmanager = alertmanager
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -141,7 +153,11 @@ class PrometheusServer:
 
     async def start(self) -> None:
         config = self.workdir / "prometheus.yml"
-        config.write_text(_config(self.targets), encoding="utf-8")
+        rule_file = None
+        if self.rules is not None:
+            rule_file = self.workdir / "rules.yml"
+            rule_file.write_text(self.rules, encoding="utf-8")
+        config.write_text(_config(self.targets, rule_file, self.alertmanager), encoding="utf-8")
         self._session = aiohttp.ClientSession()
         # The free port may be taken between choosing it and Prometheus binding it: try again.
         for _attempt in range(3):
@@ -304,13 +320,17 @@ class SilentServer:
                 pass
 
 
-def _config(targets: list[str]) -> str:
+def _config(targets: list[str], rule_file: Path | None = None, alertmanager: str | None = None) -> str:
     quoted = ", ".join(f"'{t}'" for t in targets)
+    alerting = ""
+    if rule_file is not None:
+        alerting += f"rule_files: ['{rule_file}']\n"
+    if alertmanager is not None:
+        alerting += f"alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['{alertmanager}']}}]\n"
     return (
         "global:\n"
         "  scrape_interval: 1s\n"
-        "  evaluation_interval: 1s\n"
-        "scrape_configs:\n"
+        "  evaluation_interval: 1s\n" + alerting + "scrape_configs:\n"
         f"  - job_name: {EXPORTER_JOB}\n"
         "    scrape_interval: 1s\n"
         "    scrape_timeout: 1s\n"

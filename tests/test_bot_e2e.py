@@ -131,6 +131,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "ledger 3", "*run_unfrozen*"),
     (ENG1, "supersede bridge token-service rebuilt", "is the revision this run already runs"),
     (SEC1, "abort change window cancelled", "may not abort the run"),
+    (REL1, "restore merchant-a", "only while the run is held or in hyper-care"),
     (ENG1, "rollback all error budget gone", "Rollback asked in the war room"),
 ]
 

@@ -38,6 +38,7 @@ from packets.engine.events import (
     PacketAdopted,
     Pause,
     ReleaseWithdrawn,
+    Restore,
     Resume,
     RollbackRequested,
     SignoffGiven,
@@ -47,7 +48,7 @@ from packets.engine.events import (
 )
 from packets.engine.progress import CheckpointState, HoldState, RunState
 from packets.engine.table import TABLE, row_for, step
-from packets.gates import Outcome
+from packets.gates import GateResult, Outcome
 from packets.messages import MessageKind, RunStateLine
 from packets.packet import HoldSource, PacketState
 from tests.engine_fixtures import (
@@ -536,6 +537,62 @@ def test_a_cohort_rollback_in_hyper_care_takes_the_last_traffic_cohort_back_and_
         room.do(RollbackRequested(at=minutes(33), user="U0ENG1", scope="cohort", reason="again"))
 
 
+def _readings(at_minute: int, **failing: str) -> tuple[GateResult, ...]:
+    gates = ("auth-success", "latency", "parity", "fallback", "doom")
+    return tuple(
+        GateResult(gate=g, outcome=Outcome.FAIL, value=0.0, reason="bad", at=minutes(at_minute))
+        if g in failing
+        else GateResult(gate=g, outcome=Outcome.PASS, value=1.0, reason="ok", at=minutes(at_minute))
+        for g in gates
+    )
+
+
+def test_a_cohort_rolled_back_in_hyper_care_is_restored_on_fresh_passing_readings() -> None:
+    room = reach(RunState.HYPERCARE)
+    room.do(RollbackRequested(at=minutes(30), user="U0ENG1", scope="cohort", reason="errors creeping"))
+    room.confirm_shifts(minutes(31))
+    assert room.state() is RunState.HELD and room.progress.traffic == {"merchant-a": 25}
+    with pytest.raises(Refused):
+        room.do(Restore(at=minutes(40), user="U0RISK1", cohort="merchant-a", readings=_readings(40)))
+    with pytest.raises(IllegalTransition, match="no traffic checkpoint of the plan moves merchant-b"):
+        room.do(Restore(at=minutes(40), user="U0ENG1", cohort="merchant-b", readings=_readings(40)))
+
+    withheld = room.do(
+        Restore(at=minutes(40), user="U0ENG1", cohort="merchant-a", readings=_readings(40, latency="fail"))
+    )
+    assert not [s for s in withheld.of(ShiftTraffic) if s.cause == "restore"]
+    assert "restore_withheld" in room.ledger_kinds(withheld) and "gate_failed" in room.ledger_kinds(withheld)
+    assert room.progress.traffic == {"merchant-a": 25}
+
+    transition = room.do(Restore(at=minutes(45), user="U0ENG1", cohort="merchant-a", readings=_readings(45)))
+
+    (shift,) = transition.of(ShiftTraffic)
+    assert (shift.checkpoint, shift.cohort, shift.percent, shift.previous_percent, shift.cause) == (
+        "full",
+        "merchant-a",
+        100,
+        25,
+        "restore",
+    )
+    assert room.open_hold_ids() == []
+    assert room.state() is RunState.HYPERCARE and room.progress.hypercare_since == minutes(45)
+    kinds = room.ledger_kinds(transition)
+    assert "traffic_restored" in kinds and "hypercare_started" in kinds and "hold_withdrawn" in kinds
+    with pytest.raises(IllegalTransition, match="already at the plan's 100%"):
+        room.do(Restore(at=minutes(46), user="U0ENG1", cohort="merchant-a", readings=_readings(46)))
+
+
+def test_a_restore_is_refused_during_the_stages_and_under_a_freeze() -> None:
+    held = reach(RunState.HELD)
+    with pytest.raises(IllegalTransition, match="only during hyper-care"):
+        held.do(Restore(at=minutes(7), user="U0ENG1", cohort="merchant-a", readings=()))
+    frozen = reach(RunState.HYPERCARE)
+    frozen.do(RollbackRequested(at=minutes(30), user="U0ENG1", scope="cohort", reason="errors"))
+    frozen.do(Freeze(at=minutes(31), user="U0REL1", reason="vendor incident"))
+    with pytest.raises(IllegalTransition):
+        frozen.do(Restore(at=minutes(32), user="U0ENG1", cohort="merchant-a", readings=_readings(32)))
+
+
 def _hypercare_rollback_refused() -> WarRoom:
     """In hyper-care again after a cohort rollback the control plane refused (still outstanding)."""
     room = reach(RunState.HYPERCARE)
@@ -658,6 +715,11 @@ ROW_TESTS: list[tuple[RunState, type[Any], Callable[..., None]]] = [
         test_a_rollback_confirmed_in_hyper_care_is_recorded_and_the_run_stays_in_hyper_care,
     ),
     (R.HYPERCARE, ActuationFailed, test_a_rollback_refused_in_hyper_care_is_told_and_holds_the_run),
+    (
+        R.HELD,
+        Restore,
+        test_a_cohort_rolled_back_in_hyper_care_is_restored_on_fresh_passing_readings,
+    ),
 ]
 
 
@@ -704,6 +766,7 @@ def _sample(kind: type[Any]) -> Event:
         Freeze: Freeze(at=T0, user="U0REL1", reason="x"),
         Unfreeze: Unfreeze(at=T0, user="U0REL1"),
         RollbackRequested: RollbackRequested(at=T0, user="U0REL1", scope="all", reason="x"),
+        Restore: Restore(at=T0, user="U0REL1", cohort="c"),
         ActuationSucceeded: ActuationSucceeded(at=T0, checkpoint=None, cohort="c", percent=0),
         ActuationFailed: ActuationFailed(at=T0, checkpoint=None, cohort="c", percent=0, detail="x"),
         Abort: Abort(at=T0, user="U0REL1", reason="x"),

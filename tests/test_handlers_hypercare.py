@@ -135,7 +135,9 @@ async def test_a_gate_failing_during_hyper_care_takes_its_action_and_tells_the_a
         assert progress.paused.by == f"gate:{gate}"
 
 
-async def test_a_hyper_care_hold_is_released_back_into_hyper_care_which_then_runs_its_course(hypercare_world):
+async def test_a_hyper_care_hold_is_released_back_into_hyper_care_whose_cadence_restarted_at_the_last_failure(
+    hypercare_world,
+):
     world = hypercare_world
     await world.in_hypercare()
     world.clock.set(HYPERCARE_SINCE + timedelta(minutes=5))
@@ -156,7 +158,10 @@ async def test_a_hyper_care_hold_is_released_back_into_hyper_care_which_then_run
     assert (await world.progress()).state == "hypercare"
     await tick_at_cadence(world)
     progress = await world.progress()
-    assert progress.state == "completed" and progress.ended_at == HYPERCARE_UNTIL
+    # Each failing check (minutes 5 to 20, in the first step) started the cadence again: without
+    # `extend_on_breach`, hyper-care runs its whole course from the last failure.
+    assert len(await world.entries("hypercare_extended")) == 4
+    assert progress.state == "completed" and progress.ended_at == HYPERCARE_UNTIL + timedelta(minutes=20)
     assert world.actuator.percents("merchant-a") == [5.0, 100.0]
 
 

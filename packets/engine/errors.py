@@ -15,7 +15,7 @@ from packets.engine.progress import RunState
 
 class IllegalTransition(Refused):
     def __init__(self, event: Event, state: RunState, detail: str = "") -> None:
-        message = f"{event.kind} is not possible while the run is {state}"
+        message = f"{event.kind} is not possible while the run is {state.words}"
         super().__init__(f"{message}: {detail}" if detail else message)
         self.event = event
         self.state = state

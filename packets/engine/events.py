@@ -139,6 +139,18 @@ class RollbackRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Restore:
+    """`/cutover restore COHORT` during hyper-care: put a cohort left short by a rollback back to
+    the plan's final percent, vouched for by `readings` taken for it (check before moving)."""
+
+    kind: ClassVar[str] = "restore"
+    at: datetime
+    user: str
+    cohort: str
+    readings: tuple[GateResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ActuationSucceeded:
     """The traffic control plane confirmed a `ShiftTraffic` (matched on cohort and percent)."""
 
@@ -188,6 +200,7 @@ Event = (
     | Freeze
     | Unfreeze
     | RollbackRequested
+    | Restore
     | ActuationSucceeded
     | ActuationFailed
     | Abort
@@ -207,6 +220,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Freeze,
     Unfreeze,
     RollbackRequested,
+    Restore,
     ActuationSucceeded,
     ActuationFailed,
     Abort,

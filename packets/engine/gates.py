@@ -29,6 +29,7 @@ from packets.engine.traffic import global_rollback, hold_after_rollback, rollbac
 from packets.gates import (
     GateResult,
     GateTally,
+    Outcome,
     RollbackMatrix,
     Verdict,
     failure_acts,
@@ -153,6 +154,9 @@ def take(d: Draft, event: GateResults) -> None:
     d.notify(alert, roles=roles)
     if not frozen:
         _act(d, action, target or checkpoint, failing, chosen, actor, watched=on_watch)
+    if in_hypercare and d.progress.ended_at is None:
+        # A breach during hyper-care: it goes on longer (`hypercare.extend_on_breach`).
+        hypercare.breached(d, gate=chosen.gate)
 
 
 def _acts(d: Draft, result: GateResult, counted: GateTally, *, started: datetime | None) -> bool:
@@ -241,14 +245,19 @@ def _reason(
 def _described(d: Draft, result: GateResult) -> str:
     gate = d.plan.gates.get(result.gate)
     threshold = f" (pass {gate.pass_})" if gate is not None else ""
-    reading = "no data" if result.value is None else f"{result.value:g}"
+    if result.value is not None:
+        reading = f"read {result.value:g}"
+    elif result.outcome is Outcome.FAIL:
+        reading = "fired an alert"  # a pushed alert without a number (handlers/alerts.py)
+    else:
+        reading = "read no data"
     since, whole = _failing_since(d, result)
     lasted = ""
     if since is not None and since < d.at:
         # The evidence kept is the last `consecutive_passes` readings: all failing means longer.
         lasted = f", failing for {'at least ' if whole else ''}{format_duration(d.at - since)}"
     detail = f" ({result.reason})" if result.value is None and result.reason else ""
-    return f"{result.gate} read {reading}{threshold}{lasted}{detail}"
+    return f"{result.gate} {reading}{threshold}{lasted}{detail}"
 
 
 def _failing_since(d: Draft, result: GateResult) -> tuple[datetime | None, bool]:

@@ -293,10 +293,15 @@ def releasers(d: Draft, checkpoint: str) -> tuple[str, ...]:
 def withdraw_all(d: Draft, *, actor: str, why: str) -> None:
     """The run ended: every open hold stops holding, recorded as withdrawn, never as released."""
     for hold in d.progress.open_holds():
-        d.progress = d.progress.with_hold(replace(hold, state=HoldState.WITHDRAWN, released_at=d.at))
-        d.emit(CloseHold(hold_id=hold.id, by=(actor,), roles=(), withdrawn=True))
-        d.ledger(
-            LedgerKind.HOLD_WITHDRAWN,
-            actor=actor,
-            payload={"hold": hold.id, "checkpoint": hold.checkpoint, "reason": hold.reason, "why": why},
-        )
+        withdraw(d, hold, actor=actor, why=why)
+
+
+def withdraw(d: Draft, hold: HoldRecord, *, actor: str, why: str) -> None:
+    """One open hold stops holding because what it held for is over, recorded as withdrawn."""
+    d.progress = d.progress.with_hold(replace(hold, state=HoldState.WITHDRAWN, released_at=d.at))
+    d.emit(CloseHold(hold_id=hold.id, by=(actor,), roles=(), withdrawn=True))
+    d.ledger(
+        LedgerKind.HOLD_WITHDRAWN,
+        actor=actor,
+        payload={"hold": hold.id, "checkpoint": hold.checkpoint, "reason": hold.reason, "why": why},
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from packets.authority import Refused
 from packets.bundle import bundle_holds
-from packets.engine import hypercare
+from packets.engine import hypercare, restore
 from packets.engine.advance import advance, complete, settle
 from packets.engine.draft import Draft
 from packets.engine.effects import LedgerKind
@@ -25,6 +25,7 @@ from packets.engine.events import (
     PacketAdopted,
     Pause,
     ReleaseWithdrawn,
+    Restore,
     Resume,
     RollbackRequested,
     SignoffGiven,
@@ -292,6 +293,10 @@ def unfreeze(d: Draft, event: Unfreeze) -> None:
     )
     d.tell_state("unfrozen", roles=d.plan.authority.pausers, data={"by": event.user})
     advance(d)
+
+
+def restore_cohort(d: Draft, event: Restore) -> None:
+    restore.restore(d, event)
 
 
 def rollback(d: Draft, event: RollbackRequested) -> None:

@@ -50,7 +50,6 @@ from packets.engine.effects import (
 )
 from packets.engine.errors import IllegalTransition
 from packets.engine.events import (
-    EVENT_TYPES,
     Abort,
     ActuationFailed,
     ActuationSucceeded,
@@ -63,6 +62,7 @@ from packets.engine.events import (
     PacketAdopted,
     Pause,
     ReleaseWithdrawn,
+    Restore,
     Resume,
     RollbackRequested,
     SignoffGiven,
@@ -131,7 +131,7 @@ TABLE: tuple[Row[Any], ...] = (
     _row([r for r in _ALL if r not in (R.RUNNING, R.HYPERCARE)], Tick, [],
          "nothing: a run that is not running waits for people", rows.nothing, stays=True),
     _row([R.HYPERCARE], Tick, [R.HYPERCARE, R.HELD, R.COMPLETED],
-         "complete the run once the last hyper-care cadence step ran out (stop gate checks); with "
+         "complete the run once hyper-care ran its course, breaches included (stop gate checks); with "
          "traffic short of the plan's final percentages, hold it for the start_and_rollback roles instead; "
          "until then nothing", rows.hypercare_tick),
     _row([R.RUNNING], GateResults, [R.RUNNING, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK,
@@ -142,7 +142,9 @@ TABLE: tuple[Row[Any], ...] = (
          "record evidence; a failure takes its gate's action; nothing advances", rows.gate_results),
     _row([R.HYPERCARE], GateResults, [R.HYPERCARE, R.PAUSED, R.HELD, R.FROZEN, R.ROLLING_BACK, R.ROLLED_BACK],
          "record hyper-care evidence; a failure takes its gate's action exactly as during the stages "
-         "(rollback_cohort: the last traffic checkpoint's cohort); nothing advances", rows.gate_results),
+         "(rollback_cohort: the last traffic checkpoint's cohort) and extends hyper-care "
+         "(extend_on_breach after the failure, else the cadence step in force starts again); "
+         "nothing advances", rows.gate_results),
     _row([R.FROZEN], GateResults, [R.FROZEN],
          "record evidence; failures are recorded and told, no action: a freeze moves no traffic",
          rows.gate_results),
@@ -189,6 +191,11 @@ TABLE: tuple[Row[Any], ...] = (
     _row([R.HYPERCARE], RollbackRequested, [R.HELD, R.ROLLING_BACK, R.ROLLED_BACK],
          "cohort: the last traffic checkpoint's cohort back to its percent before it, then hold "
          "hyper-care; all: every cohort to 0%, run ends", rows.rollback),
+    _row([R.HELD, R.HYPERCARE], Restore, [R.HYPERCARE, R.HELD, R.PAUSED, R.FROZEN, R.ROLLING_BACK,
+                                          R.ROLLED_BACK],
+         "during hyper-care (start_and_rollback): a cohort short of the plan back to its final percent "
+         "on fresh passing readings taken for it (a failing one takes its action and nothing moves); "
+         "hyper-care's holds withdrawn, hyper-care starts again", rows.restore_cohort),
     _row([R.ROLLING_BACK], RollbackRequested, [R.ROLLING_BACK],
          "retry the rollback commands the control plane has not confirmed", rows.retry_rollback),
     _row([R.RUNNING], ActuationSucceeded, _ADVANCED, "confirm a shift; advance", rows.actuation_succeeded),
@@ -338,5 +345,5 @@ def _why_not(progress: RunProgress, event: Event, plan: Plan, roster: Acting) ->
             "every checkpoint is done and the run is in hyper-care; "
             "roll back to take traffic off the new path"
         )
-    takes = sorted({t.kind for t in EVENT_TYPES if (state, t) in _INDEX})
-    return "it takes " + ", ".join(takes)
+    when = [s.words for s in RunState if (s, type(event)) in _INDEX]
+    return "only while the run is " + " or ".join(when) if when else "the run never takes it"

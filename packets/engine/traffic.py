@@ -20,10 +20,15 @@ from packets.engine.events import ActuationFailed, ActuationSucceeded
 from packets.engine.holds import HoldNeed, has_open_hold, open_hold
 from packets.engine.progress import CheckpointState, RunState, TrafficChange
 from packets.packet import HoldSource
+from packets.plan import HYPERCARE_CHECKPOINT
 
 ADVANCE = "advance"
 ROLLBACK_COHORT = "rollback_cohort"
 GLOBAL_ROLLBACK = "global_rollback"
+# A cohort put back to the plan's final percent during hyper-care (`engine.restore`).
+RESTORE = "restore"
+# The causes that raise traffic: refused, the cohort goes back where it was.
+_RISES = (ADVANCE, RESTORE)
 
 
 def command(
@@ -147,7 +152,7 @@ def refuse(d: Draft, event: ActuationFailed) -> None:
     change = _set_answer(d, event.cohort, False)
     checkpoint = change.checkpoint
     rolling_back = d.progress.state is RunState.ROLLING_BACK
-    if change.cause == ADVANCE and not rolling_back:
+    if change.cause in _RISES and not rolling_back:
         # The control plane left the cohort where it was; the checkpoint waits on a person.
         d.update(traffic={**d.progress.traffic, event.cohort: change.previous_percent})
     payload = {
@@ -174,7 +179,13 @@ def refuse(d: Draft, event: ActuationFailed) -> None:
         d.update_checkpoint(str(checkpoint), state=CheckpointState.HELD, shift_confirmed=False)
     reason = f"the traffic control plane refused {event.cohort} at {change.percent:g}%: {event.detail}"
     need = HoldNeed(reason, HoldSource.ACTUATION, tuple(d.plan.authority.start_and_rollback))
-    open_hold(d, need, checkpoint=checkpoint, opened_by="engine")
+    # A refused restore holds hyper-care, where it was asked for.
+    open_hold(
+        d,
+        need,
+        checkpoint=HYPERCARE_CHECKPOINT if change.cause == RESTORE else checkpoint,
+        opened_by="engine",
+    )
 
 
 def _soaking(d: Draft, checkpoint: str | None) -> bool:
@@ -231,7 +242,7 @@ def rollback_cohort(d: Draft, *, actor: str, why: dict[str, Any], checkpoint: st
 def failed_rollback(d: Draft, cohort: str) -> bool:
     """Whether the cohort's command in force is a rollback the control plane has not carried out."""
     waiting = d.progress.outstanding().get(cohort)
-    return waiting is not None and waiting.cause != ADVANCE
+    return waiting is not None and waiting.cause not in _RISES
 
 
 def hold_after_rollback(
