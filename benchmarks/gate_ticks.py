@@ -55,7 +55,7 @@ def _clone(path: str, copies: int) -> None:
     try:
         rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}
         for table in _TABLES:
-            cursor = db.execute(f"SELECT * FROM {table}")
+            cursor = db.execute(f"SELECT * FROM {table}")  # ledger_heads: run_id first
             rows[table] = ([d[0] for d in cursor.description], cursor.fetchall())
         for i in range(1, copies + 1):
             plan_id, channel = _names(i)
@@ -70,6 +70,9 @@ def _clone(path: str, copies: int) -> None:
                 return swapped.replace(first_revision, revision)
 
             for table, (columns, values) in rows.items():
+                if table == "ledger_heads":
+                    _move_heads(db, [swap(row[0]) for row in values])
+                    continue
                 marks = ", ".join("?" for _ in columns)
                 db.executemany(
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
@@ -78,6 +81,16 @@ def _clone(path: str, copies: int) -> None:
         db.commit()
     finally:
         db.close()
+
+
+def _move_heads(db: sqlite3.Connection, runs: list[str]) -> None:
+    """Each copy's head as the append path moves it (the store's triggers allow nothing else): from
+    genesis, one entry at a time."""
+    for run in runs:
+        db.execute("INSERT INTO ledger_heads (run_id, seq, hash) VALUES (?, 0, ?)", (run, "0" * 64))
+        entries = db.execute("SELECT seq, hash FROM ledger WHERE run_id = ? ORDER BY seq", (run,))
+        for seq, hash_ in entries.fetchall():
+            db.execute("UPDATE ledger_heads SET seq = ?, hash = ? WHERE run_id = ?", (seq, hash_, run))
 
 
 async def _bounded(n: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:

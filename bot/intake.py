@@ -214,7 +214,9 @@ class Intake:
             await self._release(claim, error=str(exc)[:500], backoff=True)
             return None
         finally:
+            # Awaited, so a renewal cut off mid-transaction returns its connection before we go on.
             renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
 
     def _signed(self, body: str, headers: dict[str, str]) -> dict[str, str]:
         at = int(time.time())

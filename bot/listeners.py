@@ -77,6 +77,17 @@ def _later(call: Awaitable[Any]) -> None:
     task.add_done_callback(_ANSWERING.discard)
 
 
+async def settle_answers(timeout: float) -> None:
+    """Let the answers and App Home republishes still in the background finish (shutdown: before
+    the database engine is disposed under them); past `timeout` they are cancelled."""
+    if not _ANSWERING:
+        return
+    _done, late = await asyncio.wait(set(_ANSWERING), timeout=timeout)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+
+
 def _foreign(context: AsyncBoltContext) -> bool:
     """Whether the request comes from another workspace (or Enterprise Grid org) than the one
     this bot is installed in, as `auth.test` reported it for the bot token."""

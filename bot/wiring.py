@@ -41,7 +41,7 @@ from aiohttp import web
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import actuators, alertmanager, metrics, telemetry
+from bot import actuators, alertmanager, listeners, metrics, telemetry
 from bot.app import build_app
 from bot.clock import SystemClock
 from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
@@ -161,6 +161,7 @@ class Bot:
         if self._intake_loop is not None:
             await asyncio.gather(self._intake_loop, return_exceptions=True)
         await self.scheduler.stop()
+        await listeners.settle_answers(timeout=self.settings.cutover_shutdown_grace)
         await self.session.close()
         await self.uow.dispose()
 
