@@ -14,6 +14,7 @@ MODULES: list[str] = [
     "fanout",
     "readiness",
     "gate_ticks",
+    "alert_to_message",
     "ack",
     "forecast",
     "ledger_verify",

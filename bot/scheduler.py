@@ -12,6 +12,10 @@ change to a run (`refresh`, called through `Deps.on_change`), and by a periodic 
   its next tick; the other runs never notice.
 - `resync`: every `resync_every`, the job list is derived again from the store: jobs of runs that
   finished (or whose hyper-care ended) are removed, runs opened by another replica get theirs.
+- `discover`: every `discover_every` (10 s, shorter than any gate interval a plan may sensibly
+  name), one query for the active runs: a run this replica has no job for (opened by another
+  replica, perhaps one that has died since) gets its job and one tick at once; jobs of runs that
+  ended elsewhere go. So a dead replica costs its runs at most one discovery, not a resync.
 - the outbox: `Dispatcher.run_forever` as one asyncio task, woken by `Deps.on_change`.
 - traffic shifts: `handlers.shifts.drain` in a loop of its own, woken by `nudge_shifts` (from
   `Deps.on_change`) and every `dispatch_poll` seconds (an expired claim, an answer to feed again).
@@ -56,6 +60,7 @@ log = logging.getLogger("cutover_bot.scheduler")
 
 TICK_PREFIX = "gate-tick:"
 RESYNC_JOB = "resync"
+DISCOVER_JOB = "discover"
 JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
 
 IntervalFor = Callable[[RunContext], timedelta | None]
@@ -78,6 +83,7 @@ class Scheduler:
         dispatcher: Dispatcher | None = None,
         interval_for: IntervalFor = gate_interval,
         resync_every: timedelta = timedelta(minutes=5),
+        discover_every: timedelta = timedelta(seconds=10),
         dispatch_poll: float = 2.0,
         stop_grace: float = 10.0,
     ) -> None:
@@ -85,6 +91,7 @@ class Scheduler:
         self._dispatcher = dispatcher
         self._interval_for = interval_for
         self._resync_every = resync_every
+        self._discover_every = discover_every
         self._dispatch_poll = dispatch_poll
         self._stop_grace = stop_grace
         self._aps = AsyncIOScheduler(timezone=UTC, job_defaults=dict(JOB_DEFAULTS))
@@ -118,6 +125,13 @@ class Scheduler:
             IntervalTrigger(seconds=self._resync_every.total_seconds()),
             id=RESYNC_JOB,
             name="derive jobs from the store",
+            replace_existing=True,
+        )
+        self._aps.add_job(
+            self._discover_job,
+            IntervalTrigger(seconds=self._discover_every.total_seconds()),
+            id=DISCOVER_JOB,
+            name="find runs this replica does not tick",
             replace_existing=True,
         )
         runs = await self.resync()
@@ -197,6 +211,19 @@ class Scheduler:
                 counts = await tx.outbox.counts()
             metrics.OUTBOX_PENDING.set(sum(n for state, n in counts.items() if state in UNFINISHED))
         return ticking
+
+    async def discover(self) -> list[str]:
+        """Give every active run this replica has no tick job for its job and one tick now; the
+        runs found. One query when nothing is new, so it can run far more often than `resync`."""
+        active = await self._active_runs()
+        known = {job.id.removeprefix(TICK_PREFIX) for job in self.tick_jobs()}
+        for run in known - set(active):
+            self._aps.remove_job(tick_job_id(run))
+        found = [run for run in active if run not in known and await self.refresh(run)]
+        if found:
+            log.info("ticking %s runs this replica did not know of: %s", len(found), ", ".join(found))
+        await asyncio.gather(*(self.tick(run) for run in found))
+        return found
 
     async def refresh(self, run: str) -> bool:
         """Add, re-time or remove the run's tick job after a change; True if it has one now.
@@ -297,6 +324,13 @@ class Scheduler:
 
     async def _tick_each(self, runs: list[str]) -> None:
         await asyncio.gather(*(self.tick(run) for run in runs))
+
+    async def _discover_job(self) -> None:
+        with self._tracked():
+            try:
+                await self.discover()
+            except Exception:
+                log.exception("looking for runs this replica does not tick failed; trying again later")
 
     async def _resync_job(self) -> None:
         with self._tracked():

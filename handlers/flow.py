@@ -10,7 +10,9 @@ transaction after a rollback.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from handlers import drift, shifts
 from handlers.context import RunContext, load, refuse
@@ -26,10 +28,21 @@ Body = Callable[[RunContext], Awaitable[Outcome]]
 
 LOG_DONE = "%s on run %s by %s: %s"
 LOG_REFUSED = "refused %s on run %s by %s: %s"
+# Someone in no role of the plan gets at most one `refused` ledger entry per run and this long;
+# every attempt is still answered and logged (typing in the war room must not flood the ledger).
+STRANGER_LEDGER_EVERY = timedelta(minutes=1)
+# Slack user ids; the bot's own actors (scheduler, engine, Alertmanager) are not people.
+_PERSON = re.compile(r"[UW][A-Z0-9]{2,}")
+
+
+def is_person(user: str) -> bool:
+    return _PERSON.fullmatch(user) is not None
 
 
 async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) -> Outcome:
     now = deps.clock.now()
+    if is_person(user) and await _stranger(run, user, deps):
+        return await _refuse_stranger(run, user=user, action=action, deps=deps)
     reason: str | None = None
     try:
         async with deps.uow.transaction(run_id=run) as tx:
@@ -88,5 +101,34 @@ async def _record_refusal(run: str, *, user: str, action: str, reason: str, deps
             raise RunNotFound(run)
         await refuse(ctx, user=user, action=action, reason=reason)
         version = ctx.version
+    log.info(LOG_REFUSED, action, run, user, reason[:200])
+    return Outcome.refused(reason, run=run, current_version=version)
+
+
+async def _stranger(run: str, user: str, deps: Deps) -> bool:
+    """Whether `user` may never act for any role of the run's plan (read without the run's lock)."""
+    async with deps.uow.transaction(read_only=True) as tx:
+        ctx = await load(tx, run, deps.clock.now())
+    if ctx is None:
+        return False  # the use case answers "no such run"
+    return user not in ctx.plan.members and user not in ctx.acting.values()
+
+
+async def _refuse_stranger(run: str, *, user: str, action: str, deps: Deps) -> Outcome:
+    """Refuse someone in no role without the run's lock; ledgered at most once a minute each."""
+    now = deps.clock.now()
+    reason = f"{user} does not act for any role in this plan; “{action}” is refused."
+    async with deps.uow.transaction(read_only=True) as tx:
+        ctx = await load(tx, run, now)
+        last = await tx.ledger.last_by(run, actor=user, kind="refused")
+    if ctx is None:
+        return Outcome.refused(f"There is no run '{run}'.")
+    version = ctx.version
+    if last is None or now - last.at >= STRANGER_LEDGER_EVERY:
+        # A transaction without the run's lock: the ledger's head row keeps the chain in order.
+        async with deps.uow.transaction() as tx:
+            ctx = await load(tx, run, now)
+            if ctx is not None:
+                await refuse(ctx, user=user, action=action, reason=reason)
     log.info(LOG_REFUSED, action, run, user, reason[:200])
     return Outcome.refused(reason, run=run, current_version=version)

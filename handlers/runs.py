@@ -41,8 +41,7 @@ async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:
         return Outcome.refused(f"Plan '{plan.plan}' runs in <#{plan.channel}>, not here.")
     # Opening a run posts sign-off buttons to the war room and starts its ledger: only someone the
     # plan names (a role's primary or one of its delegates) may do that, not anyone in the channel.
-    members = {user for role in plan.roles.values() for user in role.members}
-    if cmd.user not in members:
+    if cmd.user not in plan.members:
         return Outcome.refused(
             f"Only the people named in plan '{plan.plan}''s roles (a primary or a delegate) may open "
             f"it; <@{cmd.user}> is in none of its roles."

@@ -37,7 +37,7 @@ async def run_members(run: str, deps: Deps) -> set[str]:
     ctx = await _peek(run, deps)
     if ctx is None:
         return set()
-    return {user for role in ctx.plan.roles.values() for user in role.members}
+    return set(ctx.plan.members)
 
 
 async def run_revision(run: str, deps: Deps) -> str:

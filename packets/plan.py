@@ -367,6 +367,11 @@ class Plan(_Model):
         # Cached: a frozen plan's revision never changes, and hashing a large plan costs ms.
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
+    @property
+    def members(self) -> frozenset[str]:
+        """Everyone who may ever act for a role of the plan (primaries and delegates)."""
+        return frozenset(user for role in self.roles.values() for user in role.members)
+
     def checkpoint(self, checkpoint_id: str) -> Checkpoint:
         for checkpoint in self.checkpoints:
             if checkpoint.id == checkpoint_id:

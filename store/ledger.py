@@ -221,6 +221,17 @@ class Ledger:
         rows = [_entry(_stored(m)) for m in (await self._connection.execute(statement)).mappings()]
         return rows[::-1]
 
+    async def last_by(self, run_id: str, *, actor: str, kind: str) -> LedgerEntry | None:
+        """The run's newest entry of `kind` written for `actor`, if any."""
+        statement = (
+            select(ledger)
+            .where(ledger.c.run_id == run_id, ledger.c.actor == actor, ledger.c.kind == kind)
+            .order_by(ledger.c.seq.desc())
+            .limit(1)
+        )
+        found = (await self._connection.execute(statement)).mappings().first()
+        return None if found is None else _entry(_stored(found))
+
     async def hashes(self, run_id: str) -> dict[int, str]:
         """Each entry's hash by seq: what a witnessed head is checked against."""
         statement = select(ledger.c.seq, ledger.c.hash).where(ledger.c.run_id == run_id)

@@ -206,7 +206,9 @@ async def test_someone_with_no_role_cannot_post_the_evidence_to_the_war_room(wor
     await world.started()
     before = await world.snapshot()
     outcome = await export_evidence(c.ExportEvidence(run=world.run, user=STRANGER), world.deps)
-    handler_fixtures.assert_refused_and_unchanged(outcome, before, await world.snapshot(), says=["no role"])
+    handler_fixtures.assert_refused_and_unchanged(
+        outcome, before, await world.snapshot(), says=["does not act for any role"]
+    )
 
 
 async def test_the_evidence_tells_freezes_rejections_and_delegate_switches_in_the_plans_offset(world):

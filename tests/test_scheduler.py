@@ -17,7 +17,7 @@ import pytest
 from bot import metrics
 from bot.command_text import parse
 from bot.intents import PlanSource, run_text
-from bot.scheduler import JOB_DEFAULTS, RESYNC_JOB, tick_job_id
+from bot.scheduler import DISCOVER_JOB, JOB_DEFAULTS, RESYNC_JOB, tick_job_id
 from bot.wiring import Bot
 from handlers.ports import Measurement
 from packets.plan import Plan
@@ -315,3 +315,27 @@ async def test_ticks_missed_while_the_loop_stalled_run_once_and_never_two_at_a_t
     telemetry.gate.set()
     await _eventually(lambda: _slots(bot, run), [0, 1])
     assert telemetry.calls == 2
+
+
+async def test_a_run_opened_on_a_replica_that_died_is_ticked_by_another_within_one_discovery(
+    world: BotFactory,
+) -> None:
+    survivor = await world.build()
+    await survivor.start(dispatch_loop=False, startup_ticks=False)  # knows of no run yet
+    dead = await world.build()
+    await dead.start(dispatch_loop=False, startup_ticks=False)
+    run = await _open(dead, "bridge", BRIDGE)
+    world.clock.set(WINDOW_START)
+    await _to_canary(dead, BRIDGE)
+    await dead.stop()  # the only replica that had scheduled the run
+    assert survivor.scheduler.job(tick_job_id(run)) is None
+    world.clock.set(WINDOW_START + timedelta(minutes=3))
+
+    found = await survivor.scheduler.discover()
+
+    assert found == [run]
+    assert _interval(survivor, run) == timedelta(minutes=1)
+    assert 3 in await _slots(survivor, run)  # checked at once, in the slot of now
+    assert await survivor.scheduler.discover() == []  # known now: not ticked again out of turn
+    discovery = survivor.scheduler.job(DISCOVER_JOB)
+    assert discovery is not None and discovery.trigger.interval == timedelta(seconds=10)
