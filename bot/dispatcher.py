@@ -56,6 +56,7 @@ from bot import metrics
 from bot.ids import SURFACE, Surface
 from bot.render import RenderError, render, render_home
 from packets.messages import MessageKind
+from packets.witness import WitnessedHead, message_metadata
 
 log = logging.getLogger("cutover_bot.dispatcher")
 
@@ -238,6 +239,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         find_target: FindTarget | None = None,
+        find_thread: FindTarget | None = None,
         rates: Mapping[str, float] | None = None,
         on_failed: OnFailed | None = None,
     ) -> None:
@@ -252,6 +254,7 @@ class Dispatcher:
         self._sleep = sleep
         self._monotonic = monotonic
         self._find_target = find_target
+        self._find_thread = find_thread
         self._on_failed = on_failed
         # Per Web API method: the monotonic time before which Slack asked us not to call it.
         self._not_before: dict[str, float] = {}
@@ -416,11 +419,14 @@ class Dispatcher:
         if target is None and self._find_target is not None and updates:
             # Looked up only now: rows to one recipient go in order, so the message is posted by now.
             target = await self._find_target(row)
+        thread = None
+        if self._find_thread is not None and row.payload.get("thread_key"):
+            thread = await self._find_thread(row)
         while True:
             if self._stopping:
                 return _Retry(after=0.0, error=M.ERROR_STOPPING)
             try:
-                request = _request_for(row, compact=compact, target=target)
+                request = _request_for(row, compact=compact, target=target, thread=thread)
             except RenderError as exc:
                 return _Failed(M.ERROR_RENDER.format(error=exc))
             wait = self._not_before.get(request.method, 0.0) - self._monotonic()
@@ -538,7 +544,7 @@ def _surface(row: OutboxRow) -> Surface | None:
         return None
 
 
-def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
+def _request_for(row: OutboxRow, *, compact: bool, target: Any, thread: Any = None) -> _Request:
     """The Web API call for one row; RenderError when the row cannot be rendered."""
     try:
         kind = MessageKind(row.kind)
@@ -565,6 +571,14 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
     # The row's id travels as message metadata: the idempotency key by which a resend after a
     # crash (at least once) can be recognised in the channel's history.
     metadata = {"event_type": IDEMPOTENCY_EVENT, "event_payload": {"outbox_id": row.id}}
+    if kind is MessageKind.LEDGER_HEAD:
+        # The witness: the head is the metadata Slack keeps, with the row's id beside it.
+        head = WitnessedHead(str(payload["run"]), int(payload["seq"]), str(payload["hash"]))
+        witness = message_metadata(head)
+        metadata = {**witness, "event_payload": {**witness["event_payload"], "outbox_id": row.id}}
+    threaded = {}
+    if isinstance(thread, Mapping) and thread.get("ts") and thread.get("channel") == row.recipient:
+        threaded = {"thread_ts": thread["ts"]}
     return _Request(
         "chat.postMessage",
         {
@@ -572,6 +586,7 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any) -> _Request:
             "unfurl_links": False,
             "unfurl_media": False,
             "metadata": metadata,
+            **threaded,
             **content,
         },
     )

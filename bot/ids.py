@@ -69,6 +69,7 @@ SURFACE: dict[MessageKind, Surface] = {
     MessageKind.HELP: Surface.EPHEMERAL,
     MessageKind.USAGE: Surface.EPHEMERAL,
     MessageKind.HOME_VIEW: Surface.HOME,
+    MessageKind.LEDGER_HEAD: Surface.CHANNEL,
 }
 
 

@@ -252,6 +252,14 @@ EVIDENCE_COUNTS: Final = (
 EVIDENCE_LEDGER_OK: Final = ":white_check_mark: Ledger verified, head `{head}`"
 EVIDENCE_LEDGER_BAD: Final = ":x: Ledger check FAILED: {problem}"
 EVIDENCE_WHERE: Final = "Written to `{location}`"
+LEDGER_HEAD_TEXT: Final = "Ledger of run {run}: entry {seq}"
+LEDGER_HEAD_LINE: Final = (
+    ":lock: For the record: the ledger of run *{run}* has {seq} entries; the last one hashes to `{hash}`."
+)
+LEDGER_HEAD_WHY: Final = (
+    "Kept here, outside the bot's database, so that a later rewrite of the ledger shows: "
+    "`cutover-bot ledger witness {run}` then `cutover-bot ledger verify --witness FILE`."
+)
 
 # -- ephemeral replies -----------------------------------------------------------------------
 

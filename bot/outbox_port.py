@@ -118,11 +118,7 @@ class StoreOutbox:
         payload = row.payload
         key = payload.get("target_key")
         if isinstance(key, str) and key:
-            async with self._uow.transaction(read_only=True) as tx:
-                posted = await tx.outbox.find(run_id=payload.get("run"), dedupe_key=key)
-            if posted is None or not posted.slack_channel or not posted.slack_ts:
-                return None
-            return {"channel": posted.slack_channel, "ts": posted.slack_ts}
+            return await self._posted(payload.get("run"), key)
         run, version = payload.get("run"), payload.get("version")
         if not isinstance(run, str) or not isinstance(version, int) or isinstance(version, bool):
             return None
@@ -131,6 +127,20 @@ class StoreOutbox:
         if packet is None or not packet.slack_channel or not packet.slack_ts:
             return None
         return {"channel": packet.slack_channel, "ts": packet.slack_ts}
+
+    async def find_thread(self, row: OutboxRow) -> Mapping[str, Any] | None:
+        """{channel, ts} of the message whose thread the row goes in (its payload's `thread_key`),
+        or None: not posted (yet), and the row goes to the channel itself."""
+        key = row.payload.get("thread_key")
+        return await self._posted(row.payload.get("run"), key) if isinstance(key, str) and key else None
+
+    async def _posted(self, run: Any, key: str) -> Mapping[str, Any] | None:
+        """{channel, ts} of the run's message queued with dedupe key `key`, once Slack has it."""
+        async with self._uow.transaction(read_only=True) as tx:
+            posted = await tx.outbox.find(run_id=run, dedupe_key=key)
+        if posted is None or not posted.slack_channel or not posted.slack_ts:
+            return None
+        return {"channel": posted.slack_channel, "ts": posted.slack_ts}
 
 
 def _posted_version(run_id: str | None, payload: Any) -> tuple[str, int] | None:

@@ -259,6 +259,7 @@ async def build(
         concurrency=settings.dispatch_concurrency,
         policy=retry_policy,
         find_target=outbox.find_target,
+        find_thread=outbox.find_thread,
         rates=settings.rates(),
         on_failed=undelivered.failed,
     )

@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from handlers import drift, shifts
+from handlers import drift, shifts, witness
 from handlers.context import RunContext, load, refuse
 from handlers.deps import Deps
 from handlers.outcome import Outcome
@@ -56,6 +56,7 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                     # Whatever changed, the forecast is recomputed; a material drift is proposed.
                     await drift.propose_if_drifted(ctx)
                     await drift.tell_overrun(ctx)
+                    await witness.witness_if_due(ctx)
                 after = await tx.ledger.head(run)
             except Refused as exc:
                 reason = str(getattr(exc, "reason", None) or exc)

@@ -19,6 +19,10 @@ from typing import Protocol
 from packets.messages import Message
 from store.uow import Transaction
 
+# The dedupe key of a run's plan summary, its first message in the war room: the thread the
+# run's ledger witness goes in.
+PLAN_KEY = "plan"
+
 
 class InRun(Protocol):
     """Where a message is written: one run's transaction, at one time (a `RunContext` is one)."""

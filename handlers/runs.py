@@ -13,7 +13,7 @@ from handlers.context import RunContext, plan_from_text, save
 from handlers.deps import Deps
 from handlers.effects import apply
 from handlers.flow import on_run
-from handlers.outbox import Opening, post
+from handlers.outbox import PLAN_KEY, Opening, post
 from handlers.outcome import Outcome
 from packets import messages as msg
 from packets.authority import Refused
@@ -25,9 +25,6 @@ from packets.plan import Plan, PlanInvalid
 from packets.timeline import Facts, build_packet
 from store.errors import RunExists
 from store.uow import Transaction
-
-# The dedupe key of the run's plan summary (with its Sign-off buttons), updated in place.
-PLAN_KEY = "plan"
 
 
 async def open_run(cmd: OpenRun, deps: Deps) -> Outcome:

@@ -40,6 +40,7 @@ class MessageKind(StrEnum):
     HELP = "help"  # ephemeral: every subcommand's usage line
     USAGE = "usage"  # ephemeral: what was wrong with the typed command, and its usage line
     HOME_VIEW = "home_view"  # App Home: what I own, must acknowledge, may release
+    LEDGER_HEAD = "ledger_head"  # thread reply: the ledger's head as message metadata (the witness)
 
 
 # A field marked with this is left out of the JSON when it is None: the template tells "absent"
@@ -279,6 +280,17 @@ class HomeView(_Payload):
     to_release: tuple[dict[str, Any], ...]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerHead(_Payload):
+    """The run's chain head, posted in the thread of `thread_key`'s message: Slack keeps it as
+    message metadata where a database writer cannot change it (`packets.witness`)."""
+
+    kind: ClassVar[MessageKind] = MessageKind.LEDGER_HEAD
+    seq: int
+    hash: str
+    thread_key: str
+
+
 Message = (
     PlanSummary
     | SignoffRecorded
@@ -299,6 +311,7 @@ Message = (
     | Help
     | Usage
     | HomeView
+    | LedgerHead
 )
 
 PAYLOADS: dict[MessageKind, type[Message]] = {
@@ -323,5 +336,6 @@ PAYLOADS: dict[MessageKind, type[Message]] = {
         Help,
         Usage,
         HomeView,
+        LedgerHead,
     )
 }

@@ -79,6 +79,11 @@ def parse_lines(text: str) -> list[WitnessedHead]:
     return heads
 
 
+def due(last_posted: datetime | None, at: datetime) -> bool:
+    """Whether a head at `at` is posted, the last one having been posted at `last_posted`."""
+    return last_posted is None or at - last_posted >= MIN_GAP
+
+
 def heads_to_post(run: str, entries: Iterable[tuple[int, datetime, str]]) -> list[WitnessedHead]:
     """The heads the bot posts for a chain's `(seq, at, hash)` entries in order.
 
@@ -90,7 +95,7 @@ def heads_to_post(run: str, entries: Iterable[tuple[int, datetime, str]]) -> lis
     final: WitnessedHead | None = None
     for seq, at, digest in entries:
         final = WitnessedHead(run, seq, digest)
-        if last_at is None or at - last_at >= MIN_GAP:
+        if due(last_at, at):
             posted.append(final)
             last_at = at
     if final is not None and (not posted or posted[-1] != final):

@@ -121,6 +121,17 @@ class Outbox:
         mapping = (await self._connection.execute(statement)).mappings().first()
         return None if mapping is None else _row(mapping)
 
+    async def latest(self, *, run_id: str, kind: str) -> OutboxRow | None:
+        """The run's newest row of `kind`, whatever its state."""
+        statement = (
+            select(outbox)
+            .where(outbox.c.run_id == run_id, outbox.c.kind == kind)
+            .order_by(outbox.c.id.desc())
+            .limit(1)
+        )
+        mapping = (await self._connection.execute(statement)).mappings().first()
+        return None if mapping is None else _row(mapping)
+
     async def get(self, id: int) -> OutboxRow | None:
         mapping = (await self._connection.execute(select(outbox).where(outbox.c.id == id))).mappings().first()
         return None if mapping is None else _row(mapping)

@@ -227,6 +227,7 @@ async def test_fifty_concurrent_releases_of_one_hold_let_exactly_one_win(any_wor
     hold = opened.data["hold"]
     world.advance(1)
     before = await world.snapshot()
+    witnessed = len(await world.outbox("ledger_head"))
     # Both acting users of start_and_rollback may release a manual hold (mode any).
     users = [REL1 if i % 2 else ENG1 for i in range(50)]
 
@@ -250,5 +251,7 @@ async def test_fifty_concurrent_releases_of_one_hold_let_exactly_one_win(any_wor
     assert [
         r.payload["by"] for r in await world.outbox("hold_released") if r.payload["hold"]["id"] == hold
     ] == [release.user]
-    assert after.outbox == before.outbox + 1
+    # The release's line, and the ledger's new head for the war room (a minute after the last).
+    assert len(await world.outbox("ledger_head")) == witnessed + 1
+    assert after.outbox == before.outbox + 2
     assert await world.ledger_verifies()
