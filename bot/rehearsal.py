@@ -136,7 +136,9 @@ class Rehearsal:
             "packet_posted": "green",
             "packet_proposed_line": "green",
         }.get(kind, "white")
-        self.console.print(f"{self.stamp()} [bold {colour}]→ {where}[/] [dim]{kind}[/dim] {_escape(text)}")
+        if payload.get("thread_key"):
+            where += " (in the run's thread)"
+        self.console.print(f"{self.stamp()} [bold {colour}]→ {where}[/] {_escape(text)}")
         if kind == "packet_posted":
             self._print_packet(payload["packet"])
             self._print_forecast(payload.get("forecast"))
