@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.markdown import Markdown
 
+from bot import messages as M
 from bot.actuators import LogActuator
 from bot.clock import SimulatedClock
 from bot.command_text import Usage, parse
@@ -143,11 +144,11 @@ class Rehearsal:
             self._print_packet(payload["packet"])
             self._print_forecast(payload.get("forecast"))
         if kind == "delta_dm":
-            for change in payload.get("changes", []):
-                self.console.print(
-                    f"        · {_escape(change.get('title', ''))}: {change.get('what')} "
-                    f"{_escape(str(change.get('detail') or ''))}"
-                )
+            # The DM's own lines, as Slack shows them.
+            for block in render(kind, payload).blocks:
+                for line in str((block.get("text") or {}).get("text", "")).splitlines():
+                    if line.startswith(M.BULLET.format(line="")):
+                        self.console.print(f"        {_escape(line)}")
 
     def _print_packet(self, packet: dict[str, Any]) -> None:
         tz = self.plan.window.start.tzinfo

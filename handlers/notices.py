@@ -66,7 +66,7 @@ def _shift_text(change: Change) -> str:
     start = int(change.moved_by.total_seconds() // 60)
     end = int(change.end_moved_by.total_seconds() // 60)
     if start == end:
-        return f"moved {signed(start)}"
+        return signed(start)  # the line says "moved" already
     if start == 0:
         return f"now ends {signed(end)}"
     return f"starts {signed(start)}, ends {signed(end)}"

@@ -658,3 +658,21 @@ def test_an_answered_message_says_who_did_what_when_without_buttons_and_validate
         assert "<@U0REL1>" in shown and state in message.text
     if kind is MessageKind.ROLLBACK_REQUESTED:
         assert "merchant-a 25% → 5%" in shown
+
+
+def test_a_delta_dm_counts_checkpoints_not_changes_and_says_moved_once() -> None:
+    moved = {"what": "moved", "old": "2026-11-24T21:00:00-05:00", "new": "2026-11-24T21:15:00-05:00"}
+    data = {
+        **SAMPLES[MessageKind.DELTA_DM],
+        "changes": [
+            {"checkpoint": "canary", "title": "Canary", **moved, "detail": "+15 min"},
+            {"checkpoint": "canary", "title": "Canary", "what": "hold_released"},
+            {"checkpoint": "widen", "title": "Widen", **moved, "detail": "+15 min"},
+        ],
+    }
+
+    message = render(MessageKind.DELTA_DM, data)
+
+    assert "changes 2 of your checkpoints" in message.text
+    shown = json.dumps(message.blocks)
+    assert "moved moved" not in shown and "hold_released" not in shown and "hold released" in shown
