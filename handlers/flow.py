@@ -56,8 +56,9 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                     # Whatever changed, the forecast is recomputed; a material drift is proposed.
                     await drift.propose_if_drifted(ctx)
                     await drift.tell_overrun(ctx)
-                    await witness.witness_if_due(ctx)
                 after = await tx.ledger.head(run)
+                if after is not None and (head is None or after.seq > head.seq):
+                    await witness.witness_if_due(ctx, after)
             except Refused as exc:
                 reason = str(getattr(exc, "reason", None) or exc)
                 raise _RollBack from exc

@@ -14,12 +14,11 @@ from handlers.outbox import PLAN_KEY, post
 from packets import messages as msg
 from packets.engine.progress import TERMINAL
 from packets.witness import due
+from store.ledger import ChainHead
 
 
-async def witness_if_due(ctx: RunContext) -> None:
-    head = await ctx.tx.ledger.head(ctx.run)
-    if head is None or head.seq == 0:
-        return
+async def witness_if_due(ctx: RunContext, head: ChainHead) -> None:
+    """Queue `head` (the chain's head, which this use case moved) for the war room, if due."""
     last = await ctx.tx.outbox.latest(run_id=ctx.run, kind=msg.MessageKind.LEDGER_HEAD)
     if last is not None and head.seq <= int(last.payload["seq"]):
         return
