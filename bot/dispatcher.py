@@ -420,7 +420,7 @@ class Dispatcher:
             # Looked up only now: rows to one recipient go in order, so the message is posted by now.
             target = await self._find_target(row)
         thread = None
-        if self._find_thread is not None and row.payload.get("thread_key"):
+        if self._find_thread is not None and not updates:
             thread = await self._find_thread(row)
         while True:
             if self._stopping:
@@ -576,9 +576,10 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any, thread: Any = No
         head = WitnessedHead(str(payload["run"]), int(payload["seq"]), str(payload["hash"]))
         witness = message_metadata(head)
         metadata = {**witness, "event_payload": {**witness["event_payload"], "outbox_id": row.id}}
-    threaded = {}
+    threaded: dict[str, Any] = {}
     if isinstance(thread, Mapping) and thread.get("ts") and thread.get("channel") == row.recipient:
-        threaded = {"thread_ts": thread["ts"]}
+        # One thread per run (bot.threads); what needs the whole room is shown in the channel too.
+        threaded = {"thread_ts": thread["ts"], "reply_broadcast": bool(thread.get("broadcast"))}
     return _Request(
         "chat.postMessage",
         {

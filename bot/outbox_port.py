@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.dispatcher import OutboxRow
+from bot.threads import placement
 from packets.messages import MessageKind
 from store.uow import UnitOfWork
 
@@ -129,10 +130,14 @@ class StoreOutbox:
         return {"channel": packet.slack_channel, "ts": packet.slack_ts}
 
     async def find_thread(self, row: OutboxRow) -> Mapping[str, Any] | None:
-        """{channel, ts} of the message whose thread the row goes in (its payload's `thread_key`),
-        or None: not posted (yet), and the row goes to the channel itself."""
-        key = row.payload.get("thread_key")
-        return await self._posted(row.payload.get("run"), key) if isinstance(key, str) and key else None
+        """{channel, ts, broadcast} of the run's message whose thread the row goes in
+        (`bot.threads`), or None: top level, or the parent never posted."""
+        run = row.payload.get("run")
+        placed = placement(row.kind, row.recipient, row.payload, run=run if isinstance(run, str) else None)
+        if placed.thread_key is None:
+            return None
+        parent = await self._posted(run, placed.thread_key)
+        return None if parent is None else {**parent, "broadcast": placed.broadcast}
 
     async def _posted(self, run: Any, key: str) -> Mapping[str, Any] | None:
         """{channel, ts} of the run's message queued with dedupe key `key`, once Slack has it."""

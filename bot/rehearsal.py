@@ -34,6 +34,7 @@ from bot.command_text import Usage, parse
 from bot.intents import PlanSource, dispatch, run_text
 from bot.render import RenderError, render
 from bot.telemetry.simulated import SimulatedTelemetry
+from bot.threads import placement
 from bot.wiring import build_deps
 from handlers import evidence, gate_checks, manifest, status
 from handlers.commands import (
@@ -137,7 +138,10 @@ class Rehearsal:
             "packet_posted": "green",
             "packet_proposed_line": "green",
         }.get(kind, "white")
-        if payload.get("thread_key"):
+        placed = placement(kind, recipient, payload, run=payload.get("run"))
+        if payload.get("target_key"):
+            where += " (updated in place)"
+        elif placed.thread_key is not None and not placed.broadcast:
             where += " (in the run's thread)"
         self.console.print(f"{self.stamp()} [bold {colour}]→ {where}[/] {_escape(text)}")
         if kind == "packet_posted":

@@ -1,7 +1,7 @@
 """The ledger's witness outside the database: the run's chain head, posted in the war room.
 
 After a use case on a run commits entries, the chain's head (`seq` and full hash) is queued for
-the war room, in the thread of the run's plan summary, as message metadata (`packets.witness`):
+the war room, in the run's thread (`bot.threads`), as message metadata (`packets.witness`):
 at most once per `packets.witness.MIN_GAP` per run, and always once the run has ended, so the
 final head is never lost. It is queued in the use case's transaction like any message (the
 outbox sends it after the commit); the last one queued says what was witnessed, and when.
@@ -10,7 +10,7 @@ outbox sends it after the commit); the last one queued says what was witnessed, 
 from __future__ import annotations
 
 from handlers.context import RunContext
-from handlers.outbox import PLAN_KEY, post
+from handlers.outbox import post
 from packets import messages as msg
 from packets.engine.progress import TERMINAL
 from packets.witness import due
@@ -25,5 +25,5 @@ async def witness_if_due(ctx: RunContext, head: ChainHead) -> None:
     ended = ctx.progress.state in TERMINAL
     if not ended and not due(last.created_at if last is not None else None, ctx.now):
         return
-    line = msg.LedgerHead(seq=head.seq, hash=head.hash, thread_key=PLAN_KEY)
+    line = msg.LedgerHead(seq=head.seq, hash=head.hash)
     await post(ctx, to=ctx.plan.channel, message=line)

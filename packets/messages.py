@@ -282,13 +282,12 @@ class HomeView(_Payload):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LedgerHead(_Payload):
-    """The run's chain head, posted in the thread of `thread_key`'s message: Slack keeps it as
-    message metadata where a database writer cannot change it (`packets.witness`)."""
+    """The run's chain head, posted in the run's thread: Slack keeps it as message metadata
+    where a database writer cannot change it (`packets.witness`)."""
 
     kind: ClassVar[MessageKind] = MessageKind.LEDGER_HEAD
     seq: int
     hash: str
-    thread_key: str
 
 
 Message = (

@@ -78,6 +78,9 @@ class Posted:
     blocks: list[dict[str, Any]]
     # Message metadata (`event_type`, `event_payload`), as chat.postMessage / chat.update set it.
     metadata: dict[str, Any] | None = None
+    # A reply in the thread of the message with this ts; `broadcast`: shown in the channel too.
+    thread_ts: str | None = None
+    broadcast: bool = False
 
 
 @dataclass(slots=True)
@@ -475,12 +478,17 @@ class SlackStandin:
         metadata = _json_field(body.get("metadata"))
         if metadata is None and (channel, ts) in self._messages:
             metadata = self._messages[(channel, ts)].metadata  # chat.update without metadata keeps it
+        earlier = self._messages.get((channel, ts))
+        thread_ts = body.get("thread_ts") or (earlier.thread_ts if earlier else None)
+        broadcast = body.get("reply_broadcast") in (True, "true") or bool(earlier and earlier.broadcast)
         message = Posted(
             channel=channel,
             ts=ts,
             text=str(body.get("text") or ""),
             blocks=list(blocks),
             metadata=metadata if isinstance(metadata, dict) else None,
+            thread_ts=str(thread_ts) if thread_ts else None,
+            broadcast=broadcast,
         )
         self._messages[(channel, ts)] = message
         return message

@@ -214,7 +214,7 @@ SAMPLES: dict[MessageKind, dict[str, Any]] = {
         "counts": {"packets": 3, "signoffs": 2, "holds": 2, "gates": 40, "rollbacks": 0},
         "location": "evidence/r-payments-1.json",
     },
-    MessageKind.LEDGER_HEAD: {"run": RUN, "seq": 41, "hash": "ab" * 32, "thread_key": "plan"},
+    MessageKind.LEDGER_HEAD: {"run": RUN, "seq": 41, "hash": "ab" * 32},
     MessageKind.REFUSAL: {"reason": "v2 is superseded", "current_version": 3, "channel": "C0WARROOM"},
     MessageKind.REPLY: {"text": "Marked *key-replication* done.", "channel": "C0WARROOM"},
     MessageKind.STATUS: {
