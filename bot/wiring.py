@@ -61,6 +61,9 @@ from store.db import current_revision, display_url, head_revision, make_engine, 
 from store.outbox import OutboxState
 from store.uow import UnitOfWork
 
+# How long a stopping bot lets background answers (response_url, App Home) finish.
+ANSWERS_GRACE_S = 2.0
+
 log = logging.getLogger("cutover_bot.wiring")
 
 # Seconds one Web API call may take before it counts as a network error (and is retried).
@@ -161,7 +164,8 @@ class Bot:
         if self._intake_loop is not None:
             await asyncio.gather(self._intake_loop, return_exceptions=True)
         await self.scheduler.stop()
-        await listeners.settle_answers(timeout=self.settings.cutover_shutdown_grace)
+        # Answers in flight get a moment, not the inbox's grace: the stop must stay bounded.
+        await listeners.settle_answers(timeout=ANSWERS_GRACE_S)
         await self.session.close()
         await self.uow.dispose()
 

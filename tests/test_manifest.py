@@ -106,7 +106,13 @@ def test_every_request_goes_to_the_one_slack_events_endpoint(manifest: dict[str,
 def test_the_bot_asks_for_the_fewest_scopes_it_needs(manifest: dict[str, Any]) -> None:
     # chat:write covers channel posts, DMs by user id, updates and ephemerals; views.publish and
     # app_home_opened need no scope; im:write would only be needed for conversations.open.
-    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == ["chat:write", "commands"]
+    # channels:history and groups:history: `ledger witness` reads the heads back from the war room.
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
+        "channels:history",
+        "chat:write",
+        "commands",
+        "groups:history",
+    ]
     assert "user" not in manifest["oauth_config"]["scopes"]
 
 

@@ -16,7 +16,8 @@ request arriving now is refused and Slack retries it elsewhere); requests being 
 3 s; requests in the inbox being processed get CUTOVER_SHUTDOWN_GRACE (8 s), then are cancelled
 (their transactions roll back) and released to the other replicas; the outbox finishes only the
 Slack calls in flight (at most the Web API timeout, 15 s, usually milliseconds) and hands the rest
-of its claimed rows back. Typically under 10 s; at most about 3 + 8 + 15 s. The Dockerfile's
+of its claimed rows back; answers still on their way to Slack get 2 s. Typically under 10 s;
+at most about 3 + 8 + 15 + 2 s. The Dockerfile's
 STOPSIGNAL is SIGTERM; give the container a stop grace of 30 s (`docker stop -t 30`, compose
 `stop_grace_period: 30s`, Kubernetes `terminationGracePeriodSeconds: 30`).
 
