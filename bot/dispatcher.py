@@ -544,6 +544,10 @@ def _surface(row: OutboxRow) -> Surface | None:
         return None
 
 
+def _row_metadata(row: OutboxRow) -> dict[str, Any]:
+    return {"event_type": IDEMPOTENCY_EVENT, "event_payload": {"outbox_id": row.id}}
+
+
 def _request_for(row: OutboxRow, *, compact: bool, target: Any, thread: Any = None) -> _Request:
     """The Web API call for one row; RenderError when the row cannot be rendered."""
     try:
@@ -561,7 +565,11 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any, thread: Any = No
     if surface is Surface.UPDATE or target is not None or payload.get("target_key"):
         if not (isinstance(target, Mapping) and target.get("channel") and target.get("ts")):
             raise RenderError(M.ERROR_MISSING_TARGET.format(kind=kind))
-        return _Request("chat.update", {"channel": target["channel"], "ts": target["ts"], **content})
+        # The update carries its row's id too: two updates saying the same are still two rows.
+        return _Request(
+            "chat.update",
+            {"channel": target["channel"], "ts": target["ts"], "metadata": _row_metadata(row), **content},
+        )
     if surface is Surface.EPHEMERAL:
         channel = payload.get("channel")
         if not channel:
@@ -570,7 +578,7 @@ def _request_for(row: OutboxRow, *, compact: bool, target: Any, thread: Any = No
     # Channel messages and DMs alike: a user id as `channel` posts to the bot's DM with them.
     # The row's id travels as message metadata: the idempotency key by which a resend after a
     # crash (at least once) can be recognised in the channel's history.
-    metadata = {"event_type": IDEMPOTENCY_EVENT, "event_payload": {"outbox_id": row.id}}
+    metadata = _row_metadata(row)
     if kind is MessageKind.LEDGER_HEAD:
         # The witness: the head is the metadata Slack keeps, with the row's id beside it.
         head = WitnessedHead(str(payload["run"]), int(payload["seq"]), str(payload["hash"]))

@@ -69,6 +69,8 @@ CONFIRM_RELEASE: Final = (
 
 PLAN_TEXT: Final = "Plan {plan} opened, revision {rev}: sign-off needed from {roles}"
 PLAN_HEADER: Final = "Plan {plan}"
+PLAN_LIVE_TEXT: Final = "Plan {plan}: the run is {state}"
+PLAN_LIVE: Final = ":satellite: *The run is {state}.* Everything else about it is in this thread."
 PLAN_BODY: Final = "*{title}*\nRevision `{rev}` · {n} checkpoints · window {start} – {end}"
 PLAN_CHANGE_RECORD: Final = "Change record {cr}"
 PLAN_SIGNOFF_DONE: Final = ":white_check_mark: *{role}* signed off by {user}{at}"

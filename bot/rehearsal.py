@@ -125,6 +125,8 @@ class Rehearsal:
                     await tx.packets.set_message(row.run_id, version, channel=row.recipient, ts=ts)
 
     def _print_message(self, kind: str, recipient: str, payload: dict[str, Any]) -> None:
+        if kind == "plan_summary" and payload.get("live"):
+            return  # the run's live card: what the rehearsal's own status line shows after each step
         where = f"#{recipient}" if recipient.startswith(("C", "G")) else f"DM @{recipient}"
         try:
             text = render(kind, payload).text

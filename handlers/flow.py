@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from handlers import drift, shifts, witness
+from handlers import drift, run_card, shifts, witness
 from handlers.context import RunContext, load, refuse
 from handlers.deps import Deps
 from handlers.outcome import Outcome
@@ -58,6 +58,8 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
                     await drift.tell_overrun(ctx)
                 after = await tx.ledger.head(run)
                 if after is not None and (head is None or after.seq > head.seq):
+                    # The run changed: its parent message shows it, and the witness may be due.
+                    await run_card.refresh(ctx)
                     await witness.witness_if_due(ctx, after)
             except Refused as exc:
                 reason = str(getattr(exc, "reason", None) or exc)

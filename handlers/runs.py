@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from handlers import rollbacks
+from handlers import rollbacks, run_card
 from handlers.commands import EngineIntent, Move, OpenRun, Rollback, SignOff
 from handlers.context import RunContext, plan_from_text, save
 from handlers.deps import Deps
@@ -172,19 +172,7 @@ async def create_run(
         at=now,
         payload={"version": 1, "hash": packet.hash, "reason": packet.reason},
     )
-    summary = msg.PlanSummary(
-        plan=plan.plan,
-        title=plan.title,
-        revision=plan.revision,
-        change_record=plan.change_record,
-        window={"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
-        checkpoints=len(plan.checkpoints),
-        # A new run inherits no sign-off, even of the same revision.
-        signoffs=tuple(
-            {"role": role, "acting": plan.roles[role].primary, "signed_by": None}
-            for role in plan.authority.signoff
-        ),
-    )
+    summary = run_card.opening_summary(plan)
     opening = Opening(tx=tx, run=run, now=now)
     await post(opening, to=plan.channel, message=summary, dedupe_key=PLAN_KEY)
     await post(
@@ -204,27 +192,8 @@ async def sign_off(cmd: SignOff, deps: Deps) -> Outcome:
             revision=cmd.revision, role=role, by=cmd.user, remaining=tuple(remaining)
         )
         await post(ctx, to=ctx.plan.channel, message=signed)
-        # The plan summary, updated in place: the signed role's button gives way to who and when.
-        signoffs = ctx.progress.signoffs
-        updated = msg.PlanSummary(
-            plan=ctx.plan.plan,
-            title=ctx.plan.title,
-            revision=ctx.plan.revision,
-            change_record=ctx.plan.change_record,
-            window={"start": ctx.plan.window.start.isoformat(), "end": ctx.plan.window.end.isoformat()},
-            checkpoints=len(ctx.plan.checkpoints),
-            signoffs=tuple(
-                {
-                    "role": r,
-                    "acting": ctx.roster.acting_user(r),
-                    "signed_by": signoffs[r].user if r in signoffs else None,
-                    "signed_at": signoffs[r].at.isoformat() if r in signoffs else None,
-                }
-                for r in ctx.plan.authority.signoff
-            ),
-            target_key=PLAN_KEY,
-        )
-        await post(ctx, to=ctx.plan.channel, message=updated, dedupe_key=f"{PLAN_KEY}:signoff:{role}")
+        # The plan summary is updated in place after the commit's use case (`handlers.run_card`):
+        # the signed role's button gives way to who and when.
         await save(ctx)
         left = (
             f"still waiting for {', '.join(remaining)}"

@@ -49,10 +49,24 @@ async def run_status(run: str, deps: Deps) -> Outcome:
     ctx = await _peek(run, deps)
     if ctx is None:
         return Outcome.refused(f"There is no run '{run}'.")
+    title = inert(ctx.plan.title)
+    state = ctx.progress.state.words
+    lines = [f"*{title}* — run `{run}` is *{state}*, following packet v{ctx.version}.", *at_a_glance(ctx)]
+    return Outcome.done(
+        "\n".join(lines),
+        run=run,
+        current_version=ctx.version,
+        state=str(ctx.progress.state),
+        forecast=forecast_of(ctx).as_json(),
+    )
+
+
+def at_a_glance(ctx: RunContext) -> list[str]:
+    """The run now, one mrkdwn line each: what is in flight, hyper-care, traffic, open holds, how
+    many checkpoints are done, and the forecast (`/cutover status` and the run's live card)."""
     progress = ctx.progress
     order = [c.id for c in ctx.packet.timeline]
-    title = inert(ctx.plan.title)
-    lines = [f"*{title}* — run `{run}` is *{progress.state}*, following packet v{ctx.version}."]
+    lines: list[str] = []
     # Branches side by side are each "now".
     for current in progress.flights(order):
         line = ctx.packet.checkpoint(current)
@@ -67,7 +81,7 @@ async def run_status(run: str, deps: Deps) -> Outcome:
         cadence = f"checks every {format_duration(step[1].every)}" if step else "its last check is done"
         if step is not None and step[1].between:
             cadence += f" between {step[1].between}"
-        until = ends.isoformat(timespec="minutes")
+        until = ctx.local_time(ends)
         lines.append(f"Hyper-care since {ctx.local_time(since)} until {until}: {cadence}.")
     traffic = ", ".join(f"{cohort} {pct:g}%" for cohort, pct in sorted(progress.traffic.items()))
     if traffic:
@@ -78,15 +92,7 @@ async def run_status(run: str, deps: Deps) -> Outcome:
         )
     done = sum(1 for c in progress.checkpoints.values() if c.state == "done")
     lines.append(f"{done} of {len(order)} checkpoints done.")
-    ahead = forecast_of(ctx)
-    lines += ahead.lines()
-    return Outcome.done(
-        "\n".join(lines),
-        run=run,
-        current_version=ctx.version,
-        state=str(progress.state),
-        forecast=ahead.as_json(),
-    )
+    return [*lines, *forecast_of(ctx).lines()]
 
 
 async def packet_view(run: str, deps: Deps) -> Outcome:

@@ -76,8 +76,11 @@ class PlanSummary(_Payload):
     window: dict[str, str]
     checkpoints: int
     signoffs: tuple[dict[str, Any], ...]
-    # Set on the copy that updates the posted summary in place after a sign-off.
+    # Set on the copies that update the posted summary in place (`handlers.run_card`).
     target_key: str | None = _optional()
+    # The run now, on those copies: its state in words and one mrkdwn line per fact.
+    state: str | None = _optional()
+    live: tuple[str, ...] | None = _optional()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

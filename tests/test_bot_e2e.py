@@ -106,7 +106,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "help", "/cutover late CHECKPOINT UNTIL"),
     (ENG1, "status", "No active cutover run in this channel"),
     (ENG1, "open bridge", "Opened run bridge-"),
-    (ENG1, "status", "is *awaiting_signoff*, following packet v1"),
+    (ENG1, "status", "is *awaiting sign-off*, following packet v1"),
     (ENG1, "packet", "*Packet v1* (authoritative)"),
     (REL1, "signoff", "as release-authority; still waiting for payments-risk"),
     (RISK1, "signoff release-authority", "may not sign off as release-authority: U0REL1 acts for it"),
@@ -639,8 +639,8 @@ async def test_while_slack_is_down_messages_wait_and_all_go_once_it_is_back(bot_
 
 
 def _delivery(call: Any) -> tuple[Any, ...]:
-    """Which outbox row a call to Slack delivered: a post carries its row id as message metadata
-    (two rows may carry the same text: two branches starting at once); an update names its ts."""
+    """Which outbox row a call to Slack delivered: posts and updates carry their row id as message
+    metadata (two rows may carry the same text: two branches starting at once, two live cards)."""
     metadata = call.body.get("metadata")
     if metadata:
         payload = metadata if isinstance(metadata, dict) else json.loads(metadata)

@@ -251,7 +251,7 @@ async def test_fifty_concurrent_releases_of_one_hold_let_exactly_one_win(any_wor
     assert [
         r.payload["by"] for r in await world.outbox("hold_released") if r.payload["hold"]["id"] == hold
     ] == [release.user]
-    # The release's line, and the ledger's new head for the war room (a minute after the last).
+    # The release's line, the run's live card, and the ledger's new head (a minute after the last).
     assert len(await world.outbox("ledger_head")) == witnessed + 1
-    assert after.outbox == before.outbox + 2
+    assert after.outbox == before.outbox + 3
     assert await world.ledger_verifies()

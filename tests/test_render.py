@@ -676,3 +676,18 @@ def test_a_delta_dm_counts_checkpoints_not_changes_and_says_moved_once() -> None
     assert "changes 2 of your checkpoints" in message.text
     shown = json.dumps(message.blocks)
     assert "moved moved" not in shown and "hold_released" not in shown and "hold released" in shown
+
+
+def test_the_run_card_shows_the_run_now_under_its_sign_offs() -> None:
+    data = {
+        **SAMPLES[MessageKind.PLAN_SUMMARY],
+        "target_key": "plan",
+        "state": "held",
+        "live": ["Now: *Canary* (held), owner <@U0ENG1>, planned 21:40–22:00.", "Traffic: merchant-a 5%."],
+    }
+
+    message = render(MessageKind.PLAN_SUMMARY, data)
+
+    assert message.text.endswith("the run is held")
+    shown = json.dumps(message.blocks)
+    assert "The run is held." in shown and "Traffic: merchant-a 5%." in shown
