@@ -53,6 +53,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import blocks as B
 from bot import messages as M
 from bot import metrics
+from bot.breaker import Breaker
 from bot.ids import SURFACE, Surface
 from bot.render import RenderError, render, render_home
 from packets.messages import MessageKind
@@ -153,12 +154,20 @@ class RetryPolicy:
     max_inline_wait: float = 10.0
     # 429s one row may wait out in one round before it is left pending.
     rate_limit_waits: int = 5
+    # The circuit breaker (bot/breaker.py): this many transient failures (5xx, network) of one Web
+    # API method in a row, across rows, and nobody calls it again until the next drain's probe.
+    breaker_failures: int = 5
+
+    # Past this many doublings every delay is at its cap anyway (and 2.0**1100 overflows).
+    _MAX_DOUBLINGS = 30
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        return _equal_jitter(self.first_delay * 2 ** max(attempt - 1, 0), self.max_delay, rng)
+        doublings = min(max(attempt - 1, 0), self._MAX_DOUBLINGS)
+        return _equal_jitter(self.first_delay * 2**doublings, self.max_delay, rng)
 
     def round_delay(self, attempts: int, rng: random.Random) -> float:
-        return _equal_jitter(self.round_first_delay * 2 ** max(attempts, 0), self.round_max_delay, rng)
+        doublings = min(max(attempts, 0), self._MAX_DOUBLINGS)
+        return _equal_jitter(self.round_first_delay * 2**doublings, self.round_max_delay, rng)
 
 
 def _equal_jitter(delay: float, cap: float, rng: random.Random) -> float:
@@ -267,6 +276,7 @@ class Dispatcher:
         # without it the pace is learned from the first 429.
         self._allowed: dict[str, int] = {m: max(1, int(r)) for m, r in (rates or {}).items() if r > 0}
         self._in_flight: dict[str, int] = {}
+        self._breaker = Breaker(self._policy.breaker_failures)
         self._wake = asyncio.Event()
         self._stopping = False
         self._stop_event = asyncio.Event()
@@ -293,12 +303,16 @@ class Dispatcher:
     ) -> DrainReport:
         """Send what is due. `until_empty`: claim again until nothing due is left."""
         report = DrainReport()
+        self._breaker.new_round()
         while not self._stopping:
             rows = await self._outbox.claim(now=now_fn(), limit=self._batch_size)
             if not rows:
                 break
+            settled = report.sent + report.failed
             await self._send_batch(rows, now_fn, report)
-            if not until_empty:
+            # A batch that settled nothing (Slack down, the breaker open) ends the drain: its rows
+            # come due again soon, and claiming them over and over would be a busy loop.
+            if not until_empty or report.sent + report.failed == settled:
                 break
         return report
 
@@ -444,18 +458,27 @@ class Dispatcher:
                         continue  # a 429 came back while this request queued for a slot
                     if not await self._paced(request.method):
                         continue  # stopping
+                    if not await self._breaker.admit(request.method):
+                        self._in_flight[request.method] -= 1
+                        return _Retry(
+                            after=policy.round_delay(row.attempts, self._rng),
+                            error=M.ERROR_BREAKER.format(method=request.method),
+                        )
                     if store_down is not None and store_down.is_set():
                         self._in_flight[request.method] -= 1
+                        self._breaker.abandon(request.method)
                         return None
                     try:
                         response = await self._client.api_call(request.method, json=request.args)
                     finally:
                         self._in_flight[request.method] -= 1
                 self._succeeded(request.method)
+                self._breaker.answered(request.method)
                 return _sent(request, response.data if isinstance(response.data, dict) else {})
             except SlackApiError as exc:
                 status, error, retry_after = _read_error(exc)
                 if status == 429:
+                    self._breaker.answered(request.method)
                     self._hold_method(request.method, retry_after)
                     rate_waits += 1
                     if rate_waits > policy.rate_limit_waits:
@@ -470,6 +493,7 @@ class Dispatcher:
                     else M.ERROR_HTTP.format(status=status, method=request.method)
                 )
                 if error in SHRINKABLE_ERRORS and not compact:
+                    self._breaker.answered(request.method)
                     log.warning(M.LOG.compact_retry, row.id, row.kind, error)
                     compact = True
                     continue
@@ -477,6 +501,7 @@ class Dispatcher:
                 # answer from Slack itself is final unless it is one of the transient ones.
                 transient = status >= 500 or status == 408 or (error is None and status < 400)
                 if not (transient or error in TRANSIENT_ERRORS):
+                    self._breaker.answered(request.method)
                     return _Failed(problem)
                 metrics.OUTBOX_RETRIES.labels(reason="5xx" if transient else "slack_error").inc()
             except (aiohttp.ClientError, TimeoutError, OSError, SlackClientError) as exc:
@@ -484,6 +509,8 @@ class Dispatcher:
                 metrics.OUTBOX_RETRIES.labels(reason="network").inc()
             attempts += 1
             log.warning(M.LOG.transient, row.id, row.kind, attempts, problem)
+            if self._breaker.failed(request.method):
+                return _Retry(after=policy.round_delay(row.attempts, self._rng), error=problem)
             if attempts >= policy.attempts_per_round:
                 return _Retry(after=policy.round_delay(row.attempts, self._rng), error=problem)
             await self._nap(policy.backoff(attempts, self._rng))

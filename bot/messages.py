@@ -307,6 +307,7 @@ ERROR_MISSING_CHANNEL: Final = "{kind} needs payload.channel"
 ERROR_WAITING_BEHIND: Final = "waiting behind outbox row {row} for the same recipient"
 ERROR_STOPPING: Final = "handed back to the queue by a replica stopping"
 ERROR_RATE_LIMITED: Final = "rate limited on {method} for {seconds:.1f}s"
+ERROR_BREAKER: Final = "Slack's {method} kept failing this round; the row waits for the next"
 ERROR_HTTP: Final = "HTTP {status} from {method}"
 ERROR_NETWORK: Final = "network error on {method}: {error}"
 ERROR_SLACK: Final = "{method}: {error}"
@@ -329,6 +330,9 @@ class _Logs:
         " the rows behind it to that sender"
     )
     drain_failed: str = "outbox drain failed; trying again shortly"
+    breaker_open: str = (
+        "Slack's %s failed %s times in a row: not called again until the next drain's probe (its rows wait)"
+    )
     # HTTP server (bot/server.py)
     malformed_request: str = "refused a malformed Slack request: %s"
     dispatch_failed: str = "a Slack request failed inside Bolt"

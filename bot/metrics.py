@@ -24,6 +24,11 @@ OUTBOX_RETRIES = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+OUTBOX_BREAKER_OPENED = Counter(
+    "cutover_outbox_breaker_opened_total",
+    "Times a Slack Web API method failed so often in a row that it was not called for a while",
+    registry=REGISTRY,
+)
 OUTBOX_PENDING = Gauge("cutover_outbox_pending", "Outbox rows not yet delivered", registry=REGISTRY)
 GATE_CHECKS = Counter(
     "cutover_gate_checks_total", "Gate evaluations by outcome", ["outcome"], registry=REGISTRY

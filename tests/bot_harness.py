@@ -54,7 +54,11 @@ TZ = timezone(timedelta(hours=-5))
 WINDOW_START = datetime(2026, 11, 24, 21, 0, tzinfo=TZ)
 # Retries in milliseconds, not seconds: the tests exercise the logic, not the patience.
 FAST = RetryPolicy(
-    attempts_per_round=3, first_delay=0.01, max_delay=0.05, round_first_delay=1.0, round_max_delay=5.0
+    attempts_per_round=3,
+    first_delay=0.01,
+    max_delay=0.05,
+    round_first_delay=1.0,
+    round_max_delay=5.0,
 )
 # Generous: only a failing test waits this long, and a loaded CI machine is slow, not wrong.
 REPLY_TIMEOUT = 30.0

@@ -367,6 +367,53 @@ async def test_slack_down_for_a_while_then_back_delivers_every_message_exactly_o
     ]
 
 
+async def test_a_slack_that_keeps_failing_is_called_a_handful_of_times_a_drain_not_for_every_row(
+    slack: SlackStandin, outbox: FakeOutbox, clock: Clock
+) -> None:
+    for n in range(40):
+        outbox.add(MessageKind.DELTA_DM, f"U0P{n:04d}", {**SAMPLES[MessageKind.DELTA_DM], "version": n})
+    dispatcher = dispatcher_for(slack, outbox, concurrency=1)
+    slack.down()
+
+    first = await dispatcher.drain(now_fn=clock.now)
+
+    # Without the breaker: 40 rows x 3 attempts. With it: the failures in a row that open it.
+    assert len(slack.calls()) == FAST.breaker_failures
+    assert first.sent == 0 and set(outbox.states().values()) == {"pending"}
+    assert any("kept failing" in (row.error or "") for row in outbox.rows)
+
+    clock.advance(3600)
+    before = len(slack.calls())
+    await dispatcher.drain(now_fn=clock.now)
+    assert len(slack.calls()) - before == 1, "a later drain probes once, and the probe fails"
+
+    slack.up()
+    clock.advance(3600)
+    recovered = await dispatcher.drain(now_fn=clock.now)
+    assert recovered.sent == 40 and set(outbox.states().values()) == {"sent"}
+
+
+async def test_callers_waiting_on_a_probe_go_as_soon_as_it_is_answered(
+    slack: SlackStandin, outbox: FakeOutbox, clock: Clock
+) -> None:
+    for n in range(FAST.breaker_failures):
+        outbox.add(MessageKind.DELTA_DM, f"U0P{n:04d}", {**SAMPLES[MessageKind.DELTA_DM], "version": n})
+    dispatcher = dispatcher_for(slack, outbox, concurrency=8)
+    slack.fail_next("chat.postMessage", status=503, times=FAST.breaker_failures * FAST.attempts_per_round)
+    await dispatcher.drain(now_fn=clock.now)
+    assert set(outbox.states().values()) == {"pending"}
+    slack.clear_faults()
+    for n in range(20):
+        outbox.add(MessageKind.DELTA_DM, f"U1P{n:04d}", {**SAMPLES[MessageKind.DELTA_DM], "version": n})
+
+    clock.advance(3600)
+    recovered = await dispatcher.drain(now_fn=clock.now)
+
+    # One probe answered, then the 24 others went in the same drain, none held to a later round.
+    assert recovered.sent == 25 and recovered.retried == 0
+    assert [c.status for c in slack.calls("chat.postMessage")][-25:] == [200] * 25
+
+
 async def test_a_brief_burst_of_503s_is_retried_inside_the_round(
     slack: SlackStandin, outbox: FakeOutbox, clock: Clock
 ) -> None:
