@@ -32,6 +32,18 @@ def opening_summary(plan: Plan) -> msg.PlanSummary:
     )
 
 
+# The card stays one glance (and inside Slack's limits on a 200-checkpoint run with many holds);
+# `/cutover status` has the rest.
+CARD_LINES = 12
+
+
+def _brief(lines: list[str]) -> tuple[str, ...]:
+    if len(lines) <= CARD_LINES:
+        return tuple(lines)
+    more = len(lines) - (CARD_LINES - 1)
+    return (*lines[: CARD_LINES - 1], f"…and {more} more lines: `/cutover status` shows them all.")
+
+
 async def refresh(ctx: RunContext) -> None:
     """Queue the run's parent message, updated in place with the run as it is now."""
     signoffs = ctx.progress.signoffs
@@ -54,6 +66,6 @@ async def refresh(ctx: RunContext) -> None:
         ),
         target_key=PLAN_KEY,
         state=ctx.progress.state.words,
-        live=tuple(at_a_glance(ctx)),
+        live=_brief(at_a_glance(ctx, every_checkpoint=False)),
     )
     await post(ctx, to=ctx.plan.channel, message=card)

@@ -25,6 +25,18 @@ async def run_in_channel(channel: str, deps: Deps) -> str | None:
     return row.run_id if row is not None else None
 
 
+async def record_run(channel: str, named: str | None, deps: Deps) -> str | None:
+    """The run whose record `/cutover evidence` and `/cutover ledger` read in `channel`: the run
+    named, if it is this channel's; else the channel's active run, else its newest (ended runs
+    stay readable: the record is wanted most the morning after)."""
+    async with deps.uow.transaction(read_only=True) as tx:
+        if named is not None:
+            row = await tx.runs.get(named)
+            return named if row is not None and row.channel == channel else None
+        row = await tx.runs.active_in_channel(channel) or await tx.runs.newest_in_channel(channel)
+    return row.run_id if row is not None else None
+
+
 async def run_channel(run: str, deps: Deps) -> str | None:
     """The war-room channel of `run`, or None when there is no such run."""
     async with deps.uow.transaction(read_only=True) as tx:
@@ -61,9 +73,10 @@ async def run_status(run: str, deps: Deps) -> Outcome:
     )
 
 
-def at_a_glance(ctx: RunContext) -> list[str]:
+def at_a_glance(ctx: RunContext, *, every_checkpoint: bool = True) -> list[str]:
     """The run now, one mrkdwn line each: what is in flight, hyper-care, traffic, open holds, how
-    many checkpoints are done, and the forecast (`/cutover status` and the run's live card)."""
+    many checkpoints are done, and the forecast (`/cutover status` and the run's live card):
+    per checkpoint and its critical path, or (`every_checkpoint=False`) only its end."""
     progress = ctx.progress
     order = [c.id for c in ctx.packet.timeline]
     lines: list[str] = []
@@ -92,7 +105,8 @@ def at_a_glance(ctx: RunContext) -> list[str]:
         )
     done = sum(1 for c in progress.checkpoints.values() if c.state == "done")
     lines.append(f"{done} of {len(order)} checkpoints done.")
-    return [*lines, *forecast_of(ctx).lines()]
+    ahead = forecast_of(ctx).lines()
+    return [*lines, *(ahead if every_checkpoint else ahead[-1:])]
 
 
 async def packet_view(run: str, deps: Deps) -> Outcome:
@@ -135,7 +149,14 @@ async def forecast_view(run: str, deps: Deps) -> Outcome:
 async def ledger_tail(run: str, count: int, deps: Deps) -> Outcome:
     async with deps.uow.transaction(read_only=True) as tx:
         entries = await tx.ledger.tail(run, count)
-    lines = [f"`#{e.seq}` {e.at.isoformat(timespec='seconds')} {e.actor} *{e.kind}*" for e in entries]
+        ctx = await load(tx, run, deps.clock.now())
+    # In the plan's offset, as every other view tells time.
+    tz = ctx.plan.window.start.tzinfo if ctx is not None else None
+    lines = [
+        f"`#{e.seq}` {e.at.astimezone(tz).isoformat(timespec='seconds')} {e.actor}: "
+        f"{e.kind.replace('_', ' ')}"
+        for e in entries
+    ]
     return Outcome.done("\n".join(lines) or "The ledger is empty.", run=run)
 
 

@@ -79,6 +79,7 @@ async def test_adoption_queues_the_superseded_update_the_new_packet_and_a_dm_per
         ("packet_superseded", CHANNEL),
         ("packet_posted", CHANNEL),
         ("packet_proposed_line", CHANNEL),  # the Adopt/Reject line, answered in place
+        ("plan_summary", CHANNEL),  # the run's live card, updated in place
     ]
     answered = next(r for r in new_rows if r.kind == "packet_proposed_line")
     assert (
@@ -258,8 +259,9 @@ async def test_the_release_authority_rejects_a_proposal_and_the_current_version_
     assert after.packets == ((1, "authoritative"), (2, "rejected"))
     assert after.authoritative_version == 1
     assert after.ledger_kinds[before.ledger :] == ("packet_rejected",)
-    *_, said, answered = await world.outbox()
+    *_, said, answered, card = await world.outbox()
     assert said.kind == "run_state"
+    assert card.kind == "plan_summary" and card.payload["target_key"] == "plan"
     assert answered.kind == "packet_proposed_line" and answered.payload["outcome"]["state"] == "rejected"
     before = after
 

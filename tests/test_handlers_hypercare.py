@@ -61,7 +61,7 @@ async def test_after_the_last_checkpoint_the_run_is_in_hyper_care_not_completed(
     assert [r.payload["state"] for r in await world.outbox("run_state")][-1] == "hypercare"
     assert await world.entries("run_completed") == []
     status = await run_status(world.run, world.deps)
-    assert "is *hypercare*" in status.message and "checks every 5m" in status.message
+    assert "is *in hyper-care*" in status.message and "checks every 5m" in status.message
 
 
 async def test_hyper_care_gates_are_checked_on_the_widening_cadence_and_the_run_completes_after_the_last_step(

@@ -112,7 +112,11 @@ async def test_a_late_report_queues_one_channel_line_with_adopt_and_reject(world
     await world.propose_late("canary", "21:40")
 
     new_rows = (await world.outbox())[before.outbox :]
-    assert [(r.kind, r.recipient) for r in new_rows] == [("packet_proposed_line", CHANNEL)]
+    # The proposal line, and the run's live card updated in place with the late report.
+    assert [(r.kind, r.recipient) for r in new_rows] == [
+        ("packet_proposed_line", CHANNEL),
+        ("plan_summary", CHANNEL),
+    ]
     payload = new_rows[0].payload
     assert payload["version"] == 2
     assert payload["counts"]["moved"] == 3
@@ -135,7 +139,8 @@ async def test_a_late_report_without_material_change_makes_no_packet(world):
     assert "no material change" in outcome.message
     after = await world.snapshot()
     assert after.packets == before.packets
-    assert after.outbox == before.outbox
+    new_rows = (await world.outbox())[before.outbox :]
+    assert [r.kind for r in new_rows] == ["plan_summary"], "only the live card changes, no proposal"
     assert after.ledger_kinds[before.ledger :] == ("late_reported",)
 
 
