@@ -38,8 +38,8 @@ USAGE: dict[str, str] = {
     "adopt": "/cutover adopt [vN]",
     "reject": "/cutover reject [vN] [#N ...] [reason]   (#N: a reported change to drop; default the newest)",
     "ack": "/cutover ack [vN]",
-    "evidence": "/cutover evidence",
-    "ledger": "/cutover ledger [N]",
+    "evidence": "/cutover evidence [RUN]   (default: this channel's active run, else its latest)",
+    "ledger": "/cutover ledger [RUN] [N]   (default: this channel's active run, else its latest)",
     "supersede": "/cutover supersede PLAN REASON   (a newer revision of this run's bundle)",
 }
 ALIASES = {"acknowledge": "ack", "sign": "signoff", "sign-off": "signoff", "?": "help"}
@@ -79,6 +79,7 @@ class Parsed:
     version: int | None = None
     count: int | None = None
     plan: str | None = None
+    run: str | None = None  # a run named outright (evidence, ledger: ended runs too)
     facts: tuple[int, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -263,11 +264,27 @@ def _parse_signoff(name: str, rest: list[str]) -> Parsed:
 
 
 def _parse_ledger(name: str, rest: list[str]) -> Parsed:
-    if not rest:
-        return Parsed(name=name, count=10)
-    if len(rest) == 1 and rest[0].isascii() and rest[0].isdigit() and 0 < int(rest[0]) <= 100:
-        return Parsed(name=name, count=int(rest[0]))
+    run = rest[0] if rest and not (rest[0].isascii() and rest[0].isdigit()) else None
+    numbers = rest[1:] if run is not None else rest
+    if run is not None:
+        _run_id(name, run)
+    if not numbers:
+        return Parsed(name=name, count=10, run=run)
+    if len(numbers) == 1 and numbers[0].isascii() and numbers[0].isdigit() and 0 < int(numbers[0]) <= 100:
+        return Parsed(name=name, count=int(numbers[0]), run=run)
     raise Usage(name, "N must be a number from 1 to 100")
+
+
+def _parse_evidence(name: str, rest: list[str]) -> Parsed:
+    if len(rest) > 1:
+        raise Usage(name, "At most one run id")
+    return Parsed(name=name, run=_run_id(name, rest[0]) if rest else None)
+
+
+def _run_id(name: str, word: str) -> str:
+    if not _ID.match(word):
+        raise Usage(name, f"{_shown(word)} is not a run id")
+    return word
 
 
 _PARSERS = {
@@ -289,5 +306,6 @@ _PARSERS = {
     "ack": _parse_versioned,
     "reject": _parse_reject,
     "ledger": _parse_ledger,
+    "evidence": _parse_evidence,
     "supersede": _parse_supersede,
 }

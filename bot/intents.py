@@ -138,6 +138,17 @@ async def run_text(parsed: Parsed, *, user: str, channel: str, deps: Deps, plans
         return await dispatch(OpenRun(plan_text=text, source=source, channel=channel, user=user), deps)
     if name == "status" and channel.startswith("D"):
         return await dispatch(StatusFor(user=user), deps)
+    if name in ("evidence", "ledger"):
+        record = await status.record_run(channel, parsed.run, deps)
+        if record is None:
+            return Outcome.refused(
+                f"No run '{parsed.run}' in this channel."
+                if parsed.run is not None
+                else "No cutover run in this channel yet. Start one with `/cutover open PLAN`."
+            )
+        command = await run_command(parsed, run=record, user=user, deps=deps)
+        assert command is not None
+        return await dispatch(command, deps)
     run = await status.run_in_channel(channel, deps)
     if run is None:
         return Outcome.refused("No active cutover run in this channel. Start one with `/cutover open PLAN`.")

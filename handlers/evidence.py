@@ -21,6 +21,7 @@ from packets.authority import Refused
 from packets.chain import entry_body
 from packets.engine import hypercare
 from packets.forecast import actuals
+from packets.gates import GateSpec
 from packets.plan import HYPERCARE_CHECKPOINT
 from packets.redact import redact_data
 
@@ -42,17 +43,22 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
     }
     progress = ctx.progress
 
-    def telemetry_at(checkpoint: str | None, at: Any) -> list[dict[str, Any]]:
+    def telemetry_at(at: Any) -> list[dict[str, Any]]:
+        """What the releaser could see: every gate's latest reading in the run up to `at` (a plan
+        hold such as `widen` has no gates of its own; the stage before it does)."""
         latest: dict[str, Any] = {}
         for row in gate_rows:
-            if row.checkpoint == checkpoint and row.at <= at:
+            if row.at <= at:
                 latest[row.gate] = {
                     "gate": row.gate,
+                    "checkpoint": row.checkpoint,
                     "value": row.value,
                     "outcome": row.outcome,
-                    "at": row.at.isoformat(),
+                    "at": row.at.astimezone(tz).isoformat(),
                 }
         return sorted(latest.values(), key=lambda r: r["gate"])
+
+    tz = ctx.plan.window.start.tzinfo
 
     # Supersession links both ways: this run's opening names the run it replaced, its end the run
     # that replaced it.
@@ -127,7 +133,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                         "role": r.role,
                         "on_behalf_of": r.acting_for,
                         "at": r.at.isoformat(),
-                        "telemetry": telemetry_at(h.checkpoint, r.at),
+                        "telemetry": telemetry_at(r.at),
                     }
                     for r in h.releases
                 ],
@@ -154,7 +160,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         # failures whether or not they opened a hold, rejections, delegate switches, aborts...
         "steps": _steps(ctx, entries),
         # Per stage, how long it stood held and frozen: a bad night never reads green.
-        "stages": _stages(ctx, entries),
+        "stages": _stages(ctx, entries, gate_rows),
         "final_state": str(progress.state),
         "ledger": {
             "entries": verdict.entries,
@@ -234,20 +240,28 @@ def _overlap(start: datetime, end: datetime, spans: list[tuple[datetime, datetim
     return sum(max(0.0, (min(end, b) - max(start, a)).total_seconds()) for a, b in spans)
 
 
-def _stages(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
-    """Per checkpoint of the authoritative packet: seconds held (its holds open) and frozen (the run
-    frozen while the checkpoint was under way, or waiting on a hold of its own)."""
-    end = max([ctx.now, *(e.at for e in entries)])
-    frozen: list[tuple[Any, Any]] = []
+def _spans(entries: list[Any], opens: str, closes: str, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The spans between each `opens` entry and the `closes` after it (still open: until `end`)."""
+    spans: list[tuple[datetime, datetime]] = []
     since = None
     for e in entries:
-        if e.kind == "run_frozen" and since is None:
+        if e.kind == opens and since is None:
             since = e.at
-        elif e.kind == "run_unfrozen" and since is not None:
-            frozen.append((since, e.at))
+        elif e.kind == closes and since is not None:
+            spans.append((since, e.at))
             since = None
     if since is not None:
-        frozen.append((since, end))
+        spans.append((since, end))
+    return spans
+
+
+def _stages(ctx: RunContext, entries: list[Any], gate_rows: list[Any]) -> list[dict[str, Any]]:
+    """Per checkpoint of the authoritative packet: seconds held (its holds open), frozen and paused
+    (the run frozen or paused while the checkpoint was under way, or waiting on a hold of its own),
+    and per gate its checks, failures, no-data readings and worst reading."""
+    end = max([ctx.now, *(e.at for e in entries)])
+    frozen = _spans(entries, "run_frozen", "run_unfrozen", end)
+    paused = _spans(entries, "run_paused", "run_resumed", end)
     known = actuals(ctx.progress, ctx.facts)
     out = []
     for line in ctx.packet.timeline:
@@ -259,13 +273,37 @@ def _stages(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
             spans.append((actual.started_at, actual.ended_at or end))
         first = min((a for a, _ in spans), default=None)
         last = max((b for _, b in spans), default=None)
+        under_way = (first, last) if first is not None and last is not None else None
         out.append(
             {
                 "checkpoint": line.id,
                 "time_held_seconds": round(sum((b - a).total_seconds() for a, b in held)),
-                "time_frozen_seconds": (
-                    round(_overlap(first, last, frozen)) if first is not None and last is not None else 0
-                ),
+                "time_frozen_seconds": _within(under_way, frozen),
+                "time_paused_seconds": _within(under_way, paused),
+                "gates": _gate_summary(ctx, [r for r in gate_rows if r.checkpoint == line.id]),
+            }
+        )
+    return out
+
+
+def _within(under_way: tuple[datetime, datetime] | None, spans: list[tuple[datetime, datetime]]) -> int:
+    return round(_overlap(*under_way, spans)) if under_way is not None else 0
+
+
+def _gate_summary(ctx: RunContext, rows: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for gate in sorted({r.gate for r in rows}):
+        mine = [r for r in rows if r.gate == gate]
+        spec = ctx.plan.gates.get(gate)
+        values = [r.value for r in mine if r.value is not None]
+        out.append(
+            {
+                "gate": gate,
+                "rule": spec.pass_ if spec is not None else None,
+                "checks": len(mine),
+                "failed": sum(1 for r in mine if r.outcome == "fail"),
+                "no_data": sum(1 for r in mine if r.outcome == "no-data"),
+                "worst": GateSpec.parse(spec.pass_).worst(values) if spec is not None else None,
             }
         )
     return out
@@ -393,12 +431,13 @@ def to_markdown(evidence: dict[str, Any]) -> str:
         out += [f"  - #{f['seq']} {f['actor']} at {f['at']}: {f['action']}" for f in care["failures"]]
     out += ["", "## Steps"]
     out += [f"- #{st['seq']} {st['at']}: {_step_sentence(st)}" for st in evidence.get("steps", [])]
-    out += ["", "## Time held and frozen per stage"]
-    out += [
-        f"- {st['checkpoint']}: held {st['time_held_seconds'] // 60} min, "
-        f"frozen {st['time_frozen_seconds'] // 60} min"
-        for st in evidence.get("stages", [])
-    ]
+    out += ["", "## Per stage: time held, frozen and paused; each gate's worst reading"]
+    for st in evidence.get("stages", []):
+        out.append(
+            f"- {st['checkpoint']}: held {st['time_held_seconds'] // 60} min, "
+            f"frozen {st['time_frozen_seconds'] // 60} min, paused {st['time_paused_seconds'] // 60} min"
+        )
+        out += [f"  - {_gate_line(g)}" for g in st.get("gates", [])]
     out += ["", "## Rollbacks"]
     out += [f"- #{r['seq']} {r['kind']} by {r['actor']} at {r['at']}" for r in evidence["rollbacks"]] or [
         "- none"
@@ -409,6 +448,13 @@ def to_markdown(evidence: dict[str, Any]) -> str:
         for r in evidence["refusals"]
     ] or ["- none"]
     return "\n".join(out) + "\n"
+
+
+def _gate_line(gate: dict[str, Any]) -> str:
+    checks = f"{gate['checks']} check{'s' if gate['checks'] != 1 else ''}"
+    worst = "no reading" if gate["worst"] is None else f"worst {gate['worst']:g}"
+    rule = f" (passes {gate['rule']})" if gate["rule"] else ""
+    return f"{gate['gate']}: {worst}{rule}; {checks}, {gate['failed']} failed, {gate['no_data']} without data"
 
 
 async def export_evidence(cmd: ExportEvidence, deps: Deps) -> Outcome:

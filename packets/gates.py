@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -121,6 +121,19 @@ class GateSpec:
         if baseline is None:
             raise ValueError("a rule against a baseline needs the baseline's reading")
         return self.relative.bound(baseline)
+
+    def worst(self, values: Sequence[float]) -> float | None:
+        """The reading furthest on the failing side: the highest under a ceiling, the lowest under a
+        floor (for `==`, the first that differs from the threshold, else the first)."""
+        if not values:
+            return None
+        match self.comparison:
+            case Comparison.AT_MOST | Comparison.BELOW:
+                return max(values)
+            case Comparison.AT_LEAST | Comparison.ABOVE:
+                return min(values)
+            case Comparison.EQUAL:
+                return max(values, key=lambda v: abs(v - self.threshold))
 
     def admits(self, value: float, baseline: float | None = None) -> bool:
         limit = self.bound(baseline)

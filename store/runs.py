@@ -155,6 +155,17 @@ class Runs:
         mapping = result.mappings().first()
         return None if mapping is None else _row(mapping)
 
+    async def newest_in_channel(self, channel: str) -> RunRow | None:
+        """The newest run in `channel`, ended or not."""
+        statement = (
+            select(runs)
+            .where(runs.c.channel == channel)
+            .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
+            .limit(1)
+        )
+        mapping = (await self._connection.execute(statement)).mappings().first()
+        return None if mapping is None else _row(mapping)
+
     async def save(
         self, row: RunRow, *, expected_lock_version: int | None = None, at: datetime | None = None
     ) -> RunRow:

@@ -91,6 +91,12 @@ async def test_the_evidence_of_a_whole_run_ties_sign_offs_packets_holds_and_gate
         (REL2, "release-authority", REL1),
     ]
     assert all(h["state"] == "released" for h in evidence["holds"])
+    # `widen` has no gates of its own: its releaser saw the canary's, each at its latest reading.
+    [widen_release] = holds["widen"]["releases"]
+    seen = {t["gate"]: t for t in widen_release["telemetry"]}
+    assert set(seen) == {"auth-success", "lookup-latency", "fallback-health", "error-rate", "webhook-latency"}
+    assert {t["checkpoint"] for t in seen.values()} == {"canary"}
+    assert all(t["at"] <= widen_release["at"] and t["at"].endswith("-05:00") for t in seen.values())
 
     canary = next(r for r in evidence["readiness"] if r["checkpoint"] == "canary")
     assert all(len(results) == 3 for results in canary["gate_results"].values())
@@ -278,3 +284,32 @@ def evidence_markdown(evidence) -> str:
     from handlers.evidence import to_markdown
 
     return to_markdown(evidence)
+
+
+async def test_each_stage_tells_its_gates_worst_reading_and_how_long_the_run_stood_paused(world):
+    from handlers.runs import ask_engine
+
+    await world.canary_soaking()
+    pause = c.EngineIntent(run=world.run, user=REL1, move=c.Move.PAUSE, reason="vendor on the phone")
+    assert (await ask_engine(pause, world.deps)).ok
+    world.advance(7)
+    assert (await ask_engine(c.EngineIntent(run=world.run, user=REL1, move=c.Move.RESUME), world.deps)).ok
+    world.telemetry.set("lookup-latency", 0.41)
+    world.advance(1)
+    assert (await world.check()).ok
+    world.telemetry.set("lookup-latency", 0.12)
+
+    evidence = (await export_evidence(c.ExportEvidence(run=world.run), world.deps)).data["evidence"]
+
+    canary = next(s for s in evidence["stages"] if s["checkpoint"] == "canary")
+    assert canary["time_paused_seconds"] == 7 * 60
+    gates = {g["gate"]: g for g in canary["gates"]}
+    latency = gates["lookup-latency"]
+    assert (latency["worst"], latency["rule"]) == (0.41, "<= 0.25")
+    assert latency["failed"] == 1 and latency["checks"] >= 2 and latency["no_data"] == 0
+    async with world.uow.transaction(read_only=True) as tx:
+        auth = [r.value for r in await tx.gate_results.for_run(world.run) if r.gate == "auth-success"]
+    assert gates["auth-success"]["worst"] == min(auth), "a floor's worst reading is its lowest"
+    markdown = evidence_markdown(evidence)
+    assert "lookup-latency: worst 0.41 (passes <= 0.25)" in markdown and "1 failed" in markdown
+    assert "paused 7 min" in markdown
