@@ -42,6 +42,8 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         e.payload.get("version"): e for e in entries if e.kind in ("packet_adopted", "packet_authoritative")
     }
     progress = ctx.progress
+    # Every time in the plan's offset (ISO 8601 with it), as every other view tells time.
+    tz = ctx.plan.window.start.tzinfo
 
     def telemetry_at(at: Any) -> list[dict[str, Any]]:
         """What the releaser could see: every gate's latest reading in the run up to `at` (a plan
@@ -57,8 +59,6 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                     "at": row.at.astimezone(tz).isoformat(),
                 }
         return sorted(latest.values(), key=lambda r: r["gate"])
-
-    tz = ctx.plan.window.start.tzinfo
 
     # Supersession links both ways: this run's opening names the run it replaced, its end the run
     # that replaced it.
@@ -79,7 +79,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         "signoffs": [
             # This run's sign-offs, as the engine accepted them: the store keeps sign-offs per
             # revision, and an earlier run of the same revision must not be credited here.
-            {"role": s.role, "user": s.user, "revision": s.revision, "at": s.at.isoformat()}
+            {"role": s.role, "user": s.user, "revision": s.revision, "at": s.at.astimezone(tz).isoformat()}
             for s in ctx.progress.signoffs.values()
         ],
         "packets": [
@@ -92,7 +92,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                 "adopted": (
                     {
                         "by": adoptions[p.version].actor,
-                        "at": adoptions[p.version].at.isoformat(),
+                        "at": adoptions[p.version].at.astimezone(tz).isoformat(),
                         "role": adoptions[p.version].payload.get("role"),
                     }
                     if p.version in adoptions
@@ -108,7 +108,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             {
                 "checkpoint": cid,
                 "state": str(cp.state),
-                "done_at": cp.done_at.isoformat() if cp.done_at else None,
+                "done_at": cp.done_at.astimezone(tz).isoformat() if cp.done_at else None,
                 "done_by": list(cp.done_by),
                 "gate_results": {g: [r.as_json() for r in rs] for g, rs in cp.evidence.items()},
             }
@@ -123,16 +123,16 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                 "source": str(h.source),
                 "release_by": list(h.release_by),
                 "mode": h.mode,
-                "opened_at": h.opened_at.isoformat(),
+                "opened_at": h.opened_at.astimezone(tz).isoformat(),
                 "opened_by": h.opened_by,
                 "state": str(h.state),
-                "released_at": h.released_at.isoformat() if h.released_at else None,
+                "released_at": h.released_at.astimezone(tz).isoformat() if h.released_at else None,
                 "releases": [
                     {
                         "user": r.user,
                         "role": r.role,
                         "on_behalf_of": r.acting_for,
-                        "at": r.at.isoformat(),
+                        "at": r.at.astimezone(tz).isoformat(),
                         "telemetry": telemetry_at(r.at),
                     }
                     for r in h.releases
@@ -146,12 +146,18 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             for change in changes
         ],
         "rollbacks": [
-            {"seq": e.seq, "kind": e.kind, "actor": e.actor, "at": e.at.isoformat(), "payload": e.payload}
+            {
+                "seq": e.seq,
+                "kind": e.kind,
+                "actor": e.actor,
+                "at": e.at.astimezone(tz).isoformat(),
+                "payload": e.payload,
+            }
             for e in entries
             if e.kind in _ROLLBACK_KINDS
         ],
         "refusals": [
-            {"seq": e.seq, "actor": e.actor, "at": e.at.isoformat(), **e.payload}
+            {"seq": e.seq, "actor": e.actor, "at": e.at.astimezone(tz).isoformat(), **e.payload}
             for e in entries
             if e.kind == "refused"
         ],
@@ -162,6 +168,13 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         # Per stage, how long it stood held and frozen: a bad night never reads green.
         "stages": _stages(ctx, entries, gate_rows),
         "final_state": str(progress.state),
+        "final_state_words": progress.state.words,
+        # What the plan covered and what would undo it: the cutover decision record's scope and
+        # rollback criteria (handlers/decision_record.py).
+        "scope": _scope(ctx),
+        "rollback_criteria": _rollback_criteria(ctx),
+        # Per cohort, the traffic the run left on the new service.
+        "final_traffic": dict(sorted(progress.traffic.items())),
         "ledger": {
             "entries": verdict.entries,
             "verified": verdict.ok,
@@ -185,25 +198,38 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
 
 def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, Any] | None:
     """Hyper-care as it happened: when, how many checks, every failure and the action it took."""
+    tz = ctx.plan.window.start.tzinfo
     since, care = ctx.progress.hypercare_since, ctx.plan.hypercare
     if since is None or care is None:
         return None
     rows = [r for r in gate_rows if r.checkpoint == HYPERCARE_CHECKPOINT]
     found: dict[str, Any] = {
-        "since": since.isoformat(),
-        "until": (hypercare.until(ctx.plan, ctx.progress) or since + care.length).isoformat(),
+        "since": since.astimezone(tz).isoformat(),
+        "until": (hypercare.until(ctx.plan, ctx.progress) or since + care.length).astimezone(tz).isoformat(),
         "gates": list(ctx.plan.hypercare_gates()),
         "checks": len(rows),
         "failed_checks": sum(1 for r in rows if r.outcome != "pass"),
         "failures": [
-            {"seq": e.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.payload.get("action")}
+            {
+                "seq": e.seq,
+                "at": e.at.astimezone(tz).isoformat(),
+                "actor": e.actor,
+                "action": e.payload.get("action"),
+            }
             for e in entries
             if e.kind == "gate_failed" and e.payload.get("checkpoint") == HYPERCARE_CHECKPOINT
         ],
-        "ended": next((e.at.isoformat() for e in entries if e.kind == "hypercare_ended"), None),
+        "ended": next(
+            (e.at.astimezone(tz).isoformat() for e in entries if e.kind == "hypercare_ended"), None
+        ),
     }
     extended = [
-        {"seq": e.seq, "at": e.at.isoformat(), "gate": e.payload.get("gate"), "until": e.payload.get("until")}
+        {
+            "seq": e.seq,
+            "at": e.at.astimezone(tz).isoformat(),
+            "gate": e.payload.get("gate"),
+            "until": e.payload.get("until"),
+        }
         for e in entries
         if e.kind == "hypercare_extended"
     ]
@@ -337,6 +363,48 @@ def _step_sentence(step: dict[str, Any]) -> str:
     return template.format(by=step["by"], **{k: v for k, v in values.items() if k != "by"})
 
 
+def _scope(ctx: RunContext) -> list[dict[str, Any]]:
+    tz = ctx.plan.window.start.tzinfo
+    return [
+        {
+            "checkpoint": cp.id,
+            "title": cp.title,
+            "owner": cp.owner,
+            "cohort": cp.traffic.cohort if cp.traffic else None,
+            "percent": cp.traffic.percent if cp.traffic else None,
+            "gates": list(cp.gates),
+            "protected": cp.protected,
+            "not_after": (
+                cp.window.not_after.astimezone(tz).isoformat()
+                if cp.window is not None and cp.window.not_after is not None
+                else None
+            ),
+            "hold": (
+                {"release_by": list(cp.hold.release_by), "mode": cp.hold.mode}
+                if cp.hold is not None
+                else None
+            ),
+        }
+        for cp in ctx.plan.checkpoints
+    ]
+
+
+def _rollback_criteria(ctx: RunContext) -> list[dict[str, Any]]:
+    out = []
+    for name, gate in sorted(ctx.plan.gates.items()):
+        policy = ctx.plan.gate_policy_of(name)
+        out.append(
+            {
+                "gate": name,
+                "rule": gate.pass_,
+                "on_fail": gate.on_fail,
+                "no_data": policy.no_data,
+                "description": gate.description,
+            }
+        )
+    return out
+
+
 def _planned_vs_actual(ctx: RunContext) -> list[dict[str, Any]]:
     tz = ctx.plan.window.start.tzinfo
     known = actuals(ctx.progress, ctx.facts)
@@ -367,7 +435,7 @@ def to_markdown(evidence: dict[str, Any]) -> str:
         f"- Run: `{evidence['run']}`",
         f"- Plan: `{plan['id']}` revision `{plan['revision']}`",
         f"- Change record: {plan['change_record'] or '—'}",
-        f"- Final state: **{evidence['final_state']}**",
+        f"- Final state: **{evidence.get('final_state_words', evidence['final_state'])}**",
         *([f"- Supersedes run `{evidence['supersedes']}`"] if evidence.get("supersedes") else []),
         *([f"- Superseded by run `{evidence['superseded_by']}`"] if evidence.get("superseded_by") else []),
         f"- Ledger: {evidence['ledger']['entries']} entries, "

@@ -788,6 +788,7 @@ async def test_evidence_prints_the_runs_evidence_as_markdown_or_json(
     monkeypatch.setenv("DATABASE_URL", url)
     as_json = await cli("evidence", run, "--format", "json")
     unknown = await cli("evidence", "no-such-run")
+    record = await cli("evidence", run, "--format", "cdr")
 
     status, out, err = markdown
     assert status == 0, err
@@ -800,6 +801,21 @@ async def test_evidence_prints_the_runs_evidence_as_markdown_or_json(
     assert [s["role"] for s in evidence["signoffs"]] == ["release-authority", "payments-risk"]
     assert evidence["ledger"]["verified"] is True
     assert unknown == (1, "", "there is no run 'no-such-run'\n")
+    status, out, err = record
+    assert status == 0, err
+    assert out.startswith("# Cutover decision record: Order writes move to the new bridge")
+    sections = [line for line in out.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "## Context",
+        "## Scope",
+        "## Evidence",
+        "## Decision",
+        "## Constraints",
+        "## Rollback criteria",
+        "## Consequences",
+    ]
+    assert "When this record was made, the run was still running." in out
+    assert "- release-authority signed off: U0REL1 at 2026-11-24T" in out
 
 
 @pytest.mark.parametrize(

@@ -313,3 +313,27 @@ async def test_each_stage_tells_its_gates_worst_reading_and_how_long_the_run_sto
     markdown = evidence_markdown(evidence)
     assert "lookup-latency: worst 0.41 (passes <= 0.25)" in markdown and "1 failed" in markdown
     assert "paused 7 min" in markdown
+
+
+async def test_the_decision_record_retells_who_released_what_on_which_readings_and_what_would_undo_it(world):
+    from handlers.decision_record import to_cdr
+
+    await _whole_run(world)
+    evidence = (await export_evidence(c.ExportEvidence(run=world.run), world.deps)).data["evidence"]
+
+    record = to_cdr(evidence)
+
+    assert record.startswith("# Cutover decision record: ")
+    assert (
+        "- U0REL2 released the hold on widen as release-authority on behalf of U0REL1 at "
+        "2026-11-24T21:30:00-05:00, having seen auth-success 0.999 (pass)" in record
+    ), record
+    assert "- Packet v3 was adopted by U0REL1 as release-authority at " in record
+    assert "- Cohort merchant-a was left at 5% on the new service." in record
+    assert (
+        "- When auth-success fails (it passes >= 0.995), the engine would roll the stage's cohort back; "
+        "a reading without data counts as a failure." in record
+    )
+    assert "- preflight was protected: it could not move without a release." in record
+    assert "- The run ended completed." in record
+    assert "_" not in record.split("## Decision")[1].split("## Constraints")[0].replace("`", "")

@@ -1,4 +1,6 @@
-"""`cutover-bot evidence RUN [--format md|json] [--database-url URL]`: print a run's evidence packet;
+"""`cutover-bot evidence RUN [--format md|json|cdr] [--database-url URL]`: print a run's evidence
+packet (`cdr`: as a cutover decision record: context, scope, evidence, decision, constraints,
+rollback criteria, consequences);
 `cutover-bot evidence verify FILE.json`: check an exported packet with no database.
 
 Sign-offs, packet versions and who adopted them, the gate results behind each advance, every hold
@@ -47,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     evidence.add_argument("file", metavar="FILE", nargs="?", help="with verify: the exported JSON file")
     evidence.add_argument(
         "--format",
-        choices=("md", "json"),
+        choices=("md", "json", "cdr"),
         default="md",
-        help="Markdown for people (default) or JSON for tools",
+        help="Markdown for people (default), JSON for tools, or a cutover decision record (Markdown)",
     )
     add_database_url_argument(evidence)
     evidence.set_defaults(func=run)
@@ -69,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_NOT_FOUND
     if args.format == "json":
         print(json.dumps(evidence, indent=2, sort_keys=True, ensure_ascii=False))
+    elif args.format == "cdr":
+        from handlers.decision_record import to_cdr
+
+        sys.stdout.write(to_cdr(evidence))
     else:
         from handlers.evidence import to_markdown
 
