@@ -212,10 +212,11 @@ SHIFT_REFUSED_LINE: Final = (
 )
 
 RUN_STATE_TEXT: Final = "Run {run}: {state}"
-RUN_STATE_LINE: Final = "{emoji} Run *{run}* is now *{state}*{was}{by}"
+RUN_STATE_TEXT_DETAIL: Final = "Run {run}: {state}: {detail}"
+RUN_STATE_LINE: Final = "{emoji} Run *{run}*: *{state}*{was}{by}"
 RUN_STATE_WAS: Final = " (was {state})"
 RUN_STATE_BY: Final = " · {user}"
-RUN_STATE_REASON: Final = "Why: {reason}"
+RUN_STATE_REASON: Final = "{reason}"
 RUN_STATE_EMOJI: Final[dict[str, str]] = {
     "started": ":rocket:",
     "running": ":arrow_forward:",

@@ -192,21 +192,50 @@ class RunStateLine(_Payload):
 
     @classmethod
     def line(cls, state: str, details: Mapping[str, Any]) -> RunStateLine:
-        """`state`, with `details` read as one line: its `reason` first, then every other detail.
+        """`state`, with `details` told as one line of phrases a person reads: which checkpoint,
+        which cohort at what percent, why, what is still needed. Bookkeeping (a soak's end as a UTC
+        instant, a shift's cause) stays in the ledger: the card and status tell times in the
+        reader's zone.
 
         `by` is named only when it is a person (a user id), not the engine or a gate.
         """
-        extra = [
-            f"{k}: {v}"
-            for k, v in sorted(details.items())
-            if k not in ("by", "reason") and v not in (None, "")
-        ]
-        reason = str(details.get("reason") or "")
-        if extra:
-            reason = "; ".join(filter(None, [reason, ", ".join(extra)]))
+        reason = "; ".join(_phrases(details))
         by = details.get("by")
         person = by if isinstance(by, str) and by.startswith(("U", "W")) else None
         return cls(state=state, reason=reason, by=person)
+
+
+def _phrases(details: Mapping[str, Any]) -> list[str]:
+    def given(key: str) -> Any:
+        value = details.get(key)
+        return None if value in (None, "") else value
+
+    phrases: list[str] = []
+    checkpoint, title = given("checkpoint"), given("title")
+    if title and checkpoint:
+        phrases.append(f"{title} ({checkpoint})")
+    elif checkpoint:
+        phrases.append(f"checkpoint {checkpoint}")
+    if given("cohort") is not None:
+        percent = given("percent")
+        at = f" at {percent:g}%" if isinstance(percent, int | float) else ""
+        phrases.append(f"cohort {details['cohort']}{at}")
+    phrases += [str(details[k]) for k in ("reason", "why", "detail") if given(k)]
+    if given("needs"):
+        phrases.append(f"still needs {details['needs']}")
+    if given("gates"):
+        phrases.append(f"watching {details['gates']}")
+    if given("cadence"):
+        phrases.append(f"checks {details['cadence']}")
+    done = given("checkpoints_done")
+    if isinstance(done, int):
+        phrases.append(f"{done} checkpoint{'' if done == 1 else 's'} done")
+    if given("packet_version") is not None:
+        phrases.append(f"on packet v{details['packet_version']}")
+    attempt = given("attempt")
+    if isinstance(attempt, int) and attempt > 1:
+        phrases.append(f"attempt {attempt}")
+    return phrases
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -691,3 +691,28 @@ def test_the_run_card_shows_the_run_now_under_its_sign_offs() -> None:
     assert message.text.endswith("the run is held")
     shown = json.dumps(message.blocks)
     assert "The run is held." in shown and "Traffic: merchant-a 5%." in shown
+
+
+def test_a_state_line_names_its_checkpoint_in_words_and_keeps_bookkeeping_out() -> None:
+    from packets.messages import RunStateLine
+
+    line = RunStateLine.line(
+        "checkpoint started",
+        {
+            "checkpoint": "key-replication",
+            "title": "Key replication confirmed",
+            "attempt": 1,
+            "soak_until": "2026-12-02T13:56:07.663125+00:00",
+            "by": "engine",
+        },
+    )
+    message = render(MessageKind.RUN_STATE, {"run": "r1", **line.as_json()})
+
+    assert message.text == "Run r1: checkpoint started: Key replication confirmed (key-replication)"
+    shown = json.dumps(message.blocks)
+    for leak in ("soak_until", "attempt", "2026-12-02T13:56", "Why:", "engine"):
+        assert leak not in shown and leak not in message.text, leak
+    again = RunStateLine.line("checkpoint started", {"checkpoint": "canary", "attempt": 2})
+    assert again.reason == "checkpoint canary; attempt 2"
+    ended = RunStateLine.line("rolled back", {"why": "parity drift", "checkpoints_done": 1, "by": "U0REL1"})
+    assert (ended.reason, ended.by) == ("parity drift; 1 checkpoint done", "U0REL1")
