@@ -17,7 +17,7 @@ from packets.durations import DurationError, TimeOfDay, parse_duration
 USAGE: dict[str, str] = {
     "help": "/cutover help",
     "status": "/cutover status",
-    "packet": "/cutover packet",
+    "packet": "/cutover packet [vN]   (default: the packet in force; any version, proposed or past)",
     "open": "/cutover open PLAN",
     "start": "/cutover start",
     "done": "/cutover done CHECKPOINT",
@@ -306,6 +306,7 @@ _PARSERS = {
     "ack": _parse_versioned,
     "reject": _parse_reject,
     "ledger": _parse_ledger,
+    "packet": _parse_versioned,
     "evidence": _parse_evidence,
     "supersede": _parse_supersede,
 }

@@ -90,7 +90,7 @@ USE_CASES: dict[type[Any], UseCase] = {
     ExportEvidence: evidence.export_evidence,
     StatusFor: lambda cmd, deps: status.status_for_user(cmd.user, deps),
     ShowStatus: lambda cmd, deps: status.run_status(cmd.run, deps),
-    ShowPacket: lambda cmd, deps: status.packet_view(cmd.run, deps),
+    ShowPacket: lambda cmd, deps: status.packet_view(cmd.run, deps, version=cmd.version),
     ShowLedger: lambda cmd, deps: status.ledger_tail(cmd.run, cmd.count, deps),
 }
 
@@ -179,7 +179,7 @@ async def run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Com
     if name == "status":
         return ShowStatus(run=run)
     if name == "packet":
-        return ShowPacket(run=run)
+        return ShowPacket(run=run, version=parsed.version)
     if name == "ledger":
         return ShowLedger(run=run, count=parsed.count or 10)
     if name == "evidence":

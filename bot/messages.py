@@ -129,6 +129,7 @@ SUPERSEDED_REASON: Final = "Why v{by}: {reason}"
 PROPOSED_TEXT: Final = "v{v} proposed: {summary}"
 PROPOSED_LINE: Final = ":memo: *v{v} proposed*: {summary}"
 PROPOSED_BY: Final = "Reported by {user}: {reason}"
+PROPOSED_DIFF: Final = "What v{v} changes against the packet in force (old → new):"
 PROPOSED_FACTS: Final = (
     "*Carries:*\n{facts}\nReject one with `/cutover reject #N reason`; the others stay pending."
 )
@@ -154,6 +155,7 @@ DELTA_INTRO: Final = "Packet *v{v}* replaces v{old} in <#{channel}>. Only the ch
 DELTA_REASON: Final = "Why: {reason}"
 DELTA_LINE: Final[dict[str, str]] = {
     "moved": "*{title}* moved `{old}` → `{new}`{detail}",
+    "end_moved": "*{title}* end moved `{old}` → `{new}`{detail}",
     "reordered": "*{title}* reordered{detail}",
     "owner_changed": "*{title}* owner {old} → {new}{detail}",
     "hold_added": "*{title}* is held{detail}",

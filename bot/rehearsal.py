@@ -149,8 +149,8 @@ class Rehearsal:
         if kind == "packet_posted":
             self._print_packet(payload["packet"])
             self._print_forecast(payload.get("forecast"))
-        if kind == "delta_dm":
-            # The DM's own lines, as Slack shows them.
+        if kind == "delta_dm" or (kind == "packet_proposed_line" and not payload.get("outcome")):
+            # The DM's and the proposal's own change lines, as Slack shows them.
             for block in render(kind, payload).blocks:
                 for line in str((block.get("text") or {}).get("text", "")).splitlines():
                     if line.startswith(M.BULLET.format(line="")):

@@ -63,6 +63,7 @@ SHRINKABLE: dict[MessageKind, dict[str, tuple[str, ...]]] = {
         "holds": ("packet", "holds"),
     },
     MessageKind.DELTA_DM: {"changes": ("changes",)},
+    MessageKind.PACKET_PROPOSED_LINE: {"changes": ("changes",)},
     MessageKind.STATUS: {"holds": ("open_holds",), "gates": ("gates",)},
     MessageKind.HELP: {"usage": ("usage",)},
     MessageKind.HOME_VIEW: {

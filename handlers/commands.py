@@ -237,6 +237,7 @@ class ShowStatus:
 @dataclass(frozen=True, slots=True)
 class ShowPacket:
     run: str
+    version: int | None = None  # None: the packet in force
 
 
 @dataclass(frozen=True, slots=True)

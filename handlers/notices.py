@@ -29,13 +29,24 @@ def change_rows(changes: tuple[Change, ...]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for change in changes:
         base = {"checkpoint": change.checkpoint, "title": change.title}
-        if change.moved_by or change.end_moved_by:
+        if change.moved_by:
             rows.append(
                 {
                     **base,
                     "what": "moved",
                     "old": _iso(change.old.start if change.old else None),
                     "new": _iso(change.new.start if change.new else None),
+                    "detail": _shift_text(change),
+                }
+            )
+        elif change.end_moved_by:
+            # Same start, a new end: the times shown are the ends, or the line would read 21:25 → 21:25.
+            rows.append(
+                {
+                    **base,
+                    "what": "end_moved",
+                    "old": _iso(change.old.end if change.old else None),
+                    "new": _iso(change.new.end if change.new else None),
                     "detail": _shift_text(change),
                 }
             )
@@ -68,7 +79,7 @@ def _shift_text(change: Change) -> str:
     if start == end:
         return signed(start)  # the line says "moved" already
     if start == 0:
-        return f"now ends {signed(end)}"
+        return signed(end)  # the line says "end moved" already
     return f"starts {signed(start)}, ends {signed(end)}"
 
 

@@ -9,7 +9,7 @@ it (handlers.adoption); the channel hears one short line with Adopt and Reject.
 from __future__ import annotations
 
 from handlers.context import RunContext, ledger
-from handlers.notices import delta_counts
+from handlers.notices import change_rows, delta_counts
 from handlers.outbox import answer, post
 from packets import messages as msg
 from packets.delta import diff
@@ -72,6 +72,7 @@ async def propose(ctx: RunContext, *, reason: str, by: str) -> tuple[Packet, str
         by=by,
         summary=summary,
         facts=tuple(c.describe(clock=ctx.local_time) for c in ctx.changes),
+        changes=tuple(change_rows(delta.material_changes)),
     )
     await post(ctx, to=ctx.plan.channel, message=line, dedupe_key=proposal_key(version))
     return packet, summary

@@ -8,9 +8,11 @@ from handlers.context import RunContext, load
 from handlers.deps import Deps
 from handlers.drift import forecast_of
 from handlers.outcome import Outcome
+from packets.delta import diff
 from packets.durations import format_duration
 from packets.engine import hypercare
 from packets.engine.progress import TERMINAL
+from packets.packet import Packet
 from packets.text import inert
 
 
@@ -109,10 +111,22 @@ def at_a_glance(ctx: RunContext, *, every_checkpoint: bool = True) -> list[str]:
     return [*lines, *(ahead if every_checkpoint else ahead[-1:])]
 
 
-async def packet_view(run: str, deps: Deps) -> Outcome:
-    ctx = await _peek(run, deps)
+async def packet_view(run: str, deps: Deps, *, version: int | None = None) -> Outcome:
+    """The packet in force, with each checkpoint's state and the forecast; or any other version
+    (`/cutover packet vN`: a proposal before adopting it, a past or rejected one) with what it
+    changes against the packet in force."""
+    async with deps.uow.transaction(read_only=True) as tx:
+        ctx = await load(tx, run, deps.clock.now())
+        row = await tx.packets.get(run, version) if version is not None else None
     if ctx is None:
         return Outcome.refused(f"There is no run '{run}'.")
+    if version is not None and version != ctx.version:
+        if row is None:
+            return Outcome.refused(
+                f"Run {run} has no packet v{version}; v{ctx.version} is in force.",
+                current_version=ctx.version,
+            )
+        return _other_version(ctx, Packet.from_json(row.body), state=row.state)
     lines = [f"*Packet v{ctx.version}* ({ctx.packet.state}) — {inert(ctx.packet.reason)}"]
     for line in ctx.packet.timeline:
         flags = [f for f, on in (("protected", line.protected), ("held", line.held)) if on]
@@ -133,6 +147,20 @@ async def packet_view(run: str, deps: Deps) -> Outcome:
         packet=ctx.packet.as_json(),
         forecast=ahead.as_json(),
     )
+
+
+def _other_version(ctx: RunContext, packet: Packet, *, state: str) -> Outcome:
+    against = diff(ctx.packet, packet, material_shift=ctx.plan.material_shift)
+    lines = [
+        f"*Packet v{packet.version}* ({state.replace('_', ' ')}) — {inert(packet.reason)}",
+        f"Against v{ctx.version}, the packet in force: {against.summary()}.",
+    ]
+    for line in packet.timeline:
+        flags = [f for f, on in (("protected", line.protected), ("held", line.held)) if on]
+        when = f"{ctx.local_time(line.start)}–{ctx.local_time(line.end)}"
+        shown = f"{when} {inert(line.title)} <@{line.owner_user}>"
+        lines.append(shown + (f" ({'; '.join(flags)})" if flags else ""))
+    return Outcome.done("\n".join(lines), run=ctx.run, current_version=ctx.version, packet=packet.as_json())
 
 
 async def forecast_view(run: str, deps: Deps) -> Outcome:

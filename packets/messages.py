@@ -122,6 +122,9 @@ class PacketProposedLine(_Payload):
     summary: str
     # The pending changes it carries, one sentence each (`#3 canary late until 22:10, ...`).
     facts: tuple[str, ...] | None = _optional()
+    # Its diff against the authoritative packet, one row per kind of change (as a DM's), so the
+    # release authority reads what it adopts before adopting it.
+    changes: tuple[dict[str, Any], ...] = ()
     # Once answered: {state: adopted | rejected | replaced, by, at (ISO), detail}; no buttons then.
     outcome: dict[str, Any] | None = _optional()  # noqa: RUF009 (a field(), not a shared dict)
     target_key: str | None = _optional()

@@ -67,6 +67,8 @@ def test_versions_are_read_with_or_without_the_v() -> None:
         ("open ../../etc/passwd", "open"),
         ("done", "done"),
         ("adopt version-three", "adopt"),
+        ("packet v2 v3", "packet"),
+        ("packet latest", "packet"),
     ],
 )
 def test_a_malformed_subcommand_gets_its_own_usage_line(text: str, subcommand: str) -> None:
@@ -109,3 +111,7 @@ def test_a_clock_time_just_after_midnight_typed_late_in_the_evening_means_tomorr
 def test_a_relative_time_counts_from_now() -> None:
     now = datetime(2026, 11, 24, 21, 0, tzinfo=EST)
     assert resolve_time(timedelta(minutes=30), now=now, tz_of=now) == now + timedelta(minutes=30)
+
+
+def test_packet_takes_an_optional_version() -> None:
+    assert (parse("packet").version, parse("packet v4").version, parse("packet 4").version) == (None, 4, 4)

@@ -361,7 +361,7 @@ async def test_slack_down_for_a_while_then_back_delivers_every_message_exactly_o
 
     assert recovered.sent == 6
     assert set(outbox.states().values()) == {"sent"}
-    assert texts(slack, "C0WARROOM") == ["Run r1: running"] * 3
+    assert texts(slack, "C0WARROOM") == [f"Run r1: running: message {n}" for n in range(3)]
     assert [c.body["text"] for c in slack.posted_to("U0REL2")] == [
         f"Packet v{10 + n} changes 3 of your checkpoints" for n in range(3)
     ]
@@ -442,14 +442,14 @@ async def test_a_row_stuck_on_one_recipient_holds_back_only_that_recipients_late
     assert report.retried == 1 and report.deferred == 1
     assert "waiting behind outbox row 1" in (second.error or "")
     assert [c.body["text"] for c in slack.calls("chat.postMessage") if c.body["channel"] == "C0STUCK"] == [
-        "Run r1: running"
+        "Run r1: running: message 1"
     ] * FAST.attempts_per_round
 
     slack.clear_faults()
     clock.advance(120)
     await dispatcher.drain(now_fn=clock.now)
 
-    assert texts(slack, "C0STUCK") == ["Run r1: running", "Run r1: paused"]
+    assert texts(slack, "C0STUCK") == ["Run r1: running: message 1", "Run r1: paused: message 2"]
 
 
 async def test_a_network_error_leaves_the_row_pending(outbox: FakeOutbox, clock: Clock) -> None:
@@ -538,7 +538,7 @@ async def test_rows_to_one_recipient_go_in_claim_order_and_in_flight_requests_ar
 
     await dispatcher_for(slack, outbox, concurrency=3).drain(now_fn=clock.now)
 
-    assert texts(slack, "U0ENG1") == [f"Run r1: step-{n}" for n in range(6)]
+    assert texts(slack, "U0ENG1") == [f"Run r1: step-{n}: message {n}" for n in range(6)]
     assert set(outbox.states().values()) == {"sent"}
     assert 1 < slack.max_in_flight <= 3
 

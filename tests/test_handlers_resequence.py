@@ -439,3 +439,31 @@ async def test_a_released_plan_hold_is_not_shown_held_again_in_a_later_proposal(
     packet = Packet.from_json(latest.document())
     assert packet.checkpoint("widen").held is False
     assert packet.checkpoint("retire").held is True
+
+
+async def test_the_proposal_shows_what_it_changes_old_to_new_before_anyone_adopts_it(world):
+    from handlers.status import packet_view
+
+    await world.started()
+    await world.propose_late("canary", "21:40")
+
+    [line] = await world.outbox("packet_proposed_line")
+    message = render(line.kind, line.payload)
+    shown = "\n".join(
+        str(part.get("text", ""))
+        for b in message.blocks
+        for part in [b.get("text") or {}, *b.get("elements", [])]
+        if isinstance(part, dict)
+    )
+    assert "What v2 changes against the packet in force (old → new):" in shown
+    assert "reported by <@U0ENG1>" in shown, "the reporter is a mention, not escaped text"
+    assert "• *Shift merchant cohort A* moved `21:15` → `21:16`: starts +1 min, ends +15 min" in shown, shown
+    assert "• *Release to widen beyond cohort A* moved `21:25` → `21:40`: +15 min" in shown
+
+    proposal = await packet_view(world.run, world.deps, version=2)
+    current = await packet_view(world.run, world.deps)
+    missing = await packet_view(world.run, world.deps, version=9)
+    assert proposal.ok and proposal.message.startswith("*Packet v2* (proposed)")
+    assert "Against v1, the packet in force: " in proposal.message and "moved" in proposal.message
+    assert current.ok and current.message.startswith("*Packet v1*")
+    assert not missing.ok and missing.message == f"Run {world.run} has no packet v9; v1 is in force."

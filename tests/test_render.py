@@ -716,3 +716,34 @@ def test_a_state_line_names_its_checkpoint_in_words_and_keeps_bookkeeping_out() 
     assert again.reason == "checkpoint canary; attempt 2"
     ended = RunStateLine.line("rolled back", {"why": "parity drift", "checkpoints_done": 1, "by": "U0REL1"})
     assert (ended.reason, ended.by) == ("parity drift; 1 checkpoint done", "U0REL1")
+
+
+def test_a_checkpoint_that_only_ends_later_shows_its_end_old_to_new_not_its_unchanged_start() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from handlers.notices import change_rows
+    from packets.delta import Change
+    from packets.packet import PlannedCheckpoint
+
+    # The packet's times carry the plan window's offset; the line shows them in it.
+    start = datetime(2026, 11, 24, 21, 15, tzinfo=timezone(timedelta(hours=-5)))
+
+    def planned(end: datetime) -> PlannedCheckpoint:
+        return PlannedCheckpoint(
+            id="canary", title="Canary", owner_role="eng", owner_user="U0ENG1", observer_roles=(),
+            observer_users=(), start=start, end=end, protected=False,
+        )  # fmt: skip
+
+    old, new = planned(start + timedelta(minutes=10)), planned(start + timedelta(minutes=25))
+    change = Change(
+        checkpoint="canary", title="Canary", moved_by=timedelta(0), end_moved_by=timedelta(minutes=15),
+        reordered=False, owner_changed=None, hold_added=False, hold_released=False, conflict_added=None,
+        conflict_cleared=False, material=True, principals=("U0ENG1",), shifted=True, old=old, new=new,
+    )  # fmt: skip
+
+    [row] = change_rows((change,))
+    payload = {**SAMPLES[MessageKind.DELTA_DM], "changes": [row]}
+    shown = json.dumps(render(MessageKind.DELTA_DM, payload).blocks, ensure_ascii=False)
+
+    assert row["what"] == "end_moved"
+    assert "*Canary* end moved `21:25` → `21:40`: +15 min" in shown, shown
