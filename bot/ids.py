@@ -37,6 +37,8 @@ class EventName(StrEnum):
     """Events API subscriptions (bot events)."""
 
     APP_HOME_OPENED = "app_home_opened"
+    # The bot invited to a channel: the run messages Slack refused there (not_in_channel) go again.
+    MEMBER_JOINED_CHANNEL = "member_joined_channel"
 
 
 class Surface(StrEnum):

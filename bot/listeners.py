@@ -25,7 +25,7 @@ from bot.command_text import Parsed, Usage, parse
 from bot.ids import SLASH_COMMAND, ActionId, ButtonValue, EventName
 from bot.intents import PlanSource, dispatch, run_text
 from bot.undelivered import Undelivered
-from handlers import flow, status
+from handlers import flow, rejoin, status
 from handlers.commands import (
     Acknowledge,
     AdoptPacket,
@@ -254,6 +254,16 @@ def register(app: AsyncApp, *, deps: Deps, plans: PlanSource, undelivered: Undel
         app.action(action_id.value)(on_click)
     # Any other action id (a button of an older version, another app's): a plain answer, not a 404.
     app.block_action(re.compile(".*"))(on_click)
+
+    @app.event(EventName.MEMBER_JOINED_CHANNEL.value)
+    async def joined(event: dict[str, Any], context: Any) -> None:
+        # Someone else joining a war room changes nothing; the bot itself joining does.
+        if event.get("user") != getattr(context, "bot_user_id", None):
+            return
+        channel = str(event.get("channel", ""))
+        requeued = await rejoin.bot_joined(channel, deps)
+        if requeued:
+            log.info(M.LOG.rejoined, channel, requeued)
 
     @app.event(EventName.APP_HOME_OPENED.value)
     async def home(event: dict[str, Any], client: Any) -> None:

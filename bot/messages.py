@@ -333,6 +333,7 @@ class _Logs:
         " the rows behind it to that sender"
     )
     drain_failed: str = "outbox drain failed; trying again shortly"
+    rejoined: str = "the bot joined %s: %s messages Slack refused there are queued again"
     breaker_open: str = (
         "Slack's %s failed %s times in a row: not called again until the next drain's probe (its rows wait)"
     )

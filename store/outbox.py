@@ -261,6 +261,31 @@ class Outbox:
         """Give up on the row for good (e.g. Slack answered channel_not_found)."""
         return await self._finish(id, state=OutboxState.FAILED, values={"last_error": error})
 
+    async def requeue_refused(
+        self, channel: str, *, run_ids: Sequence[str], codes: Sequence[str], now: datetime
+    ) -> int:
+        """Failed rows of `run_ids` to `channel` whose error ends with one of Slack's `codes` (and
+        the updates that failed for want of their message) go back to pending, due now, in their
+        old order (their ids). How many."""
+        if not run_ids:
+            return 0
+        refused = or_(
+            *(outbox.c.last_error.like(f"%{code}") for code in codes),
+            outbox.c.last_error.like("%needs payload.target%"),
+        )
+        statement = (
+            update(outbox)
+            .where(
+                outbox.c.recipient == channel,
+                outbox.c.run_id.in_(run_ids),
+                outbox.c.state == OutboxState.FAILED.value,
+                refused,
+            )
+            .values(state=OutboxState.PENDING.value, attempts=0, next_attempt_at=now, last_error=None)
+            .returning(outbox.c.id)
+        )
+        return len((await self._connection.execute(statement)).all())
+
     async def _finish(self, id: int, *, state: OutboxState, values: dict[str, Any]) -> bool:
         statement = (
             update(outbox)

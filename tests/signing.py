@@ -182,18 +182,46 @@ def app_home_opened_body(
 ) -> str:
     """An Events API `event_callback` for a user opening the bot's Home tab."""
     at = int(time.time()) if event_time is None else event_time
+    event = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": channel,
+        "tab": "home",
+        "event_ts": f"{at}.000100",
+    }
+    return _event_callback(event, event_id=event_id, at=at, team_id=team_id)
+
+
+def member_joined_channel_body(
+    *,
+    user: str = "U0CUTOVERBOT",
+    channel: str = "C0BRIDGE",
+    inviter: str = "U0ENG1",
+    event_id: str = "Ev0JOIN1",
+    event_time: int | None = None,
+    team_id: str = TEAM_ID,
+) -> str:
+    """An Events API `event_callback` for someone (by default the bot itself) joining a channel."""
+    at = int(time.time()) if event_time is None else event_time
+    event = {
+        "type": "member_joined_channel",
+        "user": user,
+        "channel": channel,
+        "channel_type": "C",
+        "team": team_id,
+        "inviter": inviter,
+        "event_ts": f"{at}.000200",
+    }
+    return _event_callback(event, event_id=event_id, at=at, team_id=team_id)
+
+
+def _event_callback(event: dict[str, Any], *, event_id: str, at: int, team_id: str) -> str:
     return json.dumps(
         {
             "token": VERIFICATION_TOKEN,
             "team_id": team_id,
             "api_app_id": API_APP_ID,
-            "event": {
-                "type": "app_home_opened",
-                "user": user,
-                "channel": channel,
-                "tab": "home",
-                "event_ts": f"{at}.000100",
-            },
+            "event": event,
             "type": "event_callback",
             "event_id": event_id,
             "event_time": at,
@@ -232,4 +260,15 @@ def signed_block_actions(*, secret: str, timestamp: int | None = None, **kwargs:
 def signed_app_home_opened(*, secret: str, timestamp: int | None = None, **kwargs: Any) -> SignedRequest:
     return sign(
         app_home_opened_body(**kwargs), secret=secret, timestamp=timestamp, content_type="application/json"
+    )
+
+
+def signed_member_joined_channel(
+    *, secret: str, timestamp: int | None = None, **kwargs: Any
+) -> SignedRequest:
+    return sign(
+        member_joined_channel_body(**kwargs),
+        secret=secret,
+        timestamp=timestamp,
+        content_type="application/json",
     )

@@ -199,6 +199,10 @@ class SlackStandin:
         """Posting to `channel` answers `error` (e.g. not_in_channel, is_archived)."""
         self._rejected[channel] = error
 
+    def accept_channel(self, channel: str) -> None:
+        """Posting to `channel` works again (the bot was invited)."""
+        self._rejected.pop(channel, None)
+
     def down(self) -> None:
         self._down = True
 

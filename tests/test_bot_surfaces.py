@@ -460,6 +460,45 @@ async def test_home_is_republished_for_someone_a_change_concerns(bot_harness: Bo
 # -- Slack refusing a run's messages --------------------------------------------------------------
 
 
+async def test_once_the_bot_is_invited_the_room_gets_what_slack_refused_in_order_and_once(
+    bot_harness: BotHarness,
+) -> None:
+    h = bot_harness
+    h.slack.reject_channel(BRIDGE, "not_in_channel")
+    assert (await h.command("open bridge", user=ENG1)).ok
+    assert (await h.command("signoff", user=REL1)).ok
+    await h.drain()
+    run = await h.run_in()
+    refused = [r.id for r in await h.outbox_rows(run) if r.recipient == BRIDGE and r.state == "failed"]
+    assert refused and h.slack.messages(BRIDGE) == []
+
+    # Someone else joining changes nothing; the bot joining puts the refused messages back.
+    h.slack.accept_channel(BRIDGE)
+    someone = signing.signed_member_joined_channel(
+        secret=SECRET, user=RISK1, channel=BRIDGE, event_id="Ev0J1"
+    )
+    assert (await h.post(someone.body, someone.headers))[0] == 200
+    await h.drain()
+    assert h.slack.messages(BRIDGE) == []
+    joined = signing.signed_member_joined_channel(secret=SECRET, channel=BRIDGE, event_id="Ev0J2")
+    assert (await h.post(joined.body, joined.headers))[0] == 200
+    await h.drain()
+
+    rows = {r.id: r for r in await h.outbox_rows(run)}
+    assert {i: rows[i].state for i in refused} == dict.fromkeys(refused, "sent")
+    shown = h.slack.messages(BRIDGE)
+    # The plan summary first (since updated in place into the live card), then its thread.
+    assert shown[0].text.startswith("Plan bridge") and shown[0].thread_ts is None, [m.text for m in shown]
+    assert shown[1].text.startswith("Packet v1") and shown[2].text.startswith("<@U0REL1> signed off")
+    assert all(m.thread_ts == shown[0].ts for m in shown[1:] if m.thread_ts), (
+        "the thread hangs off the summary"
+    )
+    again = signing.signed_member_joined_channel(secret=SECRET, channel=BRIDGE, event_id="Ev0J3")
+    assert (await h.post(again.body, again.headers))[0] == 200
+    await h.drain()
+    assert len(h.slack.messages(BRIDGE)) == len(shown), "a second join posts nothing twice"
+
+
 async def test_a_bot_not_in_the_channel_is_told_to_the_person_who_acted_and_logged_once(
     bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
 ) -> None:

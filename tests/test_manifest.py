@@ -107,11 +107,14 @@ def test_the_bot_asks_for_the_fewest_scopes_it_needs(manifest: dict[str, Any]) -
     # chat:write covers channel posts, DMs by user id, updates and ephemerals; views.publish and
     # app_home_opened need no scope; im:write would only be needed for conversations.open.
     # channels:history and groups:history: `ledger witness` reads the heads back from the war room.
+    # channels:read and groups:read: member_joined_channel, the bot invited to a war room.
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
         "channels:history",
+        "channels:read",
         "chat:write",
         "commands",
         "groups:history",
+        "groups:read",
     ]
     assert "user" not in manifest["oauth_config"]["scopes"]
 
@@ -155,9 +158,13 @@ def requests_slack_sends() -> dict[str, signing.SignedRequest]:
         requests[action.value] = signing.signed_block_actions(
             secret=SECRET, action_id=action.value, value=ButtonValue(run="r1", v=1).encode()
         )
+    builders = {
+        EventName.APP_HOME_OPENED: signing.signed_app_home_opened,
+        EventName.MEMBER_JOINED_CHANNEL: signing.signed_member_joined_channel,
+    }
     for event in EventName:
-        assert event is EventName.APP_HOME_OPENED, f"add a request builder for {event} to tests/signing.py"
-        requests[event.value] = signing.signed_app_home_opened(secret=SECRET)
+        assert event in builders, f"add a request builder for {event} to tests/signing.py"
+        requests[event.value] = builders[event](secret=SECRET)
     return requests
 
 
