@@ -65,6 +65,9 @@ SLACK_API_URL = "https://slack.com/api/"
 
 # Slack's answers that another attempt may change: its own hiccups, and configuration an
 # operator fixes (token, scopes) while the messages wait.
+# Slack refusing the bot's token: transient for the queue (nothing is lost while someone fixes it),
+# but a person must hear of it.
+AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 TRANSIENT_ERRORS = frozenset(
     {
         "ratelimited",
@@ -219,7 +222,8 @@ FindTarget = Callable[[OutboxRow], Awaitable[Mapping[str, Any] | None]]
 
 
 class OnFailed(Protocol):
-    """Told when a row is given up for good (bot.undelivered tells the person who acted)."""
+    """Told when a row is given up for good, or when Slack refused the bot's token (the row waits
+    in the queue for a token Slack takes): bot.undelivered tells the person who acted."""
 
     async def __call__(
         self, *, kind: str, recipient: str, payload: Mapping[str, Any], error: str
@@ -411,6 +415,10 @@ class Dispatcher:
             await self._outbox.mark_retry(row.id, next_attempt_at=next_attempt_at, error=outcome.error)
             report.retried += 1
             log.warning(M.LOG.retry, row.id, row.kind, next_attempt_at.isoformat(), outcome.error)
+            if self._on_failed is not None and outcome.error.rsplit(": ", 1)[-1] in AUTH_ERRORS:
+                await self._on_failed(
+                    kind=row.kind, recipient=row.recipient, payload=row.payload, error=outcome.error
+                )
         else:
             await self._outbox.mark_failed(row.id, error=outcome.error)
             report.failed += 1

@@ -1,5 +1,6 @@
-"""Slack refusing a run's messages for good (bot not in the channel, channel gone or archived):
-told to the person who acted, logged once.
+"""Slack refusing a run's messages for good (bot not in the channel, channel gone or archived), or
+refusing the bot's token (the messages wait in the queue): told to the person who acted, logged
+once.
 
 The outbox sends after the use case has answered, so the answer to the person cannot say it. The
 listeners note, per run, the last request's `response_url` (valid for 30 minutes, five posts);
@@ -19,6 +20,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 log = logging.getLogger("cutover_bot.undelivered")
 
 TOLD: Final = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
+# Slack refusing the bot's token: every message of the run waits in the queue, not one channel's.
+TOKEN: Final = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 WHAT_TO_DO: Final[dict[str, str]] = {
     "not_in_channel": "invite the bot to <#{channel}> (`/invite @cutover-bot`)",
     "channel_not_found": "check that <#{channel}> exists and the bot may see it",
@@ -27,6 +30,11 @@ WHAT_TO_DO: Final[dict[str, str]] = {
 TOLD_TEXT: Final = (
     ":warning: Slack refused the bot's {kind} message for run {run} in <#{channel}>: `{error}`. "
     "The room did not see it; {what}."
+)
+TOKEN_TEXT: Final = (
+    ":warning: Slack refused the bot's token (`{error}`) while sending run {run}'s messages. "
+    "Nobody has seen them yet; they wait in the queue and go once the app is reinstalled or the "
+    "bot runs with a valid `SLACK_BOT_TOKEN`."
 )
 LOGGED: Final = "Slack refused run %s's %s message to %s: %s (told %s)"
 
@@ -45,9 +53,10 @@ class Undelivered:
         """The dispatcher gave up on one outbox row with `error` (its text ends with Slack's code)."""
         code = error.rsplit(": ", 1)[-1].strip()
         run = payload.get("run")
-        if code not in TOLD or not isinstance(run, str):
+        if code not in TOLD | TOKEN or not isinstance(run, str):
             return
-        key = (run, recipient, code)
+        # A refused token refuses every recipient: told once per run, not once per DM.
+        key = (run, "" if code in TOKEN else recipient, code)
         if key in self._seen:
             log.debug(LOGGED, run, kind, recipient, code, "before")
             return
@@ -56,12 +65,16 @@ class Undelivered:
         log.warning(LOGGED, run, kind, recipient, code, user)
         if not url:
             return
-        text = TOLD_TEXT.format(
-            kind=kind.replace("_", " "),
-            run=run,
-            channel=recipient,
-            error=code,
-            what=WHAT_TO_DO[code].format(channel=recipient),
+        text = (
+            TOKEN_TEXT.format(error=code, run=run)
+            if code in TOKEN
+            else TOLD_TEXT.format(
+                kind=kind.replace("_", " "),
+                run=run,
+                channel=recipient,
+                error=code,
+                what=WHAT_TO_DO[code].format(channel=recipient),
+            )
         )
         try:
             await AsyncWebhookClient(url).send(text=text, response_type="ephemeral", replace_original=False)

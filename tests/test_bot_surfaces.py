@@ -460,6 +460,38 @@ async def test_home_is_republished_for_someone_a_change_concerns(bot_harness: Bo
 # -- Slack refusing a run's messages --------------------------------------------------------------
 
 
+async def test_a_refused_token_is_told_once_and_every_message_waits_until_slack_takes_it(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = bot_harness
+    h.slack.error_next("chat.postMessage", "invalid_auth", times=10_000)
+
+    opened = await h.command("open bridge", user=ENG1)
+    assert opened.ok, opened.text
+    await h.drain()
+    await wait_until(
+        lambda: len(h.slack.responses("r1")) == 2, what="the warning on the opener's response_url"
+    )
+    told = h.slack.responses("r1")[-1]
+    assert told["response_type"] == "ephemeral" and "`invalid_auth`" in told["text"]
+    assert "wait in the queue" in told["text"], told["text"]
+    run = await h.run_in()
+    assert {r.state for r in await h.outbox_rows(run)} == {"pending"}, "nothing is given up"
+
+    h.clock.advance(timedelta(minutes=2))
+    await h.drain()  # still refused: nobody is told again
+    warnings = [
+        r for r in caplog.records if r.name == "cutover_bot.undelivered" and r.levelno == logging.WARNING
+    ]
+    assert len(warnings) == 1 and len(h.slack.responses("r1")) == 2
+
+    h.slack.clear_faults()  # the app reinstalled
+    h.clock.advance(timedelta(minutes=10))
+    await h.drain()
+    assert {r.state for r in await h.outbox_rows(run)} == {"sent"}
+    assert h.slack.messages(BRIDGE)[0].text.startswith("Plan bridge")
+
+
 async def test_once_the_bot_is_invited_the_room_gets_what_slack_refused_in_order_and_once(
     bot_harness: BotHarness,
 ) -> None:
