@@ -49,6 +49,8 @@ class Surface(StrEnum):
     UPDATE = "update"  # chat.update of a message posted earlier (payload carries `target`)
     EPHEMERAL = "ephemeral"  # chat.postEphemeral, recipient is the user, payload carries `channel`
     HOME = "home"  # views.publish of the App Home tab, recipient is the user
+    # A file shared in a channel (files.getUploadURLExternal, the upload, files.completeUploadExternal).
+    FILE = "file"
 
 
 SURFACE: dict[MessageKind, Surface] = {
@@ -65,6 +67,7 @@ SURFACE: dict[MessageKind, Surface] = {
     MessageKind.RUN_STATE: Surface.CHANNEL,
     MessageKind.ROLLBACK_REQUESTED: Surface.CHANNEL,
     MessageKind.EVIDENCE: Surface.CHANNEL,
+    MessageKind.EVIDENCE_FILE: Surface.FILE,
     MessageKind.REFUSAL: Surface.EPHEMERAL,
     MessageKind.REPLY: Surface.EPHEMERAL,
     MessageKind.STATUS: Surface.EPHEMERAL,

@@ -559,6 +559,13 @@ async def export_evidence(cmd: ExportEvidence, deps: Deps) -> Outcome:
             },
         )
         await post(ctx, to=ctx.plan.channel, message=exported)
+        # The packet itself, as a file in the run's thread: what an auditor keeps.
+        document = msg.EvidenceFile(
+            filename=f"{cmd.run}-evidence.md",
+            title=f"Evidence: {ctx.plan.title}",
+            content=to_markdown(evidence),
+        )
+        await post(ctx, to=ctx.plan.channel, message=document)
     deps.on_change(cmd.run)
     return Outcome.done(
         f"Evidence for {cmd.run}: {evidence['final_state']}, ledger "

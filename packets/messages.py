@@ -34,6 +34,7 @@ class MessageKind(StrEnum):
     RUN_STATE = "run_state"  # channel line: started, paused, frozen, rolled back, completed ...
     ROLLBACK_REQUESTED = "rollback_requested"  # channel: a typed rollback asks the room to Confirm
     EVIDENCE = "evidence"  # channel: the evidence packet was exported, its ledger check
+    EVIDENCE_FILE = "evidence_file"  # channel: the evidence packet itself, uploaded as a Markdown file
     REFUSAL = "refusal_ephemeral"  # ephemeral: why an action was refused, and the current version
     REPLY = "reply"  # ephemeral: a plain answer to a command (mrkdwn text)
     STATUS = "status"  # ephemeral: the run at a glance
@@ -269,6 +270,14 @@ class Evidence(_Payload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EvidenceFile(_Payload):
+    kind: ClassVar[MessageKind] = MessageKind.EVIDENCE_FILE
+    filename: str
+    title: str
+    content: str  # the evidence in Markdown, redacted as the export is
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Refusal(_Payload):
     kind: ClassVar[MessageKind] = MessageKind.REFUSAL
     reason: str
@@ -339,6 +348,7 @@ Message = (
     | RunStateLine
     | RollbackRequested
     | Evidence
+    | EvidenceFile
     | Refusal
     | Reply
     | Status
@@ -364,6 +374,7 @@ PAYLOADS: dict[MessageKind, type[Message]] = {
         RunStateLine,
         RollbackRequested,
         Evidence,
+        EvidenceFile,
         Refusal,
         Reply,
         Status,

@@ -68,6 +68,20 @@ class Call:
         return self.status == 200 and bool(self.response and self.response.get("ok"))
 
 
+@dataclass(slots=True)
+class SharedFile:
+    """A file as the stand-in holds it: announced, uploaded, then shared in a channel."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes | None = None
+    title: str = ""
+    channel: str | None = None
+    thread_ts: str | None = None
+    comment: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Posted:
     """A message as the stand-in holds it: updated in place by chat.update."""
@@ -109,6 +123,9 @@ class SlackStandin:
         self._rates: dict[str, float] = {}
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._rejected: dict[str, str] = {}
+        # Files: file id -> what files.getUploadURLExternal was told, the bytes uploaded, and where
+        # files.completeUploadExternal shared it.
+        self._files: dict[str, SharedFile] = {}
         self._down = False
         self._delay = 0.0
         self._in_flight = 0
@@ -126,6 +143,7 @@ class SlackStandin:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/response/{id}", self._response_url)
+        app.router.add_post("/upload/{id}", self._upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -410,6 +428,51 @@ class SlackStandin:
         self._views[user].append(view)
         return {"ok": True, "view": {"id": f"V{len(self._views[user]):08d}", "team_id": TEAM_ID, **view}}
 
+    def _upload_url(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            length = int(body.get("length", -1))
+        except (TypeError, ValueError):
+            length = -1
+        if not body.get("filename") or length < 0:
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{len(self._files) + 1:08d}"
+        self._files[file_id] = SharedFile(id=file_id, filename=str(body["filename"]), length=length)
+        return {
+            "ok": True,
+            "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}",
+            "file_id": file_id,
+        }
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        found = self._files.get(request.match_info["id"])
+        if found is None:
+            return web.Response(status=404, text="no such upload")
+        found.data = await request.read()
+        return web.Response(status=200, text=f"OK - {len(found.data)}")
+
+    def _complete_upload(self, body: dict[str, Any]) -> dict[str, Any]:
+        listed = _json_field(body.get("files"))
+        if not isinstance(listed, list) or not listed:
+            return {"ok": False, "error": "invalid_arguments"}
+        if str(body.get("channel_id")) in self._rejected:
+            return {"ok": False, "error": self._rejected[str(body.get("channel_id"))]}
+        done = []
+        for item in listed:
+            found = self._files.get(str(item.get("id"))) if isinstance(item, dict) else None
+            if found is None or found.data is None:
+                return {"ok": False, "error": "file_not_found"}
+            found.title = str(item.get("title") or found.filename)
+            found.channel = str(body.get("channel_id") or "") or None
+            found.thread_ts = str(body.get("thread_ts") or "") or None
+            found.comment = str(body.get("initial_comment") or "")
+            done.append({"id": found.id, "name": found.filename, "title": found.title})
+        return {"ok": True, "files": done}
+
+    def files(self, channel: str | None = None) -> list[SharedFile]:
+        """The files shared (uploaded and completed), in `channel` if given."""
+        shared = [f for f in self._files.values() if f.channel is not None]
+        return [f for f in shared if channel is None or f.channel == channel]
+
     def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
@@ -504,6 +567,8 @@ _HANDLERS = {
     "chat.postEphemeral": SlackStandin._post_ephemeral,
     "views.publish": SlackStandin._publish_view,
     "auth.test": SlackStandin._auth_test,
+    "files.getUploadURLExternal": SlackStandin._upload_url,
+    "files.completeUploadExternal": SlackStandin._complete_upload,
     "conversations.open": SlackStandin._open_conversation,
     "conversations.history": SlackStandin._history,
     "users.info": SlackStandin._user_info,

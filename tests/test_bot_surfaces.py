@@ -553,3 +553,24 @@ async def test_a_bot_not_in_the_channel_is_told_to_the_person_who_acted_and_logg
         r for r in caplog.records if r.name == "cutover_bot.undelivered" and r.levelno == logging.WARNING
     ]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
+
+
+async def test_the_evidence_packet_is_shared_as_a_file_in_the_runs_thread(bot_harness: BotHarness) -> None:
+    h = bot_harness
+    await _opened(h)
+    run = await h.run_in()
+
+    asked = await h.command("evidence", user=ENG1)
+    assert asked.ok, asked.text
+    await h.drain()
+
+    [shared] = h.slack.files(BRIDGE)
+    summary = h.slack.messages(BRIDGE)[0]
+    assert shared.filename == f"{run}-evidence.md" and shared.title.startswith("Evidence: ")
+    assert shared.data is not None and b"# Evidence: " in shared.data and run.encode() in shared.data
+    assert shared.thread_ts == summary.ts, "in the run's thread, under its live card"
+    assert shared.comment.endswith(f"the evidence packet of run {run}, as the bot exported it")
+    assert [c.method for c in h.slack.calls() if c.method.startswith("files.")] == [
+        "files.getUploadURLExternal",
+        "files.completeUploadExternal",
+    ]

@@ -108,11 +108,13 @@ def test_the_bot_asks_for_the_fewest_scopes_it_needs(manifest: dict[str, Any]) -
     # app_home_opened need no scope; im:write would only be needed for conversations.open.
     # channels:history and groups:history: `ledger witness` reads the heads back from the war room.
     # channels:read and groups:read: member_joined_channel, the bot invited to a war room.
+    # files:write: the evidence packet shared as a file.
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
         "channels:history",
         "channels:read",
         "chat:write",
         "commands",
+        "files:write",
         "groups:history",
         "groups:read",
     ]

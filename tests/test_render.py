@@ -206,6 +206,12 @@ SAMPLES: dict[MessageKind, dict[str, Any]] = {
         "by": "U0ENG1",
         "confirm_by": ["release-authority"],
     },
+    MessageKind.EVIDENCE_FILE: {
+        "run": "r-payments-1",
+        "filename": "r-payments-1-evidence.md",
+        "title": "Evidence: Card-token lookups move",
+        "content": "# Evidence: Card-token lookups move\n",
+    },
     MessageKind.EVIDENCE: {
         "run": RUN,
         "state": "completed",
