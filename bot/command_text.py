@@ -264,15 +264,18 @@ def _parse_signoff(name: str, rest: list[str]) -> Parsed:
 
 
 def _parse_ledger(name: str, rest: list[str]) -> Parsed:
-    run = rest[0] if rest and not (rest[0].isascii() and rest[0].isdigit()) else None
+    # [RUN] [N]: a first word that is not a number names the run.
+    run = _run_id(name, rest[0]) if rest and not _is_number(rest[0]) else None
     numbers = rest[1:] if run is not None else rest
-    if run is not None:
-        _run_id(name, run)
     if not numbers:
         return Parsed(name=name, count=10, run=run)
-    if len(numbers) == 1 and numbers[0].isascii() and numbers[0].isdigit() and 0 < int(numbers[0]) <= 100:
+    if len(numbers) == 1 and _is_number(numbers[0]) and 0 < int(numbers[0]) <= 100:
         return Parsed(name=name, count=int(numbers[0]), run=run)
     raise Usage(name, "N must be a number from 1 to 100")
+
+
+def _is_number(word: str) -> bool:
+    return word.isascii() and word.isdigit()
 
 
 def _parse_evidence(name: str, rest: list[str]) -> Parsed:

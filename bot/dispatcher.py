@@ -63,13 +63,13 @@ log = logging.getLogger("cutover_bot.dispatcher")
 
 SLACK_API_URL = "https://slack.com/api/"
 
-# Slack's answers that another attempt may change: its own hiccups, and configuration an
-# operator fixes (token, scopes) while the messages wait.
 # Not a Web API method: the name the dispatcher paces and breaks the circuit on for a file upload.
 UPLOAD = "files.upload_v2"
 # Slack refusing the bot's token: transient for the queue (nothing is lost while someone fixes it),
-# but a person must hear of it.
+# but a person must hear of it (bot.undelivered).
 AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
+# Slack's answers that another attempt may change: its own hiccups, and configuration an
+# operator fixes (token, scopes) while the messages wait.
 TRANSIENT_ERRORS = frozenset(
     {
         "ratelimited",
@@ -491,8 +491,12 @@ class Dispatcher:
                 return _sent(request, response.data if isinstance(response.data, dict) else {})
             except SlackApiError as exc:
                 status, error, retry_after = _read_error(exc)
+                # A proxy's page (no Slack error code) on a 2xx, a 5xx or a 408 may pass; an
+                # answer from Slack itself is final unless it is one of the transient ones.
+                transient = status >= 500 or status == 408 or (error is None and status < 400)
+                if status == 429 or not (transient or error in TRANSIENT_ERRORS):
+                    self._breaker.answered(request.method)  # Slack is there, whatever it said
                 if status == 429:
-                    self._breaker.answered(request.method)
                     self._hold_method(request.method, retry_after)
                     rate_waits += 1
                     if rate_waits > policy.rate_limit_waits:
@@ -507,15 +511,10 @@ class Dispatcher:
                     else M.ERROR_HTTP.format(status=status, method=request.method)
                 )
                 if error in SHRINKABLE_ERRORS and not compact:
-                    self._breaker.answered(request.method)
                     log.warning(M.LOG.compact_retry, row.id, row.kind, error)
                     compact = True
                     continue
-                # A proxy's page (no Slack error code) on a 2xx, a 5xx or a 408 may pass; an
-                # answer from Slack itself is final unless it is one of the transient ones.
-                transient = status >= 500 or status == 408 or (error is None and status < 400)
                 if not (transient or error in TRANSIENT_ERRORS):
-                    self._breaker.answered(request.method)
                     return _Failed(problem)
                 metrics.OUTBOX_RETRIES.labels(reason="5xx" if transient else "slack_error").inc()
             except (aiohttp.ClientError, TimeoutError, OSError, SlackClientError) as exc:

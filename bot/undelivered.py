@@ -17,11 +17,11 @@ from typing import Any, Final
 
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.dispatcher import AUTH_ERRORS
+
 log = logging.getLogger("cutover_bot.undelivered")
 
 TOLD: Final = frozenset({"not_in_channel", "channel_not_found", "is_archived"})
-# Slack refusing the bot's token: every message of the run waits in the queue, not one channel's.
-TOKEN: Final = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive"})
 WHAT_TO_DO: Final[dict[str, str]] = {
     "not_in_channel": "invite the bot to <#{channel}> (`/invite @cutover-bot`)",
     "channel_not_found": "check that <#{channel}> exists and the bot may see it",
@@ -53,10 +53,11 @@ class Undelivered:
         """The dispatcher gave up on one outbox row with `error` (its text ends with Slack's code)."""
         code = error.rsplit(": ", 1)[-1].strip()
         run = payload.get("run")
-        if code not in TOLD | TOKEN or not isinstance(run, str):
+        if code not in TOLD | AUTH_ERRORS or not isinstance(run, str):
             return
-        # A refused token refuses every recipient: told once per run, not once per DM.
-        key = (run, "" if code in TOKEN else recipient, code)
+        # A refused token refuses every recipient (its messages all wait in the queue): told once
+        # per run, not once per DM.
+        key = (run, "" if code in AUTH_ERRORS else recipient, code)
         if key in self._seen:
             log.debug(LOGGED, run, kind, recipient, code, "before")
             return
@@ -67,7 +68,7 @@ class Undelivered:
             return
         text = (
             TOKEN_TEXT.format(error=code, run=run)
-            if code in TOKEN
+            if code in AUTH_ERRORS
             else TOLD_TEXT.format(
                 kind=kind.replace("_", " "),
                 run=run,

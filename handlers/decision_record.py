@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from packets.engine.progress import TERMINAL
+
 # What a failing gate makes the engine do, as a sentence's verb phrase.
 _ACTIONS = {
     "pause": "pause the run",
@@ -19,7 +21,6 @@ _ACTIONS = {
     "global_rollback": "roll every cohort back",
     "freeze": "freeze the run",
 }
-_ENDED = frozenset({"completed", "rolled_back", "aborted", "superseded"})
 _NO_DATA = {
     "fail": "counts as a failure",
     "hold": "holds the stage",
@@ -124,7 +125,7 @@ def _decision(evidence: dict[str, Any]) -> list[str]:
     words = evidence.get("final_state_words", evidence["final_state"])
     lines.append(
         f"- The run ended {words}."
-        if evidence["final_state"] in _ENDED
+        if evidence["final_state"] in TERMINAL
         else f"- When this record was made, the run was still {words}."
     )
     return _section("Decision", lines, empty="")

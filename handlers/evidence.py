@@ -42,8 +42,6 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         e.payload.get("version"): e for e in entries if e.kind in ("packet_adopted", "packet_authoritative")
     }
     progress = ctx.progress
-    # Every time in the plan's offset (ISO 8601 with it), as every other view tells time.
-    tz = ctx.plan.window.start.tzinfo
 
     def telemetry_at(at: Any) -> list[dict[str, Any]]:
         """What the releaser could see: every gate's latest reading in the run up to `at` (a plan
@@ -56,7 +54,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                     "checkpoint": row.checkpoint,
                     "value": row.value,
                     "outcome": row.outcome,
-                    "at": row.at.astimezone(tz).isoformat(),
+                    "at": _local(ctx, row.at),
                 }
         return sorted(latest.values(), key=lambda r: r["gate"])
 
@@ -79,7 +77,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
         "signoffs": [
             # This run's sign-offs, as the engine accepted them: the store keeps sign-offs per
             # revision, and an earlier run of the same revision must not be credited here.
-            {"role": s.role, "user": s.user, "revision": s.revision, "at": s.at.astimezone(tz).isoformat()}
+            {"role": s.role, "user": s.user, "revision": s.revision, "at": _local(ctx, s.at)}
             for s in ctx.progress.signoffs.values()
         ],
         "packets": [
@@ -92,7 +90,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                 "adopted": (
                     {
                         "by": adoptions[p.version].actor,
-                        "at": adoptions[p.version].at.astimezone(tz).isoformat(),
+                        "at": _local(ctx, adoptions[p.version].at),
                         "role": adoptions[p.version].payload.get("role"),
                     }
                     if p.version in adoptions
@@ -108,7 +106,7 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
             {
                 "checkpoint": cid,
                 "state": str(cp.state),
-                "done_at": cp.done_at.astimezone(tz).isoformat() if cp.done_at else None,
+                "done_at": _local(ctx, cp.done_at),
                 "done_by": list(cp.done_by),
                 "gate_results": {g: [r.as_json() for r in rs] for g, rs in cp.evidence.items()},
             }
@@ -123,16 +121,16 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                 "source": str(h.source),
                 "release_by": list(h.release_by),
                 "mode": h.mode,
-                "opened_at": h.opened_at.astimezone(tz).isoformat(),
+                "opened_at": _local(ctx, h.opened_at),
                 "opened_by": h.opened_by,
                 "state": str(h.state),
-                "released_at": h.released_at.astimezone(tz).isoformat() if h.released_at else None,
+                "released_at": _local(ctx, h.released_at),
                 "releases": [
                     {
                         "user": r.user,
                         "role": r.role,
                         "on_behalf_of": r.acting_for,
-                        "at": r.at.astimezone(tz).isoformat(),
+                        "at": _local(ctx, r.at),
                         "telemetry": telemetry_at(r.at),
                     }
                     for r in h.releases
@@ -150,14 +148,14 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
                 "seq": e.seq,
                 "kind": e.kind,
                 "actor": e.actor,
-                "at": e.at.astimezone(tz).isoformat(),
+                "at": _local(ctx, e.at),
                 "payload": e.payload,
             }
             for e in entries
             if e.kind in _ROLLBACK_KINDS
         ],
         "refusals": [
-            {"seq": e.seq, "actor": e.actor, "at": e.at.astimezone(tz).isoformat(), **e.payload}
+            {"seq": e.seq, "actor": e.actor, "at": _local(ctx, e.at), **e.payload}
             for e in entries
             if e.kind == "refused"
         ],
@@ -198,35 +196,32 @@ async def build_evidence(run: str, deps: Deps) -> dict[str, Any] | None:
 
 def _hypercare(ctx: Any, entries: list[Any], gate_rows: list[Any]) -> dict[str, Any] | None:
     """Hyper-care as it happened: when, how many checks, every failure and the action it took."""
-    tz = ctx.plan.window.start.tzinfo
     since, care = ctx.progress.hypercare_since, ctx.plan.hypercare
     if since is None or care is None:
         return None
     rows = [r for r in gate_rows if r.checkpoint == HYPERCARE_CHECKPOINT]
     found: dict[str, Any] = {
-        "since": since.astimezone(tz).isoformat(),
-        "until": (hypercare.until(ctx.plan, ctx.progress) or since + care.length).astimezone(tz).isoformat(),
+        "since": _local(ctx, since),
+        "until": _local(ctx, hypercare.until(ctx.plan, ctx.progress) or since + care.length),
         "gates": list(ctx.plan.hypercare_gates()),
         "checks": len(rows),
         "failed_checks": sum(1 for r in rows if r.outcome != "pass"),
         "failures": [
             {
                 "seq": e.seq,
-                "at": e.at.astimezone(tz).isoformat(),
+                "at": _local(ctx, e.at),
                 "actor": e.actor,
                 "action": e.payload.get("action"),
             }
             for e in entries
             if e.kind == "gate_failed" and e.payload.get("checkpoint") == HYPERCARE_CHECKPOINT
         ],
-        "ended": next(
-            (e.at.astimezone(tz).isoformat() for e in entries if e.kind == "hypercare_ended"), None
-        ),
+        "ended": next((_local(ctx, e.at) for e in entries if e.kind == "hypercare_ended"), None),
     }
     extended = [
         {
             "seq": e.seq,
-            "at": e.at.astimezone(tz).isoformat(),
+            "at": _local(ctx, e.at),
             "gate": e.payload.get("gate"),
             "until": e.payload.get("until"),
         }
@@ -248,11 +243,10 @@ _NOT_STEPS = {"refused", "log", "gate_results_ignored", "actuation_report_ignore
 
 
 def _steps(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
-    tz = ctx.plan.window.start.tzinfo
     return [
         {
             "seq": e.seq,
-            "at": e.at.astimezone(tz).isoformat(),
+            "at": _local(ctx, e.at),
             "kind": e.kind,
             "by": e.actor,
             "payload": e.payload,
@@ -260,6 +254,11 @@ def _steps(ctx: RunContext, entries: list[Any]) -> list[dict[str, Any]]:
         for e in entries
         if e.kind not in _NOT_STEPS
     ]
+
+
+def _local(ctx: RunContext, at: datetime | None) -> str | None:
+    """`at` in ISO 8601 with the plan window's offset: every time in the evidence is told in it."""
+    return at.astimezone(ctx.plan.window.start.tzinfo).isoformat() if at is not None else None
 
 
 def _overlap(start: datetime, end: datetime, spans: list[tuple[datetime, datetime]]) -> float:
@@ -364,7 +363,6 @@ def _step_sentence(step: dict[str, Any]) -> str:
 
 
 def _scope(ctx: RunContext) -> list[dict[str, Any]]:
-    tz = ctx.plan.window.start.tzinfo
     return [
         {
             "checkpoint": cp.id,
@@ -374,11 +372,7 @@ def _scope(ctx: RunContext) -> list[dict[str, Any]]:
             "percent": cp.traffic.percent if cp.traffic else None,
             "gates": list(cp.gates),
             "protected": cp.protected,
-            "not_after": (
-                cp.window.not_after.astimezone(tz).isoformat()
-                if cp.window is not None and cp.window.not_after is not None
-                else None
-            ),
+            "not_after": _local(ctx, cp.window.not_after if cp.window is not None else None),
             "hold": (
                 {"release_by": list(cp.hold.release_by), "mode": cp.hold.mode}
                 if cp.hold is not None
@@ -406,11 +400,10 @@ def _rollback_criteria(ctx: RunContext) -> list[dict[str, Any]]:
 
 
 def _planned_vs_actual(ctx: RunContext) -> list[dict[str, Any]]:
-    tz = ctx.plan.window.start.tzinfo
     known = actuals(ctx.progress, ctx.facts)
 
     def iso(value: Any) -> str | None:
-        return value.astimezone(tz).isoformat() if value is not None else None
+        return _local(ctx, value) if value is not None else None
 
     out: list[dict[str, Any]] = []
     for line in ctx.packet.timeline:
@@ -418,10 +411,10 @@ def _planned_vs_actual(ctx: RunContext) -> list[dict[str, Any]]:
         out.append(
             {
                 "checkpoint": line.id,
-                "planned_start": iso(line.start),
-                "planned_end": iso(line.end),
-                "actual_start": iso(actual.started_at if actual else None),
-                "actual_end": iso(actual.ended_at if actual else None),
+                "planned_start": _local(ctx, line.start),
+                "planned_end": _local(ctx, line.end),
+                "actual_start": _local(ctx, actual.started_at if actual else None),
+                "actual_end": _local(ctx, actual.ended_at if actual else None),
             }
         )
     return out

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -460,19 +461,29 @@ async def test_home_is_republished_for_someone_a_change_concerns(bot_harness: Bo
 # -- Slack refusing a run's messages --------------------------------------------------------------
 
 
-async def test_a_refused_token_is_told_once_and_every_message_waits_until_slack_takes_it(
-    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
-) -> None:
-    h = bot_harness
-    h.slack.error_next("chat.postMessage", "invalid_auth", times=10_000)
-
+async def _opened_and_told(h: BotHarness) -> dict[str, Any]:
+    """`/cutover open` by ENG1, its messages sent, and what the bot then told ENG1 about Slack's
+    refusal on the command's response_url (after the command's own answer)."""
     opened = await h.command("open bridge", user=ENG1)
     assert opened.ok, opened.text
     await h.drain()
     await wait_until(
         lambda: len(h.slack.responses("r1")) == 2, what="the warning on the opener's response_url"
     )
-    told = h.slack.responses("r1")[-1]
+    return h.slack.responses("r1")[-1]
+
+
+def _undelivered_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "cutover_bot.undelivered" and r.levelno == logging.WARNING]
+
+
+async def test_a_refused_token_is_told_once_and_every_message_waits_until_slack_takes_it(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = bot_harness
+    h.slack.error_next("chat.postMessage", "invalid_auth", times=10_000)
+
+    told = await _opened_and_told(h)
     assert told["response_type"] == "ephemeral" and "`invalid_auth`" in told["text"]
     assert "wait in the queue" in told["text"], told["text"]
     run = await h.run_in()
@@ -480,9 +491,7 @@ async def test_a_refused_token_is_told_once_and_every_message_waits_until_slack_
 
     h.clock.advance(timedelta(minutes=2))
     await h.drain()  # still refused: nobody is told again
-    warnings = [
-        r for r in caplog.records if r.name == "cutover_bot.undelivered" and r.levelno == logging.WARNING
-    ]
+    warnings = _undelivered_warnings(caplog)
     assert len(warnings) == 1 and len(h.slack.responses("r1")) == 2
 
     h.slack.clear_faults()  # the app reinstalled
@@ -537,21 +546,13 @@ async def test_a_bot_not_in_the_channel_is_told_to_the_person_who_acted_and_logg
     h = bot_harness
     h.slack.reject_channel(BRIDGE, "not_in_channel")
 
-    opened = await h.command("open bridge", user=ENG1)
-    assert opened.ok, opened.text
-    await h.drain()
-    await wait_until(
-        lambda: len(h.slack.responses("r1")) == 2, what="the warning on the opener's response_url"
-    )
-    told = h.slack.responses("r1")[-1]
+    told = await _opened_and_told(h)
     assert told["response_type"] == "ephemeral" and "not_in_channel" in told["text"]
     assert "invite" in told["text"], told["text"]
 
     assert (await h.command("signoff", user=REL1)).ok
     await h.drain()
-    warnings = [
-        r for r in caplog.records if r.name == "cutover_bot.undelivered" and r.levelno == logging.WARNING
-    ]
+    warnings = _undelivered_warnings(caplog)
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
 
 
