@@ -41,6 +41,7 @@ USAGE: dict[str, str] = {
     "evidence": "/cutover evidence [RUN]   (default: this channel's active run, else its latest)",
     "ledger": "/cutover ledger [RUN] [N]   (default: this channel's active run, else its latest)",
     "supersede": "/cutover supersede PLAN REASON   (a newer revision of this run's bundle)",
+    "manifest": "/cutover manifest [RUN]   (a signed-off bundle's approval manifest, shared as a file)",
 }
 ALIASES = {"acknowledge": "ack", "sign": "signoff", "sign-off": "signoff", "?": "help"}
 MAX_TEXT = 2000
@@ -79,7 +80,7 @@ class Parsed:
     version: int | None = None
     count: int | None = None
     plan: str | None = None
-    run: str | None = None  # a run named outright (evidence, ledger: ended runs too)
+    run: str | None = None  # a run named outright (evidence, ledger, manifest: ended runs too)
     facts: tuple[int, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -278,7 +279,7 @@ def _is_number(word: str) -> bool:
     return word.isascii() and word.isdigit()
 
 
-def _parse_evidence(name: str, rest: list[str]) -> Parsed:
+def _parse_record(name: str, rest: list[str]) -> Parsed:
     if len(rest) > 1:
         raise Usage(name, "At most one run id")
     return Parsed(name=name, run=_run_id(name, rest[0]) if rest else None)
@@ -310,6 +311,7 @@ _PARSERS = {
     "reject": _parse_reject,
     "ledger": _parse_ledger,
     "packet": _parse_versioned,
-    "evidence": _parse_evidence,
+    "evidence": _parse_record,
+    "manifest": _parse_record,
     "supersede": _parse_supersede,
 }

@@ -68,6 +68,7 @@ SURFACE: dict[MessageKind, Surface] = {
     MessageKind.ROLLBACK_REQUESTED: Surface.CHANNEL,
     MessageKind.EVIDENCE: Surface.CHANNEL,
     MessageKind.EVIDENCE_FILE: Surface.FILE,
+    MessageKind.MANIFEST_FILE: Surface.FILE,
     MessageKind.REFUSAL: Surface.EPHEMERAL,
     MessageKind.REPLY: Surface.EPHEMERAL,
     MessageKind.STATUS: Surface.EPHEMERAL,

@@ -23,6 +23,7 @@ from handlers import (
     evidence,
     gate_checks,
     holds,
+    manifest,
     resequence,
     restores,
     rollbacks,
@@ -38,6 +39,7 @@ from handlers.commands import (
     ChangeWindow,
     CheckGates,
     Command,
+    EmitManifest,
     EngineIntent,
     ExportEvidence,
     Move,
@@ -88,6 +90,7 @@ USE_CASES: dict[type[Any], UseCase] = {
     CheckGates: gate_checks.check_gates,
     Advance: gate_checks.advance,
     ExportEvidence: evidence.export_evidence,
+    EmitManifest: manifest.emit_manifest,
     StatusFor: lambda cmd, deps: status.status_for_user(cmd.user, deps),
     ShowStatus: lambda cmd, deps: status.run_status(cmd.run, deps),
     ShowPacket: lambda cmd, deps: status.packet_view(cmd.run, deps, version=cmd.version),
@@ -138,7 +141,7 @@ async def run_text(parsed: Parsed, *, user: str, channel: str, deps: Deps, plans
         return await dispatch(OpenRun(plan_text=text, source=source, channel=channel, user=user), deps)
     if name == "status" and channel.startswith("D"):
         return await dispatch(StatusFor(user=user), deps)
-    if name in ("evidence", "ledger"):
+    if name in ("evidence", "ledger", "manifest"):
         record = await status.record_run(channel, parsed.run, deps)
         if record is None:
             return Outcome.refused(
@@ -184,6 +187,8 @@ async def run_command(parsed: Parsed, *, run: str, user: str, deps: Deps) -> Com
         return ShowLedger(run=run, count=parsed.count or 10)
     if name == "evidence":
         return ExportEvidence(run=run, user=user)
+    if name == "manifest":
+        return EmitManifest(run=run, user=user, share=True)
     if name == "signoff":
         revision = await status.run_revision(run, deps)
         return SignOff(run=run, user=user, revision=revision, role=parsed.role)

@@ -251,6 +251,10 @@ ROLLBACK_WHAT_COHORT: Final = "the current cohort back one step"
 
 EVIDENCE_TEXT: Final = "Evidence packet for run {run} exported"
 EVIDENCE_FILE_TEXT: Final = "{title}: the evidence packet of run {run}, as the bot exported it"
+MANIFEST_FILE_TEXT: Final = (
+    "{title}: manifest {hash} of run {run}, revision {revision} for queue {queue}. "
+    "Check it with `cutover-bot manifest verify FILE --plan PLAN`"
+)
 EVIDENCE_LINE: Final = ":card_index_dividers: *Evidence packet* for run *{run}* ({state})"
 EVIDENCE_COUNTS: Final = (
     "{packets} packets · {signoffs} sign-offs · {holds} holds · {gates} gate results · {rollbacks} rollbacks"

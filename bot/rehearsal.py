@@ -39,6 +39,7 @@ from bot.wiring import build_deps
 from handlers import evidence, gate_checks, manifest, status
 from handlers.commands import (
     CheckGates,
+    EmitManifest,
     OpenRun,
     ReleaseHold,
     ReportDone,
@@ -296,7 +297,7 @@ class Rehearsal:
             ctx = await load(tx, self.run, self.clock.now())
         assert ctx is not None
         user = ctx.roster.acting_user(self.plan.authority.start_and_rollback[0])
-        outcome = await manifest.emit_manifest(manifest.EmitManifest(run=self.run, user=user), self.deps)
+        outcome = await manifest.emit_manifest(EmitManifest(run=self.run, user=user), self.deps)
         self.say(user, "manifest", outcome)
         if outcome.ok:
             self.manifest = outcome.data["manifest"]

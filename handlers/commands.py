@@ -225,6 +225,15 @@ class ExportEvidence:
 
 
 @dataclass(frozen=True, slots=True)
+class EmitManifest:
+    run: str
+    user: str
+    # Asked for in Slack: the manifest is shared in the war room as a JSON file. The operator's
+    # CLI writes it to a file or standard output.
+    share: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StatusFor:
     user: str
 
@@ -268,6 +277,7 @@ Command = (
     | CheckGates
     | Advance
     | ExportEvidence
+    | EmitManifest
     | StatusFor
     | ShowStatus
     | ShowPacket

@@ -12,28 +12,24 @@ ledger, and finds the `manifest_emitted` entry carrying its hash.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from handlers.commands import EmitManifest
 from handlers.context import RunContext, ledger, plan_from_text
 from handlers.deps import Deps
 from handlers.flow import on_run
+from handlers.outbox import post
 from handlers.outcome import Outcome
+from packets import messages as msg
 from packets.authority import Refused
 from packets.engine.progress import RunProgress
-from packets.manifest import LedgerPoint, Link, build_manifest, manifest_hash, signer_list
+from packets.manifest import LedgerPoint, Link, build_manifest, dump, manifest_hash, signer_list
 from packets.plan import Plan
 from store.uow import Transaction
 
 MANIFEST_EMITTED = "manifest_emitted"
 # The entry the engine appends when the last sign-off role has approved: the approval point.
 RUN_READY = "run_ready"
-
-
-@dataclass(frozen=True, slots=True)
-class EmitManifest:
-    run: str
-    user: str
 
 
 async def emit_manifest(cmd: EmitManifest, deps: Deps) -> Outcome:
@@ -75,9 +71,22 @@ async def emit_manifest(cmd: EmitManifest, deps: Deps) -> Outcome:
                 "ledger_head": manifest["ledger_head"],
             },
         )
+        shared = ""
+        if cmd.share:
+            # The manifest itself, as a file in the run's thread: what the deployment queue takes.
+            document = msg.ManifestFile(
+                filename=f"{ctx.run}-manifest-{manifest['hash'][:12]}.json",
+                title=f"Approval manifest: {plan.title}",
+                content=dump(manifest),
+                hash=manifest["hash"],
+                revision=plan.revision,
+                queue=str(manifest["queue"]),
+            )
+            await post(ctx, to=plan.channel, message=document)
+            shared = " It is shared in the war room as a file."
         return Outcome.done(
             f"Manifest {manifest['hash'][:12]} emitted for revision {plan.revision[:12]} "
-            f"to queue {manifest['queue']}.",
+            f"to queue {manifest['queue']}.{shared}",
             run=ctx.run,
             current_version=ctx.version,
             manifest=manifest,

@@ -14,6 +14,7 @@ with a plan file and reports every mismatch as a sentence.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -183,6 +184,11 @@ def build_manifest(
         "supersedes": supersedes.as_json() if supersedes is not None else None,
     }
     return {**body, "hash": manifest_hash(body)}
+
+
+def dump(manifest: Mapping[str, Any]) -> str:
+    """The manifest as the file a deployment queue takes: indented JSON, keys sorted."""
+    return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:

@@ -35,6 +35,7 @@ class MessageKind(StrEnum):
     ROLLBACK_REQUESTED = "rollback_requested"  # channel: a typed rollback asks the room to Confirm
     EVIDENCE = "evidence"  # channel: the evidence packet was exported, its ledger check
     EVIDENCE_FILE = "evidence_file"  # channel: the evidence packet itself, uploaded as a Markdown file
+    MANIFEST_FILE = "manifest_file"  # channel: a bundle's approval manifest, uploaded as a JSON file
     REFUSAL = "refusal_ephemeral"  # ephemeral: why an action was refused, and the current version
     REPLY = "reply"  # ephemeral: a plain answer to a command (mrkdwn text)
     STATUS = "status"  # ephemeral: the run at a glance
@@ -278,6 +279,17 @@ class EvidenceFile(_Payload):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ManifestFile(_Payload):
+    kind: ClassVar[MessageKind] = MessageKind.MANIFEST_FILE
+    filename: str
+    title: str
+    content: str  # the manifest JSON, exactly as `cutover-bot manifest RUN` prints it
+    hash: str
+    revision: str
+    queue: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Refusal(_Payload):
     kind: ClassVar[MessageKind] = MessageKind.REFUSAL
     reason: str
@@ -349,6 +361,7 @@ Message = (
     | RollbackRequested
     | Evidence
     | EvidenceFile
+    | ManifestFile
     | Refusal
     | Reply
     | Status
@@ -375,6 +388,7 @@ PAYLOADS: dict[MessageKind, type[Message]] = {
         RollbackRequested,
         Evidence,
         EvidenceFile,
+        ManifestFile,
         Refusal,
         Reply,
         Status,

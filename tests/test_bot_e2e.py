@@ -128,6 +128,7 @@ WALKTHROUGH: list[tuple[str, str, str]] = [
     (ENG1, "freeze vendor incident", "Frozen; the run is frozen"),
     (ENG1, "unfreeze", "Unfrozen; the run is running"),
     (ENG1, "evidence", "ledger verified"),
+    (ENG1, "manifest", "has no bundle section"),
     (ENG1, "ledger 3", "U0ENG1: run unfrozen"),
     (ENG1, "supersede bridge token-service rebuilt", "is the revision this run already runs"),
     (SEC1, "abort change window cancelled", "may not abort the run"),

@@ -20,8 +20,11 @@ from bot.ids import ActionId
 from bot.intents import dispatch
 from handlers import shifts
 from handlers.commands import CheckGates
+from packets.manifest import manifest_hash
 from tests import signing
 from tests.bot_harness import BRIDGE, SECRET, BotHarness, bot_world, buttons_of, serving, wait_until
+from tests.bundle_fixtures import BUNDLE_YAML
+from tests.handler_fixtures import plan_text
 
 ENG1, REL1, RISK1, SEC1, DBA1 = "U0ENG1", "U0REL1", "U0RISK1", "U0SEC1", "U0DBA1"
 OTHER_TEAM = "T0ELSEWHERE"
@@ -575,3 +578,34 @@ async def test_the_evidence_packet_is_shared_as_a_file_in_the_runs_thread(bot_ha
         "files.getUploadURLExternal",
         "files.completeUploadExternal",
     ]
+
+
+async def test_a_signer_shares_the_approval_manifest_in_the_war_room_as_the_file_the_ledger_names(
+    bot_harness: BotHarness, tmp_path: Path
+) -> None:
+    h = bot_harness
+    (tmp_path / "plans" / "rc.yaml").write_text(plan_text(channel=BRIDGE) + BUNDLE_YAML, encoding="utf-8")
+    assert (await h.command("open rc", user=ENG1)).ok
+    run = await h.run_in()
+
+    early = await h.command("manifest", user=REL1)
+    assert early.refused and "still waits for sign-off by release-authority, payments-risk" in early.text
+    for user in (REL1, RISK1):
+        assert (await h.command("signoff", user=user)).ok
+    stranger = await h.command("manifest", user="U0NOBODY")
+    assert stranger.refused and "does not act for any role in this plan" in stranger.text
+    asked = await h.command("manifest", user=REL1)
+    assert asked.ok, asked.text
+    await h.drain()
+
+    [shared] = h.slack.files(BRIDGE)
+    assert shared.data is not None
+    manifest = json.loads(shared.data)
+    async with h.bot.uow.transaction(read_only=True) as tx:
+        emitted = [e.payload["hash"] for e in await tx.ledger.entries(run) if e.kind == "manifest_emitted"]
+    assert emitted == [manifest["hash"]] == [manifest_hash(manifest)], "one emission, the file's own hash"
+    assert shared.filename == f"{run}-manifest-{manifest['hash'][:12]}.json"
+    assert shared.thread_ts == h.slack.messages(BRIDGE)[0].ts, "in the run's thread"
+    assert f"manifest {manifest['hash'][:12]} of run {run}" in shared.comment
+    assert "for queue prod-deploy-east" in shared.comment and "manifest verify" in shared.comment
+    assert "shared in the war room as a file" in asked.text

@@ -166,7 +166,7 @@ SEPARATORS = [" ", "  ", "\t", "\n", "\u00a0", "\u3000", "\u2003", " \r\n "]
 SUBCOMMANDS = sorted({*USAGE, *ALIASES})
 # Refusals that bot/intents.py answers before any use case runs, so without a `refused` entry
 # (the architecture has every refusal in the ledger; these are not): a window that closes before
-# it opens, `open` naming no plan here or a plan of another channel, `evidence` or `ledger`
+# it opens, `open` naming no plan here or a plan of another channel, `evidence`, `ledger` or `manifest`
 # naming a run that is not this channel's, and `packet vN` naming a version the run does not have.
 UNLEDGERED_REFUSALS = {("window", "The window must close after it opens.")}
 STRANGER_REFUSED = "does not act for any role in this plan"
@@ -487,7 +487,7 @@ def test_no_slash_command_text_from_someone_without_a_role_raises_leaks_a_traceb
                     or STRANGER_REFUSED in outcome.message
                     or (parsed.name == "open" and outcome.message.startswith(UNLEDGERED_OPEN))
                     # A run named outright that is not this channel's: no run to write it on.
-                    or (parsed.name in ("evidence", "ledger") and outcome.message.startswith("No run '"))
+                    or (parsed.name in ("evidence", "ledger", "manifest") and outcome.message.startswith("No run '"))
                     # A read of a packet version the run does not have: nothing was attempted.
                     or (parsed.name == "packet" and " has no packet v" in outcome.message)
                 ), (text, outcome.message)

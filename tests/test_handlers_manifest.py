@@ -6,7 +6,8 @@ import copy
 from typing import Any
 
 from handlers import commands as c
-from handlers.manifest import MANIFEST_EMITTED, EmitManifest, check_manifest, emit_manifest
+from handlers.commands import EmitManifest
+from handlers.manifest import MANIFEST_EMITTED, check_manifest, emit_manifest
 from handlers.runs import sign_off
 from packets.manifest import differences, manifest_hash
 from tests import bundle_fixtures, handler_fixtures

@@ -212,6 +212,15 @@ SAMPLES: dict[MessageKind, dict[str, Any]] = {
         "title": "Evidence: Card-token lookups move",
         "content": "# Evidence: Card-token lookups move\n",
     },
+    MessageKind.MANIFEST_FILE: {
+        "run": "r-payments-1",
+        "filename": "r-payments-1-manifest-0a1b2c3d4e5f.json",
+        "title": "Approval manifest: Card-token lookups move",
+        "content": "{}\n",
+        "hash": "0a1b2c3d4e5f" * 5 + "0a1b",
+        "revision": "ab" * 32,
+        "queue": "payments-prod-deploy",
+    },
     MessageKind.EVIDENCE: {
         "run": RUN,
         "state": "completed",

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.clock import SystemClock
+from packets.manifest import dump
 from store.db import database_url, display_url
 
 EXIT_OK = 0
@@ -95,10 +96,6 @@ def emit(run_id: str, *, output: Path | None, url: str | None, user: str) -> int
     return EXIT_OK
 
 
-def dump(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
 def verify(path: Path, *, plan_path: Path, url: str | None) -> int:
     from packets.manifest import differences
     from packets.plan import PlanInvalid
@@ -140,7 +137,8 @@ def _no_outside_world(_plan: Any) -> Any:
 
 
 async def _emit(url: str, run_id: str, user: str) -> Any:
-    from handlers.manifest import EmitManifest, emit_manifest
+    from handlers.commands import EmitManifest
+    from handlers.manifest import emit_manifest
 
     async with _deps(url) as deps:
         return await emit_manifest(EmitManifest(run=run_id, user=user), deps)
