@@ -52,7 +52,7 @@ from handlers import shifts
 from handlers.commands import CheckGates
 from handlers.context import RunContext, load
 from handlers.deps import Deps
-from handlers.gate_checks import next_interval
+from handlers.gate_checks import check_gates_together, next_interval
 from handlers.outcome import Outcome
 from store.outbox import UNFINISHED
 
@@ -62,6 +62,10 @@ TICK_PREFIX = "gate-tick:"
 RESYNC_JOB = "resync"
 DISCOVER_JOB = "discover"
 JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+# Runs due at one moment are ticked together, this many per transaction
+# (`handlers.gate_checks.check_gates_together`): a tick of hundreds of runs then costs a few
+# statements per hundred runs, and no run's lock is held for long.
+TICK_BATCH = 100
 
 IntervalFor = Callable[[RunContext], timedelta | None]
 
@@ -103,6 +107,9 @@ class Scheduler:
         self._startup_task: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refresh_again: set[str] = set()
+        # Runs whose tick is due, each with the future its tick job waits on; one task ticks them.
+        self._due: dict[str, asyncio.Future[Outcome | None]] = {}
+        self._ticking: asyncio.Task[None] | None = None
         # The asyncio tasks APScheduler runs our jobs in, while they run (stop() awaits them).
         self._inflight: set[asyncio.Task[object]] = set()
         # Tick jobs APScheduler has seen finish (counted after it frees the job's instance slot,
@@ -162,7 +169,11 @@ class Scheduler:
         self._shifts_due.set()
         if self._dispatcher is not None:
             self._dispatcher.stop_soon()
-        started: list[asyncio.Task[Any] | None] = [self._startup_task, *self._refreshing.values()]
+        started: list[asyncio.Task[Any] | None] = [
+            self._startup_task,
+            self._ticking,
+            *self._refreshing.values(),
+        ]
         tasks = [t for t in [*started, *self._inflight] if t is not None]
         for task in tasks:
             task.cancel()
@@ -301,16 +312,64 @@ class Scheduler:
     # -- one tick ----------------------------------------------------------------------------
 
     async def tick(self, run: str) -> Outcome | None:
-        """One gate check of one run; never raises (a failing run must not stop the others)."""
+        """One gate check of one run; never raises (a failing run must not stop the others).
+        Runs whose ticks come due at the same moment are ticked together."""
+        loop = asyncio.get_running_loop()
+        waiting = self._due.get(run)
+        if waiting is None:
+            waiting = self._due[run] = loop.create_future()
+            if self._ticking is None or self._ticking.done():
+                self._ticking = loop.create_task(self._tick_due(), name="gate ticks")
+        return await asyncio.shield(waiting)
+
+    async def _tick_due(self) -> None:
+        # One turn of the loop: the tick jobs APScheduler fired at this moment join the batch.
+        await asyncio.sleep(0)
+        while self._due:
+            batch = dict(list(self._due.items())[:TICK_BATCH])
+            for run in batch:
+                del self._due[run]
+            try:
+                outcomes = await self._tick_together(list(batch))
+            except BaseException:
+                # Stopping: whoever waits on these ticks hears that nothing was checked.
+                outcomes = {}
+                raise
+            finally:
+                for run, waiting in batch.items():
+                    if not waiting.done():
+                        waiting.set_result(outcomes.get(run))
+
+    async def _tick_together(self, runs: list[str]) -> dict[str, Outcome | None]:
+        """Tick `runs` in one transaction; a run it leaves out, or all of them if it fails, alone."""
+        outcomes: dict[str, Outcome | None] = {}
+        try:
+            outcomes.update(await check_gates_together(runs, self._deps))
+        except Exception:
+            log.warning("ticking %s runs together failed; ticking each alone", len(runs), exc_info=True)
+            outcomes.clear()
+        for outcome in outcomes.values():
+            self._count(outcome)
+        alone = [run for run in runs if run not in outcomes]
+        outcomes.update(
+            zip(alone, await asyncio.gather(*(self._tick_alone(run) for run in alone)), strict=True)
+        )
+        return outcomes
+
+    async def _tick_alone(self, run: str) -> Outcome | None:
         try:
             outcome = await dispatch(CheckGates(run=run), self._deps)
         except Exception:
             metrics.GATE_TICK_ERRORS.inc()
             log.exception("gate tick of run %s failed; it is tried again at its next tick", run)
             return None
-        for result in outcome.data.get("results", ()):
-            metrics.GATE_CHECKS.labels(outcome=str(result.get("outcome"))).inc()
+        self._count(outcome)
         return outcome
+
+    @staticmethod
+    def _count(outcome: Outcome | None) -> None:
+        for result in outcome.data.get("results", ()) if outcome is not None else ():
+            metrics.GATE_CHECKS.labels(outcome=str(result.get("outcome"))).inc()
 
     async def tick_all(self) -> dict[str, Outcome | None]:
         """One tick of every run that has a job, concurrently (runs do not wait for each other)."""

@@ -8,7 +8,7 @@ ledger entry and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -23,6 +23,8 @@ from packets.plan_load import load_plan
 from packets.redact import redact_data
 from packets.timeline import Facts
 from store.errors import StoreError
+from store.packets import PacketRow
+from store.plans import PlanRow
 from store.runs import RunRow
 from store.uow import Transaction
 
@@ -106,9 +108,33 @@ async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
         return None
     plan_row = await tx.plans.get(row.plan_revision)
     packet_row = await tx.packets.get(run, row.authoritative_version or 1)
+    return _context(tx, row, plan_row, packet_row, now)
+
+
+async def load_many(tx: Transaction, runs: Sequence[str], now: datetime) -> dict[str, RunContext]:
+    """`load` for several runs in a few statements: the runs that exist, by id. The runs must be
+    locked by `tx` (`transaction(runs=...)`) or `tx` read only."""
+    found = await tx.runs.get_many(runs)
+    rows = [found[run] for run in runs if run in found]
+    packet_rows = await tx.packets.get_many([(r.run_id, r.authoritative_version or 1) for r in rows])
+    return {
+        row.run_id: _context(
+            tx,
+            row,
+            await tx.plans.get(row.plan_revision),
+            packet_rows.get((row.run_id, row.authoritative_version or 1)),
+            now,
+        )
+        for row in rows
+    }
+
+
+def _context(
+    tx: Transaction, row: RunRow, plan_row: PlanRow | None, packet_row: PacketRow | None, now: datetime
+) -> RunContext:
     if plan_row is None or packet_row is None:
         # open_run writes the plan, the run and packet v1 in one transaction: this is damage.
-        raise StoreError(f"run {run} has lost its plan revision or its authoritative packet")
+        raise StoreError(f"run {row.run_id} has lost its plan revision or its authoritative packet")
     plan = plan_from_text(plan_row.content, plan_row.source)
     packet = Packet.from_json(packet_row.document())
     stored = row.progress

@@ -45,7 +45,9 @@ async def propose_if_drifted(ctx: RunContext) -> Packet | None:
     if ctx.progress.state is not RunState.RUNNING or ctx.progress.in_hypercare:
         return None
     latest = await ctx.tx.packets.latest(ctx.run)
-    reference = Packet.from_json(latest.document()) if latest is not None else ctx.packet
+    # Mostly the packet in force itself: no need to parse it twice.
+    fresh = latest is not None and latest.version != ctx.version
+    reference = Packet.from_json(latest.document()) if fresh and latest is not None else ctx.packet
     since = latest.created_at if latest is not None else ctx.now
     candidate = forecast_packet(
         plan=ctx.plan,

@@ -49,18 +49,9 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
             ctx = await load(tx, run, now)
             if ctx is None:
                 raise RunNotFound(run)
-            head = await tx.ledger.head(run)
             try:
                 outcome = await body(ctx)
-                if outcome.ok:
-                    # Whatever changed, the forecast is recomputed; a material drift is proposed.
-                    await drift.propose_if_drifted(ctx)
-                    await drift.tell_overrun(ctx)
-                after = await tx.ledger.head(run)
-                if after is not None and (head is None or after.seq > head.seq):
-                    # The run changed: its parent message shows it, and the witness may be due.
-                    await run_card.refresh(ctx)
-                    await witness.witness_if_due(ctx, after)
+                ledgered = await settle(ctx, outcome)
             except Refused as exc:
                 reason = str(getattr(exc, "reason", None) or exc)
                 raise _RollBack from exc
@@ -68,8 +59,28 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
         return Outcome.refused(f"There is no run '{run}'.")
     except _RollBack:
         return await _record_refusal(run, user=user, action=action, reason=reason or "refused", deps=deps)
+    await told(run, user=user, action=action, outcome=outcome, ledgered=ledgered, deps=deps)
+    return outcome
+
+
+async def settle(ctx: RunContext, outcome: Outcome) -> bool:
+    """What follows every use case on a run, in its transaction: the forecast recomputed (a
+    material drift proposed, an overrun told), and when the run changed, its card refreshed and
+    the witness posted if due. True when the run's ledger moved."""
+    if outcome.ok:
+        await drift.propose_if_drifted(ctx)
+        await drift.tell_overrun(ctx)
+    after = ctx.tx.ledger.written_head(ctx.run)
+    if after is None:
+        return False
+    await run_card.refresh(ctx)
+    await witness.witness_if_due(ctx, after)
+    return True
+
+
+async def told(run: str, *, user: str, action: str, outcome: Outcome, ledgered: bool, deps: Deps) -> None:
+    """After the commit: log it, tell the scheduler and the card, send queued traffic shifts."""
     # Consequential means ledgered: one INFO line for it; a tick that changed nothing is DEBUG.
-    ledgered = after is not None and (head is None or after.seq > head.seq)
     log.log(
         logging.INFO if ledgered else logging.DEBUG,
         LOG_DONE,
@@ -82,7 +93,6 @@ async def on_run(run: str, *, user: str, action: str, deps: Deps, body: Body) ->
     deps.on_change(run)
     if deps.drain_shifts:
         await shifts.drain(deps)
-    return outcome
 
 
 class _RollBack(Exception):

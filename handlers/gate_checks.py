@@ -23,15 +23,15 @@ next tick completes the run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from handlers.commands import Advance, CheckGates
-from handlers.context import RunContext, load, save
+from handlers.context import RunContext, load, load_many, save
 from handlers.deps import Deps
 from handlers.effects import apply
-from handlers.flow import on_run
+from handlers.flow import on_run, settle, told
 from handlers.outcome import Outcome
 from handlers.ports import Measurement, Telemetry
 from packets.engine import events as ev
@@ -41,6 +41,7 @@ from packets.engine.watch import WATCH, watched
 from packets.gates import GateResult, GateSpec, evaluate
 from packets.gates import Outcome as GateOutcome
 from packets.plan import HYPERCARE_CHECKPOINT, Plan
+from store.gate_results import GateReading
 
 HYPERCARE = HYPERCARE_CHECKPOINT
 
@@ -145,7 +146,6 @@ async def _not_yet_measured(ctx: RunContext, due: Due) -> Due:
 
 async def _measure(plan: Plan, due: Due, deps: Deps, at: datetime) -> tuple[GateResult, ...]:
     telemetry = deps.telemetry_for(plan)
-
     return tuple(await asyncio.gather(*(measure_gate(plan, g, telemetry, at=at) for g in due.gates)))
 
 
@@ -176,71 +176,148 @@ async def check_gates(cmd: CheckGates, deps: Deps) -> Outcome:
     """Measure what is due for the run now, record it once per slot, and let the engine act."""
     async with deps.uow.transaction(read_only=True) as tx:
         peek = await load(tx, cmd.run, deps.clock.now())
-        plan = peek.plan if peek is not None else None
-        dues: list[Due] = []
-        if peek is not None:
-            for due in due_now(peek):
-                left = await _not_yet_measured(peek, due)
-                if left.slots:
-                    dues.append(left)
-    if not dues or plan is None:
+        dues = await _left_to_measure(peek) if peek is not None else []
+    if not dues or peek is None:
         return await advance(Advance(run=cmd.run), deps)
     at = deps.clock.now()
-    measured = await asyncio.gather(*(_measure(plan, due, deps, at) for due in dues))
+    measured = await _measure_all(peek.plan, dues, deps, at)
 
     async def body(ctx: RunContext) -> Outcome:
-        current = {d.checkpoint: d for d in due_now(ctx)}
-        checked: list[tuple[str, list[GateResult]]] = []
-        for due, results in zip(dues, measured, strict=True):
-            again = current.get(due.checkpoint)
-            if again is None or not set(due.slots) <= set(again.slots):
-                continue  # the run moved on while measuring
-            fresh = await _record(ctx, due, results)
-            if fresh:
-                await apply(ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=fresh), deps)
-                checked.append((due.checkpoint, list(fresh)))
-        if not checked:
-            moved = not any(d.checkpoint in current for d in dues)
-            slots = ", ".join(str(s) for s in sorted({s for d in dues for _, s in d.slots}))
-            return Outcome.done(
-                "The run moved on while measuring; nothing recorded."
-                if moved
-                else f"Slot {slots} was already checked.",
-                run=ctx.run,
-                current_version=ctx.version,
-            )
-        await apply(ctx, ev.Tick(at=ctx.now), deps)
-        await save(ctx)
-        failing = [r.gate for _, fresh in checked for r in fresh if r.outcome != GateOutcome.PASS]
-        counted = "; ".join(f"{len(fresh)} gates checked for {checkpoint}" for checkpoint, fresh in checked)
-        return Outcome.done(
-            counted + (f"; failing: {', '.join(failing)}" if failing else ""),
-            run=ctx.run,
-            current_version=ctx.version,
-            results=[r.as_json() for _, fresh in checked for r in fresh],
+        still = _still_due(ctx, dues, measured)
+        recorded = await ctx.tx.gate_results.record_readings(
+            [reading for due, results in still for reading in _readings(ctx, due, results)], at=ctx.now
         )
+        return await _act(ctx, dues, still, recorded, deps)
 
     return await on_run(cmd.run, user="scheduler", action="check gates", deps=deps, body=body)
 
 
-async def _record(ctx: RunContext, due: Due, results: tuple[GateResult, ...]) -> tuple[GateResult, ...]:
-    """Record each reading in its slot; the ones recorded now (a slot taken already is skipped)."""
-    fresh = []
-    for result in results:
-        recorded = await ctx.tx.gate_results.record(
+async def check_gates_together(runs: Sequence[str], deps: Deps) -> dict[str, Outcome]:
+    """`check_gates` for many runs at one instant, in one read, one round of measuring and one
+    write transaction (each statement covering every run where it can): what a tick of hundreds
+    of runs costs is then mostly the engine's own work. Only runs with something to measure are
+    ticked here; the outcomes are theirs, by run. A run left out (nothing due, or gone) is ticked
+    alone with `check_gates`. Raises if anything fails, having changed nothing: then every run is
+    ticked alone, where a refusal is ledgered run by run."""
+    now = deps.clock.now()
+    async with deps.uow.transaction(read_only=True) as tx:
+        peeks = await load_many(tx, runs, now)
+        planned = {run: dues for run, peek in peeks.items() if (dues := await _left_to_measure(peek))}
+    if not planned:
+        return {}
+    measured = dict(
+        zip(
+            planned,
+            await asyncio.gather(*(_measure_all(peeks[r].plan, planned[r], deps, now) for r in planned)),
+            strict=True,
+        )
+    )
+    done: dict[str, tuple[Outcome, bool]] = {}
+    async with deps.uow.transaction(runs=list(planned)) as tx:
+        # Every run here is locked by this transaction: its saves can wait for one statement.
+        tx.runs.defer_saves()
+        contexts = await load_many(tx, list(planned), now)
+        await tx.packets.read_latest(list(contexts))
+        still = {run: _still_due(ctx, planned[run], measured[run]) for run, ctx in contexts.items()}
+        recorded = await tx.gate_results.record_readings(
+            [
+                reading
+                for run, ctx in contexts.items()
+                for due, results in still[run]
+                for reading in _readings(ctx, due, results)
+            ],
+            at=now,
+        )
+        for run, ctx in contexts.items():
+            outcome = await _act(ctx, planned[run], still[run], recorded, deps)
+            done[run] = (outcome, await settle(ctx, outcome))
+        await tx.runs.flush()
+    for run, (outcome, ledgered) in done.items():
+        await told(run, user="scheduler", action="check gates", outcome=outcome, ledgered=ledgered, deps=deps)
+    return {run: outcome for run, (outcome, _) in done.items()}
+
+
+async def _left_to_measure(peek: RunContext) -> list[Due]:
+    """What is due for the run now and not measured yet."""
+    dues = []
+    for due in due_now(peek):
+        left = await _not_yet_measured(peek, due)
+        if left.slots:
+            dues.append(left)
+    return dues
+
+
+async def _measure_all(
+    plan: Plan, dues: Sequence[Due], deps: Deps, at: datetime
+) -> list[tuple[GateResult, ...]]:
+    return list(await asyncio.gather(*(_measure(plan, due, deps, at) for due in dues)))
+
+
+def _still_due(
+    ctx: RunContext, dues: Sequence[Due], measured: Sequence[tuple[GateResult, ...]]
+) -> list[tuple[Due, tuple[GateResult, ...]]]:
+    """The measured dues still due in the run as the write transaction found it."""
+    current = {d.checkpoint: d for d in due_now(ctx)}
+    return [
+        (due, results)
+        for due, results in zip(dues, measured, strict=True)
+        if (again := current.get(due.checkpoint)) is not None and set(due.slots) <= set(again.slots)
+    ]
+
+
+async def _act(
+    ctx: RunContext,
+    dues: Sequence[Due],
+    still: Sequence[tuple[Due, tuple[GateResult, ...]]],
+    recorded: set[tuple[str, str, str]],
+    deps: Deps,
+) -> Outcome:
+    """Feed the readings recorded now to the engine, one checkpoint at a time, then a tick."""
+    checked: list[tuple[str, list[GateResult]]] = []
+    for due, results in still:
+        fresh = [r for r in results if (ctx.run, due.checkpoint, r.gate) in recorded]
+        if fresh:
+            await apply(
+                ctx, ev.GateResults(at=ctx.now, checkpoint=due.checkpoint, results=tuple(fresh)), deps
+            )
+            checked.append((due.checkpoint, fresh))
+    if not checked:
+        current = {d.checkpoint for d in due_now(ctx)}
+        moved = not any(d.checkpoint in current for d in dues)
+        slots = ", ".join(str(s) for s in sorted({s for d in dues for _, s in d.slots}))
+        return Outcome.done(
+            "The run moved on while measuring; nothing recorded."
+            if moved
+            else f"Slot {slots} was already checked.",
+            run=ctx.run,
+            current_version=ctx.version,
+        )
+    await apply(ctx, ev.Tick(at=ctx.now), deps)
+    await save(ctx)
+    failing = [r.gate for _, fresh in checked for r in fresh if r.outcome != GateOutcome.PASS]
+    counted = "; ".join(f"{len(fresh)} gates checked for {checkpoint}" for checkpoint, fresh in checked)
+    return Outcome.done(
+        counted + (f"; failing: {', '.join(failing)}" if failing else ""),
+        run=ctx.run,
+        current_version=ctx.version,
+        results=[r.as_json() for _, fresh in checked for r in fresh],
+    )
+
+
+def _readings(ctx: RunContext, due: Due, results: Iterable[GateResult]) -> list[GateReading]:
+    return [
+        GateReading(
             run_id=ctx.run,
             checkpoint=due.checkpoint,
-            gate=result.gate,
-            slot=due.slot_of(result.gate),
-            outcome=str(result.outcome),
-            value=result.value,
-            reason=result.reason,
-            at=ctx.now,
+            gate=r.gate,
+            slot=due.slot_of(r.gate),
+            outcome=str(r.outcome),
+            value=r.value,
+            reason=r.reason,
             packet_version=ctx.version,
         )
-        if recorded:
-            fresh.append(result)
-    return tuple(fresh)
+        for r in results
+    ]
 
 
 async def advance(cmd: Advance, deps: Deps) -> Outcome:

@@ -6,6 +6,7 @@ acts on it; every other replica's `record` returns False and it does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.sql import insert_unless_exists
+from store.sql import dialect_insert
 from store.tables import gate_results
 
 
@@ -46,6 +47,24 @@ def _row(mapping: Any) -> GateResultRow:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class GateReading:
+    """One gate's reading for its slot, as `GateResults.record_readings` takes it."""
+
+    run_id: str
+    checkpoint: str
+    gate: str
+    slot: int
+    outcome: str
+    value: float | None
+    reason: str
+    packet_version: int | None = None
+
+
+# Rows per INSERT: nine parameters each, well under either database's limit on parameters.
+_ROWS_PER_INSERT = 500
+
+
 class GateResults:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
@@ -64,18 +83,45 @@ class GateResults:
         packet_version: int | None = None,
     ) -> bool:
         """Record the result of one slot; False when that slot is already recorded (by anyone)."""
-        values = {
-            "run_id": run_id,
-            "checkpoint": checkpoint,
-            "gate": gate,
-            "slot": slot,
-            "outcome": outcome,
-            "value": value,
-            "reason": reason,
-            "packet_version": packet_version,
-            "at": at,
-        }
-        return await insert_unless_exists(self._connection, gate_results, values)
+        reading = GateReading(
+            run_id=run_id,
+            checkpoint=checkpoint,
+            gate=gate,
+            slot=slot,
+            outcome=outcome,
+            value=value,
+            reason=reason,
+            packet_version=packet_version,
+        )
+        return bool(await self.record_readings([reading], at=at))
+
+    async def record_readings(
+        self, readings: Sequence[GateReading], *, at: datetime
+    ) -> set[tuple[str, str, str]]:
+        """`record` for many readings (of one run or many) in as few statements as the database
+        allows: the (run, checkpoint, gate) of each recorded now. A reading whose slot is already
+        recorded, by anyone, is left out."""
+        recorded: set[tuple[str, str, str]] = set()
+        for first in range(0, len(readings), _ROWS_PER_INSERT):
+            rows = [
+                {
+                    "run_id": r.run_id,
+                    "checkpoint": r.checkpoint,
+                    "gate": r.gate,
+                    "slot": r.slot,
+                    "outcome": r.outcome,
+                    "value": r.value,
+                    "reason": r.reason,
+                    "packet_version": r.packet_version,
+                    "at": at,
+                }
+                for r in readings[first : first + _ROWS_PER_INSERT]
+            ]
+            keys = (gate_results.c.run_id, gate_results.c.checkpoint, gate_results.c.gate)
+            statement = dialect_insert(self._connection, gate_results).values(rows).on_conflict_do_nothing()
+            result = await self._connection.execute(statement.returning(*keys))
+            recorded.update((run, checkpoint, gate) for run, checkpoint, gate in result)
+        return recorded
 
     async def for_checkpoint(
         self, run_id: str, checkpoint: str, *, gate: str | None = None

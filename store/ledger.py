@@ -160,6 +160,13 @@ def _entry(stored: StoredEntry) -> LedgerEntry:
 class Ledger:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        # Each chain's head as this transaction's appends left it: whether (and how far) a use case
+        # moved the run, known without reading the head back.
+        self._written: dict[str, ChainHead] = {}
+
+    def written_head(self, run_id: str) -> ChainHead | None:
+        """The head after this transaction's last append to the run's chain; None if it appended none."""
+        return self._written.get(run_id)
 
     async def append(self, *, run_id: str, actor: str, kind: str, payload: Any, at: datetime) -> LedgerEntry:
         """Append one entry to the run's chain, in the caller's transaction."""
@@ -193,6 +200,7 @@ class Ledger:
         await self._connection.execute(
             update(ledger_heads).where(ledger_heads.c.run_id == run_id).values(seq=seq, hash=digest)
         )
+        self._written[run_id] = ChainHead(seq=seq, hash=digest)
         return LedgerEntry(
             run_id=run_id,
             seq=seq,

@@ -7,11 +7,12 @@ the domain produced it; the `state` column, not any state inside the body, is th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.sql import insert_unless_exists
@@ -56,6 +57,31 @@ def _row(mapping: Any) -> PacketRow:
 class Packets:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        # Each run's highest version as `read_latest` found it, for `latest` to answer without a
+        # query; forgotten for a run as soon as this transaction adds or changes one of its versions.
+        self._latest: dict[str, PacketRow | None] = {}
+
+    async def get_many(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], PacketRow]:
+        """Several (run, version) rows in one statement; the ones that exist, by key."""
+        if not keys:
+            return {}
+        statement = select(packets).where(tuple_(packets.c.run_id, packets.c.version).in_(list(set(keys))))
+        rows = [_row(m) for m in (await self._connection.execute(statement)).mappings()]
+        return {(r.run_id, r.version): r for r in rows}
+
+    async def read_latest(self, run_ids: Sequence[str]) -> None:
+        """Read the highest version of each run in one statement, so that `latest` needs none."""
+        highest = (
+            select(packets.c.run_id, func.max(packets.c.version).label("version"))
+            .where(packets.c.run_id.in_(sorted(set(run_ids))))
+            .group_by(packets.c.run_id)
+            .subquery()
+        )
+        statement = select(packets).join(
+            highest, (packets.c.run_id == highest.c.run_id) & (packets.c.version == highest.c.version)
+        )
+        found = {m["run_id"]: _row(m) for m in (await self._connection.execute(statement)).mappings()}
+        self._latest.update({run: found.get(run) for run in run_ids})
 
     async def add(
         self,
@@ -81,6 +107,7 @@ class Packets:
             "created_at": at,
             "state_changed_at": at,
         }
+        self._latest.pop(run_id, None)
         return await insert_unless_exists(self._connection, packets, values)
 
     async def get(self, run_id: str, version: int) -> PacketRow | None:
@@ -95,6 +122,8 @@ class Packets:
 
     async def latest(self, run_id: str) -> PacketRow | None:
         """The highest version, whatever its state."""
+        if run_id in self._latest:
+            return self._latest[run_id]
         statement = (
             select(packets).where(packets.c.run_id == run_id).order_by(packets.c.version.desc()).limit(1)
         )
@@ -118,6 +147,7 @@ class Packets:
         self, run_id: str, version: int, *, from_state: str, to_state: str, at: datetime
     ) -> bool:
         """Move a version from `from_state` to `to_state`; False when it is no longer in `from_state`."""
+        self._latest.pop(run_id, None)
         statement = (
             update(packets)
             .where(packets.c.run_id == run_id, packets.c.version == version, packets.c.state == from_state)
@@ -128,6 +158,7 @@ class Packets:
 
     async def set_message(self, run_id: str, version: int, *, channel: str, ts: str) -> bool:
         """Remember the Slack message a version was posted as, so it can be updated in place later."""
+        self._latest.pop(run_id, None)
         statement = (
             update(packets)
             .where(packets.c.run_id == run_id, packets.c.version == version)

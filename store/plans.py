@@ -35,8 +35,13 @@ def _row(mapping: Any) -> PlanRow:
 
 
 class Plans:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, *, known: dict[str, PlanRow] | None = None) -> None:
         self._connection = connection
+        # Revisions already read, shared by the unit of work's transactions: a committed revision's
+        # row is never edited, so every tick need not read the plan text again.
+        self._known = {} if known is None else known
+        # Revisions this transaction added: not committed yet, so not for the shared cache.
+        self._added: set[str] = set()
 
     async def add(
         self, *, revision: str, plan_id: str, content: str, at: datetime, source: str = "<plan>"
@@ -49,12 +54,22 @@ class Plans:
             "source": source,
             "created_at": at,
         }
-        return await insert_unless_exists(self._connection, plans, values)
+        added = await insert_unless_exists(self._connection, plans, values)
+        if added:
+            self._added.add(revision)
+        return added
 
     async def get(self, revision: str) -> PlanRow | None:
+        if revision in self._known:
+            return self._known[revision]
         result = await self._connection.execute(select(plans).where(plans.c.revision == revision))
         mapping = result.mappings().first()
-        return None if mapping is None else _row(mapping)
+        if mapping is None:
+            return None
+        row = _row(mapping)
+        if revision not in self._added:
+            self._known[revision] = row
+        return row
 
     async def latest(self, plan_id: str) -> PlanRow | None:
         """The revision of `plan_id` stored last."""

@@ -8,11 +8,12 @@ through `save`, a compare-and-set on `lock_version`: a writer that read an older
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.errors import RunExists, RunNotFound, StaleWrite
@@ -61,6 +62,11 @@ def _row(mapping: Any) -> RunRow:
 class Runs:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        # The runs this transaction locked, as last read or saved: nobody else may change a locked
+        # run until the transaction ends, so reading it again would only read this copy back.
+        self._locked: dict[str, RunRow] = {}
+        # Saves held back until `flush` (`defer_saves`): run id -> (row to write, lock version read).
+        self._deferred: dict[str, tuple[RunRow, int]] | None = None
 
     async def create(
         self,
@@ -94,9 +100,20 @@ class Runs:
         return await self.require(run_id)
 
     async def get(self, run_id: str) -> RunRow | None:
+        if run_id in self._locked:
+            return self._locked[run_id]
         result = await self._connection.execute(select(runs).where(runs.c.run_id == run_id))
         mapping = result.mappings().first()
         return None if mapping is None else _row(mapping)
+
+    async def get_many(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
+        """`get` for several runs in one statement (none for runs this transaction locked)."""
+        found = {run: self._locked[run] for run in run_ids if run in self._locked}
+        rest = sorted({run for run in run_ids if run not in found})
+        if rest:
+            result = await self._connection.execute(select(runs).where(runs.c.run_id.in_(rest)))
+            found.update({m["run_id"]: _row(m) for m in result.mappings()})
+        return found
 
     async def require(self, run_id: str) -> RunRow:
         row = await self.get(run_id)
@@ -116,7 +133,61 @@ class Runs:
         mapping = result.mappings().first()
         if mapping is None:
             raise RunNotFound(run_id)
-        return _row(mapping)
+        self._locked[run_id] = _row(mapping)
+        return self._locked[run_id]
+
+    async def lock_many(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
+        """`lock` for several runs in one statement, in run id order (so two lockers never
+        deadlock); the runs that exist, by id."""
+        statement = (
+            select(runs)
+            .where(runs.c.run_id.in_(sorted(set(run_ids))))
+            .order_by(runs.c.run_id)
+            .with_for_update(key_share=True)
+        )
+        found = {m["run_id"]: _row(m) for m in (await self._connection.execute(statement)).mappings()}
+        self._locked.update(found)
+        return found
+
+    def defer_saves(self) -> None:
+        """Hold every later `save` of a locked run back until `flush`, which writes them in one
+        statement. Only for a transaction that locked those runs: nobody else can have saved them
+        since, so the compare-and-set cannot fail and the saved row is known without reading it."""
+        self._deferred = {}
+
+    async def flush(self) -> None:
+        """Write the saves `defer_saves` held back; StaleWrite if any compare-and-set failed."""
+        deferred, self._deferred = self._deferred or {}, None
+        if not deferred:
+            return
+        statement = (
+            update(runs)
+            .where(runs.c.run_id == bindparam("key"), runs.c.lock_version == bindparam("expected"))
+            .values(
+                state=bindparam("state"),
+                progress=bindparam("progress"),
+                acting=bindparam("acting"),
+                authoritative_version=bindparam("version"),
+                updated_at=bindparam("at"),
+                lock_version=bindparam("next"),
+            )
+        )
+        params = [
+            {
+                "key": row.run_id,
+                "expected": expected,
+                "state": row.state,
+                "progress": row.progress,
+                "acting": row.acting,
+                "version": row.authoritative_version,
+                "at": row.updated_at,
+                "next": row.lock_version,
+            }
+            for row, expected in deferred.values()
+        ]
+        result = await self._connection.execute(statement, params)
+        if self._connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
+            raise StaleWrite(", ".join(sorted(deferred)), -1)
 
     async def active(self) -> list[RunRow]:
         """Runs not yet completed, rolled back or aborted, oldest first."""
@@ -176,6 +247,19 @@ class Runs:
         raises `StaleWrite` when the compare fails.
         """
         expected = row.lock_version if expected_lock_version is None else expected_lock_version
+        if self._deferred is not None and row.run_id in self._locked:
+            held = self._locked[row.run_id]
+            if held.lock_version != expected:
+                raise StaleWrite(row.run_id, expected)
+            saved = replace(
+                row,
+                updated_at=row.updated_at if at is None else at,
+                lock_version=expected + 1,
+            )
+            first_read = self._deferred.get(row.run_id, (saved, expected))[1]
+            self._deferred[row.run_id] = (saved, first_read)
+            self._locked[row.run_id] = saved
+            return saved
         statement = (
             update(runs)
             .where(runs.c.run_id == row.run_id, runs.c.lock_version == expected)
@@ -193,4 +277,7 @@ class Runs:
         mapping = result.mappings().first()
         if mapping is None:
             raise StaleWrite(row.run_id, expected)
-        return _row(mapping)
+        saved = _row(mapping)
+        if row.run_id in self._locked:
+            self._locked[row.run_id] = saved
+        return saved

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 
-def _insert(connection: AsyncConnection, table: Table) -> Any:
+def dialect_insert(connection: AsyncConnection, table: Table) -> Any:
     name = connection.dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
@@ -38,7 +38,7 @@ async def insert_returning(
     connection: AsyncConnection, table: Table, values: Mapping[str, Any], column: ColumnElement[Any]
 ) -> Any | None:
     """`insert_unless_exists` that gives back `column` of the new row, or None when nothing was inserted."""
-    statement = _insert(connection, table).values(**values).on_conflict_do_nothing().returning(column)
+    statement = dialect_insert(connection, table).values(**values).on_conflict_do_nothing().returning(column)
     return (await connection.execute(statement)).scalar_one_or_none()
 
 
@@ -50,6 +50,6 @@ async def upsert(
     key: Sequence[str],
 ) -> None:
     """Insert one row or, when its key exists, overwrite every other column given."""
-    statement = _insert(connection, table).values(**values)
+    statement = dialect_insert(connection, table).values(**values)
     changes = {name: statement.excluded[name] for name in values if name not in key}
     await connection.execute(statement.on_conflict_do_update(index_elements=list(key), set_=changes))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -48,7 +48,7 @@ from store.inbox import CURRENT, ClaimLost, Inbox
 from store.ledger import Ledger
 from store.outbox import Outbox
 from store.packets import Packets
-from store.plans import Plans
+from store.plans import PlanRow, Plans
 from store.runs import Runs
 from store.shifts import Shifts
 
@@ -56,9 +56,11 @@ from store.shifts import Shifts
 class Transaction:
     """The repositories of one open transaction. Valid only inside its `async with` block."""
 
-    def __init__(self, connection: AsyncConnection, *, run_id: str | None) -> None:
+    def __init__(
+        self, connection: AsyncConnection, *, run_id: str | None, plan_rows: dict[str, PlanRow] | None = None
+    ) -> None:
         self.run_id = run_id
-        self.plans = Plans(connection)
+        self.plans = Plans(connection, known=plan_rows)
         self.runs = Runs(connection)
         self.packets = Packets(connection)
         self.holds = Holds(connection)
@@ -117,6 +119,8 @@ class UnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        # Plan revisions read so far: a revision's row never changes once committed (store.plans).
+        self._plan_rows: dict[str, PlanRow] = {}
         self._database_key, self._shared_connection = (
             _sqlite_database_key(engine.url, engine) if self._sqlite else ("", False)
         )
@@ -132,10 +136,16 @@ class UnitOfWork:
 
     @asynccontextmanager
     async def transaction(
-        self, run_id: str | None = None, *, read_only: bool = False, snapshot: bool = False
+        self,
+        run_id: str | None = None,
+        *,
+        read_only: bool = False,
+        snapshot: bool = False,
+        runs: Sequence[str] = (),
     ) -> AsyncIterator[Transaction]:
-        """Open one transaction; with `run_id`, lock that run (`RunNotFound` if it does not exist)."""
-        if read_only and run_id is not None:
+        """Open one transaction; with `run_id`, lock that run (`RunNotFound` if it does not exist);
+        with `runs`, lock those that exist, in run id order (`tx.runs.get` answers for them)."""
+        if read_only and (run_id is not None or runs):
             raise ValueError("a read-only transaction takes no run lock; drop run_id or read_only")
         if snapshot and not read_only:
             raise ValueError("a snapshot is for a read-only transaction; add read_only")
@@ -144,17 +154,17 @@ class UnitOfWork:
             async with (
                 _holding(writer),
                 _writer_lock(self._database_key),
-                self._open(run_id, read_only, snapshot) as tx,
+                self._open(run_id, read_only, snapshot, runs) as tx,
             ):
                 yield tx
             return
         lock = None if run_id is None else f"the lock of run {run_id!r} in {display_url(self._engine.url)}"
-        async with _holding(lock), self._open(run_id, read_only, snapshot) as tx:
+        async with _holding(lock), self._open(run_id, read_only, snapshot, runs) as tx:
             yield tx
 
     @asynccontextmanager
     async def _open(
-        self, run_id: str | None, read_only: bool, snapshot: bool = False
+        self, run_id: str | None, read_only: bool, snapshot: bool = False, runs: Sequence[str] = ()
     ) -> AsyncIterator[Transaction]:
         async with self._engine.connect() as connection:
             if read_only and self._sqlite:
@@ -175,9 +185,12 @@ class UnitOfWork:
                 async with connection.begin():
                     if read_only and self._sqlite:
                         await connection.exec_driver_sql("PRAGMA query_only = ON")
+                    tx = Transaction(connection, run_id=run_id, plan_rows=self._plan_rows)
                     if run_id is not None:
-                        await Runs(connection).lock(run_id)
-                    yield Transaction(connection, run_id=run_id)
+                        await tx.runs.lock(run_id)
+                    if runs:
+                        await tx.runs.lock_many(runs)
+                    yield tx
                     if claim is not None and not await Inbox(connection).complete(
                         claim.id, by=claim.by, at=claim.at
                     ):
