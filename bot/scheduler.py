@@ -7,9 +7,12 @@ change to a run (`refresh`, called through `Deps.on_change`), and by a periodic 
 - `gate-tick:<run>`: for every active run, an `IntervalTrigger` at the plan's
   `gate_policy.interval`; for a run in hyper-care, at the interval of the cadence step in force
   (`handlers.gate_checks.next_interval`), re-derived after every tick so the cadence widens by
-  itself. Each tick dispatches `CheckGates(run)` (to `handlers.gate_checks.check_gates`). A tick that
-  raises is logged and counted (`cutover_gate_tick_errors_total`) and the run is simply tried at
-  its next tick; the other runs never notice.
+  itself. Ticks that come due at one moment (every run started together, a start-up, a discovery)
+  are ticked together, `TICK_BATCH` runs per transaction (`handlers.gate_checks.check_gates_together`);
+  a run a batch leaves out, or every run of a batch that failed, is ticked alone with
+  `CheckGates(run)` (`handlers.gate_checks.check_gates`). A tick that raises is logged and counted
+  (`cutover_gate_tick_errors_total`) and the run is simply tried at its next tick; the other runs
+  never notice.
 - `resync`: every `resync_every`, the job list is derived again from the store: jobs of runs that
   finished (or whose hyper-care ended) are removed, runs opened by another replica get theirs.
 - `discover`: every `discover_every` (10 s, shorter than any gate interval a plan may sensibly

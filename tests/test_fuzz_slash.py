@@ -487,7 +487,10 @@ def test_no_slash_command_text_from_someone_without_a_role_raises_leaks_a_traceb
                     or STRANGER_REFUSED in outcome.message
                     or (parsed.name == "open" and outcome.message.startswith(UNLEDGERED_OPEN))
                     # A run named outright that is not this channel's: no run to write it on.
-                    or (parsed.name in ("evidence", "ledger", "manifest") and outcome.message.startswith("No run '"))
+                    or (
+                        parsed.name in ("evidence", "ledger", "manifest")
+                        and outcome.message.startswith("No run '")
+                    )
                     # A read of a packet version the run does not have: nothing was attempted.
                     or (parsed.name == "packet" and " has no packet v" in outcome.message)
                 ), (text, outcome.message)

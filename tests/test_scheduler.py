@@ -16,9 +16,11 @@ import pytest
 
 from bot import metrics
 from bot.command_text import parse
-from bot.intents import PlanSource, run_text
+from bot.intents import PlanSource, dispatch, run_text
 from bot.scheduler import DISCOVER_JOB, JOB_DEFAULTS, RESYNC_JOB, tick_job_id
 from bot.wiring import Bot
+from handlers.commands import CheckGates
+from handlers.gate_checks import check_gates_together
 from handlers.ports import Measurement
 from packets.plan import Plan
 from tests.bot_harness import BRIDGE, BRIDGE_PLAN, WINDOW_START, BotFactory, bot_world, wait_until
@@ -339,3 +341,59 @@ async def test_a_run_opened_on_a_replica_that_died_is_ticked_by_another_within_o
     assert await survivor.scheduler.discover() == []  # known now: not ticked again out of turn
     discovery = survivor.scheduler.job(DISCOVER_JOB)
     assert discovery is not None and discovery.trigger.interval == timedelta(seconds=10)
+
+
+async def _record_of(
+    bot: Bot, run: str
+) -> tuple[str, list[tuple[str, str, int, str, float | None]], list[str]]:
+    """What a tick left of a run: its state, its readings and its ledger entries' kinds."""
+    async with bot.uow.transaction(read_only=True) as tx:
+        row = await tx.runs.get(run)
+        readings = [
+            (r.checkpoint, r.gate, r.slot, r.outcome, r.value) for r in await tx.gate_results.for_run(run)
+        ]
+        kinds = [e.kind for e in await tx.ledger.entries(run)]
+    assert row is not None
+    return row.state, sorted(readings), kinds
+
+
+async def test_runs_ticked_together_end_exactly_as_runs_ticked_alone(world: BotFactory) -> None:
+    # Four runs of one plan: two ticked together, two alone; in each pair one gate reads nothing.
+    plans = {"a-ok": "C0AOK", "a-empty": "C0AEMPTY", "b-ok": "C0BOK", "b-empty": "C0BEMPTY"}
+    for name, channel in plans.items():
+        _add_plan(world, name, channel)
+    healthy, empty = CountingTelemetry(0.001), CountingTelemetry(None)
+
+    def telemetry_for(plan: Plan) -> object:
+        return empty if plan.plan.endswith("empty") else healthy
+
+    bot = await world.build(telemetry_for=telemetry_for)  # type: ignore[arg-type]
+    await bot.start(dispatch_loop=False, startup_ticks=False)
+    runs = {name: await _open(bot, name, channel) for name, channel in plans.items()}
+    world.clock.set(WINDOW_START)
+    for channel in plans.values():
+        await _to_canary(bot, channel)
+
+    for minute in range(3):
+        together = await check_gates_together([runs["a-ok"], runs["a-empty"]], bot.deps)
+        alone = [await dispatch(CheckGates(run=runs[name]), bot.deps) for name in ("b-ok", "b-empty")]
+        assert set(together) == {runs["a-ok"], runs["a-empty"]}, f"minute {minute}: both were due"
+        assert [o.message for o in together.values()] == [o.message for o in alone]
+        world.clock.advance(timedelta(minutes=1))
+
+    for first, second in (("a-ok", "b-ok"), ("a-empty", "b-empty")):
+        assert await _record_of(bot, runs[first]) == await _record_of(bot, runs[second])
+    state, readings, _ = await _record_of(bot, runs["a-empty"])
+    assert state == "held" and readings[0][3] == "no-data", "the empty gate held its own run only"
+    assert (await _record_of(bot, runs["a-ok"]))[0] == "running"
+
+
+async def test_a_run_with_nothing_due_is_left_out_of_a_batch_and_ticked_alone(world: BotFactory) -> None:
+    bot = await world.build(telemetry_for=lambda _plan: CountingTelemetry(0.001))  # type: ignore[arg-type,return-value]
+    await bot.start(dispatch_loop=False, startup_ticks=False)
+    run = await _open(bot, "bridge", BRIDGE)  # ready, not started: no gate is due
+
+    assert await check_gates_together([run], bot.deps) == {}
+    outcome = await bot.scheduler.tick(run)
+
+    assert outcome is not None and outcome.ok and await _slots(bot, run) == []

@@ -43,3 +43,21 @@ async def test_the_latest_revision_of_a_plan_is_the_one_stored_last(uow: UnitOfW
         assert [p.content for p in await tx.plans.for_plan("payments")] == ["v1", "v2"]
         assert await tx.plans.latest("unknown") is None
         assert await tx.plans.get("9" * 64) is None
+
+
+class _Abandoned(Exception):
+    pass
+
+
+async def test_a_revision_read_inside_the_transaction_that_added_it_is_forgotten_when_it_rolls_back(
+    uow: UnitOfWork,
+) -> None:
+    try:
+        async with uow.transaction() as tx:
+            await tx.plans.add(revision=REV1, plan_id="payments", content="plan: payments\n", at=T0)
+            assert await tx.plans.get(REV1) is not None
+            raise _Abandoned
+    except _Abandoned:
+        pass
+    async with uow.transaction(read_only=True) as tx:
+        assert await tx.plans.get(REV1) is None, "the unit of work keeps only committed revisions"

@@ -148,3 +148,37 @@ async def test_a_channel_whose_run_has_ended_takes_a_new_run(
     async with uow.transaction() as tx:
         found = await tx.runs.active_in_channel("C1")
     assert found is not None and found.run_id == "r-next"
+
+
+async def test_saves_held_back_for_locked_runs_are_written_together_at_flush(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
+    first, second = await make_run("r-1"), await make_run("r-2", channel="C0OTHER")
+    later = T0 + timedelta(minutes=3)
+    async with uow.transaction(runs=[second, first, "r-gone"]) as tx:
+        locked = await tx.runs.get_many([first, second, "r-gone"])
+        assert set(locked) == {first, second}, "a run that does not exist is simply not locked"
+        tx.runs.defer_saves()
+        once = await tx.runs.save(replace(locked[first], state="paused"), at=later)
+        twice = await tx.runs.save(replace(once, state="frozen"), at=later)
+        await tx.runs.save(replace(locked[second], progress={"p": 2}), at=later)
+        assert (await tx.runs.get(first)) == twice, "the transaction reads its own held-back save"
+        await tx.runs.flush()
+    async with uow.transaction(read_only=True) as tx:
+        stored = await tx.runs.get_many([first, second])
+    assert (stored[first].state, stored[first].lock_version, stored[first].updated_at) == ("frozen", 2, later)
+    assert (stored[second].progress, stored[second].lock_version) == ({"p": 2}, 1)
+
+
+async def test_a_held_back_save_from_a_stale_read_raises_stale_write(
+    uow: UnitOfWork, make_run: MakeRun
+) -> None:
+    run_id = await make_run()
+    async with uow.transaction() as tx:
+        stale = await tx.runs.require(run_id)
+    async with uow.transaction(run_id=run_id) as tx:
+        await tx.runs.save(replace(stale, state="paused"), at=T0)
+    with pytest.raises(StaleWrite):
+        async with uow.transaction(runs=[run_id]) as tx:
+            tx.runs.defer_saves()
+            await tx.runs.save(replace(stale, state="frozen"), at=T0)
