@@ -53,7 +53,7 @@ from bot.dispatcher import Dispatcher
 from bot.intents import dispatch
 from handlers import shifts
 from handlers.commands import CheckGates
-from handlers.context import RunContext, load
+from handlers.context import RunContext, load_many
 from handlers.deps import Deps
 from handlers.gate_checks import check_gates_together, next_interval
 from handlers.outcome import Outcome
@@ -108,8 +108,9 @@ class Scheduler:
         self._shift_task: asyncio.Task[None] | None = None
         self._shifts_due = asyncio.Event()
         self._startup_task: asyncio.Task[None] | None = None
-        self._refreshing: dict[str, asyncio.Task[None]] = {}
-        self._refresh_again: set[str] = set()
+        # Runs changed since their job was last derived, and the one task deriving them again.
+        self._to_refresh: set[str] = set()
+        self._refreshing: asyncio.Task[None] | None = None
         # Runs whose tick is due, each with the future its tick job waits on; one task ticks them.
         self._due: dict[str, asyncio.Future[Outcome | None]] = {}
         self._ticking: asyncio.Task[None] | None = None
@@ -175,7 +176,7 @@ class Scheduler:
         started: list[asyncio.Task[Any] | None] = [
             self._startup_task,
             self._ticking,
-            *self._refreshing.values(),
+            self._refreshing,
         ]
         tasks = [t for t in [*started, *self._inflight] if t is not None]
         for task in tasks:
@@ -199,7 +200,7 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._shift_task
             self._shift_task = None
-        self._refreshing.clear()
+        self._to_refresh.clear()
         self._inflight.clear()
 
     async def startup_ticks(self) -> None:
@@ -213,10 +214,8 @@ class Scheduler:
         """Derive every run's job from the store again; the runs that have one now."""
         active = await self._active_runs()
         metrics.ACTIVE_RUNS.set(len(active))
-        ticking: list[str] = []
-        for run in active:
-            if await self.refresh(run):
-                ticking.append(run)
+        jobs = await self.refresh_many(active)
+        ticking = [run for run in active if run in jobs]
         for job in self.tick_jobs():
             if job.id.removeprefix(TICK_PREFIX) not in ticking:
                 job.remove()
@@ -233,43 +232,53 @@ class Scheduler:
         known = {job.id.removeprefix(TICK_PREFIX) for job in self.tick_jobs()}
         for run in known - set(active):
             self._aps.remove_job(tick_job_id(run))
-        found = [run for run in active if run not in known and await self.refresh(run)]
+        unknown = [run for run in active if run not in known]
+        jobs = await self.refresh_many(unknown) if unknown else set()
+        found = [run for run in unknown if run in jobs]
         if found:
             log.info("ticking %s runs this replica did not know of: %s", len(found), ", ".join(found))
         await asyncio.gather(*(self.tick(run) for run in found))
         return found
 
     async def refresh(self, run: str) -> bool:
-        """Add, re-time or remove the run's tick job after a change; True if it has one now.
+        """Add, re-time or remove the run's tick job after a change; True if it has one now."""
+        return run in await self.refresh_many([run])
+
+    async def refresh_many(self, runs: list[str]) -> set[str]:
+        """`refresh` for several runs, read in one transaction; the runs that have a job now.
 
         An unchanged interval leaves the job alone, so a run that changes often is not pushed
         further and further from its next tick."""
         if not self._running:
-            return False
+            return set()
         async with self._deps.uow.transaction(read_only=True) as tx:
-            ctx = await load(tx, run, self._deps.clock.now())
-        interval = self._interval_for(ctx) if ctx is not None else None
-        job = self._aps.get_job(tick_job_id(run))
-        if interval is None or interval <= timedelta(0):
-            if job is not None:
-                job.remove()
-                log.debug("gate ticks of run %s stopped", run)
-            return False
-        trigger = IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC)
-        if job is None:
-            self._aps.add_job(
-                self._tick_job,
-                trigger,
-                args=[run],
-                id=tick_job_id(run),
-                name=f"gate tick {run}",
-                replace_existing=True,
-            )
-            log.debug("gate ticks of run %s every %s", run, interval)
-        elif job.trigger.interval != interval:
-            job.reschedule(trigger)
-            log.debug("gate ticks of run %s now every %s", run, interval)
-        return True
+            contexts = await load_many(tx, runs, self._deps.clock.now())
+        ticking: set[str] = set()
+        for run in runs:
+            ctx = contexts.get(run)
+            interval = self._interval_for(ctx) if ctx is not None else None
+            job = self._aps.get_job(tick_job_id(run))
+            if interval is None or interval <= timedelta(0):
+                if job is not None:
+                    job.remove()
+                    log.debug("gate ticks of run %s stopped", run)
+                continue
+            ticking.add(run)
+            trigger = IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC)
+            if job is None:
+                self._aps.add_job(
+                    self._tick_job,
+                    trigger,
+                    args=[run],
+                    id=tick_job_id(run),
+                    name=f"gate tick {run}",
+                    replace_existing=True,
+                )
+                log.debug("gate ticks of run %s every %s", run, interval)
+            elif job.trigger.interval != interval:
+                job.reschedule(trigger)
+                log.debug("gate ticks of run %s now every %s", run, interval)
+        return ticking
 
     def nudge_shifts(self) -> None:
         """A run changed: it may have queued a traffic shift, send it now rather than at the poll."""
@@ -286,21 +295,18 @@ class Scheduler:
                 await asyncio.wait_for(self._shifts_due.wait(), timeout=self._dispatch_poll)
 
     def refresh_soon(self, run: str) -> None:
-        """`refresh(run)` in the background (for `Deps.on_change`, which must not block)."""
+        """`refresh(run)` in the background (for `Deps.on_change`, which must not block). Runs
+        changed at one moment (a batch of ticks) are refreshed together."""
         if not self._running:
             return
-        running = self._refreshing.get(run)
-        if running is not None and not running.done():
-            self._refresh_again.add(run)
-            return
-        self._refreshing[run] = asyncio.get_running_loop().create_task(
-            self._refresh_loop(run), name=f"refresh {run}"
-        )
+        self._to_refresh.add(run)
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_pending(), name="refresh")
 
     async def settle(self) -> None:
         """Wait until every background refresh has finished (tests, shutdown)."""
-        while pending := [t for t in self._refreshing.values() if not t.done()]:
-            await asyncio.gather(*pending, return_exceptions=True)
+        while self._refreshing is not None and not self._refreshing.done():
+            await asyncio.gather(self._refreshing, return_exceptions=True)
 
     def tick_jobs(self) -> list[Job]:
         return [job for job in self._aps.get_jobs() if job.id.startswith(TICK_PREFIX)]
@@ -412,15 +418,15 @@ class Scheduler:
             if task is not None:
                 self._inflight.discard(task)
 
-    async def _refresh_loop(self, run: str) -> None:
-        while True:
-            self._refresh_again.discard(run)
+    async def _refresh_pending(self) -> None:
+        # One turn of the loop: the runs changed at this moment join the refresh.
+        await asyncio.sleep(0)
+        while self._to_refresh:
+            runs, self._to_refresh = sorted(self._to_refresh), set()
             try:
-                await self.refresh(run)
+                await self.refresh_many(runs)
             except Exception:
-                log.exception("re-deriving the gate ticks of run %s failed", run)
-            if run not in self._refresh_again:
-                return
+                log.exception("re-deriving the gate ticks of %s runs failed", len(runs))
 
     async def _active_runs(self) -> list[str]:
         """Runs not yet ended (hyper-care included), oldest first."""
