@@ -8,14 +8,18 @@ from packets.authority import Refused
 from packets.engine.effects import (
     Ledger,
     LedgerKind,
+    Notify,
     OpenHold,
     ShiftTraffic,
 )
 from packets.engine.events import (
+    HoldReleased,
     Resume,
     Unfreeze,
 )
 from packets.engine.progress import CheckpointState, RunState
+from packets.engine.table import Transition
+from packets.messages import GateAlert
 from tests.engine_fixtures import (
     T0,
     WarRoom,
@@ -125,3 +129,36 @@ def test_results_for_a_checkpoint_not_in_flight_change_nothing_but_are_recorded(
     transition = room.results("prep", minutes(6), latency="fail")
     assert transition.progress == before
     assert room.ledger_kinds(transition) == [LedgerKind.GATE_RESULTS_IGNORED]
+
+
+def _alerts(transition: Transition) -> list[GateAlert]:
+    return [n.message for n in transition.of(Notify) if isinstance(n.message, GateAlert)]
+
+
+def test_a_gate_failing_minute_after_minute_is_told_once_while_the_hold_it_opened_stands() -> None:
+    room = _gated()
+    first = room.results("canary", minutes(2), latency="fail")
+    again = [room.results("canary", minutes(2 + n), latency="fail") for n in range(1, 5)]
+
+    assert [a.gate for a in _alerts(first)] == ["latency"]
+    assert [_alerts(t) for t in again] == [[]] * 4, "the hold it asked for stands: nothing new to tell"
+    assert all(LedgerKind.GATE_FAILED in room.ledger_kinds(t) for t in again), "every reading is ledgered"
+    (hold,) = room.open_hold_ids()
+
+    room.do(HoldReleased(at=minutes(7), hold_id=hold, user="U0REL1"))
+    still = room.results("canary", minutes(8), latency="fail")
+    assert [a.gate for a in _alerts(still)] == ["latency"], "released while it still fails: a new hold, told"
+    room.results("canary", minutes(9), latency="pass")
+    (held,) = room.open_hold_ids()
+    room.do(HoldReleased(at=minutes(10), hold_id=held, user="U0REL1"))
+    assert [a.gate for a in _alerts(room.results("canary", minutes(11), latency="fail"))] == ["latency"]
+
+
+def test_a_gate_failing_through_a_freeze_is_told_when_it_starts_not_at_every_reading() -> None:
+    room = _gated()
+    room.results("canary", minutes(2), fallback="fail")  # freezes the run
+    started = room.results("canary", minutes(3), latency="fail")
+    goes_on = room.results("canary", minutes(4), latency="fail")
+
+    assert [(a.gate, a.taken) for a in _alerts(started)] == [("latency", False)]
+    assert _alerts(goes_on) == []

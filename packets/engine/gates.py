@@ -74,6 +74,8 @@ def take(d: Draft, event: GateResults) -> None:
     )
     gates = (*own, *watching)
     results = [_stamped(d, r) for r in event.results if r.gate in gates]
+    # Each gate's readings before these, to tell a failure that starts from one that goes on.
+    before = {**d.progress.watch_evidence, **d.progress.evidence_of(checkpoint)}
     evidence = dict(d.progress.evidence_of(checkpoint))
     tallies = dict(d.progress.tallies_of(checkpoint))
     for result in (r for r in results if r.gate in own):
@@ -151,12 +153,34 @@ def take(d: Draft, event: GateResults) -> None:
         threshold=gate.pass_ if gate else "",
         at=d.at.isoformat(),
     )
-    d.notify(alert, roles=roles)
+    # Every failing reading is in the ledger; the room hears of it when the failure starts or
+    # asks for a stop that is not in place (a hold released while the gate still fails), not
+    # at every reading while the stop it caused stands.
+    goes_on = _failed_last(d, before.get(chosen.gate, ()))
+    if not (goes_on and _stop_in_place(d, action, target or checkpoint)):
+        d.notify(alert, roles=roles)
     if not frozen:
         _act(d, action, target or checkpoint, failing, chosen, actor, watched=on_watch)
     if in_hypercare and d.progress.ended_at is None:
         # A breach during hyper-care: it goes on longer (`hypercare.extend_on_breach`).
         hypercare.breached(d, gate=chosen.gate)
+
+
+def _failed_last(d: Draft, readings: tuple[GateResult, ...]) -> bool:
+    """Whether the gate's reading before this one failed."""
+    return bool(readings) and verdict(readings[-1].outcome, d.no_data(readings[-1].gate)) is Verdict.FAIL
+
+
+def _stop_in_place(d: Draft, action: Action, checkpoint: str) -> bool:
+    """Whether the run already stands where a failure's `action` would put it (frozen: nothing
+    a gate asks for is taken, so telling it again changes nothing)."""
+    if d.progress.frozen is not None:
+        return True
+    if action == "pause":
+        return d.progress.paused is not None
+    if action == "hold":
+        return has_open_hold(d, checkpoint, HoldSource.GATE)
+    return False
 
 
 def _acts(d: Draft, result: GateResult, counted: GateTally, *, started: datetime | None) -> bool:
