@@ -11,8 +11,14 @@ The floor is messages / rate: no number of replicas can beat it. Three runs:
   the three burst together at first, and the shares of that burst they report add up to the rate;
 - `shared_pace_configured_*`: SLACK_POST_RATE set (a little under the allowance) on every replica,
   a cap on the shared pace of all three together;
-- `per_replica_pace_*`: each replica with its own in-memory pace (`bot.pace.LocalPace`): what
-  three replicas did before the pace was shared.
+- `per_replica_pace_*`: SLACK_POST_RATE set the same way, but each replica with its own pace in
+  memory (`bot.pace.LocalPace`), as before the pace was shared: each keeps under the allowance
+  alone, and the three together send up to three times it.
+
+Then `slack_down_*`: Slack answers 503 to everything for `DOWN_S` while the three replicas run
+their outbox loops (`Dispatcher.run_forever`, as `serve` does), then is back: the requests the
+outage cost (each replica's circuit breaker opens after five failures in a row and probes once a
+drain; held rows wait their round's backoff), and how long after Slack's return every DM is in.
 
 Needs PostgreSQL: TEST_DATABASE_URL (the server the tests use; a database is created and dropped).
 Without it the module prints why it is skipped.
@@ -50,6 +56,7 @@ REPLICAS = 3
 RATE = 50.0  # chat.postMessage calls per second the stand-in allows, all replicas together
 POST = "chat.postMessage"
 URL_ENV = "TEST_DATABASE_URL"
+DOWN_S = 20.0  # seconds Slack answers 503 to everything in the outage run
 
 PaceFor = Callable[[UnitOfWork], PacePort]
 Rates = dict[str, float] | None
@@ -155,6 +162,63 @@ async def _measure(prefix: str, url: str, *, pace_for: PaceFor, rates: Rates) ->
     }
 
 
+async def _measure_outage(url: str) -> dict[str, str]:
+    """Slack answers 503 to everything for `DOWN_S` while the three replicas run their outbox loops
+    as `serve` does; then it is back. Requests during the outage, and what arrives after."""
+    world = await make_world(url=url)
+    uows = [UnitOfWork(make_engine(url)) for _ in range(REPLICAS)]
+    stop = asyncio.Event()
+    try:
+        async with SlackStandin() as slack:
+            run, ids = await _queue_fan_out(world, slack)
+            already = len(slack.calls())
+            slack.rate_limit(POST, per_second=RATE)
+            replicas = [_replica(uow, n, slack, StorePace(uow), None) for n, uow in enumerate(uows)]
+            base = world.clock.now()
+            began = time.monotonic()
+
+            def now_fn() -> datetime:
+                return base + timedelta(seconds=time.monotonic() - began)
+
+            slack.down()
+            loops = [
+                asyncio.create_task(d.run_forever(stop, now_fn=now_fn, poll_interval=2.0)) for d in replicas
+            ]
+            await asyncio.sleep(DOWN_S)
+            during = len(slack.calls()) - already
+            slack.up()
+            back = time.monotonic()
+            while time.monotonic() < back + 600:
+                async with world.uow.transaction(read_only=True) as tx:
+                    rows = await tx.outbox.for_run(run)
+                if all(r.state not in UNFINISHED for r in rows):
+                    break
+                await asyncio.sleep(0.2)
+            delivered_s = time.monotonic() - back
+            stop.set()
+            await asyncio.gather(*loops)
+            calls = slack.calls()[already:]
+        async with world.uow.transaction(read_only=True) as tx:
+            final = {r.id: r for r in await tx.outbox.for_run(run)}
+    finally:
+        stop.set()
+        for uow in uows:
+            await uow.dispose()
+        await world.close()
+    per_user = Counter(call.body.get("channel") for call in calls if call.method == POST and call.ok)
+    dms = [final[i].recipient for i in ids if final[i].kind == "delta_dm"]
+    return {
+        "slack_down_replicas": str(REPLICAS),
+        "slack_down_messages": str(len(ids)),
+        "slack_down_s": f"{DOWN_S:.0f}",
+        "slack_down_requests": str(during),
+        "slack_down_requests_per_minute": f"{during * 60 / DOWN_S:.0f}",
+        "slack_down_back_to_all_delivered_s": f"{delivered_s:.2f}",
+        "slack_down_lost": str(sum(1 for i in ids if final[i].state != "sent")),
+        "slack_down_duplicates": str(sum(1 for recipient in dms if per_user[recipient] > 1)),
+    }
+
+
 async def _on_a_fresh_database(
     server: str, measure: Callable[[str], Awaitable[dict[str, str]]]
 ) -> dict[str, str]:
@@ -177,10 +241,12 @@ def run() -> None:
     runs: list[tuple[str, PaceFor, Rates]] = [
         ("shared_pace_learned", StorePace, None),
         ("shared_pace_configured", StorePace, {POST: RATE * 0.95}),
-        ("per_replica_pace", lambda _uow: LocalPace(), None),
+        ("per_replica_pace", lambda _uow: LocalPace(), {POST: RATE * 0.95}),
     ]
     print(f"shared_pace_slack_rate: {RATE:.0f}")
     for prefix, pace_for, rates in runs:
         measure = functools.partial(_measure, prefix, pace_for=pace_for, rates=rates)
         for name, value in asyncio.run(_on_a_fresh_database(server, measure)).items():
             print(f"{name}: {value}")
+    for name, value in asyncio.run(_on_a_fresh_database(server, _measure_outage)).items():
+        print(f"{name}: {value}")

@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from store.pace import interval, learned_rate
+from store.pace import Learned, interval, learned_rate
 from store.uow import UnitOfWork
 
 
@@ -88,8 +88,7 @@ class StorePace:
 
 @dataclass(slots=True)
 class _Method:
-    rate: float | None = None
-    learned_at: float | None = None
+    learned: Learned = field(default_factory=Learned)
     not_before: float = -math.inf
     next_slot: float = -math.inf
 
@@ -104,7 +103,8 @@ class LocalPace:
     async def known(self) -> Mapping[str, Known]:
         now = self._monotonic()
         return {
-            name: Known(rate=m.rate, wait=max(0.0, m.not_before - now)) for name, m in self._methods.items()
+            name: Known(rate=m.learned.rate, wait=max(0.0, m.not_before - now))
+            for name, m in self._methods.items()
         }
 
     async def reserve(self, method: str, *, cap: float | None, within: float) -> Turn:
@@ -112,17 +112,15 @@ class LocalPace:
         now = self._monotonic()
         start = max(pace.next_slot, pace.not_before, now)
         if start > now + within:
-            return Turn(wait=start - now, rate=pace.rate, taken=False)
-        pace.next_slot = start + interval(pace.rate, cap)
-        return Turn(wait=start - now, rate=pace.rate, taken=True)
+            return Turn(wait=start - now, rate=pace.learned.rate, taken=False)
+        pace.next_slot = start + interval(pace.learned.rate, cap)
+        return Turn(wait=start - now, rate=pace.learned.rate, taken=True)
 
     async def learn(
         self, method: str, *, retry_after: float, let_through: int | None, paced_at: float | None
     ) -> Known:
         pace = self._methods.setdefault(method, _Method())
         now = self._monotonic()
-        pace.rate, pace.learned_at = learned_rate(
-            rate=pace.rate, learned_at=pace.learned_at, now=now, let_through=let_through, paced_at=paced_at
-        )
+        pace.learned = learned_rate(pace.learned, now=now, let_through=let_through, paced_at=paced_at)
         pace.not_before = max(pace.not_before, now + max(retry_after, 0.0))
-        return Known(rate=pace.rate, wait=pace.not_before - now)
+        return Known(rate=pace.learned.rate, wait=pace.not_before - now)

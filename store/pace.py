@@ -16,12 +16,13 @@ rate is never raised by one replica's report, with one exception. Calls made wit
 count what Slack let through *to that replica* in the last second; when replicas burst together
 each sees only its share of one allowance, so the shares reported within one second of the first
 are added up (a dispatcher reports once per burst). A 429 on a paced call means the rate in force
-was too high: it is lowered by a tenth, at most once a second.
+was too high: when another follows within ten seconds (one alone may be the network bunching
+arrivals), it is lowered by a tenth, at most once a second.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Float, case, cast, extract, func, literal, select, update
@@ -37,6 +38,8 @@ SAFETY = 0.95
 DECREASE = 0.9
 # Seconds: reports closer than this to the rate's last change belong to the same burst.
 EPISODE = 1.0
+# Seconds: a paced call refused again within this long lowers the rate (once alone does not).
+PERSISTENT = 10.0
 # No lower than one call a minute (Slack's slowest tier): a stream of 429s cannot stop a method.
 MIN_RATE = 1 / 60
 
@@ -71,32 +74,40 @@ class MethodPace:
         return max(0.0, self.not_before - self.now)
 
 
-def learned_rate(
-    *,
-    rate: float | None,
-    learned_at: float | None,
-    now: float,
-    let_through: int | None,
-    paced_at: float | None,
-) -> tuple[float | None, float | None]:
-    """(rate, learned_at) after a 429. `let_through`: the successful calls of the reporting
-    replica in the second before it, made without a known rate (None: too few to say anything).
-    `paced_at`: the rate the refused call was paced at (None: it was not paced)."""
-    same_burst = rate is not None and learned_at is not None and now - learned_at < EPISODE
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What the 429s taught about one method so far (times on the database's clock)."""
+
+    rate: float | None = None
+    learned_at: float | None = None  # when `rate` last changed
+    refused_at: float | None = None  # when a paced call last met a 429
+
+
+def learned_rate(was: Learned, *, now: float, let_through: int | None, paced_at: float | None) -> Learned:
+    """What is known after a 429. `let_through`: the successful calls of the reporting replica in
+    the second before it, made without a known rate (None: too few to say anything). `paced_at`:
+    the rate the refused call was paced at (None: it was not paced)."""
+    same_burst = was.rate is not None and was.learned_at is not None and now - was.learned_at < EPISODE
     if paced_at is not None:
-        if same_burst:
-            return rate, learned_at  # this burst has lowered it already
+        since = None if was.refused_at is None else now - was.refused_at
+        if same_burst or (since is not None and since < EPISODE):
+            return was  # the same bunch of refusals
+        if since is None or since > PERSISTENT:
+            # One refusal alone may be the network bunching arrivals: lowering the rate for good
+            # on it would slow every fan-out after. A second one within PERSISTENT seconds says
+            # the rate in force is too high.
+            return replace(was, refused_at=now)
         lowered = max(MIN_RATE, paced_at * DECREASE)
-        return (lowered if rate is None else min(rate, lowered)), now
+        return Learned(lowered if was.rate is None else min(was.rate, lowered), now, now)
     if let_through is None:
-        return rate, learned_at
+        return was
     seen = max(MIN_RATE, let_through * SAFETY)
-    if rate is None:
-        return seen, now
+    if was.rate is None:
+        return replace(was, rate=seen, learned_at=now)
     if same_burst:
-        return rate + seen, learned_at  # another replica's share of the same second
+        return replace(was, rate=was.rate + seen)  # another replica's share of the same second
     # A replica that had not heard of the rate yet: its count is a share, not the allowance.
-    return rate, learned_at
+    return was
 
 
 def interval(rate: float | None, cap: float | None) -> float:
@@ -178,26 +189,26 @@ class Pace:
         t = slack_pace
         now_column = _clock(self._connection).label("now")
         held = await self._connection.execute(
-            select(t.c.rate, t.c.learned_at, t.c.not_before, now_column)
+            select(t.c.rate, t.c.learned_at, t.c.refused_at, t.c.not_before, now_column)
             .where(t.c.method == method)
             .with_for_update()
         )
         row = held.mappings().one()
         now = float(row["now"])
-        rate, learned_at = learned_rate(
-            rate=row["rate"],
-            learned_at=row["learned_at"],
-            now=now,
-            let_through=let_through,
-            paced_at=paced_at,
-        )
+        was = Learned(row["rate"], row["learned_at"], row["refused_at"])
+        learned = learned_rate(was, now=now, let_through=let_through, paced_at=paced_at)
         not_before = max(float(row["not_before"]), now + max(retry_after, 0.0))
         await self._connection.execute(
             update(t)
             .where(t.c.method == method)
-            .values(rate=rate, learned_at=learned_at, not_before=not_before)
+            .values(
+                rate=learned.rate,
+                learned_at=learned.learned_at,
+                refused_at=learned.refused_at,
+                not_before=not_before,
+            )
         )
-        return MethodPace(method, rate, not_before, now)
+        return MethodPace(method, learned.rate, not_before, now)
 
     async def _ensure(self, method: str) -> None:
         await insert_unless_exists(

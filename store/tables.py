@@ -262,7 +262,8 @@ inbox = Table(
 # agree on every slot. `rate`: the calls per second all replicas together may start, learned from
 # Slack's 429s (NULL: not learned); `next_slot`: the start of the next free slot (a reservation
 # takes it and moves it on by 1/rate); `not_before`: Retry-After, which every replica honours;
-# `learned_at`: when `rate` last changed (reports of one burst are added up, see store.pace).
+# `learned_at`: when `rate` last changed (reports of one burst are added up, see store.pace);
+# `refused_at`: when a paced call last met a 429 (one alone does not lower the rate).
 slack_pace = Table(
     "slack_pace",
     metadata,
@@ -271,4 +272,5 @@ slack_pace = Table(
     Column("not_before", Float, nullable=False, server_default=text("0")),
     Column("next_slot", Float, nullable=False, server_default=text("0")),
     Column("learned_at", Float, nullable=True),
+    Column("refused_at", Float, nullable=True),
 )

@@ -19,7 +19,7 @@ from bot.pace import LocalPace, StorePace, Turn
 from packets.messages import MessageKind
 from store.db import make_engine
 from store.outbox import UNFINISHED, OutboxState
-from store.pace import DECREASE, MIN_RATE, SAFETY, learned_rate
+from store.pace import DECREASE, MIN_RATE, SAFETY, Learned, learned_rate
 from store.uow import UnitOfWork
 from tests.slack_standin import SlackStandin
 from tests.test_dispatcher import FakeOutbox, line
@@ -33,41 +33,46 @@ FAST = RetryPolicy(attempts_per_round=3, first_delay=0.01, max_delay=0.05)
 
 
 def test_the_first_report_of_a_burst_is_the_rate_a_little_under_what_slack_let_through() -> None:
-    assert learned_rate(rate=None, learned_at=None, now=100.0, let_through=40, paced_at=None) == (
-        40 * SAFETY,
-        100.0,
-    )
+    learned = learned_rate(Learned(), now=100.0, let_through=40, paced_at=None)
+
+    assert (learned.rate, learned.learned_at) == (40 * SAFETY, 100.0)
 
 
 def test_shares_of_one_burst_reported_by_several_replicas_add_up() -> None:
-    rate, at = learned_rate(rate=38.0, learned_at=100.0, now=100.4, let_through=20, paced_at=None)
+    learned = learned_rate(Learned(38.0, 100.0), now=100.4, let_through=20, paced_at=None)
 
-    assert (rate, at) == (38.0 + 20 * SAFETY, 100.0)
+    assert (learned.rate, learned.learned_at) == (38.0 + 20 * SAFETY, 100.0)
 
 
 def test_a_share_reported_after_the_burst_never_raises_the_rate() -> None:
-    assert learned_rate(rate=38.0, learned_at=100.0, now=105.0, let_through=90, paced_at=None) == (
-        38.0,
-        100.0,
-    )
+    was = Learned(38.0, 100.0)
 
-
-def test_a_429_on_a_paced_call_lowers_the_rate_by_a_tenth_once_a_second_and_never_to_nothing() -> None:
-    lowered, at = learned_rate(rate=50.0, learned_at=10.0, now=100.0, let_through=None, paced_at=50.0)
-    assert (lowered, at) == (50.0 * DECREASE, 100.0)
-    assert learned_rate(rate=lowered, learned_at=at, now=100.5, let_through=None, paced_at=lowered) == (
-        lowered,
-        at,
-    )
-    # A configured cap that was too high teaches a rate too.
-    assert learned_rate(rate=None, learned_at=None, now=1.0, let_through=None, paced_at=20.0)[0] == 18.0
-    assert learned_rate(rate=MIN_RATE, learned_at=0.0, now=9.0, let_through=None, paced_at=MIN_RATE)[0] == (
-        MIN_RATE
-    )
+    assert learned_rate(was, now=105.0, let_through=90, paced_at=None) == was
 
 
 def test_a_429_with_too_few_calls_before_it_teaches_no_rate() -> None:
-    assert learned_rate(rate=None, learned_at=None, now=1.0, let_through=None, paced_at=None) == (None, None)
+    assert learned_rate(Learned(), now=1.0, let_through=None, paced_at=None) == Learned()
+
+
+def test_one_429_on_a_paced_call_alone_lowers_nothing_a_second_within_ten_seconds_lowers_by_a_tenth() -> None:
+    once = learned_rate(Learned(50.0, 10.0), now=100.0, let_through=None, paced_at=50.0)
+    assert once == Learned(50.0, 10.0, refused_at=100.0)
+    # The same bunch of refusals, a moment later: still nothing.
+    assert learned_rate(once, now=100.3, let_through=None, paced_at=50.0) == once
+
+    twice = learned_rate(once, now=103.0, let_through=None, paced_at=50.0)
+    assert twice == Learned(50.0 * DECREASE, 103.0, 103.0)
+    # Long after: one refusal alone again.
+    assert learned_rate(twice, now=200.0, let_through=None, paced_at=45.0).rate == twice.rate
+
+
+def test_a_configured_cap_refused_again_and_again_teaches_a_lower_rate_but_never_none() -> None:
+    learned = Learned()
+    for second in range(1, 400):
+        learned = learned_rate(learned, now=float(second), let_through=None, paced_at=learned.rate or 20.0)
+        if second == 2:
+            assert learned.rate == 18.0
+    assert learned.rate == MIN_RATE
 
 
 # -- the table ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("not_before", sa.Float, nullable=False, server_default=sa.text("0")),
         sa.Column("next_slot", sa.Float, nullable=False, server_default=sa.text("0")),
         sa.Column("learned_at", sa.Float, nullable=True),
+        sa.Column("refused_at", sa.Float, nullable=True),
         sa.PrimaryKeyConstraint("method", name="pk_slack_pace"),
     )
 
