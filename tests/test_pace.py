@@ -206,6 +206,31 @@ async def test_three_replicas_on_one_database_keep_together_under_the_rate_one_o
     assert max(delivered.values()) == 1, "duplicated"
 
 
+async def test_a_retry_after_told_to_one_replica_holds_back_another_that_had_not_called_yet() -> None:
+    shared = LocalPace()  # the table's rules, shared in memory by the two replicas
+    first, second = FakeOutbox(), FakeOutbox()
+    first.add(MessageKind.RUN_STATE, "U001", line(1))
+    second.add(MessageKind.RUN_STATE, "U002", line(2))
+    async with SlackStandin() as slack:
+        slack.fail_next(POST, status=429, headers={"Retry-After": "2"})
+
+        def replica(outbox: FakeOutbox) -> Dispatcher:
+            client = make_client(token=slack.token, base_url=slack.base_url)
+            return Dispatcher(client=client, outbox=outbox, policy=FAST, pace=shared)
+
+        told = asyncio.ensure_future(replica(first).drain())
+        while not slack.calls(POST):
+            await asyncio.sleep(0.01)
+        await replica(second).drain()
+        await told
+
+    refusal, *later = slack.calls(POST)
+    assert refusal.status == 429 and [c.ok for c in later] == [True, True]
+    # Slack never heard from the second replica before the Retry-After the first was told.
+    (other,) = [c for c in later if c.body["channel"] == "U002"]
+    assert other.at >= refusal.at + 2 - 0.01
+
+
 # -- the store failing while pacing ------------------------------------------------------------
 
 
