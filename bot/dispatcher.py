@@ -637,7 +637,7 @@ class PaceUnavailable(Exception):
     store error, before the call it was asked for leaves."""
 
     def __init__(self, method: str) -> None:
-        super().__init__(f"the shared pace of {method} is unavailable")
+        super().__init__(M.ERROR_PACE_UNAVAILABLE.format(method=method))
         self.method = method
 
 
@@ -655,7 +655,7 @@ def _rate_in_force(rate: float | None, cap: float | None) -> float | None:
 # Woken this much after its slot (or half an interval, if longer), a call takes a fresh slot.
 _LATE = 0.01
 
-# How often a replica asks what the others learned about methods it paces by nobody's rate.
+# How often a replica asks what the others learned, about the methods it knows no rate for.
 _NEWS_EVERY = 1.0
 
 # Slack message metadata event type carrying the outbox row id.
