@@ -593,6 +593,7 @@ class Dispatcher:
                     self._not_before[method] = max(self._not_before.get(method, 0.0), now + news.wait)
 
     def _note(self, method: str, rate: float | None) -> None:
+        metrics.SLACK_PACE_RATE.labels(method=method).set(rate or 0)
         if rate is None:
             # Never learned, or an operator deleted what was: the next 429 teaches it again.
             self._learned.pop(method, None)
