@@ -5,11 +5,15 @@ next free slot — the latest of `next_slot`, `not_before` and now — and moves
 1/rate; the caller sleeps until its slot. However many replicas reserve, the slots they get are
 1/rate apart, so together they start at most `rate` calls a second. A slot further away than the
 caller would wait is not taken (the row is left as it was), so callers that give up do not push
-the slots of the others back.
+the slots of the others back. Why slots rather than a sliding window like Slack's own (what one
+process did before): a window shared by replicas needs a row per call and a count per call; a
+slot needs one row per method and one UPDATE per call. Even spacing forgoes the burst an empty
+window would allow at the start of a fan-out (a fraction of a second per fan-out).
 
 Every time is seconds since the epoch on the database's clock (`clock_timestamp()` on
 PostgreSQL, the file's host on SQLite): replicas on hosts whose clocks disagree still agree on
-every slot, and a replica only ever turns a slot into a duration (`Turn.wait`) to sleep.
+every slot, and a replica only ever turns a slot into a duration (`Turn.wait`) to sleep. Plain
+floats, not timestamps: `slot + 1/rate` is then the same SQL on both databases.
 
 What a 429 teaches (`learn`, `learned_rate`): Retry-After becomes `not_before` for everyone; the
 rate is never raised by one replica's report, with one exception. Calls made without a known rate
