@@ -12,6 +12,7 @@ import sys
 MODULES: list[str] = [
     "resequence",
     "fanout",
+    "shared_pace",
     "readiness",
     "gate_ticks",
     "alert_to_message",

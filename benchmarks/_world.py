@@ -146,9 +146,10 @@ def _engine(url: str, *, fast_writes: bool) -> Any:
     return engine
 
 
-async def make_world(*, fast_writes: bool = False) -> World:
+async def make_world(*, fast_writes: bool = False, url: str | None = None) -> World:
+    """A world on a fresh SQLite file, or on the (empty) database at `url`."""
     workdir = tempfile.mkdtemp(prefix="cutover-bench-")
-    url = f"sqlite+aiosqlite:///{os.path.join(workdir, 'bench.db')}"
+    url = url or f"sqlite+aiosqlite:///{os.path.join(workdir, 'bench.db')}"
     await upgrade(url)
     uow = UnitOfWork(_engine(url, fast_writes=fast_writes))
     clock = SimulatedClock(WINDOW_START)

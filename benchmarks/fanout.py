@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from benchmarks._world import AUTHORITY, WINDOW_START, chained_plan, make_world, quiet, started_run
 from bot.dispatcher import Dispatcher, make_client
 from bot.outbox_port import StoreOutbox
+from bot.pace import StorePace
 from handlers import commands as c
 from handlers.adoption import adopt_packet
 from handlers.resequence import report_late
@@ -37,7 +38,14 @@ async def _measure(prefix: str, rates: dict[str, float] | None) -> dict[str, str
         async with SlackStandin() as slack:
             client = make_client(token=slack.token, base_url=slack.base_url)
             outbox = StoreOutbox(world.uow)
-            dispatcher = Dispatcher(client=client, outbox=outbox, find_target=outbox.find_target, rates=rates)
+            # Paced through the slack_pace table, as `serve` wires it.
+            dispatcher = Dispatcher(
+                client=client,
+                outbox=outbox,
+                find_target=outbox.find_target,
+                rates=rates,
+                pace=StorePace(world.uow),
+            )
             # The set-up's own notices (v1's card among them) go out first, unlimited and unmeasured.
             await dispatcher.drain(now_fn=world.clock.now)
             world.clock.advance(timedelta(minutes=1))

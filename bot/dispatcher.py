@@ -10,7 +10,9 @@ it, and record the outcome:
 - sent: `mark_sent` with Slack's `ts` and channel (a later chat.update needs both);
 - HTTP 429: wait out `Retry-After` and try again. The wait is per Web API method (Slack's limits
   are per method), so one rate-limited method does not stop the others; a wait longer than
-  `max_inline_wait` leaves the row pending until then instead of holding the drain;
+  `max_inline_wait` leaves the row pending until then instead of holding the drain. What the 429
+  teaches (Retry-After, the rate Slack let through) is told to the `PacePort` (bot/pace.py), which
+  every replica shares in production;
 - HTTP 5xx, network errors, timeouts, Slack's own transient errors (`internal_error`, auth
   problems an operator can fix ...): retry with exponential backoff and jitter; after the last
   attempt of a round the row stays pending (`mark_retry` with a later `next_attempt_at`). Never
@@ -19,6 +21,12 @@ it, and record the outcome:
 - Slack's other definitive answers (`channel_not_found`, `not_in_channel`, `message_not_found`
   ...): `mark_failed` with the error. Retrying would change nothing and would block the rows
   queued behind it for the same recipient.
+
+Pace: Slack's limits are per app and method, whichever replica calls. A method with a known rate
+(configured `rates`, or learned from a 429 by any replica) is paced by reservation: each call
+first takes the method's next slot from the `PacePort` and waits for it, so N replicas together
+stay under one rate. A method with no known rate goes unpaced, without a round trip per call; the
+dispatcher asks the port what is known about it at most once a second.
 
 Order: rows to the same recipient are sent one after another in claim order, and when one stays
 pending the ones behind it wait with it, so a DM never shows v4's changes before v3's. Different
@@ -38,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -55,6 +64,7 @@ from bot import messages as M
 from bot import metrics
 from bot.breaker import Breaker
 from bot.ids import SURFACE, Surface
+from bot.pace import LocalPace, PacePort
 from bot.render import RenderError, render, render_home
 from packets.messages import MessageKind
 from packets.witness import WitnessedHead, message_metadata
@@ -257,6 +267,7 @@ class Dispatcher:
         find_thread: FindTarget | None = None,
         rates: Mapping[str, float] | None = None,
         on_failed: OnFailed | None = None,
+        pace: PacePort | None = None,
     ) -> None:
         if any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
             raise ValueError("the dispatcher owns 429 retries: build the client with make_client()")
@@ -273,15 +284,19 @@ class Dispatcher:
         self._on_failed = on_failed
         # Per Web API method: the monotonic time before which Slack asked us not to call it.
         self._not_before: dict[str, float] = {}
-        # Per method: when recent calls succeeded, and once Slack has said 429 (or the operator set
-        # a rate), how many calls any one second may start, and when the last ones started: a
-        # sliding window like Slack's own, so a fan-out pays one Retry-After at most, not one
-        # per burst.
+        # Per method: when recent calls succeeded (what Slack let through before a 429).
         self._recent_ok: dict[str, collections.deque[float]] = {}
-        # `rates` (calls per second per method) is what the operator knows the workspace allows;
-        # without it the pace is learned from the first 429.
-        self._allowed: dict[str, int] = {m: max(1, int(r)) for m, r in (rates or {}).items() if r > 0}
-        self._in_flight: dict[str, int] = {}
+        # `rates` (calls per second per method) is what the operator knows the workspace allows:
+        # a cap on the shared pace, for all replicas together. Without it the pace is learned
+        # from the first 429 (of any replica).
+        self._caps: dict[str, float] = {m: float(r) for m, r in (rates or {}).items() if r > 0}
+        self._pace: PacePort = pace or LocalPace(monotonic=monotonic)
+        # Methods with a learned rate, as last heard from the port: these are paced by reservation.
+        self._learned: dict[str, float] = {}
+        # Methods whose unpaced let-through this replica has reported: once per burst, not per 429.
+        self._reported: set[str] = set()
+        self._heard_at = -math.inf
+        self._news_lock = asyncio.Lock()
         self._breaker = Breaker(self._policy.breaker_failures)
         self._wake = asyncio.Event()
         self._stopping = False
@@ -462,30 +477,35 @@ class Dispatcher:
                 await self._nap(wait)
                 if self._stopping:
                     continue
+            paced_at: float | None = None
             try:
                 async with self._slots:
                     if self._not_before.get(request.method, 0.0) > self._monotonic():
                         continue  # a 429 came back while this request queued for a slot
-                    if not await self._paced(request.method):
-                        continue  # stopping
+                    # A store error here raises PaceUnavailable, which none of the clauses below
+                    # take for Slack's: the lane stops like on any store error, nothing was sent.
+                    turn = await self._take_turn(request.method)
+                    paced_at = turn.paced_at
+                    if turn.too_long is not None:
+                        return _Retry(
+                            after=turn.too_long,
+                            error=M.ERROR_RATE_LIMITED.format(method=request.method, seconds=turn.too_long),
+                        )
+                    if self._stopping or self._not_before.get(request.method, 0.0) > self._monotonic():
+                        continue  # stopping, or a 429 came back while this one waited its turn
                     if not await self._breaker.admit(request.method):
-                        self._in_flight[request.method] -= 1
                         return _Retry(
                             after=policy.round_delay(row.attempts, self._rng),
                             error=M.ERROR_BREAKER.format(method=request.method),
                         )
                     if store_down is not None and store_down.is_set():
-                        self._in_flight[request.method] -= 1
                         self._breaker.abandon(request.method)
                         return None
-                    try:
-                        response = await (
-                            self._client.files_upload_v2(**request.args)
-                            if request.method == UPLOAD
-                            else self._client.api_call(request.method, json=request.args)
-                        )
-                    finally:
-                        self._in_flight[request.method] -= 1
+                    response = await (
+                        self._client.files_upload_v2(**request.args)
+                        if request.method == UPLOAD
+                        else self._client.api_call(request.method, json=request.args)
+                    )
                 self._succeeded(request.method)
                 self._breaker.answered(request.method)
                 return _sent(request, response.data if isinstance(response.data, dict) else {})
@@ -497,7 +517,7 @@ class Dispatcher:
                 if status == 429 or not (transient or error in TRANSIENT_ERRORS):
                     self._breaker.answered(request.method)  # Slack is there, whatever it said
                 if status == 429:
-                    self._hold_method(request.method, retry_after)
+                    await self._hold_method(request.method, retry_after, paced_at=paced_at)
                     rate_waits += 1
                     if rate_waits > policy.rate_limit_waits:
                         return _Retry(
@@ -528,16 +548,82 @@ class Dispatcher:
                 return _Retry(after=policy.round_delay(row.attempts, self._rng), error=problem)
             await self._nap(policy.backoff(attempts, self._rng))
 
-    def _hold_method(self, method: str, retry_after: float) -> None:
+    async def _take_turn(self, method: str) -> _Turn:
+        """This call's turn under the method's shared pace, waited for; at once when none is known."""
+        cap = self._caps.get(method)
+        if cap is None and method not in self._learned:
+            await self._hear_news()
+            if method not in self._learned:
+                return _Turn(paced_at=None)  # nothing known: no round trip per call
+        for chance in range(2):
+            try:
+                turn = await self._pace.reserve(method, cap=cap, within=self._policy.max_inline_wait)
+            except Exception as exc:
+                raise PaceUnavailable(method) from exc
+            self._note(method, turn.rate)
+            paced_at = _rate_in_force(turn.rate, cap)
+            if not turn.taken:
+                return _Turn(paced_at=paced_at, too_long=turn.wait)
+            due = self._monotonic() + turn.wait
+            if turn.wait > 0:
+                await self._nap(turn.wait)
+            # Woken well after its slot (the loop was busy): the callers of the slots after it are
+            # late too, and going now would land them on Slack together. Once, take a fresh slot.
+            late = self._monotonic() - due
+            if chance or paced_at is None or late <= max(0.5 / paced_at, _LATE) or self._stopping:
+                break
+        return _Turn(paced_at=paced_at)
+
+    async def _hear_news(self) -> None:
+        """What the other replicas learned (rates, Retry-After), asked at most once a second."""
+        # Callers that arrive while the question is out wait for its answer: going ahead unpaced
+        # meanwhile is the burst the question is there to prevent.
+        async with self._news_lock:
+            now = self._monotonic()
+            if now - self._heard_at < _NEWS_EVERY:
+                return
+            try:
+                known = await self._pace.known()
+            except Exception as exc:
+                raise PaceUnavailable("*") from exc
+            self._heard_at = now
+            for method, news in known.items():
+                self._note(method, news.rate)
+                if news.wait > 0:
+                    self._not_before[method] = max(self._not_before.get(method, 0.0), now + news.wait)
+
+    def _note(self, method: str, rate: float | None) -> None:
+        metrics.SLACK_PACE_RATE.labels(method=method).set(rate or 0)
+        if rate is None:
+            # Never learned, or an operator deleted what was: the next 429 teaches it again.
+            self._learned.pop(method, None)
+            self._reported.discard(method)
+        else:
+            self._learned[method] = rate
+
+    async def _hold_method(self, method: str, retry_after: float, *, paced_at: float | None) -> None:
         metrics.OUTBOX_RETRIES.labels(reason="429").inc()
         log.warning(M.LOG.rate_limited, method, retry_after)
-        until = self._monotonic() + retry_after
-        self._not_before[method] = max(self._not_before.get(method, 0.0), until)
-        # What Slack let through in the last second is the rate it allows: keep under it.
-        let_through = len(self._recent_ok.get(method, ()))
-        if let_through >= _MIN_TO_LEARN:  # fewer says nothing about the rate, only about a burst
-            allowed = int(let_through * 0.95)
-            self._allowed[method] = min(self._allowed.get(method, allowed), allowed)
+        now = self._monotonic()
+        self._not_before[method] = max(self._not_before.get(method, 0.0), now + retry_after)
+        # What Slack let through to this replica in the last second, for a call that was not paced:
+        # reported once (the other requests of the same burst come back 429 too), and only when
+        # it says something about the rate rather than about a burst.
+        let_through = None
+        if paced_at is None and method not in self._reported:
+            seen = sum(1 for at in self._recent_ok.get(method, ()) if now - at <= 1.0)
+            if seen >= _MIN_TO_LEARN:
+                let_through = seen
+                self._reported.add(method)
+        try:
+            news = await self._pace.learn(
+                method, retry_after=retry_after, let_through=let_through, paced_at=paced_at
+            )
+        except Exception as exc:
+            raise PaceUnavailable(method) from exc
+        self._note(method, news.rate)
+        if news.wait > 0:
+            self._not_before[method] = max(self._not_before[method], now + news.wait)
 
     def _succeeded(self, method: str) -> None:
         now = self._monotonic()
@@ -546,29 +632,32 @@ class Dispatcher:
         while recent and now - recent[0] > 1.0:
             recent.popleft()
 
-    async def _paced(self, method: str) -> bool:
-        """Wait until one more call of `method` cannot exceed the allowed calls per second.
 
-        Slack counts arrivals; an arrival comes before its completion, so the calls completed in
-        the last second plus those still in flight bound what Slack has counted, whatever the
-        network or the event loop delayed.
-        """
-        self._in_flight[method] = self._in_flight.get(method, 0)
-        allowed = self._allowed.get(method)
-        while allowed is not None:
-            if self._stopping:
-                return False
-            now = self._monotonic()
-            done = self._recent_ok.setdefault(method, collections.deque())
-            while done and now - done[0] > 1.0:
-                done.popleft()
-            if len(done) + self._in_flight[method] < allowed:
-                break
-            wake = done[0] + 1.0 - now + 0.001 if done else 0.005
-            await self._nap(max(wake, 0.001))
-        self._in_flight[method] += 1
-        return True
+class PaceUnavailable(Exception):
+    """The shared pace could not be read or written (the store failed): the batch stops, as on any
+    store error, before the call it was asked for leaves."""
 
+    def __init__(self, method: str) -> None:
+        super().__init__(M.ERROR_PACE_UNAVAILABLE.format(method=method))
+        self.method = method
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    paced_at: float | None  # the rate this call was paced at; None: not paced
+    too_long: float | None = None  # seconds: its turn was too far away, the row stays pending
+
+
+def _rate_in_force(rate: float | None, cap: float | None) -> float | None:
+    rates = [r for r in (rate, cap) if r is not None and r > 0]
+    return min(rates) if rates else None
+
+
+# Woken this much after its slot (or half an interval, if longer), a call takes a fresh slot.
+_LATE = 0.01
+
+# How often a replica asks what the others learned, about the methods it knows no rate for.
+_NEWS_EVERY = 1.0
 
 # Slack message metadata event type carrying the outbox row id.
 IDEMPOTENCY_EVENT = "cutover_outbox_message"

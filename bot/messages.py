@@ -316,6 +316,7 @@ ERROR_WAITING_BEHIND: Final = "waiting behind outbox row {row} for the same reci
 ERROR_STOPPING: Final = "handed back to the queue by a replica stopping"
 ERROR_RATE_LIMITED: Final = "rate limited on {method} for {seconds:.1f}s"
 ERROR_BREAKER: Final = "Slack's {method} kept failing this round; the row waits for the next"
+ERROR_PACE_UNAVAILABLE: Final = "the shared pace toward Slack ({method}) could not be read or written"
 ERROR_HTTP: Final = "HTTP {status} from {method}"
 ERROR_NETWORK: Final = "network error on {method}: {error}"
 ERROR_SLACK: Final = "{method}: {error}"

@@ -29,6 +29,13 @@ OUTBOX_BREAKER_OPENED = Counter(
     "Times a Slack Web API method failed so often in a row that it was not called for a while",
     registry=REGISTRY,
 )
+SLACK_PACE_RATE = Gauge(
+    "cutover_slack_pace_rate",
+    "Calls a second all replicas together may start, per Slack Web API method, learned from 429s"
+    " (the slack_pace table, as this replica last heard it; 0: none learned)",
+    ["method"],
+    registry=REGISTRY,
+)
 OUTBOX_PENDING = Gauge("cutover_outbox_pending", "Outbox rows not yet delivered", registry=REGISTRY)
 GATE_CHECKS = Counter(
     "cutover_gate_checks_total", "Gate evaluations by outcome", ["outcome"], registry=REGISTRY

@@ -20,8 +20,9 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     # Send the outbox at most this many messages at once; Slack's tier limits do the rest.
     dispatch_concurrency: int = Field(default=8, ge=1, le=64)
-    # chat.postMessage calls per second this workspace allows the bot (0: unknown, learned from
-    # the first 429). Set it a little under the allowance and a large fan-out never meets a 429.
+    # chat.postMessage calls per second this workspace allows the bot, all replicas together (a
+    # cap on the shared pace, bot.pace; 0: unknown, learned from the first 429 of any replica).
+    # Set it a little under the allowance and a large fan-out never meets a 429.
     slack_post_rate: float = Field(default=0, ge=0, le=1000)
 
     # This replica's identity for the claims it takes (inbox and outbox rows). Stable across

@@ -20,7 +20,8 @@ What `build` puts together:
   directory), the actuator per plan (`bot.actuators.actuator_for`), and `on_change`, which wakes
   the dispatcher and re-derives that run's scheduler jobs;
 - the dispatcher over the store's outbox (`bot.outbox_port.StoreOutbox`, which also finds the
-  message a `packet_superseded` notice updates);
+  message a `packet_superseded` notice updates), paced toward Slack by the `slack_pace` table
+  (`bot.pace.StorePace`), so that every replica keeps under one rate per Web API method;
 - the Bolt `AsyncApp` with every listener (`bot.app.build_app`), the aiohttp web app
   (`bot.server.build_web_app`, with `POST /alertmanager` from `bot.alertmanager`) and the
   scheduler (`bot.scheduler.Scheduler`).
@@ -47,6 +48,7 @@ from bot.clock import SystemClock
 from bot.dispatcher import Dispatcher, DrainReport, RetryPolicy
 from bot.intake import Intake, default_replica_id
 from bot.outbox_port import StoreOutbox
+from bot.pace import StorePace
 from bot.scheduler import Scheduler
 from bot.server import bolt_dispatch, build_web_app
 from bot.settings import Settings
@@ -266,6 +268,7 @@ async def build(
         find_thread=outbox.find_thread,
         rates=settings.rates(),
         on_failed=undelivered.failed,
+        pace=StorePace(uow),
     )
     scheduler: Scheduler | None = None
 

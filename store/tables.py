@@ -256,3 +256,21 @@ inbox = Table(
     Column("last_error", Text, nullable=True),
     Index(None, "state", "next_attempt_at"),
 )
+
+# The pace toward Slack per Web API method, shared by every replica (bot.pace). Times are seconds
+# since the epoch on the database's own clock, so replicas on hosts whose clocks disagree still
+# agree on every slot. `rate`: the calls per second all replicas together may start, learned from
+# Slack's 429s (NULL: not learned); `next_slot`: the start of the next free slot (a reservation
+# takes it and moves it on by 1/rate); `not_before`: Retry-After, which every replica honours;
+# `learned_at`: when `rate` last changed (reports of one burst are added up, see store.pace);
+# `refused_at`: when a paced call last met a 429 (one alone does not lower the rate).
+slack_pace = Table(
+    "slack_pace",
+    metadata,
+    Column("method", String(NAME), primary_key=True),
+    Column("rate", Float, nullable=True),
+    Column("not_before", Float, nullable=False, server_default=text("0")),
+    Column("next_slot", Float, nullable=False, server_default=text("0")),
+    Column("learned_at", Float, nullable=True),
+    Column("refused_at", Float, nullable=True),
+)

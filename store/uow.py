@@ -47,6 +47,7 @@ from store.holds import Holds
 from store.inbox import CURRENT, ClaimLost, Inbox
 from store.ledger import Ledger
 from store.outbox import Outbox
+from store.pace import Pace
 from store.packets import Packets
 from store.plans import PlanRow, Plans
 from store.runs import Runs
@@ -70,6 +71,7 @@ class Transaction:
         self.outbox = Outbox(connection)
         self.shifts = Shifts(connection)
         self.inbox = Inbox(connection)
+        self.pace = Pace(connection)
 
 
 # asyncio locks belong to one event loop; a second loop (a CLI run in a thread) gets its own and
