@@ -64,8 +64,9 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics
+from bot.group_commit import GroupCommit
 from packets.redact import redact, redact_data
-from store.inbox import CURRENT, Claim, ClaimLost
+from store.inbox import CURRENT, Arriving, Claim, ClaimLost
 from store.uow import UnitOfWork
 
 log = logging.getLogger("cutover_bot.intake")
@@ -151,6 +152,7 @@ class Intake:
         self._tasks: dict[asyncio.Task[BoltResponse | None], Claim] = {}
         self._wake = asyncio.Event()
         self._closing = False
+        self._arrivals = GroupCommit(uow, by=self.replica, lease=lease)
 
     # -- the ack path ------------------------------------------------------------------------
 
@@ -161,15 +163,12 @@ class Intake:
             return web.json_response({"error": "shutting down"}, status=503)
         now = self._now()
         kept = {k: v for k, v in headers.items() if k.lower() in KEPT_HEADERS}
-        async with self._uow.transaction() as tx:
-            row_id = await tx.inbox.accept(
-                dedupe_key=hashlib.sha256(body.encode()).hexdigest(),
-                body=at_rest(body, _content_type(headers)),
-                headers=kept,
-                at=now,
-                by=self.replica,
-                lease=self._lease,
-            )
+        stored = at_rest(body, _content_type(headers))
+        # Committed with the requests arriving beside it (bot/group_commit.py). Were this call
+        # cancelled after the commit, the row waits for its lease to pass and any replica's loop.
+        row_id = await self._arrivals.accept(
+            Arriving(dedupe_key=hashlib.sha256(body.encode()).hexdigest(), body=stored, headers=kept, at=now)
+        )
         if row_id is None:
             metrics.INBOX_REPEATS.inc()
             log.info("a request already in the inbox came again (a retry or a replay); nothing done")
@@ -177,7 +176,7 @@ class Intake:
         acked: asyncio.Future[BoltResponse] = asyncio.get_running_loop().create_future()
         task = self._start(
             Claim(id=row_id, by=self.replica, at=now),
-            at_rest(body, _content_type(headers)),
+            stored,
             kept,
             arrived=arrived,
             acked=acked,

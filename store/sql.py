@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Row, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
@@ -40,6 +40,18 @@ async def insert_returning(
     """`insert_unless_exists` that gives back `column` of the new row, or None when nothing was inserted."""
     statement = _insert(connection, table).values(**values).on_conflict_do_nothing().returning(column)
     return (await connection.execute(statement)).scalar_one_or_none()
+
+
+async def insert_many_returning(
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *columns: ColumnElement[Any],
+) -> list[Row[Any]]:
+    """`insert_returning` for several rows in one statement: `columns` of the rows inserted, in no
+    particular order (RETURNING promises none); a row a unique key already holds is skipped."""
+    statement = _insert(connection, table).values(list(rows)).on_conflict_do_nothing().returning(*columns)
+    return list(await connection.execute(statement))
 
 
 async def upsert(
