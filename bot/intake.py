@@ -157,7 +157,8 @@ class Intake:
     # -- the ack path ------------------------------------------------------------------------
 
     async def handle(self, body: str, headers: dict[str, str], *, arrived: float) -> web.Response:
-        """Write the request down, then process it, answering Slack by the deadline either way."""
+        """Write the request down, then process it; answer Slack with the listener's ack, the end
+        of processing or, at the deadline, an empty 200, whichever comes first."""
         if self._closing:
             # Stopping: not a byte written, so Slack's retry (or the person) goes to another replica.
             return web.json_response({"error": "shutting down"}, status=503)
@@ -173,14 +174,14 @@ class Intake:
             metrics.INBOX_REPEATS.inc()
             log.info("a request already in the inbox came again (a retry or a replay); nothing done")
             return web.Response(status=200)
+        claim = Claim(id=row_id, by=self.replica, at=now)
+        if self._closing:
+            # Stopping since it arrived: it is written down, so Slack may hear 200, and it goes to
+            # the other replicas at once rather than start here behind `stop`'s back.
+            await self._release(claim, error="released by a replica stopping", backoff=False)
+            return web.Response(status=200)
         acked: asyncio.Future[BoltResponse] = asyncio.get_running_loop().create_future()
-        task = self._start(
-            Claim(id=row_id, by=self.replica, at=now),
-            stored,
-            kept,
-            arrived=arrived,
-            acked=acked,
-        )
+        task = self._start(claim, stored, kept, arrived=arrived, acked=acked)
         # Neither is cancelled here: past the answer, the processing goes on.
         await asyncio.wait((task, acked), timeout=self._deadline, return_when=asyncio.FIRST_COMPLETED)
         if acked.done():

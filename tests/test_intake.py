@@ -47,6 +47,7 @@ from tests.bot_harness import (
     BotHarness,
     bot_world,
     serving,
+    sqlite_copy,
     wait_until,
 )
 from tests.slack_standin import SlackStandin
@@ -192,6 +193,38 @@ async def test_with_every_processing_slot_busy_an_ack_with_a_body_still_answers_
     await intake.stop(grace=REPLY_TIMEOUT)
     assert bolt.working == 2
     assert await _inbox(uow) == [InboxState.DONE.value] * 2
+
+
+async def test_a_request_written_down_as_the_replica_stops_is_answered_and_left_to_the_others(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    uow = UnitOfWork(make_engine(sqlite_copy(tmp_path, sqlite_template)))
+    bolt = PlaysBolt()
+    intake = Intake(uow=uow, dispatch=bolt, signing_secret=SECRET)
+    holding, let_go = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_write_lock() -> None:
+        async with uow.transaction():
+            holding.set()
+            await let_go.wait()
+
+    holder = asyncio.create_task(hold_the_write_lock())
+    await holding.wait()
+    signed = _typed("status")
+    answering = asyncio.create_task(intake.handle(signed.body, signed.headers, arrived=time.time()))
+    await asyncio.sleep(0)  # in: its row waits for the write lock
+    await intake.stop(grace=REPLY_TIMEOUT)
+    let_go.set()
+    await holder
+
+    answer = await answering
+    try:
+        async with uow.transaction(read_only=True) as tx:
+            (row,) = await tx.inbox.all()
+    finally:
+        await uow.dispose()
+    assert answer.status == 200 and bolt.working == 0
+    assert (row.state, row.claimed_by) == (InboxState.PENDING.value, None)
 
 
 async def test_while_every_slot_answers_slowly_usage_lines_and_refusals_still_come_in_the_ack(
