@@ -188,7 +188,7 @@ class _HeardAck(AsyncAck):
     """Bolt's `ack`, which also tells the intake what the listener acked, the moment it acks."""
 
     def __init__(self, heard: OnAck) -> None:
-        self.response = None  # all AsyncAck.__init__ does (it is untyped: not called from here)
+        super().__init__()  # type: ignore[no-untyped-call]  # Bolt's, without annotations
         self._heard = heard
 
     async def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
