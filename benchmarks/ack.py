@@ -223,6 +223,7 @@ async def _child() -> dict[str, str]:
             "click_runs_with_open_hold": str(len(targets)),
             "click_bot_p50_ms": f"{statistics.median(bot_clicks):.1f}",
             "click_bot_p99_ms": f"{_percentile(bot_clicks, 99):.1f}",
+            "click_bare_bolt_p50_ms": f"{statistics.median(bare_clicks):.1f}",
             "click_bare_bolt_p99_ms": f"{_percentile(bare_clicks, 99):.1f}",
             "click_p99_ratio_bot_to_bare": f"{_percentile(bot_clicks, 99) / _percentile(bare_clicks, 99):.2f}",  # noqa: E501
             "click_bot_non_200": str(bot_click_failed),
