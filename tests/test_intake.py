@@ -134,7 +134,7 @@ async def test_a_slack_retry_of_a_command_is_answered_and_processed_once(harness
 
 class PlaysBolt:
     """The intake's dispatch, doing what Bolt does with this bot's listeners: the listener acks
-    (with `acks`), then works on until `finish` is set."""
+    (with a usage line for `/cutover frobnicate`, else empty), then works until `finish` is set."""
 
     def __init__(self) -> None:
         self.finish = asyncio.Event()
