@@ -41,9 +41,10 @@ A row processed later than its arrival is handed to Bolt re-signed with the sign
 the current time: its signature was checked on arrival, and Bolt would refuse one older than five
 minutes.
 
-Stopping (`stop`): no new rows are claimed; what is being processed gets `grace` seconds to
-finish; what is still running then is cancelled (its transaction rolls back) and released to the
-other replicas at once.
+Stopping (`stop`): no new rows are claimed nor requests taken (503); what is being processed
+gets `grace` seconds to finish, a listener still waiting for its slot included; what is still
+running then is cancelled (its transaction rolls back) and released to the other replicas at
+once, as is a request whose row was being written when the stop began (answered 200).
 """
 
 from __future__ import annotations
