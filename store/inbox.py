@@ -132,7 +132,9 @@ class Inbox:
                 "claimed_by": by,
                 "claimed_until": r.at + lease,
             }
-            for r in fresh.values()
+            # In key order: two replicas writing the same keys at once (a retry racing its
+            # original) wait for each other in one order on PostgreSQL, never in a deadlock.
+            for r in sorted(fresh.values(), key=lambda r: r.dedupe_key)
         ]
         key = inbox.c.dedupe_key
         inserted = await insert_many_returning(self._connection, inbox, values, inbox.c.id, key)
