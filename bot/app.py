@@ -2,7 +2,8 @@
 
 `process_before_response=True`: Bolt returns once the listener has finished (its use case
 committed, its answer posted to the request's `response_url`), so the intake (bot/intake.py)
-knows when a request is processed; the intake, not Bolt, bounds how long Slack waits for its 200.
+knows when a request is processed. Slack does not wait for that: the intake hears the listener's
+`ack()` as it is given (bot/server.py `bolt_dispatch`) and answers Slack with it at once.
 
 Token verification: no `auth.test` at start. Bolt's single-workspace authorization calls
 `auth.test` once, on the first request that needs it, and keeps the answer; a bot that refused to

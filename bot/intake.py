@@ -2,9 +2,24 @@
 
 The ack path (`Intake.handle`, called by bot/server.py once the signature and the body's shape
 are checked): write the request to the inbox (store/inbox.py), claimed by this replica, commit;
-then process it at once and wait for that up to `deadline` (well under Slack's 3 s). Finished in
-time, Slack gets the listener's own ack (a usage line, or an empty 200); not finished, Slack gets
-an empty 200 and the processing goes on, its answer going to the request's response_url as usual.
+then process it at once, and answer Slack with whichever comes first:
+
+- the listener's ack, the moment the listener gives it (`ack()`: an empty 200, or a usage line in
+  its body); the work after it goes on and its answer goes to the request's response_url;
+- the end of processing, when nothing acked before it (another workspace's request refused by
+  middleware in its own response, a request no listener takes, an event: with
+  `process_before_response` Bolt acks an event only after its listener);
+- `deadline` (well under Slack's 3 s): an empty 200, the processing going on.
+
+Why the ack itself and not "200 at once when the ack would be empty anyway": which acks carry a
+body (a usage line, another workspace's refusal) is the listeners' and middleware's knowledge;
+hearing the ack as it is given keeps it there, in one place, and a listener that starts answering
+in its ack needs no change here. The inbox row is committed before, so Slack's 200 is durable.
+
+At most `concurrency` requests are worked on at once (a processing slot each). A request takes
+its slot when its listener acks, after Slack's answer is on its way, so a full house of slow use
+cases never holds back an ack: the listener waits inside `ack()` for a free slot. An event, whose
+listener runs before Bolt's ack, takes its slot before it is handed to Bolt.
 
 Processed once:
 
@@ -26,9 +41,10 @@ A row processed later than its arrival is handed to Bolt re-signed with the sign
 the current time: its signature was checked on arrival, and Bolt would refuse one older than five
 minutes.
 
-Stopping (`stop`): no new rows are claimed; what is being processed gets `grace` seconds to
-finish; what is still running then is cancelled (its transaction rolls back) and released to the
-other replicas at once.
+Stopping (`stop`): no new rows are claimed nor requests taken (503); what is being processed
+gets `grace` seconds to finish, a listener still waiting for its slot included; what is still
+running then is cancelled (its transaction rolls back) and released to the other replicas at
+once, as is a request whose row was being written when the stop began (answered 200).
 """
 
 from __future__ import annotations
@@ -49,14 +65,17 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
 from bot import metrics
+from bot.group_commit import GroupCommit
 from packets.redact import redact, redact_data
-from store.inbox import CURRENT, Claim, ClaimLost
+from store.inbox import CURRENT, Arriving, Claim, ClaimLost
 from store.uow import UnitOfWork
 
 log = logging.getLogger("cutover_bot.intake")
 
-# Handed to Bolt: the (re-signed) body and headers of one stored request.
-Dispatch = Callable[[str, dict[str, str]], Awaitable[BoltResponse]]
+# Called with what the listener acked, when it acks (bot/server.py `bolt_dispatch`).
+OnAck = Callable[[BoltResponse], Awaitable[None]]
+# Handed to Bolt: the (re-signed) body and headers of one stored request, and its OnAck.
+Dispatch = Callable[[str, dict[str, str], OnAck], Awaitable[BoltResponse]]
 
 MAX_ATTEMPTS = 5
 # Headers worth keeping with a stored request (what Bolt and the listeners read).
@@ -128,43 +147,49 @@ class Intake:
         self._lease = lease
         self._deadline = deadline
         self._poll = poll_interval
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._now = now
         self._tasks: dict[asyncio.Task[BoltResponse | None], Claim] = {}
         self._wake = asyncio.Event()
         self._closing = False
+        self._arrivals = GroupCommit(uow, by=self.replica, lease=lease)
 
     # -- the ack path ------------------------------------------------------------------------
 
     async def handle(self, body: str, headers: dict[str, str], *, arrived: float) -> web.Response:
-        """Write the request down, then process it, answering Slack by the deadline either way."""
+        """Write the request down, then process it; answer Slack with the listener's ack, the end
+        of processing or, at the deadline, an empty 200, whichever comes first."""
         if self._closing:
             # Stopping: not a byte written, so Slack's retry (or the person) goes to another replica.
             return web.json_response({"error": "shutting down"}, status=503)
         now = self._now()
         kept = {k: v for k, v in headers.items() if k.lower() in KEPT_HEADERS}
-        async with self._uow.transaction() as tx:
-            row_id = await tx.inbox.accept(
-                dedupe_key=hashlib.sha256(body.encode()).hexdigest(),
-                body=at_rest(body, _content_type(headers)),
-                headers=kept,
-                at=now,
-                by=self.replica,
-                lease=self._lease,
-            )
+        stored = at_rest(body, _content_type(headers))
+        # Committed with the requests arriving beside it (bot/group_commit.py). Were this call
+        # cancelled after the commit, the row waits for its lease to pass and any replica's loop.
+        row_id = await self._arrivals.accept(
+            Arriving(dedupe_key=hashlib.sha256(body.encode()).hexdigest(), body=stored, headers=kept, at=now)
+        )
         if row_id is None:
             metrics.INBOX_REPEATS.inc()
             log.info("a request already in the inbox came again (a retry or a replay); nothing done")
             return web.Response(status=200)
-        task = self._start(
-            Claim(id=row_id, by=self.replica, at=now),
-            at_rest(body, _content_type(headers)),
-            kept,
-            arrived=arrived,
-        )
-        try:
-            response = await asyncio.wait_for(asyncio.shield(task), self._deadline)
-        except TimeoutError:
+        claim = Claim(id=row_id, by=self.replica, at=now)
+        if self._closing:
+            # Stopping since it arrived: it is written down, so Slack may hear 200, and it goes to
+            # the other replicas at once rather than start here behind `stop`'s back.
+            await self._release(claim, error="released by a replica stopping", backoff=False)
+            return web.Response(status=200)
+        acked: asyncio.Future[BoltResponse] = asyncio.get_running_loop().create_future()
+        task = self._start(claim, stored, kept, arrived=arrived, acked=acked)
+        # Neither is cancelled here: past the answer, the processing goes on.
+        await asyncio.wait((task, acked), timeout=self._deadline, return_when=asyncio.FIRST_COMPLETED)
+        if acked.done():
+            response: BoltResponse | None = acked.result()
+        elif task.done() and not task.cancelled():
+            response = task.result()
+        else:  # the deadline, or a stopping replica released the row: it is in the inbox either way
             return web.Response(status=200)
         if response is None:
             return web.Response(status=200)
@@ -180,21 +205,52 @@ class Intake:
     # -- processing --------------------------------------------------------------------------
 
     def _start(
-        self, claim: Claim, body: str, headers: dict[str, str], *, arrived: float
+        self,
+        claim: Claim,
+        body: str,
+        headers: dict[str, str],
+        *,
+        arrived: float,
+        acked: asyncio.Future[BoltResponse] | None = None,
     ) -> asyncio.Task[BoltResponse | None]:
-        task = asyncio.create_task(self._process(claim, body, headers, arrived=arrived))
+        task = asyncio.create_task(self._process(claim, body, headers, arrived=arrived, acked=acked))
         self._tasks[task] = claim
         task.add_done_callback(self._tasks.pop)
         return task
 
     async def _process(
-        self, claim: Claim, body: str, headers: dict[str, str], *, arrived: float
+        self,
+        claim: Claim,
+        body: str,
+        headers: dict[str, str],
+        *,
+        arrived: float,
+        acked: asyncio.Future[BoltResponse] | None,
     ) -> BoltResponse | None:
+        """Hand the row to Bolt; `acked` (when someone waits to answer Slack) gets the listener's ack."""
         CURRENT.set(claim)  # this task's own context: only its transactions see it
         renewer = asyncio.create_task(self._renew(claim))
+        holding = False
+
+        async def take_slot() -> None:
+            nonlocal holding
+            if not holding:
+                await self._slots.acquire()
+                holding = True
+
+        async def on_ack(response: BoltResponse) -> None:
+            if acked is not None and not acked.done():
+                acked.set_result(response)
+            await take_slot()  # the rest of the listener is processing: it waits for a slot
+
         try:
-            async with self._slots:
-                response = await self._dispatch(body, self._signed(body, headers))
+            try:
+                if _content_type(headers).startswith("application/json"):
+                    await take_slot()  # an event: its listener runs before Bolt acks it
+                response = await self._dispatch(body, self._signed(body, headers), on_ack)
+            finally:
+                if holding:
+                    self._slots.release()
             if response.status >= 500:
                 raise RuntimeError(f"Bolt answered {response.status}")
             if not claim.done:
@@ -281,7 +337,7 @@ class Intake:
 
     async def process_due(self) -> int:
         """Claim what is due (as many as there are free slots) and start processing it."""
-        free = max(0, 8 - len(self._tasks))
+        free = max(0, self.concurrency - len(self._tasks))
         if free == 0 or self._closing:
             return 0
         async with self._uow.transaction() as tx:

@@ -1,10 +1,11 @@
 """Bolt listeners: parse the Slack payload, call one use case, render the answer. Nothing else.
 
-Every listener acks first (inside Slack's 3 seconds) and does the work after. Every answer to
-the person who acted is ephemeral and built in `bot.replies`; what the room must see travels
-through the outbox (`handlers.outbox.post`). Button values say which run and which packet
-version or plan revision they were rendered for; the use case authorizes from the store, never
-from the button.
+Every listener acks first (inside Slack's 3 seconds) and does the work after: Slack hears the
+ack as soon as it is given, and the listener's work waits for a processing slot inside `ack()`
+(bot/intake.py), so nothing but parsing belongs before it. Every answer to the person who acted
+is ephemeral and built in `bot.replies`; what the room must see travels through the outbox
+(`handlers.outbox.post`). Button values say which run and which packet version or plan revision
+they were rendered for; the use case authorizes from the store, never from the button.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -28,7 +29,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import intake as intake_module
 from bot import metrics
-from bot.intake import Intake
+from bot.intake import Dispatch, Intake, OnAck
 from bot.messages import LOG
 
 log = logging.getLogger("cutover_bot.server")
@@ -183,14 +184,29 @@ async def to_bolt_request_from(request: web.Request, body: str) -> AsyncBoltRequ
     return bolt_request
 
 
-def bolt_dispatch(bolt: AsyncApp) -> Callable[[str, dict[str, str]], Awaitable[BoltResponse]]:
-    """Bolt's dispatch of a stored request (the intake's `Dispatch`): body and headers only."""
+class _HeardAck(AsyncAck):
+    """Bolt's `ack`, which also tells the intake what the listener acked, the moment it acks."""
 
-    async def dispatch(body: str, headers: dict[str, str]) -> BoltResponse:
+    def __init__(self, heard: OnAck) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # Bolt's, without annotations
+        self._heard = heard
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> BoltResponse:
+        response = await super().__call__(*args, **kwargs)
+        await self._heard(response)
+        return response
+
+
+def bolt_dispatch(bolt: AsyncApp) -> Dispatch:
+    """Bolt's dispatch of a stored request (the intake's `Dispatch`): body and headers, and what
+    to call when the listener acks."""
+
+    async def dispatch(body: str, headers: dict[str, str], on_ack: OnAck) -> BoltResponse:
         as_bolt_wants: dict[str, str | Sequence[str]] = dict(headers)
         bolt_request = AsyncBoltRequest(body=body, headers=as_bolt_wants)
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
         _plain_form_unless_payload(bolt_request, body, content_type)
+        bolt_request.context["ack"] = _HeardAck(on_ack)
         return await bolt.async_dispatch(bolt_request)
 
     return dispatch

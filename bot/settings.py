@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     # Seconds a stopping replica gives the requests it is processing before releasing them.
     cutover_shutdown_grace: float = Field(default=8.0, ge=0, le=120)
 
-    # Seconds Slack waits at most for the 200 while a request is processed (Slack allows 3); past
-    # it Slack hears an empty 200 and the processing goes on. 0: ack as soon as it is written down.
+    # Seconds Slack waits at most for the 200 while a request is processed (Slack allows 3), when
+    # its listener has not acked before (bot/intake.py); past it Slack hears an empty 200 and the
+    # processing goes on. 0: an empty 200 as soon as it is written down.
     cutover_ack_deadline: float = Field(default=2.0, ge=0, le=2.5)
     # Seconds an inbox claim lasts unless renewed: how long a dead replica's requests wait.
     cutover_inbox_lease: float = Field(default=15.0, ge=1, le=300)

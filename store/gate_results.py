@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from store.sql import dialect_insert
+from store.sql import insert_many_returning
 from store.tables import gate_results
 
 
@@ -118,9 +118,8 @@ class GateResults:
                 for r in readings[first : first + _ROWS_PER_INSERT]
             ]
             keys = (gate_results.c.run_id, gate_results.c.checkpoint, gate_results.c.gate)
-            statement = dialect_insert(self._connection, gate_results).values(rows).on_conflict_do_nothing()
-            result = await self._connection.execute(statement.returning(*keys))
-            recorded.update((run, checkpoint, gate) for run, checkpoint, gate in result)
+            inserted = await insert_many_returning(self._connection, gate_results, rows, *keys)
+            recorded.update((run, checkpoint, gate) for run, checkpoint, gate in inserted)
         return recorded
 
     async def for_checkpoint(

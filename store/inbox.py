@@ -26,7 +26,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from store.sql import insert_returning
+from store.sql import insert_many_returning
 from store.tables import inbox
 
 
@@ -56,6 +56,16 @@ class Claim:
 
 # Set by the intake around one row's processing; read by UnitOfWork before each commit.
 CURRENT: ContextVar[Claim | None] = ContextVar("cutover_inbox_claim", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Arriving:
+    """A request to write down (`Inbox.accept`)."""
+
+    dedupe_key: str
+    body: str
+    headers: dict[str, str]
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,30 +112,35 @@ class Inbox:
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def accept(
-        self,
-        *,
-        dedupe_key: str,
-        body: str,
-        headers: dict[str, str],
-        at: datetime,
-        by: str,
-        lease: timedelta,
-    ) -> int | None:
-        """Write one request down, claimed by `by`; its id, or None when this body was seen before."""
-        values = {
-            "dedupe_key": dedupe_key,
-            "body": body,
-            "headers": headers,
-            "state": InboxState.PROCESSING.value,
-            "attempts": 1,
-            "received_at": at,
-            "next_attempt_at": at,
-            "claimed_by": by,
-            "claimed_until": at + lease,
-        }
-        inserted = await insert_returning(self._connection, inbox, values, inbox.c.id)
-        return None if inserted is None else int(inserted)
+    async def accept(self, requests: Sequence[Arriving], *, by: str, lease: timedelta) -> list[int | None]:
+        """Write requests down in one statement, claimed by `by`: their ids in order, None for a
+        body seen before (in the table, or earlier in `requests`)."""
+        fresh: dict[str, Arriving] = {}
+        for request in requests:
+            fresh.setdefault(request.dedupe_key, request)
+        if not fresh:
+            return []
+        values = [
+            {
+                "dedupe_key": r.dedupe_key,
+                "body": r.body,
+                "headers": r.headers,
+                "state": InboxState.PROCESSING.value,
+                "attempts": 1,
+                "received_at": r.at,
+                "next_attempt_at": r.at,
+                "claimed_by": by,
+                "claimed_until": r.at + lease,
+            }
+            # In key order: two replicas writing the same keys at once (a retry racing its
+            # original) wait for each other in one order on PostgreSQL, never in a deadlock.
+            for r in sorted(fresh.values(), key=lambda r: r.dedupe_key)
+        ]
+        key = inbox.c.dedupe_key
+        inserted = await insert_many_returning(self._connection, inbox, values, inbox.c.id, key)
+        # Matched by key (RETURNING gives no order), and only to the first comer with that key.
+        ids = {row.dedupe_key: int(row.id) for row in inserted}
+        return [ids.get(r.dedupe_key) if fresh[r.dedupe_key] is r else None for r in requests]
 
     async def claim(self, *, now: datetime, limit: int, by: str, lease: timedelta) -> list[InboxRow]:
         """Up to `limit` due rows, oldest first, claimed by `by` until `now + lease`.

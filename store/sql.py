@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Row, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 
-def dialect_insert(connection: AsyncConnection, table: Table) -> Any:
+def _insert(connection: AsyncConnection, table: Table) -> Any:
     name = connection.dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
@@ -38,8 +38,20 @@ async def insert_returning(
     connection: AsyncConnection, table: Table, values: Mapping[str, Any], column: ColumnElement[Any]
 ) -> Any | None:
     """`insert_unless_exists` that gives back `column` of the new row, or None when nothing was inserted."""
-    statement = dialect_insert(connection, table).values(**values).on_conflict_do_nothing().returning(column)
+    statement = _insert(connection, table).values(**values).on_conflict_do_nothing().returning(column)
     return (await connection.execute(statement)).scalar_one_or_none()
+
+
+async def insert_many_returning(
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *columns: ColumnElement[Any],
+) -> list[Row[Any]]:
+    """`insert_returning` for several rows in one statement: `columns` of the rows inserted, in no
+    particular order (RETURNING promises none); a row a unique key already holds is skipped."""
+    statement = _insert(connection, table).values(list(rows)).on_conflict_do_nothing().returning(*columns)
+    return list(await connection.execute(statement))
 
 
 async def upsert(
@@ -50,6 +62,6 @@ async def upsert(
     key: Sequence[str],
 ) -> None:
     """Insert one row or, when its key exists, overwrite every other column given."""
-    statement = dialect_insert(connection, table).values(**values)
+    statement = _insert(connection, table).values(**values)
     changes = {name: statement.excluded[name] for name in values if name not in key}
     await connection.execute(statement.on_conflict_do_update(index_elements=list(key), set_=changes))

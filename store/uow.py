@@ -10,10 +10,11 @@ one run never interleave:
 
 - PostgreSQL: `SELECT ... FOR NO KEY UPDATE` on the run row (see `Runs.lock`); other runs
   proceed in parallel.
-- SQLite: one writer at a time. A process-wide asyncio lock per database file queues this
-  process's writers without busy-waiting, and `BEGIN IMMEDIATE` (see store.db) takes SQLite's write
-  lock at once, which also keeps out writers in other processes. Every write transaction is
-  serialised this way, with or without `run_id`: SQLite has only the one write lock anyway.
+- SQLite: one writer at a time. A process-wide lock per database file (store/writer_lock.py)
+  queues this process's writers without busy-waiting, an `urgent` one ahead of the others, and
+  `BEGIN IMMEDIATE` (see store.db) takes SQLite's write lock at once, which also keeps out writers
+  in other processes. Every write transaction is serialised this way, with or without `run_id`:
+  SQLite has only the one write lock anyway.
 
 Opening a transaction inside another one of the same task that holds the lock it needs (any
 write transaction on SQLite, the same run on PostgreSQL) raises `NestedTransaction` rather than
@@ -52,6 +53,7 @@ from store.packets import Packets
 from store.plans import PlanRow, Plans
 from store.runs import Runs
 from store.shifts import Shifts
+from store.writer_lock import WriterLock
 
 
 class Transaction:
@@ -76,7 +78,7 @@ class Transaction:
 
 # asyncio locks belong to one event loop; a second loop (a CLI run in a thread) gets its own and
 # falls back on SQLite's file lock, which BEGIN IMMEDIATE takes anyway.
-_writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+_writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, WriterLock]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -101,9 +103,9 @@ async def _holding(lock: str | None) -> AsyncIterator[None]:
         _held_locks.reset(token)
 
 
-def _writer_lock(database: str) -> asyncio.Lock:
+def _writer_lock(database: str) -> WriterLock:
     locks = _writer_locks.setdefault(asyncio.get_running_loop(), {})
-    return locks.setdefault(database, asyncio.Lock())
+    return locks.setdefault(database, WriterLock())
 
 
 def _sqlite_database_key(url: URL, engine: AsyncEngine) -> tuple[str, bool]:
@@ -144,9 +146,13 @@ class UnitOfWork:
         read_only: bool = False,
         snapshot: bool = False,
         runs: Sequence[str] = (),
+        urgent: bool = False,
     ) -> AsyncIterator[Transaction]:
         """Open one transaction; with `run_id`, lock that run (`RunNotFound` if it does not exist);
-        with `runs`, lock those that exist, in run id order (`tx.runs.get` answers for them)."""
+        with `runs`, lock those that exist, in run id order (`tx.runs.get` answers for them).
+
+        `urgent`: on SQLite, go before the writers not urgent already waiting for the write lock
+        (store/writer_lock.py); PostgreSQL has no such queue."""
         if read_only and (run_id is not None or runs):
             raise ValueError("a read-only transaction takes no run lock; drop run_id or read_only")
         if snapshot and not read_only:
@@ -155,7 +161,7 @@ class UnitOfWork:
             writer = f"the SQLite write lock of {self._database_key}"
             async with (
                 _holding(writer),
-                _writer_lock(self._database_key),
+                _writer_lock(self._database_key).held(urgent=urgent),
                 self._open(run_id, read_only, snapshot, runs) as tx,
             ):
                 yield tx

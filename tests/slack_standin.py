@@ -128,6 +128,10 @@ class SlackStandin:
         self._files: dict[str, SharedFile] = {}
         self._down = False
         self._delay = 0.0
+        # Posts to a response_url wait on this while answers are held (`hold_answers`).
+        self._answers_open = asyncio.Event()
+        self._answers_open.set()
+        self.answers_waiting = 0
         self._in_flight = 0
         # The most API requests the stand-in was answering at once.
         self.max_in_flight = 0
@@ -227,6 +231,15 @@ class SlackStandin:
     def up(self) -> None:
         self._down = False
 
+    def hold_answers(self) -> None:
+        """Posts to a response_url wait, unanswered and not yet in `responses()`, until
+        `release_answers`: the bot's work after the ack is still going on. `answers_waiting` counts
+        them."""
+        self._answers_open.clear()
+
+    def release_answers(self) -> None:
+        self._answers_open.set()
+
     def slow(self, seconds: float) -> None:
         """Wait this long before answering every request (0 to stop)."""
         self._delay = seconds
@@ -265,6 +278,12 @@ class SlackStandin:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             return web.json_response({"ok": False, "error": "invalid_payload"}, status=400)
+        if not self._answers_open.is_set():
+            self.answers_waiting += 1
+            try:
+                await self._answers_open.wait()
+            finally:
+                self.answers_waiting -= 1
         self._responses[request.match_info["id"]].append(body)
         return web.json_response({"ok": True})
 

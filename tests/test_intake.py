@@ -2,7 +2,9 @@
 
 In process (tests/bot_harness.py, SQLite and PostgreSQL): a replayed identical signed request and
 a Slack retry of one (`X-Slack-Retry-Num`, a new signature over the same body) are answered 200
-and change nothing.
+and change nothing. Slack hears the listener's ack as soon as the listener gives it, not when the
+work after it ends: an empty 200 while the answer is still on its way to the response_url, a usage
+line or another workspace's refusal in the ack body even while every processing slot is busy.
 
 Out of process: `cutover-bot serve` children on one database, fed `/cutover hold` commands acked
 before they are processed (`CUTOVER_ACK_DEADLINE=0`, and a response_url that answers slowly so
@@ -14,32 +16,38 @@ one hold per command, every inbox row done.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import aiohttp
 import pytest
 from aiohttp import web
+from slack_bolt.response import BoltResponse
 
 from bot.clock import SimulatedClock
+from bot.intake import Intake
 from store.db import make_engine
 from store.inbox import InboxState
 from store.uow import UnitOfWork
 from tests import signing
 from tests.bot_harness import (
     BRIDGE,
+    REPLY_TIMEOUT,
     REPO,
     SECRET,
     BotHarness,
     bot_world,
     serving,
+    sqlite_copy,
     wait_until,
 )
 from tests.slack_standin import SlackStandin
@@ -119,6 +127,127 @@ async def test_a_slack_retry_of_a_command_is_answered_and_processed_once(harness
     assert (await _holds(h.bot.uow, run)).count("retried by slack") == 1
     await asyncio.sleep(0.2)
     assert len(h.slack.responses("retried")) == 1
+
+
+# -- the ack comes when the listener gives it ---------------------------------------------------
+
+
+class PlaysBolt:
+    """The intake's dispatch, doing what Bolt does with this bot's listeners: the listener acks
+    (with a usage line for `/cutover frobnicate`, else empty), then works until `finish` is set."""
+
+    def __init__(self) -> None:
+        self.finish = asyncio.Event()
+        self.working = 0
+
+    async def __call__(
+        self, body: str, _headers: dict[str, str], on_ack: Callable[[BoltResponse], Awaitable[None]]
+    ) -> BoltResponse:
+        text = dict(parse_qsl(body)).get("text", "")
+        acked = BoltResponse(status=200, body={"text": f"Usage: {text}"} if text == "frobnicate" else "")
+        await on_ack(acked)
+        self.working += 1
+        await self.finish.wait()
+        return acked
+
+
+async def _inbox(uow: UnitOfWork) -> list[str]:
+    async with uow.transaction(read_only=True) as tx:
+        return [row.state for row in await tx.inbox.all()]
+
+
+def _typed(text: str) -> signing.SignedRequest:
+    return signing.signed_slash_command(
+        secret=SECRET, text=text, user_id=ENG1, user_name="eng1", channel_id=BRIDGE, trigger_id=text
+    )
+
+
+async def test_slack_hears_the_listeners_empty_ack_while_the_work_after_it_goes_on(uow: UnitOfWork) -> None:
+    bolt = PlaysBolt()
+    # A deadline no test waits for: only the listener's ack can answer Slack here.
+    intake = Intake(uow=uow, dispatch=bolt, signing_secret=SECRET, deadline=3600)
+    signed = _typed("status")
+
+    answer = await intake.handle(signed.body, signed.headers, arrived=time.time())
+
+    assert (answer.status, answer.text) == (200, "")
+    assert bolt.working == 1 and await _inbox(uow) == [InboxState.PROCESSING.value]
+    bolt.finish.set()
+    await intake.stop(grace=REPLY_TIMEOUT)
+    assert await _inbox(uow) == [InboxState.DONE.value]
+
+
+async def test_with_every_processing_slot_busy_an_ack_with_a_body_still_answers_at_once(
+    uow: UnitOfWork,
+) -> None:
+    bolt = PlaysBolt()
+    intake = Intake(uow=uow, dispatch=bolt, signing_secret=SECRET, deadline=3600, concurrency=1)
+    busy, typo = _typed("status"), _typed("frobnicate")
+    await intake.handle(busy.body, busy.headers, arrived=time.time())
+
+    answer = await intake.handle(typo.body, typo.headers, arrived=time.time())
+
+    assert answer.status == 200 and json.loads(answer.text) == {"text": "Usage: frobnicate"}
+    assert bolt.working == 1, "the second listener went on without a processing slot"
+    bolt.finish.set()
+    await intake.stop(grace=REPLY_TIMEOUT)
+    assert bolt.working == 2
+    assert await _inbox(uow) == [InboxState.DONE.value] * 2
+
+
+async def test_a_request_written_down_as_the_replica_stops_is_answered_and_left_to_the_others(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    uow = UnitOfWork(make_engine(sqlite_copy(tmp_path, sqlite_template)))
+    bolt = PlaysBolt()
+    intake = Intake(uow=uow, dispatch=bolt, signing_secret=SECRET)
+    holding, let_go = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_write_lock() -> None:
+        async with uow.transaction():
+            holding.set()
+            await let_go.wait()
+
+    holder = asyncio.create_task(hold_the_write_lock())
+    await holding.wait()
+    signed = _typed("status")
+    answering = asyncio.create_task(intake.handle(signed.body, signed.headers, arrived=time.time()))
+    await asyncio.sleep(0)  # in: its row waits for the write lock
+    await intake.stop(grace=REPLY_TIMEOUT)
+    let_go.set()
+    await holder
+
+    answer = await answering
+    try:
+        async with uow.transaction(read_only=True) as tx:
+            (row,) = await tx.inbox.all()
+    finally:
+        await uow.dispose()
+    assert answer.status == 200 and bolt.working == 0
+    assert (row.state, row.claimed_by) == (InboxState.PENDING.value, None)
+
+
+async def test_while_every_slot_answers_slowly_usage_lines_and_refusals_still_come_in_the_ack(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    h.slack.hold_answers()
+    slow = await asyncio.gather(*(h.command("status", wait=False) for _ in range(h.bot.intake.concurrency)))
+    assert all((reply.status, reply.ack) == (200, "") for reply in slow)
+    await wait_until(lambda: h.slack.answers_waiting == h.bot.intake.concurrency, what="every slot busy")
+
+    typo = await h.command("late drain-queue", wait=False)
+    foreign = await h.command("open bridge", team="T0ELSEWHERE", wait=False)
+    one_more = await h.command("status", wait=False)
+
+    assert typo.status == 200 and "Usage: /cutover late" in typo.ack["text"]
+    assert foreign.status == 200 and foreign.ack["text"].startswith(":no_entry:")
+    assert "workspace" in foreign.ack["text"]
+    assert (one_more.status, one_more.ack) == (200, "")
+    assert h.slack.responses() == []
+    h.slack.release_answers()
+    await wait_until(lambda: len(h.slack.responses()) == len(slow) + 1, what="every status answered")
+    assert all("No active cutover run" in answer["text"] for answer in h.slack.responses())
 
 
 # -- serve children, stopped and killed -----------------------------------------------------
