@@ -78,6 +78,9 @@ OnAck = Callable[[BoltResponse], Awaitable[None]]
 Dispatch = Callable[[str, dict[str, str], OnAck], Awaitable[BoltResponse]]
 
 MAX_ATTEMPTS = 5
+# At a stop, past the grace: how long a row's processing may take to end the transaction it is in
+# before it is cancelled anyway (a transaction is milliseconds; this bounds a stuck one).
+TRANSACTION_GRACE_S = 2.0
 # Headers worth keeping with a stored request (what Bolt and the listeners read).
 KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
 
@@ -270,9 +273,9 @@ class Intake:
             await self._release(claim, error=str(exc)[:500], backoff=True)
             return None
         finally:
-            # Awaited, so a renewal cut off mid-transaction returns its connection before we go on.
-            renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            # Between two renewals, never in one: cut off mid-statement, a renewal can leave
+            # SQLite's write lock behind it (UnitOfWork.cancel_between_transactions).
+            await self._uow.cancel_between_transactions([renewer], within=TRANSACTION_GRACE_S)
 
     def _signed(self, body: str, headers: dict[str, str]) -> dict[str, str]:
         at = int(time.time())
@@ -357,9 +360,7 @@ class Intake:
         if not running:
             return
         _done, late = await asyncio.wait(running, timeout=grace)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await self._uow.cancel_between_transactions(late, within=TRANSACTION_GRACE_S)
         for task in late:
             claim = running[task]
             if not claim.done:

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -125,6 +126,8 @@ class UnitOfWork:
         self._sqlite = engine.dialect.name == "sqlite"
         # Plan revisions read so far: a revision's row never changes once committed (store.plans).
         self._plan_rows: dict[str, PlanRow] = {}
+        # Tasks with a connection in hand, and how many (a transaction may open inside another).
+        self._connected: dict[asyncio.Task[object], int] = {}
         self._database_key, self._shared_connection = (
             _sqlite_database_key(engine.url, engine) if self._sqlite else ("", False)
         )
@@ -173,6 +176,46 @@ class UnitOfWork:
     @asynccontextmanager
     async def _open(
         self, run_id: str | None, read_only: bool, snapshot: bool = False, runs: Sequence[str] = ()
+    ) -> AsyncIterator[Transaction]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connected[task] = self._connected.get(task, 0) + 1
+        try:
+            async with self._transaction_on_a_connection(run_id, read_only, snapshot, runs) as tx:
+                yield tx
+        finally:
+            if task is not None:
+                left = self._connected.pop(task) - 1
+                if left:
+                    self._connected[task] = left
+
+    async def cancel_between_transactions(
+        self, tasks: Collection[asyncio.Task[Any]], *, within: float
+    ) -> None:
+        """Cancel `tasks`, each at a moment it has no connection in hand, waiting up to `within`
+        seconds for those in a transaction to end it; then cancel what is left anyway.
+
+        Cancelled in the middle of a statement, SQLAlchemy gives up the connection, but SQLite may
+        keep the statement, and with it the write lock, past the connection's close: every later
+        writer, in this process or another, then waits out the busy timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        # Each is cancelled once: what it does on its way out is its own (a release, say).
+        uncut = {t for t in tasks if not t.done()}
+        while uncut and loop.time() < deadline:
+            for task in [t for t in uncut if t not in self._connected]:
+                task.cancel()
+                uncut.discard(task)
+            if uncut:
+                await asyncio.wait(uncut, timeout=0.02)
+                uncut = {t for t in uncut if not t.done()}
+        for task in uncut:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @asynccontextmanager
+    async def _transaction_on_a_connection(
+        self, run_id: str | None, read_only: bool, snapshot: bool, runs: Sequence[str]
     ) -> AsyncIterator[Transaction]:
         async with self._engine.connect() as connection:
             if read_only and self._sqlite:

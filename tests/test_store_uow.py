@@ -187,3 +187,32 @@ async def test_the_same_run_can_be_used_again_once_its_transaction_ended(
     for _ in range(2):
         async with uow.transaction(run_id=run_id) as tx:
             assert tx.run_id == run_id
+
+
+async def test_tasks_stopped_between_transactions_finish_the_one_they_are_in_and_are_cut_outside_one(
+    uow: UnitOfWork,
+) -> None:
+    revision = "9" * 64
+    inside, go_on = asyncio.Event(), asyncio.Event()
+
+    async def writing() -> None:
+        async with uow.transaction() as tx:
+            inside.set()
+            await go_on.wait()
+            await tx.plans.add(revision=revision, plan_id="p", content="plan: p\n", at=datetime.now(UTC))
+        await asyncio.Event().wait()  # what it would do next: cut here
+
+    async def idle() -> None:
+        await asyncio.Event().wait()
+
+    writer, waiter = asyncio.create_task(writing()), asyncio.create_task(idle())
+    await inside.wait()
+    stopping = asyncio.create_task(uow.cancel_between_transactions([writer, waiter], within=30))
+    await asyncio.wait({waiter}, timeout=10)
+
+    assert waiter.cancelled() and not writer.done(), "outside a transaction: cut at once"
+    go_on.set()
+    await stopping
+    assert writer.cancelled()
+    async with uow.transaction(read_only=True) as tx:
+        assert await tx.plans.get(revision) is not None, "the transaction it was in committed"
