@@ -50,6 +50,7 @@ once, as is a request whose row was being written when the stop began (answered 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import logging
@@ -78,6 +79,11 @@ OnAck = Callable[[BoltResponse], Awaitable[None]]
 Dispatch = Callable[[str, dict[str, str], OnAck], Awaitable[BoltResponse]]
 
 MAX_ATTEMPTS = 5
+# Requests acked and waiting for a processing slot in the middle of their listener, per slot. Past
+# that, a request's listener is unwound the moment it acks and the request waits as its row id,
+# body and headers (`_queued`) until a slot frees: under a burst of a thousand acks, memory holds
+# a thousand small entries, not a thousand suspended listeners. Its inbox row stays claimed.
+WAITING_PER_SLOT = 4
 # At a stop, past the grace: how long a row's processing may take to end the transaction it is in
 # before it is cancelled anyway (a transaction is milliseconds; this bounds a stuck one).
 TRANSACTION_GRACE_S = 2.0
@@ -154,6 +160,8 @@ class Intake:
         self._slots = asyncio.Semaphore(concurrency)
         self._now = now
         self._tasks: dict[asyncio.Task[BoltResponse | None], Claim] = {}
+        self._waiting_for_slot = 0
+        self._queued: collections.deque[tuple[Claim, str, dict[str, str], float]] = collections.deque()
         self._wake = asyncio.Event()
         self._closing = False
         self._arrivals = GroupCommit(uow, by=self.replica, lease=lease)
@@ -215,11 +223,22 @@ class Intake:
         *,
         arrived: float,
         acked: asyncio.Future[BoltResponse] | None = None,
+        queue_when_busy: bool = True,
     ) -> asyncio.Task[BoltResponse | None]:
-        task = asyncio.create_task(self._process(claim, body, headers, arrived=arrived, acked=acked))
+        task = asyncio.create_task(
+            self._process(claim, body, headers, arrived=arrived, acked=acked, queue_when_busy=queue_when_busy)
+        )
         self._tasks[task] = claim
         task.add_done_callback(self._tasks.pop)
+        task.add_done_callback(self._start_queued)
         return task
+
+    def _start_queued(self, _finished: object = None) -> None:
+        """A slot is free: start the requests queued for one (their listeners run again from the
+        top, acking to nobody: Slack heard the first ack)."""
+        while self._queued and len(self._tasks) < self.concurrency and not self._closing:
+            claim, body, headers, arrived = self._queued.popleft()
+            self._start(claim, body, headers, arrived=arrived, queue_when_busy=False)
 
     async def _process(
         self,
@@ -229,6 +248,7 @@ class Intake:
         *,
         arrived: float,
         acked: asyncio.Future[BoltResponse] | None,
+        queue_when_busy: bool = True,
     ) -> BoltResponse | None:
         """Hand the row to Bolt; `acked` (when someone waits to answer Slack) gets the listener's ack."""
         CURRENT.set(claim)  # this task's own context: only its transactions see it
@@ -244,7 +264,14 @@ class Intake:
         async def on_ack(response: BoltResponse) -> None:
             if acked is not None and not acked.done():
                 acked.set_result(response)
-            await take_slot()  # the rest of the listener is processing: it waits for a slot
+            queue_full = self._waiting_for_slot >= WAITING_PER_SLOT * self.concurrency
+            if queue_when_busy and not holding and self._slots.locked() and queue_full:
+                raise _Deferred
+            self._waiting_for_slot += 1
+            try:
+                await take_slot()  # the rest of the listener is processing: it waits for a slot
+            finally:
+                self._waiting_for_slot -= 1
 
         try:
             try:
@@ -265,6 +292,9 @@ class Intake:
             return response
         except ClaimLost:
             log.warning("inbox row %s was taken over by another replica; its work is theirs", claim.id)
+            return None
+        except _Deferred:
+            self._queued.append((claim, body, headers, arrived))
             return None
         except asyncio.CancelledError:
             raise
@@ -353,20 +383,28 @@ class Intake:
         return len(rows)
 
     async def stop(self, *, grace: float) -> None:
-        """Claim nothing more; let running rows finish for `grace` s; release the rest at once."""
+        """Claim nothing more; let running rows finish for `grace` s; release the rest, and the
+        rows queued for a slot, at once."""
         self._closing = True
         self._wake.set()
         running = dict(self._tasks)
-        if not running:
-            return
-        _done, late = await asyncio.wait(running, timeout=grace)
-        await self._uow.cancel_between_transactions(late, within=TRANSACTION_GRACE_S)
-        for task in late:
-            claim = running[task]
-            if not claim.done:
-                try:
-                    await self._release(claim, error="released by a replica stopping", backoff=False)
-                except Exception:
-                    log.exception("could not release inbox row %s; its lease will", claim.id)
-        if late:
-            log.info("released %s inbox rows still being processed at shutdown", len(late))
+        late: set[asyncio.Task[BoltResponse | None]] = set()
+        if running:
+            _done, late = await asyncio.wait(running, timeout=grace)
+            await self._uow.cancel_between_transactions(late, within=TRANSACTION_GRACE_S)
+        left = [running[task] for task in late if not running[task].done]
+        left += [claim for claim, *_ in self._queued]
+        self._queued.clear()
+        for claim in left:
+            try:
+                await self._release(claim, error="released by a replica stopping", backoff=False)
+            except Exception:
+                log.exception("could not release inbox row %s; its lease will", claim.id)
+        if left:
+            log.info("released %s inbox rows not yet processed at shutdown", len(left))
+
+
+class _Deferred(BaseException):
+    """Raised from a listener's `ack` to unwind the rest of it: the request is acked and waits in
+    `Intake._queued` for a slot. A BaseException, like a cancellation, so that Bolt lets it through
+    rather than report it as the listener failing."""

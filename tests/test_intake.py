@@ -34,7 +34,7 @@ from aiohttp import web
 from slack_bolt.response import BoltResponse
 
 from bot.clock import SimulatedClock
-from bot.intake import Intake
+from bot.intake import WAITING_PER_SLOT, Intake
 from store.db import make_engine
 from store.inbox import InboxState
 from store.uow import UnitOfWork
@@ -248,6 +248,27 @@ async def test_while_every_slot_answers_slowly_usage_lines_and_refusals_still_co
     h.slack.release_answers()
     await wait_until(lambda: len(h.slack.responses()) == len(slow) + 1, what="every status answered")
     assert all("No active cutover run" in answer["text"] for answer in h.slack.responses())
+
+
+async def test_a_burst_past_the_queue_is_acked_at_once_and_each_request_answered_once(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    h.slack.hold_answers()
+    burst = h.bot.intake.concurrency * (WAITING_PER_SLOT + 2)
+    acks = await asyncio.gather(*(h.command("status", wait=False) for _ in range(burst)))
+    assert all((reply.status, reply.ack) == (200, "") for reply in acks), "every one acked at once"
+
+    h.slack.release_answers()
+    await wait_until(lambda: len(h.slack.responses()) >= burst, what="every status answered")
+    for _ in range(500):  # the row is marked done just after its answer is queued
+        async with h.bot.uow.transaction(read_only=True) as tx:
+            states = [r.state for r in await tx.inbox.all()]
+        if states == [InboxState.DONE.value] * burst:
+            break
+        await asyncio.sleep(0.02)
+    assert states == [InboxState.DONE.value] * burst
+    assert len(h.slack.responses()) == burst, "none answered twice"
 
 
 # -- serve children, stopped and killed -----------------------------------------------------
