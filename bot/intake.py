@@ -43,8 +43,9 @@ minutes.
 
 Stopping (`stop`): no new rows are claimed nor requests taken (503); what is being processed
 gets `grace` seconds to finish, a listener still waiting for its slot included; what is still
-running then is cancelled (its transaction rolls back) and released to the other replicas at
-once, as is a request whose row was being written when the stop began (answered 200).
+running then is cancelled between two transactions (`UnitOfWork.cancel_between_transactions`)
+and released to the other replicas at once, as are the requests queued for a slot and a request
+whose row was being written when the stop began (answered 200).
 """
 
 from __future__ import annotations
