@@ -564,7 +564,7 @@ class Dispatcher:
             paced_at = _rate_in_force(turn.rate, cap)
             if not turn.taken:
                 return _Turn(paced_at=paced_at, too_long=turn.wait)
-            due = self._monotonic() + turn.wait
+            due = self._monotonic() + max(turn.wait, 0.0)  # a slot taken back after a lull is not late
             if turn.wait > 0:
                 await self._nap(turn.wait)
             # Woken well after its slot (the loop was busy): the callers of the slots after it are

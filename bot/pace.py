@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from store.pace import Learned, interval, learned_rate
+from store.pace import CATCH_UP, Learned, interval, learned_rate
 from store.uow import UnitOfWork
 
 
@@ -110,7 +110,7 @@ class LocalPace:
     async def reserve(self, method: str, *, cap: float | None, within: float) -> Turn:
         pace = self._methods.setdefault(method, _Method())
         now = self._monotonic()
-        start = max(pace.next_slot, pace.not_before, now)
+        start = max(pace.next_slot, pace.not_before, now - CATCH_UP)
         if start > now + within:
             return Turn(wait=start - now, rate=pace.learned.rate, taken=False)
         pace.next_slot = start + interval(pace.learned.rate, cap)

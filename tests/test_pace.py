@@ -19,7 +19,7 @@ from bot.pace import LocalPace, StorePace, Turn
 from packets.messages import MessageKind
 from store.db import make_engine
 from store.outbox import UNFINISHED, OutboxState
-from store.pace import DECREASE, MIN_RATE, SAFETY, Learned, learned_rate
+from store.pace import CATCH_UP, DECREASE, MIN_RATE, SAFETY, Learned, learned_rate
 from store.uow import UnitOfWork
 from tests.slack_standin import SlackStandin
 from tests.test_dispatcher import FakeOutbox, line
@@ -278,3 +278,17 @@ async def test_a_store_error_while_pacing_stops_the_batch_and_loses_or_doubles_n
 
         assert report.sent == 15 and set(outbox.states().values()) == {"sent"}
         assert sorted(Counter(c.body["channel"] for c in slack.calls(POST) if c.ok).values()) == [1] * 20
+
+
+async def test_after_a_lull_a_caller_makes_up_at_most_catch_up_seconds_of_slots() -> None:
+    clock = [0.0]
+    pace = LocalPace(monotonic=lambda: clock[0])
+    await pace.reserve("chat.postMessage", cap=100.0, within=5.0)
+    clock[0] = 1.0  # every sender was busy for a second: its slots are gone, but for the last few
+
+    waits = [(await pace.reserve("chat.postMessage", cap=100.0, within=5.0)).wait for _ in range(8)]
+
+    made_up = [w for w in waits if w <= 0]
+    assert len(made_up) == round(CATCH_UP * 100) + 1, waits
+    assert min(waits) == pytest.approx(-CATCH_UP)
+    assert all(b - a == pytest.approx(0.01) for a, b in itertools.pairwise(waits)), "then one every 10 ms"
