@@ -10,7 +10,7 @@ ack), which is what Slack's 3-second limit is about. Every round waits for its r
 answers before the next begins, so no round's leftover work slows the next. The ratio of p99s is
 the price of the bot's own work before the ack (the inbox row among it) and beside it.
 
-The measurement runs in a child process so that the peak RSS (`resource.getrusage`) is the bot's
+The measurement runs in a child process so that the peak RSS (VmHWM, `_peak_rss_mb`) is the bot's
 serving 100 runs, not whatever the other benchmarks left in this process. The load generator runs
 in the same process as the servers (2 cores): it costs both servers alike.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,17 @@ REQUESTS = 1000
 CONCURRENCY = 50
 ACTIVE_RUNS = 100
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not `getrusage`'s ru_maxrss: Linux carries that across
+    execve, so a child forked from a parent that grew (`make bench` runs every benchmark first)
+    would report the parent's size."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -196,7 +206,7 @@ async def _child() -> dict[str, str]:
             click = _click(targets)
             bot_clicks, bot_click_failed = await _load(bot_url, slack, channels, prefix="click", build=click)
             clicked = await _replies(slack, "click", REQUESTS)
-            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            rss_mb = _peak_rss_mb()
             await _load(bare_url, slack, channels[:5], prefix="bare-warm", count=100)
             await _replies(slack, "bare-warm", 100)
             bare_times, bare_failed = await _load(bare_url, slack, channels, prefix="bare")
