@@ -9,9 +9,16 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bot.actuators import LogActuator
 from bot.clock import SimulatedClock
@@ -180,3 +187,23 @@ async def started_run(world: World, plan_dict: dict[str, Any]) -> str:
     outcome = await ask_engine(c.EngineIntent(run=run, user=ENG, move=c.Move.START), deps)
     assert outcome.ok, outcome.message
     return run
+
+
+@asynccontextmanager
+async def fresh_postgres_database(server: str) -> AsyncIterator[str]:
+    """A new, empty database on the PostgreSQL server at `server` (its URL), dropped afterwards."""
+    name = f"cutover_bench_{uuid.uuid4().hex[:12]}"
+    await _admin(server, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(server_url: str, sql: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(sql)
+    finally:
+        await engine.dispose()

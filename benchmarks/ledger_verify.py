@@ -19,13 +19,9 @@ import asyncio
 import os
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
-
+from benchmarks._world import fresh_postgres_database
 from bot.commands.ledger import verify_ledger
 from store.db import make_engine, upgrade
 from store.ledger import ChainVerdict
@@ -34,15 +30,6 @@ from store.uow import UnitOfWork
 VERIFIES = 1000
 CHAIN_LENGTH = 200
 AT = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
-
-
-async def _admin(server_url: str, sql: str) -> None:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(sql)
-    finally:
-        await engine.dispose()
 
 
 async def _verify_without_snapshot(uow: UnitOfWork, run_id: str) -> list[ChainVerdict]:
@@ -89,19 +76,15 @@ async def _measure(url: str) -> dict[str, tuple[int, float]]:
 async def _main() -> None:
     server = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if server:
-        name = f"cutover_bench_{uuid.uuid4().hex[:12]}"
-        await _admin(server, f'CREATE DATABASE "{name}"')
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        async with fresh_postgres_database(server) as url:
+            await upgrade(url)
+            results = await _measure(url)
         backend = "postgresql"
     else:
         url = f"sqlite+aiosqlite:///{os.path.join(tempfile.mkdtemp(prefix='cutover-bench-'), 'ledger.db')}"
-        backend = "sqlite"
-    try:
         await upgrade(url)
         results = await _measure(url)
-    finally:
-        if server:
-            await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        backend = "sqlite"
     for label in ("before", "after"):
         alarms, seconds = results[label]
         print(

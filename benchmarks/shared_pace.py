@@ -30,23 +30,27 @@ import asyncio
 import functools
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
-
-from benchmarks._world import AUTHORITY, WINDOW_START, World, chained_plan, make_world, quiet, started_run
+from benchmarks._world import (
+    AUTHORITY,
+    WINDOW_START,
+    World,
+    chained_plan,
+    fresh_postgres_database,
+    make_world,
+    quiet,
+    started_run,
+)
 from bot.dispatcher import Dispatcher, make_client
 from bot.outbox_port import StoreOutbox
 from bot.pace import LocalPace, PacePort, StorePace
 from handlers import commands as c
 from handlers.adoption import adopt_packet
 from handlers.resequence import report_late
-from store.db import make_engine, upgrade
+from store.db import make_engine
 from store.outbox import UNFINISHED
 from store.uow import UnitOfWork
 from tests.slack_standin import SlackStandin
@@ -60,15 +64,6 @@ DOWN_S = 20.0  # seconds Slack answers 503 to everything in the outage run
 
 PaceFor = Callable[[UnitOfWork], PacePort]
 Rates = dict[str, float] | None
-
-
-async def _admin(server_url: str, sql: str) -> None:
-    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql(sql)
-    finally:
-        await engine.dispose()
 
 
 async def _queue_fan_out(world: World, slack: SlackStandin) -> tuple[str, list[int]]:
@@ -222,14 +217,8 @@ async def _measure_outage(url: str) -> dict[str, str]:
 async def _on_a_fresh_database(
     server: str, measure: Callable[[str], Awaitable[dict[str, str]]]
 ) -> dict[str, str]:
-    name = f"cutover_bench_{uuid.uuid4().hex[:10]}"
-    await _admin(server, f'CREATE DATABASE "{name}"')
-    try:
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-        await upgrade(url)
-        return await measure(url)
-    finally:
-        await _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_postgres_database(server) as url:
+        return await measure(url)  # make_world migrates it
 
 
 def run() -> None:
