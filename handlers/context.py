@@ -103,17 +103,12 @@ class RunContext:
 
 
 async def load(tx: Transaction, run: str, now: datetime) -> RunContext | None:
-    row = await tx.runs.get(run)
-    if row is None:
-        return None
-    plan_row = await tx.plans.get(row.plan_revision)
-    packet_row = await tx.packets.get(run, row.authoritative_version or 1)
-    return _context(tx, row, plan_row, packet_row, now)
+    return (await load_many(tx, [run], now)).get(run)
 
 
 async def load_many(tx: Transaction, runs: Sequence[str], now: datetime) -> dict[str, RunContext]:
-    """`load` for several runs in a few statements: the runs that exist, by id. The runs must be
-    locked by `tx` (`transaction(runs=...)`) or `tx` read only."""
+    """`load` for several runs in three statements at most (plans are cached): the runs that
+    exist, by id."""
     found = await tx.runs.get_many(runs)
     rows = [found[run] for run in runs if run in found]
     packet_rows = await tx.packets.get_many([(r.run_id, r.authoritative_version or 1) for r in rows])

@@ -128,13 +128,10 @@ class Runs:
         reference the run (their foreign-key check takes a KEY SHARE lock, which it allows). SQLite
         has no row locks; there the unit of work already holds the database's one write lock.
         """
-        statement = select(runs).where(runs.c.run_id == run_id).with_for_update(key_share=True)
-        result = await self._connection.execute(statement)
-        mapping = result.mappings().first()
-        if mapping is None:
+        found = await self.lock_many([run_id])
+        if run_id not in found:
             raise RunNotFound(run_id)
-        self._locked[run_id] = _row(mapping)
-        return self._locked[run_id]
+        return found[run_id]
 
     async def lock_many(self, run_ids: Sequence[str]) -> dict[str, RunRow]:
         """`lock` for several runs in one statement, in run id order (so two lockers never
