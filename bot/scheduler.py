@@ -49,6 +49,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import metrics
+from bot.batches import Batches
 from bot.dispatcher import Dispatcher
 from bot.intents import dispatch
 from handlers import shifts
@@ -111,12 +112,11 @@ class Scheduler:
         self._shift_task: asyncio.Task[None] | None = None
         self._shifts_due = asyncio.Event()
         self._startup_task: asyncio.Task[None] | None = None
-        # Runs changed since their job was last derived, and the one task deriving them again.
-        self._to_refresh: set[str] = set()
-        self._refreshing: asyncio.Task[None] | None = None
-        # Runs whose tick is due, each with the future its tick job waits on; one task ticks them.
-        self._due: dict[str, asyncio.Future[Outcome | None]] = {}
-        self._ticking: asyncio.Task[None] | None = None
+        # Runs changed since their job was last derived; runs whose tick is due.
+        self._refreshes: Batches[bool] = Batches(self._refresh_together, size=None, name="refresh")
+        self._ticks: Batches[Outcome | None] = Batches(
+            self._tick_together, size=TICK_BATCH, name="gate ticks"
+        )
         # The asyncio tasks APScheduler runs our jobs in, while they run (stop() awaits them).
         self._inflight: set[asyncio.Task[object]] = set()
         # Tick jobs APScheduler has seen finish (counted after it frees the job's instance slot,
@@ -178,8 +178,8 @@ class Scheduler:
             self._dispatcher.stop_soon()
         started: list[asyncio.Task[Any] | None] = [
             self._startup_task,
-            self._ticking,
-            self._refreshing,
+            self._ticks.task,
+            self._refreshes.task,
         ]
         tasks = [t for t in [*started, *self._inflight] if t is not None]
         # Between transactions: cut off mid-statement, a tick could leave SQLite's write lock behind.
@@ -202,7 +202,8 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._shift_task
             self._shift_task = None
-        self._to_refresh.clear()
+        self._refreshes.clear()
+        self._ticks.clear()
         self._inflight.clear()
 
     async def startup_ticks(self) -> None:
@@ -301,14 +302,12 @@ class Scheduler:
         changed at one moment (a batch of ticks) are refreshed together."""
         if not self._running:
             return
-        self._to_refresh.add(run)
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.get_running_loop().create_task(self._refresh_pending(), name="refresh")
+        self._refreshes.add(run)
 
     async def settle(self) -> None:
         """Wait until every background refresh has finished (tests, shutdown)."""
-        while self._refreshing is not None and not self._refreshing.done():
-            await asyncio.gather(self._refreshing, return_exceptions=True)
+        while self._refreshes.task is not None and not self._refreshes.task.done():
+            await asyncio.gather(self._refreshes.task, return_exceptions=True)
 
     def tick_jobs(self) -> list[Job]:
         return [job for job in self._aps.get_jobs() if job.id.startswith(TICK_PREFIX)]
@@ -325,31 +324,7 @@ class Scheduler:
     async def tick(self, run: str) -> Outcome | None:
         """One gate check of one run; never raises (a failing run must not stop the others).
         Runs whose ticks come due at the same moment are ticked together."""
-        loop = asyncio.get_running_loop()
-        waiting = self._due.get(run)
-        if waiting is None:
-            waiting = self._due[run] = loop.create_future()
-            if self._ticking is None or self._ticking.done():
-                self._ticking = loop.create_task(self._tick_due(), name="gate ticks")
-        return await asyncio.shield(waiting)
-
-    async def _tick_due(self) -> None:
-        # One turn of the loop: the tick jobs APScheduler fired at this moment join the batch.
-        await asyncio.sleep(0)
-        while self._due:
-            batch = dict(list(self._due.items())[:TICK_BATCH])
-            for run in batch:
-                del self._due[run]
-            try:
-                outcomes = await self._tick_together(list(batch))
-            except BaseException:
-                # Stopping: whoever waits on these ticks hears that nothing was checked.
-                outcomes = {}
-                raise
-            finally:
-                for run, waiting in batch.items():
-                    if not waiting.done():
-                        waiting.set_result(outcomes.get(run))
+        return await asyncio.shield(self._ticks.add(run))
 
     async def _tick_together(self, runs: list[str]) -> dict[str, Outcome | None]:
         """Tick `runs` in one transaction; a run it leaves out, or all of them if it fails, alone."""
@@ -420,15 +395,13 @@ class Scheduler:
             if task is not None:
                 self._inflight.discard(task)
 
-    async def _refresh_pending(self) -> None:
-        # One turn of the loop: the runs changed at this moment join the refresh.
-        await asyncio.sleep(0)
-        while self._to_refresh:
-            runs, self._to_refresh = sorted(self._to_refresh), set()
-            try:
-                await self.refresh_many(runs)
-            except Exception:
-                log.exception("re-deriving the gate ticks of %s runs failed", len(runs))
+    async def _refresh_together(self, runs: list[str]) -> dict[str, bool]:
+        try:
+            jobs = await self.refresh_many(sorted(runs))
+        except Exception:
+            log.exception("re-deriving the gate ticks of %s runs failed", len(runs))
+            return {}
+        return {run: run in jobs for run in runs}
 
     async def _active_runs(self) -> list[str]:
         """Runs not yet ended (hyper-care included), oldest first."""
