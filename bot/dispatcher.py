@@ -64,7 +64,7 @@ from bot import messages as M
 from bot import metrics
 from bot.breaker import Breaker
 from bot.ids import SURFACE, Surface
-from bot.pace import LocalPace, PacePort
+from bot.pace import Known, LocalPace, PacePort
 from bot.render import RenderError, render, render_home
 from packets.messages import MessageKind
 from packets.witness import WitnessedHead, message_metadata
@@ -588,9 +588,16 @@ class Dispatcher:
                 raise PaceUnavailable("*") from exc
             self._heard_at = now
             for method, news in known.items():
-                self._note(method, news.rate)
-                if news.wait > 0:
-                    self._not_before[method] = max(self._not_before.get(method, 0.0), now + news.wait)
+                self._heard(method, news, now=now)
+
+    def _heard(self, method: str, news: Known, *, now: float) -> None:
+        """What the shared pace says of `method`: its rate, and a Retry-After still running."""
+        self._note(method, news.rate)
+        if news.wait > 0:
+            self._hold_until(method, now + news.wait)
+
+    def _hold_until(self, method: str, until: float) -> None:
+        self._not_before[method] = max(self._not_before.get(method, 0.0), until)
 
     def _note(self, method: str, rate: float | None) -> None:
         metrics.SLACK_PACE_RATE.labels(method=method).set(rate or 0)
@@ -605,7 +612,7 @@ class Dispatcher:
         metrics.OUTBOX_RETRIES.labels(reason="429").inc()
         log.warning(M.LOG.rate_limited, method, retry_after)
         now = self._monotonic()
-        self._not_before[method] = max(self._not_before.get(method, 0.0), now + retry_after)
+        self._hold_until(method, now + retry_after)
         # What Slack let through to this replica in the last second, for a call that was not paced:
         # reported once (the other requests of the same burst come back 429 too), and only when
         # it says something about the rate rather than about a burst.
@@ -621,9 +628,7 @@ class Dispatcher:
             )
         except Exception as exc:
             raise PaceUnavailable(method) from exc
-        self._note(method, news.rate)
-        if news.wait > 0:
-            self._not_before[method] = max(self._not_before[method], now + news.wait)
+        self._heard(method, news, now=now)
 
     def _succeeded(self, method: str) -> None:
         now = self._monotonic()
