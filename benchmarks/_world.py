@@ -22,15 +22,21 @@ from sqlalchemy.pool import NullPool
 
 from bot.actuators import LogActuator
 from bot.clock import SimulatedClock
+from bot.dispatcher import Dispatcher, make_client
+from bot.outbox_port import StoreOutbox
 from bot.telemetry.simulated import SimulatedTelemetry
 from bot.wiring import build_deps
 from handlers import commands as c
+from handlers.adoption import adopt_packet
 from handlers.deps import Deps
+from handlers.resequence import report_late
 from handlers.runs import ask_engine, open_run, sign_off
 from packets.plan import Plan
 from packets.plan_load import load_plan
 from store.db import make_engine, upgrade
+from store.outbox import OutboxRow
 from store.uow import UnitOfWork
+from tests.slack_standin import SlackStandin
 
 WINDOW_START = datetime.fromisoformat("2026-11-24T21:00:00-05:00")
 AUTHORITY = "U0REL1"
@@ -207,3 +213,29 @@ async def _admin(server_url: str, sql: str) -> None:
             await connection.exec_driver_sql(sql)
     finally:
         await engine.dispose()
+
+
+async def queued_fan_out(world: World, slack: SlackStandin, people: int) -> tuple[str, list[OutboxRow]]:
+    """A started run of a chained plan of `people` checkpoints whose first is reported late and
+    the proposal adopted: the run, and the outbox rows that queued (a DM to each person, the
+    channel's card and superseded notice). The set-up's own notices go out first, unmeasured."""
+    run = await started_run(world, chained_plan(people))
+    client = make_client(token=slack.token, base_url=slack.base_url)
+    outbox = StoreOutbox(world.uow)
+    await Dispatcher(client=client, outbox=outbox, find_target=outbox.find_target).drain(
+        now_fn=world.clock.now
+    )
+    world.clock.advance(timedelta(minutes=1))
+    late = c.ReportLate(
+        run=run,
+        user="U0P0000",
+        checkpoint="cp-0",
+        until=WINDOW_START + timedelta(hours=1),
+        reason="keys slow",
+    )
+    reported = await report_late(late, world.deps)
+    assert reported.ok, reported.message
+    adopted = await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)
+    assert adopted.ok, adopted.message
+    async with world.uow.transaction(read_only=True) as tx:
+        return run, [r for r in await tx.outbox.for_run(run) if r.state == "pending"]

@@ -18,13 +18,10 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta
 
-from benchmarks._world import AUTHORITY, WINDOW_START, chained_plan, make_world, quiet, started_run
+from benchmarks._world import make_world, queued_fan_out, quiet
 from bot.dispatcher import Dispatcher, make_client
 from bot.outbox_port import StoreOutbox
 from bot.pace import StorePace
-from handlers import commands as c
-from handlers.adoption import adopt_packet
-from handlers.resequence import report_late
 from tests.slack_standin import SlackStandin
 
 PEOPLE = 300
@@ -34,34 +31,17 @@ RATE = 100.0  # chat.postMessage calls per second the stand-in allows
 async def _measure(prefix: str, rates: dict[str, float] | None) -> dict[str, str]:
     world = await make_world()
     try:
-        run = await started_run(world, chained_plan(PEOPLE))
         async with SlackStandin() as slack:
-            client = make_client(token=slack.token, base_url=slack.base_url)
+            run, rows = await queued_fan_out(world, slack, PEOPLE)
             outbox = StoreOutbox(world.uow)
             # Paced through the slack_pace table, as `serve` wires it.
             dispatcher = Dispatcher(
-                client=client,
+                client=make_client(token=slack.token, base_url=slack.base_url),
                 outbox=outbox,
                 find_target=outbox.find_target,
                 rates=rates,
                 pace=StorePace(world.uow),
             )
-            # The set-up's own notices (v1's card among them) go out first, unlimited and unmeasured.
-            await dispatcher.drain(now_fn=world.clock.now)
-            world.clock.advance(timedelta(minutes=1))
-            late_report = c.ReportLate(
-                run=run,
-                user="U0P0000",
-                checkpoint="cp-0",
-                until=WINDOW_START + timedelta(hours=1),
-                reason="keys slow",
-            )
-            late = await report_late(late_report, world.deps)
-            assert late.ok, late.message
-            adopted = await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)
-            assert adopted.ok, adopted.message
-            async with world.uow.transaction(read_only=True) as tx:
-                rows = [r for r in await tx.outbox.for_run(run) if r.state == "pending"]
             dm_rows = [r for r in rows if r.kind == "delta_dm"]
             already = len(slack.calls())
             slack.rate_limit("chat.postMessage", per_second=RATE)

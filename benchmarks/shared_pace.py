@@ -34,22 +34,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from benchmarks._world import (
-    AUTHORITY,
-    WINDOW_START,
-    World,
-    chained_plan,
-    fresh_postgres_database,
-    make_world,
-    quiet,
-    started_run,
-)
+from benchmarks._world import fresh_postgres_database, make_world, queued_fan_out, quiet
 from bot.dispatcher import Dispatcher, make_client
 from bot.outbox_port import StoreOutbox
 from bot.pace import LocalPace, PacePort, StorePace
-from handlers import commands as c
-from handlers.adoption import adopt_packet
-from handlers.resequence import report_late
 from store.db import make_engine
 from store.outbox import UNFINISHED
 from store.uow import UnitOfWork
@@ -64,29 +52,6 @@ DOWN_S = 20.0  # seconds Slack answers 503 to everything in the outage run
 
 PaceFor = Callable[[UnitOfWork], PacePort]
 Rates = dict[str, float] | None
-
-
-async def _queue_fan_out(world: World, slack: SlackStandin) -> tuple[str, list[int]]:
-    """The run and the ids of the rows adopting the late report queued."""
-    run = await started_run(world, chained_plan(PEOPLE))
-    # The set-up's own notices (v1's card among them) go out first, unlimited and unmeasured.
-    client = make_client(token=slack.token, base_url=slack.base_url)
-    outbox = StoreOutbox(world.uow)
-    await Dispatcher(client=client, outbox=outbox, find_target=outbox.find_target).drain(
-        now_fn=world.clock.now
-    )
-    world.clock.advance(timedelta(minutes=1))
-    late = c.ReportLate(
-        run=run,
-        user="U0P0000",
-        checkpoint="cp-0",
-        until=WINDOW_START + timedelta(hours=1),
-        reason="keys slow",
-    )
-    assert (await report_late(late, world.deps)).ok
-    assert (await adopt_packet(c.AdoptPacket(run=run, user=AUTHORITY), world.deps)).ok
-    async with world.uow.transaction(read_only=True) as tx:
-        return run, [r.id for r in await tx.outbox.for_run(run) if r.state == "pending"]
 
 
 def _replica(uow: UnitOfWork, n: int, slack: SlackStandin, pace: PacePort, rates: Rates) -> Dispatcher:
@@ -106,7 +71,8 @@ async def _measure(prefix: str, url: str, *, pace_for: PaceFor, rates: Rates) ->
     uows = [UnitOfWork(make_engine(url)) for _ in range(REPLICAS)]
     try:
         async with SlackStandin() as slack:
-            run, ids = await _queue_fan_out(world, slack)
+            run, rows = await queued_fan_out(world, slack, PEOPLE)
+            ids = [r.id for r in rows]
             already = len(slack.calls())
             slack.rate_limit(POST, per_second=RATE)
             replicas = [_replica(uow, n, slack, pace_for(uow), rates) for n, uow in enumerate(uows)]
@@ -165,7 +131,8 @@ async def _measure_outage(url: str) -> dict[str, str]:
     stop = asyncio.Event()
     try:
         async with SlackStandin() as slack:
-            run, ids = await _queue_fan_out(world, slack)
+            run, rows = await queued_fan_out(world, slack, PEOPLE)
+            ids = [r.id for r in rows]
             already = len(slack.calls())
             slack.rate_limit(POST, per_second=RATE)
             replicas = [_replica(uow, n, slack, StorePace(uow), None) for n, uow in enumerate(uows)]
