@@ -85,9 +85,6 @@ MAX_ATTEMPTS = 5
 # body and headers (`_queued`) until a slot frees: under a burst of a thousand acks, memory holds
 # a thousand small entries, not a thousand suspended listeners. Its inbox row stays claimed.
 WAITING_PER_SLOT = 4
-# At a stop, past the grace: how long a row's processing may take to end the transaction it is in
-# before it is cancelled anyway (a transaction is milliseconds; this bounds a stuck one).
-TRANSACTION_GRACE_S = 2.0
 # Headers worth keeping with a stored request (what Bolt and the listeners read).
 KEPT_HEADERS = ("content-type", "x-slack-retry-num", "x-slack-retry-reason")
 
@@ -306,7 +303,7 @@ class Intake:
         finally:
             # Between two renewals, never in one: cut off mid-statement, a renewal can leave
             # SQLite's write lock behind it (UnitOfWork.cancel_between_transactions).
-            await self._uow.cancel_between_transactions([renewer], within=TRANSACTION_GRACE_S)
+            await self._uow.cancel_between_transactions([renewer])
 
     def _signed(self, body: str, headers: dict[str, str]) -> dict[str, str]:
         at = int(time.time())
@@ -392,7 +389,7 @@ class Intake:
         late: set[asyncio.Task[BoltResponse | None]] = set()
         if running:
             _done, late = await asyncio.wait(running, timeout=grace)
-            await self._uow.cancel_between_transactions(late, within=TRANSACTION_GRACE_S)
+            await self._uow.cancel_between_transactions(late)
         left = [running[task] for task in late if not running[task].done]
         left += [claim for claim, *_ in self._queued]
         self._queued.clear()

@@ -70,9 +70,6 @@ JOB_DEFAULTS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_g
 # (`handlers.gate_checks.check_gates_together`): a tick of hundreds of runs then costs a few
 # statements per hundred runs, and no run's lock is held for long.
 TICK_BATCH = 100
-# At a stop: how long a tick in flight may take to end the transaction it is in before it is
-# cancelled anyway (a transaction is milliseconds; this bounds a stuck one).
-STOP_TRANSACTION_GRACE_S = 2.0
 
 IntervalFor = Callable[[RunContext], timedelta | None]
 
@@ -183,7 +180,7 @@ class Scheduler:
         ]
         tasks = [t for t in [*started, *self._inflight] if t is not None]
         # Between transactions: cut off mid-statement, a tick could leave SQLite's write lock behind.
-        await self._deps.uow.cancel_between_transactions(tasks, within=STOP_TRANSACTION_GRACE_S)
+        await self._deps.uow.cancel_between_transactions(tasks)
         if self._dispatch_task is not None:
             # Let a drain in progress record what it sent; past the grace, cancel it (a row cut
             # off mid-send stays claimed until its lease ends, then goes again: at least once).

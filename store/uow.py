@@ -56,6 +56,11 @@ from store.runs import Runs
 from store.shifts import Shifts
 from store.writer_lock import WriterLock
 
+# How long a task being stopped may take to end the transaction it is in before it is cancelled
+# anyway (`UnitOfWork.cancel_between_transactions`): a transaction is milliseconds; this bounds a
+# stuck one.
+TRANSACTION_GRACE_S = 2.0
+
 
 class Transaction:
     """The repositories of one open transaction. Valid only inside its `async with` block."""
@@ -190,7 +195,7 @@ class UnitOfWork:
                     self._connected[task] = left
 
     async def cancel_between_transactions(
-        self, tasks: Collection[asyncio.Task[Any]], *, within: float
+        self, tasks: Collection[asyncio.Task[Any]], *, within: float = TRANSACTION_GRACE_S
     ) -> None:
         """Cancel `tasks`, each at a moment it has no connection in hand, waiting up to `within`
         seconds for those in a transaction to end it; then cancel what is left anyway.
